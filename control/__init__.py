@@ -1,0 +1,1 @@
+"""Voxline control plane: the Quart service that serves the documented API."""

@@ -1,0 +1,63 @@
+"""The app factory: extensions, blueprints, error handlers, start-up and shut-down hooks."""
+
+from __future__ import annotations
+
+from quart import Quart, request
+from quart_schema import QuartSchema
+from redis.asyncio import Redis
+
+from control.blueprints import auth, health, workspaces
+from control.config import Settings, get_settings
+from control.db import close_db, init_db
+from control.errors import APIError, register_error_handlers
+from control.ratelimit import init_rate_limiter
+
+BLUEPRINTS = (health.blueprint, auth.blueprint, workspaces.blueprint)
+
+
+def create_app(settings: Settings | None = None) -> Quart:
+    settings = settings or get_settings()
+    app = Quart("voxline", static_folder=None)
+    app.config["SETTINGS"] = settings
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_request_bytes
+
+    QuartSchema(
+        app,
+        info={"title": "Voxline API", "version": "0.1.0"},
+        security_schemes={
+            "cookie": {"type": "apiKey", "in_": "cookie", "name": "access_token"},
+            "bearer": {"type": "http", "scheme": "bearer", "bearer_format": "JWT"},
+            "apiKey": {"type": "apiKey", "in_": "header", "name": "X-API-Key"},
+        },
+        security=[{"cookie": []}, {"bearer": []}, {"apiKey": []}],
+    )
+    redis = Redis.from_url(
+        settings.redis_url, socket_connect_timeout=1.0, socket_timeout=2.0, decode_responses=True
+    )
+    app.extensions["redis"] = redis
+    init_rate_limiter(app, redis)
+    register_error_handlers(app)
+    for blueprint in BLUEPRINTS:
+        app.register_blueprint(blueprint)
+
+    @app.before_request
+    async def limit_json_body_size() -> None:
+        if request.mimetype == "multipart/form-data":
+            return
+        if (request.content_length or 0) > settings.max_json_bytes:
+            raise APIError(
+                413,
+                "PAYLOAD_TOO_LARGE",
+                f"The request body is larger than {settings.max_json_bytes} bytes.",
+            )
+
+    @app.before_serving
+    async def start() -> None:
+        await init_db(settings)
+
+    @app.after_serving
+    async def stop() -> None:
+        await close_db()
+        await redis.aclose()
+
+    return app

@@ -1,0 +1,1 @@
+"""One blueprint per API module, each named after its URL prefix."""

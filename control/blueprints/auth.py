@@ -1,0 +1,214 @@
+"""`/auth`: login, signup, token refresh, logout, Google login and password reset."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field
+from quart import Blueprint, Response, current_app, jsonify, request
+from quart_schema import validate_request
+
+from control.errors import APIError
+from control.models import User
+from control.principal import ACCESS_COOKIE, REFRESH_COOKIE, current_principal, public, require_user
+from control.ratelimit import per_minute
+from control.security import check_password_policy
+from control.services import auth as auth_service
+
+blueprint = Blueprint("auth", __name__, url_prefix="/auth")
+
+Password = Annotated[str, AfterValidator(check_password_policy)]
+REFRESH_COOKIE_PATH = "/auth"
+
+
+class StrictBody(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+
+class LoginIn(StrictBody):
+    email: EmailStr
+    password: str = Field(min_length=1, max_length=256)
+
+
+class SignupIn(StrictBody):
+    email: EmailStr
+    password: Password
+    full_name: str = Field(default="", max_length=200)
+
+
+class GoogleIn(StrictBody):
+    id_token: str = Field(min_length=1, max_length=8192)
+
+
+class ForgotPasswordIn(StrictBody):
+    email: EmailStr
+
+
+class ResetPasswordIn(StrictBody):
+    token: str = Field(min_length=1, max_length=512)
+    new_password: Password
+
+
+class UserOut(BaseModel):
+    id: str
+    email: str
+    full_name: str
+    is_superuser: bool
+    current_workspace_id: str | None
+
+    @classmethod
+    def of(cls, user: User) -> UserOut:
+        return cls(
+            id=str(user.id),
+            email=user.email,
+            full_name=user.full_name,
+            is_superuser=user.is_superuser,
+            current_workspace_id=str(user.current_workspace_id) if user.current_workspace_id else None,
+        )
+
+
+class TokensOut(BaseModel):
+    access_token: str
+    refresh_token: str
+    token_type: str = "bearer"
+    expires_in: int
+    user: UserOut
+
+
+class MessageOut(BaseModel):
+    detail: str
+
+
+def _settings():
+    return current_app.config["SETTINGS"]
+
+
+async def _presented_refresh_token() -> str | None:
+    """The refresh token from its cookie, else from a JSON body `{"refresh_token": ...}`."""
+    token = request.cookies.get(REFRESH_COOKIE)
+    if token:
+        return token
+    payload = await request.get_json(silent=True)
+    if isinstance(payload, dict) and isinstance(payload.get("refresh_token"), str):
+        return payload["refresh_token"][:4096]
+    return None
+
+
+def _session_response(user: User, tokens: auth_service.TokenPair, status: int = 200) -> Response:
+    """The tokens in the body for API clients, and as HttpOnly cookies for browsers."""
+    body = TokensOut(
+        access_token=tokens.access_token,
+        refresh_token=tokens.refresh_token,
+        expires_in=tokens.expires_in,
+        user=UserOut.of(user),
+    )
+    response = jsonify(body.model_dump())
+    response.status_code = status
+    secure = _settings().cookie_secure
+    response.set_cookie(
+        ACCESS_COOKIE, tokens.access_token, max_age=tokens.expires_in,
+        httponly=True, samesite="Lax", secure=secure, path="/",
+    )
+    response.set_cookie(
+        REFRESH_COOKIE, tokens.refresh_token, max_age=tokens.refresh_expires_in,
+        httponly=True, samesite="Lax", secure=secure, path=REFRESH_COOKIE_PATH,
+    )
+    return response
+
+
+@blueprint.post("/login")
+@per_minute(10)
+@public
+@validate_request(LoginIn)
+async def login(data: LoginIn) -> Response:
+    """Log in with email and password.
+
+    Sets the `access_token` and `refresh_token` cookies and returns both tokens.
+    """
+    user = await auth_service.authenticate(data.email, data.password)
+    return _session_response(user, await auth_service.issue_tokens(_settings(), user))
+
+
+@blueprint.post("/signup")
+@per_minute(5)
+@public
+@validate_request(SignupIn)
+async def signup(data: SignupIn) -> Response:
+    """Register a new user.
+
+    Creates the user's personal workspace (as admin) and logs them in.
+    """
+    user = await auth_service.signup(data.email, data.password, data.full_name)
+    return _session_response(user, await auth_service.issue_tokens(_settings(), user), status=201)
+
+
+@blueprint.post("/refresh")
+@per_minute(30)
+@public
+async def refresh() -> Response:
+    """Exchange the refresh token (cookie or body) for new tokens.
+
+    Each refresh token works once; presenting a spent one ends the whole session.
+    """
+    token = await _presented_refresh_token()
+    if not token:
+        raise APIError(401, "NOT_AUTHENTICATED", "No refresh token: send the refresh_token cookie or field.")
+    user, tokens = await auth_service.rotate_refresh_token(_settings(), token)
+    return _session_response(user, tokens)
+
+
+@blueprint.post("/logout")
+@require_user
+async def logout() -> Response:
+    """Log out.
+
+    Revokes the refresh token and clears both cookies.
+    """
+    token = await _presented_refresh_token()
+    if token:
+        await auth_service.revoke_refresh_token(_settings(), token, current_principal().require_user())
+    response = jsonify(MessageOut(detail="Logged out.").model_dump())
+    response.delete_cookie(ACCESS_COOKIE, path="/")
+    response.delete_cookie(REFRESH_COOKIE, path=REFRESH_COOKIE_PATH)
+    return response
+
+
+@blueprint.post("/google")
+@per_minute(10)
+@public
+@validate_request(GoogleIn)
+async def google(data: GoogleIn) -> Response:
+    """Log in with a Google ID token.
+
+    The token is verified against Google's keys, the configured client id, issuer and expiry.
+    """
+    user = await auth_service.google_login(_settings(), data.id_token)
+    return _session_response(user, await auth_service.issue_tokens(_settings(), user))
+
+
+@blueprint.post("/forgot-password")
+@per_minute(5)
+@public
+@validate_request(ForgotPasswordIn)
+async def forgot_password(data: ForgotPasswordIn) -> tuple[dict, int]:
+    """Email a password reset link.
+
+    Always answers 200, whether or not the email has an account.
+    """
+    # Sent in the background so the response time does not reveal whether the account exists.
+    current_app.add_background_task(auth_service.send_password_reset, _settings(), data.email)
+    detail = "If an account exists for that email, a reset link is on its way."
+    return MessageOut(detail=detail).model_dump(), 200
+
+
+@blueprint.post("/reset-password")
+@per_minute(10)
+@public
+@validate_request(ResetPasswordIn)
+async def reset_password(data: ResetPasswordIn) -> tuple[dict, int]:
+    """Set a new password with the emailed token.
+
+    Every existing session of the account is ended.
+    """
+    await auth_service.reset_password(data.token, data.new_password)
+    return MessageOut(detail="Password changed; log in with the new password.").model_dump(), 200

@@ -1,0 +1,151 @@
+"""The `voxline` command: serve, migrate, createsuperuser and the other entry points."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import os
+import sys
+
+from control.config import Settings, get_settings
+
+logger = logging.getLogger("voxline")
+
+
+def configure_logging(level: str = "INFO") -> None:
+    logging.basicConfig(
+        level=os.environ.get("VOXLINE_LOG_LEVEL", level).upper(),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+    )
+
+
+def _describe_database(settings: Settings) -> str:
+    url = settings.resolved_database_url
+    if url.startswith("sqlite://"):
+        return f"SQLite at {url.removeprefix('sqlite://')}"
+    host = url.split("@")[-1]
+    return f"PostgreSQL at {host}"
+
+
+async def _migrate(settings: Settings) -> None:
+    from control.db import apply_migrations
+
+    def progress(event: str, app_label: str, name: str) -> None:
+        if event == "apply_done":
+            print(f"  applied {app_label}.{name}")
+
+    print(f"Migrating {_describe_database(settings)} ...")
+    await apply_migrations(settings, progress=progress)
+    print("Database schema is up to date.")
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    asyncio.run(_migrate(get_settings()))
+    return 0
+
+
+async def _serve(settings: Settings, host: str, port: int) -> None:
+    from hypercorn.asyncio import serve
+    from hypercorn.config import Config
+
+    from control.app import create_app
+
+    await _migrate(settings)
+    config = Config()
+    config.bind = [f"{host}:{port}"]
+    config.accesslog = "-"
+    config.errorlog = "-"
+    config.graceful_timeout = 5
+    print(f"Voxline API on http://{host}:{port}  (docs: http://{host}:{port}/docs)")
+    await serve(create_app(settings), config)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    try:
+        asyncio.run(_serve(settings, args.host, args.port))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+async def _create_superuser(settings: Settings, email: str, password: str) -> str:
+    from tortoise.transactions import in_transaction
+
+    from control.db import close_db, init_db
+    from control.models import User
+    from control.services import auth as auth_service
+
+    await init_db(settings)
+    try:
+        email = auth_service.normalise_email(email)
+        async with in_transaction():
+            user = await User.get_or_none(email=email)
+            if user is None:
+                user = await auth_service.signup(email, password, "Administrator")
+                action = "created"
+            else:
+                action = "promoted"
+            user.is_superuser = True
+            await user.save(update_fields=["is_superuser"])
+        return action
+    finally:
+        await close_db()
+
+
+def cmd_createsuperuser(args: argparse.Namespace) -> int:
+    from control.security import check_password_policy
+
+    settings = get_settings()
+    email = args.email or input("Email: ").strip()
+    password = args.password or os.environ.get("VOXLINE_SUPERUSER_PASSWORD")
+    if not password:
+        password = getpass.getpass("Password: ")
+    try:
+        check_password_policy(password)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    asyncio.run(_migrate(settings))
+    action = asyncio.run(_create_superuser(settings, email, password))
+    print(f"Superuser {email} {action}.")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="voxline", description="Voxline: real-time voice AI agents.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the control plane (the HTTP API)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.set_defaults(handler=cmd_serve)
+
+    migrate = commands.add_parser("migrate", help="apply database schema migrations")
+    migrate.set_defaults(handler=cmd_migrate)
+
+    superuser = commands.add_parser("createsuperuser", help="create (or promote) a superuser")
+    superuser.add_argument("--email")
+    superuser.add_argument("--password", help="else VOXLINE_SUPERUSER_PASSWORD, else a prompt")
+    superuser.set_defaults(handler=cmd_createsuperuser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    configure_logging()
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except Exception as error:  # a clear one-line message beats a traceback for operators
+        from pydantic import ValidationError
+
+        if isinstance(error, ValidationError):
+            print(f"error: invalid settings: {error}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,141 @@
+"""Tortoise models of the control plane; every workspace-owned row cascades with its workspace."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from tortoise import fields
+from tortoise.models import Model
+
+
+class Role(StrEnum):
+    """A membership's role; ordering matters (member < developer < admin)."""
+
+    MEMBER = "member"
+    DEVELOPER = "developer"
+    ADMIN = "admin"
+
+    @property
+    def rank(self) -> int:
+        return ROLE_RANKS[self]
+
+    def at_least(self, minimum: Role) -> bool:
+        return self.rank >= minimum.rank
+
+
+ROLE_RANKS = {Role.MEMBER: 1, Role.DEVELOPER: 2, Role.ADMIN: 3}
+
+
+class User(Model):
+    id = fields.UUIDField(primary_key=True)
+    email = fields.CharField(max_length=320, unique=True)
+    full_name = fields.CharField(max_length=200, default="")
+    password_hash = fields.CharField(max_length=255, null=True)
+    google_sub = fields.CharField(max_length=255, null=True, unique=True)
+    is_superuser = fields.BooleanField(default=False)
+    is_active = fields.BooleanField(default=True)
+    current_workspace: fields.ForeignKeyNullableRelation[Workspace] = fields.ForeignKeyField(
+        "models.Workspace", related_name=False, null=True, on_delete=fields.SET_NULL
+    )
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "users"
+
+
+class Workspace(Model):
+    id = fields.UUIDField(primary_key=True)
+    name = fields.CharField(max_length=200)
+    slug = fields.CharField(max_length=80, unique=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "workspaces"
+
+
+class Membership(Model):
+    id = fields.UUIDField(primary_key=True)
+    workspace: fields.ForeignKeyRelation[Workspace] = fields.ForeignKeyField(
+        "models.Workspace", related_name="memberships", on_delete=fields.CASCADE
+    )
+    user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name="memberships", on_delete=fields.CASCADE
+    )
+    role = fields.CharEnumField(Role, max_length=16)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "memberships"
+        unique_together = (("workspace", "user"),)
+
+
+# An invite for an email that has no account yet; accepted at signup or login.
+class Invitation(Model):
+
+    id = fields.UUIDField(primary_key=True)
+    workspace: fields.ForeignKeyRelation[Workspace] = fields.ForeignKeyField(
+        "models.Workspace", related_name="invitations", on_delete=fields.CASCADE
+    )
+    email = fields.CharField(max_length=320, db_index=True)
+    role = fields.CharEnumField(Role, max_length=16)
+    invited_by: fields.ForeignKeyNullableRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name=False, null=True, on_delete=fields.SET_NULL
+    )
+    created_at = fields.DatetimeField(auto_now_add=True)
+    accepted_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "invitations"
+        unique_together = (("workspace", "email"),)
+
+
+# A workspace-scoped key; only its SHA-256 is stored, the secret is shown once.
+class ApiKey(Model):
+
+    id = fields.UUIDField(primary_key=True)
+    workspace: fields.ForeignKeyRelation[Workspace] = fields.ForeignKeyField(
+        "models.Workspace", related_name="api_keys", on_delete=fields.CASCADE
+    )
+    name = fields.CharField(max_length=100)
+    role = fields.CharEnumField(Role, max_length=16)
+    prefix = fields.CharField(max_length=16)
+    key_hash = fields.CharField(max_length=64, unique=True)
+    created_by: fields.ForeignKeyNullableRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name=False, null=True, on_delete=fields.SET_NULL
+    )
+    created_at = fields.DatetimeField(auto_now_add=True)
+    last_used_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "api_keys"
+
+
+# One issued refresh token (by its JWT id); a family is one login's rotation chain.
+class RefreshToken(Model):
+
+    id = fields.UUIDField(primary_key=True)
+    user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name="refresh_tokens", on_delete=fields.CASCADE
+    )
+    family_id = fields.UUIDField(db_index=True)
+    expires_at = fields.DatetimeField()
+    used_at = fields.DatetimeField(null=True)
+    revoked_at = fields.DatetimeField(null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "refresh_tokens"
+
+
+class PasswordResetToken(Model):
+    id = fields.UUIDField(primary_key=True)
+    user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name="reset_tokens", on_delete=fields.CASCADE
+    )
+    token_hash = fields.CharField(max_length=64, unique=True)
+    expires_at = fields.DatetimeField()
+    used_at = fields.DatetimeField(null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "password_reset_tokens"

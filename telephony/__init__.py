@@ -1,0 +1,1 @@
+"""LiveKit SIP trunks, dispatch rules, outbound dialing and phone-number providers."""

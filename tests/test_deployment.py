@@ -1,0 +1,147 @@
+"""The docker-compose deployment: it validates, it is complete, and it refuses missing secrets."""
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+DEPLOY_DIR = ROOT / ".deploy"
+
+SERVICES = {
+    "postgres",
+    "redis",
+    "livekit",
+    "livekit-sip",
+    "chroma",
+    "control",
+    "worker",
+    "prometheus",
+}
+
+# Dummy values for every variable docker-compose.yml requires.
+SECRETS = {
+    "POSTGRES_PASSWORD": "dummy-postgres-password",
+    "VOXLINE_JWT_SECRET": "dummy-jwt-secret",
+    "VOXLINE_SERVICE_TOKEN": "dummy-service-token",
+    "VOXLINE_ENCRYPTION_KEY": "dummy-encryption-key",
+    "LIVEKIT_API_KEY": "dummy-api-key",
+    "LIVEKIT_API_SECRET": "dummy-api-secret",
+}
+
+
+def run_compose_config(tmp_path: Path, variables: dict[str, str]) -> subprocess.CompletedProcess:
+    """Runs `docker-compose config` with only `variables` set, ignoring any local `.env`."""
+    executable = shutil.which("docker-compose")
+    if executable is None:
+        pytest.fail("docker-compose is not on PATH: run make test (it installs docker-compose)")
+    empty_env_file = tmp_path / "empty.env"
+    empty_env_file.write_text("")
+    environment = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), **variables}
+    return subprocess.run(
+        [executable, "--env-file", str(empty_env_file), "-f", str(COMPOSE_FILE), "config"],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory) -> dict:
+    result = run_compose_config(tmp_path_factory.mktemp("compose"), SECRETS)
+    assert result.returncode == 0, result.stderr
+    return yaml.safe_load(result.stdout)
+
+
+def test_all_services_are_defined(rendered):
+    assert SERVICES <= set(rendered["services"])
+
+
+def test_control_and_worker_share_one_image_build(rendered):
+    services = rendered["services"]
+    control, worker, migrate = services["control"], services["worker"], services["migrate"]
+    assert control["build"]["dockerfile"] == ".deploy/Dockerfile"
+    assert Path(control["build"]["context"]) == ROOT
+    assert worker["build"] == control["build"] == migrate["build"]
+    assert worker["image"] == control["image"] == migrate["image"]
+    assert control["command"] == ["voxline", "serve", "--host", "0.0.0.0", "--port", "8000"]
+    assert worker["command"] == ["voxline", "worker"]
+
+
+def test_control_starts_after_migrations_and_healthy_stores(rendered):
+    services = rendered["services"]
+    assert services["migrate"]["command"] == ["voxline", "migrate"]
+    depends_on = services["control"]["depends_on"]
+    assert depends_on["migrate"]["condition"] == "service_completed_successfully"
+    assert depends_on["postgres"]["condition"] == "service_healthy"
+    assert depends_on["redis"]["condition"] == "service_healthy"
+    assert "healthcheck" in services["postgres"]
+    assert "healthcheck" in services["redis"]
+    assert "healthcheck" in services["control"]
+
+
+def test_secrets_reach_the_control_plane_and_worker(rendered):
+    control = rendered["services"]["control"]["environment"]
+    worker = rendered["services"]["worker"]["environment"]
+    assert control["VOXLINE_ENV"] == "production"
+    assert control["VOXLINE_DATABASE_URL"] == (
+        "postgres://voxline:dummy-postgres-password@postgres:5432/voxline"
+    )
+    assert control["VOXLINE_JWT_SECRET"] == "dummy-jwt-secret"
+    assert control["VOXLINE_ENCRYPTION_KEY"] == "dummy-encryption-key"
+    assert worker["VOXLINE_API_URL"] == "http://control:8000"
+    for environment in (control, worker):
+        assert environment["VOXLINE_SERVICE_TOKEN"] == "dummy-service-token"
+        assert environment["LIVEKIT_URL"] == "ws://livekit:7880"
+        assert environment["LIVEKIT_API_KEY"] == "dummy-api-key"
+        assert environment["LIVEKIT_API_SECRET"] == "dummy-api-secret"
+
+
+@pytest.mark.parametrize("missing", sorted(SECRETS))
+def test_config_fails_when_a_secret_is_missing(tmp_path, missing):
+    variables = {name: value for name, value in SECRETS.items() if name != missing}
+    result = run_compose_config(tmp_path, variables)
+    assert result.returncode != 0
+    assert f"set {missing} in .env" in result.stderr
+
+
+def test_livekit_signs_webhooks_to_the_control_plane(rendered):
+    livekit_config = yaml.safe_load((DEPLOY_DIR / "livekit.yaml").read_text())
+    assert livekit_config["webhook"]["urls"] == ["http://control:8000/webhook/livekit"]
+    assert livekit_config["redis"]["address"] == "redis:6379"
+    environment = rendered["services"]["livekit"]["environment"]
+    assert environment["LIVEKIT_KEYS"] == "dummy-api-key: dummy-api-secret"
+    assert environment["LIVEKIT_WEBHOOK_API_KEY"] == "dummy-api-key"
+
+
+def test_sip_publishes_its_signalling_port_and_whole_rtp_range(rendered):
+    sip_config = yaml.safe_load((DEPLOY_DIR / "sip.yaml").read_text())
+    start, end = (int(port) for port in sip_config["rtp_port"].split("-"))
+    published = {
+        (port["protocol"], port["target"]) for port in rendered["services"]["livekit-sip"]["ports"]
+    }
+    assert {("udp", 5060), ("tcp", 5060)} <= published
+    assert {("udp", port) for port in range(start, end + 1)} <= published
+
+
+def test_prometheus_scrapes_control_workload_and_worker_metrics():
+    prometheus_config = yaml.safe_load((DEPLOY_DIR / "prometheus.yml").read_text())
+    jobs = {job["job_name"]: job for job in prometheus_config["scrape_configs"]}
+    control, worker = jobs["voxline-control"], jobs["voxline-worker"]
+    assert control["metrics_path"] == "/reports/workload"
+    assert control["dns_sd_configs"][0] == {"names": ["control"], "type": "A", "port": 8000}
+    assert worker["dns_sd_configs"][0] == {"names": ["worker"], "type": "A", "port": 9100}
+
+
+def test_env_example_lists_every_variable_the_compose_file_reads():
+    used = set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)", COMPOSE_FILE.read_text()))
+    env_example = (DEPLOY_DIR / "env.example").read_text()
+    listed = set(re.findall(r"^([A-Z][A-Z0-9_]*)=", env_example, flags=re.MULTILINE))
+    assert used - listed == set()
