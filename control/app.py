@@ -42,9 +42,12 @@ def create_app(settings: Settings | None = None) -> Quart:
 
     @app.before_request
     async def limit_json_body_size() -> None:
-        if request.mimetype == "multipart/form-data":
+        if request.mimetype == "multipart/form-data" or request.method in ("GET", "HEAD"):
             return
-        if (request.content_length or 0) > settings.max_json_bytes:
+        size = request.content_length
+        if size is None:  # chunked: the body is bounded by MAX_CONTENT_LENGTH while read
+            size = len(await request.get_data(cache=True))
+        if size > settings.max_json_bytes:
             raise APIError(
                 413,
                 "PAYLOAD_TOO_LARGE",

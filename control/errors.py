@@ -88,7 +88,7 @@ def register_error_handlers(app: Quart) -> None:
 
     @app.errorhandler(RateLimitExceeded)
     async def handle_rate_limited(error: RateLimitExceeded):
-        headers = dict(error.get_headers())
+        headers = {"Retry-After": str(error.retry_after)}
         return _render(
             APIError(
                 429,

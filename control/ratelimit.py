@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from quart import Quart, Response
+from quart import Quart, Response, current_app, request
 from quart_rate_limiter import RateLimiter, RateLimiterStoreABC, rate_limit
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -50,7 +50,24 @@ class RedisRateStore(RateLimiterStoreABC):
             raise APIError(503, "SERVICE_UNAVAILABLE", "Redis is unavailable.") from error
 
 
+FAIL_OPEN_ATTRIBUTE = "_voxline_rate_limit_fail_open"
+
+
+def fail_open(view):
+    """Let this route through when the limiter's store is down (e.g. `/health` must answer)."""
+    setattr(view, FAIL_OPEN_ATTRIBUTE, True)
+    return view
+
+
 class VoxlineRateLimiter(RateLimiter):
+    async def _before_request(self) -> None:
+        try:
+            await super()._before_request()
+        except APIError:
+            view = current_app.view_functions.get(request.endpoint)
+            if not getattr(view, FAIL_OPEN_ATTRIBUTE, False):
+                raise
+
     async def _after_request(self, response: Response) -> Response:
         # The after-request hook only adds informational headers; a Redis failure here must
         # not turn an answered request into an error.
@@ -69,4 +86,4 @@ def per_minute(limit: int):
     return rate_limit(limit, PER_MINUTE)
 
 
-__all__ = ["init_rate_limiter", "per_minute", "rate_limit"]
+__all__ = ["fail_open", "init_rate_limiter", "per_minute", "rate_limit"]

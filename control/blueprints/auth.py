@@ -84,14 +84,11 @@ def _settings():
 
 
 async def _presented_refresh_token() -> str | None:
-    """The refresh token from its cookie, else from a JSON body `{"refresh_token": ...}`."""
-    token = request.cookies.get(REFRESH_COOKIE)
-    if token:
-        return token
+    """The refresh token named in a JSON body `{"refresh_token": ...}`, else its cookie."""
     payload = await request.get_json(silent=True)
     if isinstance(payload, dict) and isinstance(payload.get("refresh_token"), str):
         return payload["refresh_token"][:4096]
-    return None
+    return request.cookies.get(REFRESH_COOKIE)
 
 
 def _session_response(user: User, tokens: auth_service.TokenPair, status: int = 200) -> Response:

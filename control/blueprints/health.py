@@ -10,7 +10,7 @@ from redis.exceptions import RedisError
 from tortoise import connections
 
 from control.principal import public
-from control.ratelimit import per_minute
+from control.ratelimit import fail_open, per_minute
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +43,7 @@ async def _redis_ok() -> bool:
 @blueprint.get("/health")
 @per_minute(600)
 @public
+@fail_open
 async def health() -> tuple[dict, int]:
     """Report whether the database and Redis answer.
 

@@ -110,19 +110,25 @@ async def _refresh_row(settings: Settings, refresh_token: str) -> RefreshToken:
 
 async def rotate_refresh_token(settings: Settings, refresh_token: str) -> tuple[User, TokenPair]:
     """Exchange a refresh token for a new pair; reuse of a spent token revokes its whole family."""
+    row = await _refresh_row(settings, refresh_token)
     async with in_transaction():
-        row = await _refresh_row(settings, refresh_token)
         row = await RefreshToken.filter(id=row.id).select_for_update().get()
-        if row.revoked_at is not None:
-            raise APIError(401, "TOKEN_REVOKED", "This session has ended; log in again.")
-        if row.used_at is not None:
-            await RefreshToken.filter(family_id=row.family_id, revoked_at=None).update(revoked_at=utcnow())
-            logger.warning("refresh token reuse detected; revoked family %s", row.family_id)
-            raise APIError(
-                401, "TOKEN_REUSED", "This refresh token was already used; the session was revoked."
+        reused = row.used_at is not None and row.revoked_at is None
+        if reused:
+            # Committed before answering: the revocation must survive the error response.
+            await RefreshToken.filter(family_id=row.family_id, revoked_at=None).update(
+                revoked_at=utcnow()
             )
-        row.used_at = utcnow()
-        await row.save(update_fields=["used_at"])
+        elif row.revoked_at is None:
+            row.used_at = utcnow()
+            await row.save(update_fields=["used_at"])
+    if reused:
+        logger.warning("refresh token reuse detected; revoked family %s", row.family_id)
+        raise APIError(
+            401, "TOKEN_REUSED", "This refresh token was already used; the session was revoked."
+        )
+    if row.revoked_at is not None:
+        raise APIError(401, "TOKEN_REVOKED", "This session has ended; log in again.")
     user = await User.get(id=row.user_id)
     if not user.is_active:
         raise APIError(401, "INVALID_TOKEN", "The account is disabled.")

@@ -1,0 +1,153 @@
+"""Shared fixtures: a real PostgreSQL database and Redis per test run, an app, users and SMTP."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from email import message_from_bytes, policy
+from email.message import Message
+
+import asyncpg
+import pytest
+from aiosmtpd.controller import Controller
+from redis.asyncio import Redis
+from tortoise import Tortoise, connections
+
+from control.app import create_app
+from control.config import Settings
+from control.db import apply_migrations
+from control.models import Membership, Role, User, Workspace
+from control.security import encode_token, hash_password
+
+TEST_DATABASE_URL = os.environ.get(
+    "VOXLINE_TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/voxline_test"
+)
+TEST_REDIS_URL = os.environ.get("VOXLINE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+PASSWORD = "correct-horse-9"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Mailbox:
+    """What a real local SMTP server (aiosmtpd) received."""
+
+    port: int = 0
+    messages: list[Message] = field(default_factory=list)
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's API)
+        self.messages.append(message_from_bytes(envelope.content, policy=policy.default))
+        return "250 OK"
+
+    async def wait_for(self, to: str, timeout: float = 5.0) -> Message:
+        for _ in range(int(timeout / 0.05)):
+            for message in self.messages:
+                if message["To"] == to:
+                    return message
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"no email reached {to}")
+
+
+@pytest.fixture(scope="session")
+def mailbox() -> Mailbox:
+    box = Mailbox(port=free_port())
+    controller = Controller(box, hostname="127.0.0.1", port=box.port)
+    controller.start()
+    yield box
+    controller.stop()
+
+
+async def _recreate_database(url: str) -> None:
+    base, name = url.rsplit("/", 1)
+    admin = await asyncpg.connect(base.replace("postgres://", "postgresql://") + "/postgres")
+    try:
+        await admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name
+        )
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture(scope="session")
+def settings(mailbox, tmp_path_factory) -> Settings:
+    return Settings(
+        env="test",
+        data_dir=tmp_path_factory.mktemp("data"),
+        database_url=TEST_DATABASE_URL,
+        redis_url=TEST_REDIS_URL,
+        smtp_port=mailbox.port,
+        jwt_secret="test-jwt-secret-" + "x" * 32,
+        encryption_key="test-encryption-key",
+        service_token="test-service-token",
+        google_client_id="voxline-test.apps.googleusercontent.com",
+    )
+
+
+@pytest.fixture(scope="session")
+async def app(settings):
+    await _recreate_database(settings.database_url)
+    await apply_migrations(settings)
+    application = create_app(settings)
+    async with application.test_app() as test_app:
+        yield test_app
+    await Tortoise.close_connections()
+
+
+@pytest.fixture(scope="session")
+async def redis(settings) -> AsyncIterator[Redis]:
+    client = Redis.from_url(settings.redis_url, decode_responses=True)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def db(app, redis, mailbox):
+    """Empty tables, an empty Redis database and an empty mailbox for this test."""
+    mailbox.messages.clear()
+    tables = [model._meta.db_table for model in Tortoise.apps["models"].values()]
+    await connections.get("default").execute_script(
+        "TRUNCATE " + ", ".join(f'"{table}"' for table in tables) + " CASCADE"
+    )
+    await redis.flushdb()
+
+
+@pytest.fixture
+def client(app, db):
+    return app.test_client()
+
+
+async def make_user(
+    email: str = "owner@example.com",
+    *,
+    role: Role = Role.ADMIN,
+    workspace: Workspace | None = None,
+    superuser: bool = False,
+) -> tuple[User, Workspace]:
+    """A user with `role` in `workspace` (a new workspace when none is given)."""
+    user = await User.create(
+        email=email, password_hash=hash_password(PASSWORD), is_superuser=superuser
+    )
+    if workspace is None:
+        slug = email.replace("@", "-").replace(".", "-")
+        workspace = await Workspace.create(name=f"{email}'s workspace", slug=slug)
+    await Membership.create(user=user, workspace=workspace, role=role)
+    user.current_workspace_id = workspace.id
+    await user.save()
+    return user, workspace
+
+
+def auth_headers(settings: Settings, user: User, workspace: Workspace | None = None) -> dict:
+    token = encode_token(settings, {"sub": str(user.id), "typ": "access"}, 600)
+    headers = {"Authorization": f"Bearer {token}"}
+    if workspace is not None:
+        headers["X-Workspace-Id"] = str(workspace.id)
+    return headers
