@@ -115,7 +115,9 @@ def cmd_createsuperuser(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="voxline", description="Voxline: real-time voice AI agents.")
+    parser = argparse.ArgumentParser(
+        prog="voxline", description="Voxline: real-time voice AI agents."
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = commands.add_parser("serve", help="run the control plane (the HTTP API)")

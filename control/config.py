@@ -11,7 +11,9 @@ from typing import Literal
 from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-PLACEHOLDER_SECRETS = frozenset({"", "change-me", "changeme", "secret", "dev-secret", "placeholder"})
+PLACEHOLDER_SECRETS = frozenset(
+    {"", "change-me", "changeme", "secret", "dev-secret", "placeholder"}
+)
 DEVELOPMENT_SECRET = "change-me"
 
 
@@ -55,7 +57,8 @@ class Settings(BaseSettings):
 
     allow_private_urls: bool = False
     max_agent_sessions: int = Field(
-        default=10, validation_alias=AliasChoices("VOXLINE_MAX_AGENT_SESSIONS", "MAX_AGENT_SESSIONS")
+        default=10,
+        validation_alias=AliasChoices("VOXLINE_MAX_AGENT_SESSIONS", "MAX_AGENT_SESSIONS"),
     )
 
     livekit_url: str | None = Field(default=None, validation_alias="LIVEKIT_URL")

@@ -34,5 +34,7 @@ async def send_email(settings: Settings, to: str, subject: str, body: str) -> No
             timeout=settings.smtp_timeout_seconds,
         )
     except (aiosmtplib.SMTPException, OSError) as error:
-        raise MailError(f"could not send email via {settings.smtp_host}:{settings.smtp_port}") from error
+        raise MailError(
+            f"could not send email via {settings.smtp_host}:{settings.smtp_port}"
+        ) from error
     logger.info("sent email %r", subject)

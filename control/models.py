@@ -71,7 +71,6 @@ class Membership(Model):
 
 # An invite for an email that has no account yet; accepted at signup or login.
 class Invitation(Model):
-
     id = fields.UUIDField(primary_key=True)
     workspace: fields.ForeignKeyRelation[Workspace] = fields.ForeignKeyField(
         "models.Workspace", related_name="invitations", on_delete=fields.CASCADE
@@ -91,7 +90,6 @@ class Invitation(Model):
 
 # A workspace-scoped key; only its SHA-256 is stored, the secret is shown once.
 class ApiKey(Model):
-
     id = fields.UUIDField(primary_key=True)
     workspace: fields.ForeignKeyRelation[Workspace] = fields.ForeignKeyField(
         "models.Workspace", related_name="api_keys", on_delete=fields.CASCADE
@@ -112,7 +110,6 @@ class ApiKey(Model):
 
 # One issued refresh token (by its JWT id); a family is one login's rotation chain.
 class RefreshToken(Model):
-
     id = fields.UUIDField(primary_key=True)
     user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
         "models.User", related_name="refresh_tokens", on_delete=fields.CASCADE

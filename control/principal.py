@@ -50,7 +50,9 @@ class Principal:
 
     def require_user(self) -> User:
         if self.user is None:
-            raise APIError(403, "USER_REQUIRED", "This action needs a logged-in user, not an API key.")
+            raise APIError(
+                403, "USER_REQUIRED", "This action needs a logged-in user, not an API key."
+            )
         return self.user
 
 
@@ -78,7 +80,9 @@ def _parse_workspace_id(raw: str) -> uuid.UUID:
     try:
         return uuid.UUID(raw)
     except ValueError as error:
-        raise APIError(400, "INVALID_WORKSPACE_ID", f"{WORKSPACE_HEADER} must be a UUID.") from error
+        raise APIError(
+            400, "INVALID_WORKSPACE_ID", f"{WORKSPACE_HEADER} must be a UUID."
+        ) from error
 
 
 async def workspace_role(user: User, workspace_id: uuid.UUID) -> tuple[Workspace, Role | None]:
@@ -152,7 +156,9 @@ def current_principal() -> Principal:
 
 
 def _has_role(principal: Principal, minimum: Role) -> bool:
-    return principal.is_superuser or (principal.role is not None and principal.role.at_least(minimum))
+    return principal.is_superuser or (
+        principal.role is not None and principal.role.at_least(minimum)
+    )
 
 
 def require_role(minimum: Role, *, users_only: bool = False) -> Callable:

@@ -46,8 +46,8 @@ class Mailbox:
         self.messages.append(message_from_bytes(envelope.content, policy=policy.default))
         return "250 OK"
 
-    async def wait_for(self, to: str, timeout: float = 5.0) -> Message:
-        for _ in range(int(timeout / 0.05)):
+    async def wait_for(self, to: str, seconds: float = 5.0) -> Message:
+        for _ in range(int(seconds / 0.05)):
             for message in self.messages:
                 if message["To"] == to:
                     return message

@@ -63,7 +63,9 @@ class UserOut(BaseModel):
             email=user.email,
             full_name=user.full_name,
             is_superuser=user.is_superuser,
-            current_workspace_id=str(user.current_workspace_id) if user.current_workspace_id else None,
+            current_workspace_id=str(user.current_workspace_id)
+            if user.current_workspace_id
+            else None,
         )
 
 
@@ -103,12 +105,22 @@ def _session_response(user: User, tokens: auth_service.TokenPair, status: int = 
     response.status_code = status
     secure = _settings().cookie_secure
     response.set_cookie(
-        ACCESS_COOKIE, tokens.access_token, max_age=tokens.expires_in,
-        httponly=True, samesite="Lax", secure=secure, path="/",
+        ACCESS_COOKIE,
+        tokens.access_token,
+        max_age=tokens.expires_in,
+        httponly=True,
+        samesite="Lax",
+        secure=secure,
+        path="/",
     )
     response.set_cookie(
-        REFRESH_COOKIE, tokens.refresh_token, max_age=tokens.refresh_expires_in,
-        httponly=True, samesite="Lax", secure=secure, path=REFRESH_COOKIE_PATH,
+        REFRESH_COOKIE,
+        tokens.refresh_token,
+        max_age=tokens.refresh_expires_in,
+        httponly=True,
+        samesite="Lax",
+        secure=secure,
+        path=REFRESH_COOKIE_PATH,
     )
     return response
 
@@ -149,7 +161,9 @@ async def refresh() -> Response:
     """
     token = await _presented_refresh_token()
     if not token:
-        raise APIError(401, "NOT_AUTHENTICATED", "No refresh token: send the refresh_token cookie or field.")
+        raise APIError(
+            401, "NOT_AUTHENTICATED", "No refresh token: send the refresh_token cookie or field."
+        )
     user, tokens = await auth_service.rotate_refresh_token(_settings(), token)
     return _session_response(user, tokens)
 
@@ -163,7 +177,9 @@ async def logout() -> Response:
     """
     token = await _presented_refresh_token()
     if token:
-        await auth_service.revoke_refresh_token(_settings(), token, current_principal().require_user())
+        await auth_service.revoke_refresh_token(
+            _settings(), token, current_principal().require_user()
+        )
     response = jsonify(MessageOut(detail="Logged out.").model_dump())
     response.delete_cookie(ACCESS_COOKIE, path="/")
     response.delete_cookie(REFRESH_COOKIE, path=REFRESH_COOKIE_PATH)

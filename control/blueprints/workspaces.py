@@ -37,7 +37,12 @@ class WorkspaceOut(BaseModel):
 
     @classmethod
     def of(cls, workspace: Workspace) -> WorkspaceOut:
-        return cls(id=workspace.id, name=workspace.name, slug=workspace.slug, created_at=workspace.created_at)
+        return cls(
+            id=workspace.id,
+            name=workspace.name,
+            slug=workspace.slug,
+            created_at=workspace.created_at,
+        )
 
 
 class SwitchIn(BaseModel):
@@ -94,8 +99,12 @@ class ApiKeyOut(BaseModel):
     @classmethod
     def of(cls, api_key: ApiKey) -> ApiKeyOut:
         return cls(
-            id=api_key.id, name=api_key.name, role=api_key.role, prefix=api_key.prefix,
-            created_at=api_key.created_at, last_used_at=api_key.last_used_at,
+            id=api_key.id,
+            name=api_key.name,
+            role=api_key.role,
+            prefix=api_key.prefix,
+            created_at=api_key.created_at,
+            last_used_at=api_key.last_used_at,
         )
 
 
@@ -111,7 +120,9 @@ async def create_workspace(data: WorkspaceCreate) -> tuple[dict, int]:
 
     The creator becomes its admin; the slug is generated from the name and unique.
     """
-    workspace = await workspace_service.create_workspace(current_principal().require_user(), data.name)
+    workspace = await workspace_service.create_workspace(
+        current_principal().require_user(), data.name
+    )
     return WorkspaceOut.of(workspace).model_dump(mode="json"), 201
 
 
@@ -124,7 +135,9 @@ async def list_workspaces(query_args: PageQuery) -> dict:
     A superuser sees every workspace.
     """
     user = current_principal().require_user()
-    page = await paginate(workspace_service.workspaces_visible_to(user), query_args, WorkspaceOut.of)
+    page = await paginate(
+        workspace_service.workspaces_visible_to(user), query_args, WorkspaceOut.of
+    )
     return page.model_dump(mode="json")
 
 
@@ -136,7 +149,9 @@ async def switch_workspace(data: SwitchIn) -> dict:
 
     Later requests without `X-Workspace-Id` act in it.
     """
-    workspace = await workspace_service.switch_workspace(current_principal().require_user(), data.workspace_id)
+    workspace = await workspace_service.switch_workspace(
+        current_principal().require_user(), data.workspace_id
+    )
     return WorkspaceOut.of(workspace).model_dump(mode="json")
 
 
@@ -147,7 +162,9 @@ async def get_workspace(workspace_id: uuid.UUID) -> dict:
 
     Any member may read it.
     """
-    return WorkspaceOut.of(await workspace_service.get_workspace(workspace_id)).model_dump(mode="json")
+    return WorkspaceOut.of(await workspace_service.get_workspace(workspace_id)).model_dump(
+        mode="json"
+    )
 
 
 @blueprint.patch("/<uuid:workspace_id>")
@@ -196,8 +213,11 @@ async def invite_member(workspace_id: uuid.UUID, data: InviteIn) -> tuple[dict, 
     An existing user is added at once; otherwise an invitation is emailed and accepted at signup.
     """
     outcome = await workspace_service.invite(
-        current_app.config["SETTINGS"], workspace_id, current_principal().require_user(),
-        data.email, data.role,
+        current_app.config["SETTINGS"],
+        workspace_id,
+        current_principal().require_user(),
+        data.email,
+        data.role,
     )
     body = InviteOut(
         status="added" if outcome.membership else "invited",
@@ -243,7 +263,9 @@ async def create_api_key(workspace_id: uuid.UUID, data: ApiKeyCreate) -> tuple[d
     api_key, secret = await workspace_service.create_api_key(
         workspace_id, current_principal().user, data.name, data.role
     )
-    return ApiKeyCreated(**ApiKeyOut.of(api_key).model_dump(), key=secret).model_dump(mode="json"), 201
+    return ApiKeyCreated(**ApiKeyOut.of(api_key).model_dump(), key=secret).model_dump(
+        mode="json"
+    ), 201
 
 
 @blueprint.delete("/<uuid:workspace_id>/api-keys/<uuid:key_id>")

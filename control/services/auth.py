@@ -54,8 +54,12 @@ async def _create_user(email: str, password: str | None, full_name: str, **extra
                 **extra,
             )
         except IntegrityError as error:
-            raise APIError(409, "EMAIL_TAKEN", "An account with that email already exists.") from error
-        workspace = await workspaces.create_workspace(user, f"{full_name or email.split('@')[0]}'s workspace")
+            raise APIError(
+                409, "EMAIL_TAKEN", "An account with that email already exists."
+            ) from error
+        workspace = await workspaces.create_workspace(
+            user, f"{full_name or email.split('@')[0]}'s workspace"
+        )
         await workspaces.accept_pending_invitations(user)
         user.current_workspace_id = workspace.id
         await user.save(update_fields=["current_workspace_id"])
@@ -65,20 +69,26 @@ async def _create_user(email: str, password: str | None, full_name: str, **extra
 async def signup(email: str, password: str, full_name: str) -> User:
     email = normalise_email(email)
     if await User.exists(email=email):
-        raise APIError(409, "EMAIL_TAKEN", "An account with that email already exists; log in instead.")
+        raise APIError(
+            409, "EMAIL_TAKEN", "An account with that email already exists; log in instead."
+        )
     return await _create_user(email, password, full_name)
 
 
 async def authenticate(email: str, password: str) -> User:
     user = await User.get_or_none(email=normalise_email(email))
-    password_ok = await asyncio.to_thread(verify_password, user.password_hash if user else None, password)
+    password_ok = await asyncio.to_thread(
+        verify_password, user.password_hash if user else None, password
+    )
     if user is None or not password_ok or not user.is_active:
         raise APIError(401, "INVALID_CREDENTIALS", "Wrong email or password.")
     await workspaces.accept_pending_invitations(user)
     return user
 
 
-async def issue_tokens(settings: Settings, user: User, family_id: uuid.UUID | None = None) -> TokenPair:
+async def issue_tokens(
+    settings: Settings, user: User, family_id: uuid.UUID | None = None
+) -> TokenPair:
     """A fresh access token and a refresh token in `family_id` (a new family at login)."""
     refresh_row = await RefreshToken.create(
         user=user,
@@ -90,10 +100,17 @@ async def issue_tokens(settings: Settings, user: User, family_id: uuid.UUID | No
     )
     refresh = encode_token(
         settings,
-        {"sub": str(user.id), "typ": "refresh", "jti": str(refresh_row.id), "fam": str(refresh_row.family_id)},
+        {
+            "sub": str(user.id),
+            "typ": "refresh",
+            "jti": str(refresh_row.id),
+            "fam": str(refresh_row.family_id),
+        },
         settings.refresh_token_ttl_seconds,
     )
-    return TokenPair(access, refresh, settings.access_token_ttl_seconds, settings.refresh_token_ttl_seconds)
+    return TokenPair(
+        access, refresh, settings.access_token_ttl_seconds, settings.refresh_token_ttl_seconds
+    )
 
 
 async def _refresh_row(settings: Settings, refresh_token: str) -> RefreshToken:
@@ -142,7 +159,9 @@ async def revoke_refresh_token(settings: Settings, refresh_token: str, user: Use
     except APIError:
         return
     if row.user_id == user.id:
-        await RefreshToken.filter(family_id=row.family_id, revoked_at=None).update(revoked_at=utcnow())
+        await RefreshToken.filter(family_id=row.family_id, revoked_at=None).update(
+            revoked_at=utcnow()
+        )
 
 
 def _verify_google_id_token(settings: Settings, token: str) -> dict:
@@ -158,7 +177,9 @@ def _verify_google_id_token(settings: Settings, token: str) -> dict:
             certs_url=settings.google_certs_url,
         )
     except (ValueError, google_exceptions.GoogleAuthError) as error:
-        raise APIError(401, "INVALID_GOOGLE_TOKEN", f"The Google ID token was refused: {error}") from error
+        raise APIError(
+            401, "INVALID_GOOGLE_TOKEN", f"The Google ID token was refused: {error}"
+        ) from error
     if claims.get("iss") not in GOOGLE_ISSUERS:
         raise APIError(401, "INVALID_GOOGLE_TOKEN", "The Google ID token has the wrong issuer.")
     if not claims.get("email") or not claims.get("email_verified"):
@@ -170,7 +191,9 @@ async def google_login(settings: Settings, token: str) -> User:
     """Verify a Google ID token and find or create its user."""
     if not settings.google_client_id:
         raise APIError(
-            400, "GOOGLE_LOGIN_DISABLED", "Google login is not configured (VOXLINE_GOOGLE_CLIENT_ID)."
+            400,
+            "GOOGLE_LOGIN_DISABLED",
+            "Google login is not configured (VOXLINE_GOOGLE_CLIENT_ID).",
         )
     claims = await asyncio.to_thread(_verify_google_id_token, settings, token)
     email = normalise_email(claims["email"])
@@ -215,9 +238,17 @@ async def send_password_reset(settings: Settings, email: str) -> None:
 async def reset_password(token: str, new_password: str) -> None:
     """Set a new password from a reset token and end every session of the user."""
     async with in_transaction():
-        row = await PasswordResetToken.filter(token_hash=hash_secret(token)).select_for_update().first()
+        row = (
+            await PasswordResetToken.filter(token_hash=hash_secret(token))
+            .select_for_update()
+            .first()
+        )
         if row is None or row.used_at is not None or row.expires_at < utcnow():
-            raise APIError(400, "INVALID_RESET_TOKEN", "The reset link is invalid, used or expired; ask for a new one.")
+            raise APIError(
+                400,
+                "INVALID_RESET_TOKEN",
+                "The reset link is invalid, used or expired; ask for a new one.",
+            )
         row.used_at = utcnow()
         await row.save(update_fields=["used_at"])
         password_hash = await asyncio.to_thread(hash_password, new_password)

@@ -83,9 +83,7 @@ async def switch_workspace(user: User, workspace_id: uuid.UUID) -> Workspace:
 
 def members_of(workspace_id: uuid.UUID) -> QuerySet[Membership]:
     return (
-        Membership.filter(workspace_id=workspace_id)
-        .order_by("created_at")
-        .prefetch_related("user")
+        Membership.filter(workspace_id=workspace_id).order_by("created_at").prefetch_related("user")
     )
 
 
@@ -125,7 +123,7 @@ async def invite(
             settings,
             email,
             f"You are invited to {workspace.name} on Voxline",
-            f"{inviter.email} invited you to the workspace \"{workspace.name}\" as {role.value}.\n"
+            f'{inviter.email} invited you to the workspace "{workspace.name}" as {role.value}.\n'
             f"Sign up with this email address at {settings.public_url} to join.\n",
         )
     except MailError as error:
@@ -139,7 +137,8 @@ async def accept_pending_invitations(user: User) -> int:
     invitations = await Invitation.filter(email=user.email, accepted_at=None)
     for invitation in invitations:
         await Membership.get_or_create(
-            workspace_id=invitation.workspace_id, user_id=user.id,
+            workspace_id=invitation.workspace_id,
+            user_id=user.id,
             defaults={"role": invitation.role},
         )
         invitation.accepted_at = utcnow()
@@ -155,9 +154,11 @@ async def remove_member(workspace_id: uuid.UUID, user_id: uuid.UUID) -> None:
         if membership is None:
             raise APIError(404, "MEMBER_NOT_FOUND", "That user is not a member of this workspace.")
         if membership.role == Role.ADMIN:
-            admins = await Membership.filter(
-                workspace_id=workspace_id, role=Role.ADMIN
-            ).select_for_update().count()
+            admins = (
+                await Membership.filter(workspace_id=workspace_id, role=Role.ADMIN)
+                .select_for_update()
+                .count()
+            )
             if admins <= 1:
                 raise APIError(
                     409,

@@ -15,7 +15,15 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-from control.models import Invitation, Membership, PasswordResetToken, RefreshToken, Role, User, Workspace
+from control.models import (
+    Invitation,
+    Membership,
+    PasswordResetToken,
+    RefreshToken,
+    Role,
+    User,
+    Workspace,
+)
 from control.security import encode_token, hash_secret, utcnow
 from tests.conftest import PASSWORD, auth_headers, free_port, make_user
 
@@ -145,7 +153,11 @@ async def test_expired_and_tampered_tokens_are_refused(client, settings):
     tampered = good[:-3] + ("aaa" if not good.endswith("aaa") else "bbb")
     response = await client.get("/workspaces", headers={"Authorization": tampered})
     assert response.status_code == 401
-    forged = jwt.encode({"sub": str(user.id), "typ": "access", "iat": time.time(), "exp": time.time() + 60}, "another-secret-that-is-long-enough-32b", algorithm="HS256")
+    forged = jwt.encode(
+        {"sub": str(user.id), "typ": "access", "iat": time.time(), "exp": time.time() + 60},
+        "another-secret-that-is-long-enough-32b",
+        algorithm="HS256",
+    )
     response = await client.get("/workspaces", headers={"Authorization": f"Bearer {forged}"})
     assert response.status_code == 401
 
@@ -183,7 +195,10 @@ async def test_logout_clears_cookies_and_revokes_refresh(client):
     response = await client.post("/auth/logout")
     assert response.status_code == 200
     cleared = response.headers.getlist("Set-Cookie")
-    assert any(c.startswith("access_token=;") or "access_token=\"\"" in c or c.startswith("access_token=;") for c in cleared)
+    assert any(
+        c.startswith("access_token=;") or 'access_token=""' in c or c.startswith("access_token=;")
+        for c in cleared
+    )
     assert all("Max-Age=0" in c or "expires=Thu, 01 Jan 1970" in c for c in cleared)
     api = client.app.test_client()
     response = await api.post("/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
@@ -221,12 +236,16 @@ async def test_forgot_password_never_reveals_accounts_and_reset_works(client, ma
     stored = await PasswordResetToken.get(user__email="ada@example.com")
     assert stored.token_hash == hash_secret(token) and token not in stored.token_hash
 
-    response = await client.post("/auth/reset-password", json={"token": token, "new_password": NEW_PASSWORD})
+    response = await client.post(
+        "/auth/reset-password", json={"token": token, "new_password": NEW_PASSWORD}
+    )
     assert response.status_code == 200
     assert await RefreshToken.filter(revoked_at=None).count() == 0
     assert (await login(client)).status_code == 401
     assert (await login(client, password=NEW_PASSWORD)).status_code == 200
-    again = await client.post("/auth/reset-password", json={"token": token, "new_password": "another-pass-77"})
+    again = await client.post(
+        "/auth/reset-password", json={"token": token, "new_password": "another-pass-77"}
+    )
     assert again.status_code == 400
     assert (await again.get_json())["code"] == "INVALID_RESET_TOKEN"
 
@@ -236,7 +255,9 @@ async def test_expired_reset_token_is_refused(client):
     await PasswordResetToken.create(
         user=user, token_hash=hash_secret("stale-token"), expires_at=utcnow() - timedelta(minutes=1)
     )
-    response = await client.post("/auth/reset-password", json={"token": "stale-token", "new_password": NEW_PASSWORD})
+    response = await client.post(
+        "/auth/reset-password", json={"token": "stale-token", "new_password": NEW_PASSWORD}
+    )
     assert response.status_code == 400
 
 
@@ -259,8 +280,12 @@ def google_keys():
     now = utcnow()
     cert = (
         x509.CertificateBuilder()
-        .subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(1).not_valid_before(now - timedelta(days=1)).not_valid_after(now + timedelta(days=1))
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=1))
         .sign(key, hashes.SHA256())
     )
     certs = {"test-kid": cert.public_bytes(serialization.Encoding.PEM).decode()}
@@ -286,9 +311,15 @@ def google_keys():
 def google_token(key, audience, **overrides):
     now = int(time.time())
     claims = {
-        "iss": "https://accounts.google.com", "aud": audience, "sub": "google-123",
-        "email": "grace@example.com", "email_verified": True, "name": "Grace",
-        "iat": now, "exp": now + 600, **overrides,
+        "iss": "https://accounts.google.com",
+        "aud": audience,
+        "sub": "google-123",
+        "email": "grace@example.com",
+        "email_verified": True,
+        "name": "Grace",
+        "iat": now,
+        "exp": now + 600,
+        **overrides,
     }
     return jwt.encode(claims, key, algorithm="RS256", headers={"kid": "test-kid"})
 
