@@ -6,13 +6,19 @@ from quart import Quart, request
 from quart_schema import QuartSchema
 from redis.asyncio import Redis
 
-from control.blueprints import auth, health, workspaces
+from control.blueprints import agents, auth, health, internal, workspaces
 from control.config import Settings, get_settings
 from control.db import close_db, init_db
 from control.errors import APIError, register_error_handlers
 from control.ratelimit import init_rate_limiter
 
-BLUEPRINTS = (health.blueprint, auth.blueprint, workspaces.blueprint)
+BLUEPRINTS = (
+    health.blueprint,
+    auth.blueprint,
+    workspaces.blueprint,
+    agents.blueprint,
+    internal.blueprint,
+)
 
 
 def create_app(settings: Settings | None = None) -> Quart:

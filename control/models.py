@@ -136,3 +136,96 @@ class PasswordResetToken(Model):
 
     class Meta:
         table = "password_reset_tokens"
+
+
+# An agent; every setting beyond its name and number lives in the validated `config`.
+class Agent(Model):
+    id = fields.UUIDField(primary_key=True)
+    workspace: fields.ForeignKeyRelation[Workspace] = fields.ForeignKeyField(
+        "models.Workspace", related_name="agents", on_delete=fields.CASCADE
+    )
+    agent_name = fields.CharField(max_length=200)
+    phone_number = fields.CharField(max_length=20, null=True, unique=True)
+    config = fields.JSONField(default=dict)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    class Meta:
+        table = "agents"
+        indexes = (("workspace_id", "created_at"),)
+
+
+class FileStatus(StrEnum):
+    PROCESSING = "processing"
+    READY = "ready"
+    FAILED = "failed"
+
+
+# An uploaded knowledge file; its bytes sit in the data dir under the row's id.
+class KnowledgeFile(Model):
+    id = fields.UUIDField(primary_key=True)
+    workspace: fields.ForeignKeyRelation[Workspace] = fields.ForeignKeyField(
+        "models.Workspace", related_name="knowledge_files", on_delete=fields.CASCADE
+    )
+    agent: fields.ForeignKeyRelation[Agent] = fields.ForeignKeyField(
+        "models.Agent", related_name="files", on_delete=fields.CASCADE
+    )
+    filename = fields.CharField(max_length=255)
+    kind = fields.CharField(max_length=8)
+    size_bytes = fields.BigIntField()
+    status = fields.CharEnumField(FileStatus, max_length=16, default=FileStatus.PROCESSING)
+    error = fields.TextField(null=True)
+    chunk_count = fields.IntField(default=0)
+    page_count = fields.IntField(null=True)
+    version = fields.IntField(default=1)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    class Meta:
+        table = "knowledge_files"
+        unique_together = (("agent", "filename"),)
+
+
+# A call log: one phone or web call of an agent, from queueing to post-call analysis.
+class Call(Model):
+    id = fields.UUIDField(primary_key=True)
+    workspace: fields.ForeignKeyRelation[Workspace] = fields.ForeignKeyField(
+        "models.Workspace", related_name="calls", on_delete=fields.CASCADE
+    )
+    agent: fields.ForeignKeyNullableRelation[Agent] = fields.ForeignKeyField(
+        "models.Agent", related_name="calls", null=True, on_delete=fields.SET_NULL
+    )
+    call_type = fields.CharField(max_length=8)
+    call_direction = fields.CharField(max_length=10)
+    from_number = fields.CharField(max_length=64, null=True)
+    to_number = fields.CharField(max_length=64, null=True)
+    status = fields.CharField(max_length=16, default="queued")
+    end_reason = fields.CharField(max_length=32, null=True)
+    sip_status = fields.IntField(null=True)
+    room_name = fields.CharField(max_length=128, null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    started_at = fields.DatetimeField(null=True)
+    answered_at = fields.DatetimeField(null=True)
+    ended_at = fields.DatetimeField(null=True)
+    duration_seconds = fields.FloatField(null=True)
+    transcript = fields.JSONField(default=list)
+    usage = fields.JSONField(default=dict)
+    latencies = fields.JSONField(default=list)
+    recording_url = fields.CharField(max_length=1024, null=True)
+    summary = fields.TextField(null=True)
+    disposition = fields.CharField(max_length=64, null=True)
+    sentiment = fields.CharField(max_length=16, null=True)
+    extracted_data = fields.JSONField(default=dict)
+    dynamic_variables = fields.JSONField(default=dict)
+    batch_id = fields.UUIDField(null=True)
+    campaign = fields.CharField(max_length=100, null=True)
+    error = fields.TextField(null=True)
+
+    class Meta:
+        table = "calls"
+        indexes = (
+            ("workspace_id", "created_at"),
+            ("workspace_id", "agent_id", "created_at"),
+            ("workspace_id", "disposition", "created_at"),
+            ("workspace_id", "batch_id", "created_at"),
+        )

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import tempfile
+from pathlib import Path
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
@@ -21,6 +23,9 @@ from control.config import Settings
 from control.db import apply_migrations
 from control.models import Membership, Role, User, Workspace
 from control.security import encode_token, hash_password
+
+# The knowledge package reads its settings from the environment: one data dir for the run.
+TEST_DATA_DIR = os.environ.setdefault("VOXLINE_DATA_DIR", tempfile.mkdtemp(prefix="voxline-test-"))
 
 TEST_DATABASE_URL = os.environ.get(
     "VOXLINE_TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/voxline_test"
@@ -78,10 +83,10 @@ async def _recreate_database(url: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def settings(mailbox, tmp_path_factory) -> Settings:
+def settings(mailbox) -> Settings:
     return Settings(
         env="test",
-        data_dir=tmp_path_factory.mktemp("data"),
+        data_dir=Path(TEST_DATA_DIR),
         database_url=TEST_DATABASE_URL,
         redis_url=TEST_REDIS_URL,
         smtp_port=mailbox.port,

@@ -188,7 +188,7 @@ async def delete_workspace(workspace_id: uuid.UUID) -> tuple[str, int]:
 
     Everything the workspace owns is deleted with it.
     """
-    await workspace_service.delete_workspace(workspace_id)
+    await workspace_service.delete_workspace(current_app.config["SETTINGS"], workspace_id)
     return "", 204
 
 

@@ -16,9 +16,10 @@ from tortoise.transactions import in_transaction
 from control.config import Settings
 from control.errors import APIError
 from control.mail import MailError, send_email
-from control.models import ApiKey, Invitation, Membership, Role, User, Workspace
+from control.models import Agent, ApiKey, Invitation, Membership, Role, User, Workspace
 from control.principal import API_KEY_PREFIX, workspace_role
 from control.security import hash_secret, new_secret, utcnow
+from control.services import knowledge_files
 
 logger = logging.getLogger(__name__)
 
@@ -68,9 +69,12 @@ async def rename_workspace(workspace_id: uuid.UUID, name: str) -> Workspace:
     return workspace
 
 
-async def delete_workspace(workspace_id: uuid.UUID) -> None:
+async def delete_workspace(settings: Settings, workspace_id: uuid.UUID) -> None:
     """Delete the workspace and, through the cascades, everything it owns."""
     workspace = await get_workspace(workspace_id)
+    # Outside the database: each agent's knowledge index and stored files.
+    for agent_id in await Agent.filter(workspace_id=workspace_id).values_list("id", flat=True):
+        await knowledge_files.forget_agent(settings, agent_id)
     await workspace.delete()
 
 

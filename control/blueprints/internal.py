@@ -1,0 +1,125 @@
+"""`/internal`: the endpoints agent workers call with the service token (specs and reports)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from quart import Blueprint, current_app, request
+
+from control.errors import APIError, field_errors
+from control.models import Agent
+from control.principal import GUARD_ATTRIBUTE
+from control.security import constant_time_equals
+from control.services import calls as call_service
+from control.services.agent_config import E164
+from runtime.spec import CallReport
+
+blueprint = Blueprint("internal", __name__, url_prefix="/internal")
+
+SERVICE = "service"
+
+
+def require_service_token(view: Callable) -> Callable:
+    """Guard a route for agent workers: `Authorization: Bearer <VOXLINE_SERVICE_TOKEN>`."""
+
+    @wraps(view)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        presented = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        expected = current_app.config["SETTINGS"].service_token
+        if not presented or not constant_time_equals(presented, expected):
+            raise APIError(401, "INVALID_SERVICE_TOKEN", "This endpoint is for agent workers.")
+        return await view(*args, **kwargs)
+
+    setattr(wrapper, GUARD_ATTRIBUTE, SERVICE)
+    return wrapper
+
+
+def _settings():
+    return current_app.config["SETTINGS"]
+
+
+class NewCallIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    direction: str = Field(default="web", pattern="^(inbound|outbound|web)$")
+    from_number: str | None = Field(default=None, max_length=64)
+    to_number: str | None = Field(default=None, max_length=64)
+    room_name: str | None = Field(default=None, max_length=128)
+    dynamic_variables: dict[str, Any] = Field(default_factory=dict)
+
+
+class InboundCallIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    from_number: str | None = Field(default=None, max_length=64)
+    room_name: str | None = Field(default=None, max_length=128)
+
+
+async def _json_body(model: type[BaseModel]) -> Any:
+    payload = await request.get_json(silent=True)
+    try:
+        return model.model_validate(payload or {})
+    except ValidationError as error:
+        raise APIError(
+            400, "VALIDATION_ERROR", "Invalid request body.", errors=field_errors(error)
+        ) from error
+
+
+@blueprint.get("/calls/<uuid:call_id>/spec")
+@require_service_token
+async def spec_by_call(call_id: uuid.UUID) -> dict:
+    """The call spec of a dispatched call (outbound or web)."""
+    call = await call_service.get_call(None, call_id)
+    return (await call_service.call_spec(_settings(), call)).to_dict()
+
+
+@blueprint.post("/agents/<uuid:agent_id>/calls")
+@require_service_token
+async def spec_by_agent(agent_id: uuid.UUID) -> tuple[dict, int]:
+    """Open a call log for an agent and return its spec (web rooms, simulations)."""
+    data = await _json_body(NewCallIn)
+    agent = await Agent.get_or_none(id=agent_id)
+    if agent is None:
+        raise APIError(404, "AGENT_NOT_FOUND", "No agent with that id.")
+    call = await call_service.create_call(agent, **data.model_dump())
+    return (await call_service.call_spec(_settings(), call)).to_dict(), 201
+
+
+class _Number(BaseModel):
+    number: E164
+
+
+@blueprint.post("/numbers/<number>/calls")
+@require_service_token
+async def spec_by_number(number: str) -> tuple[dict, int]:
+    """Open an inbound call log for the agent that answers the dialled number."""
+    try:
+        number = _Number(number=number).number
+    except ValidationError as error:
+        raise APIError(400, "INVALID_NUMBER", "The dialled number must be E.164.") from error
+    data = await _json_body(InboundCallIn)
+    agent = await call_service.find_agent_by_number(number)
+    call = await call_service.create_call(
+        agent,
+        direction="inbound",
+        from_number=data.from_number,
+        to_number=number,
+        room_name=data.room_name,
+    )
+    return (await call_service.call_spec(_settings(), call)).to_dict(), 201
+
+
+@blueprint.post("/calls/<uuid:call_id>/report")
+@require_service_token
+async def report(call_id: uuid.UUID) -> dict:
+    """Store a call's report: transcript, usage, latencies and how it ended."""
+    payload = await request.get_json(silent=True)
+    try:
+        call_report = CallReport.from_dict({**(payload or {}), "call_id": str(call_id)})
+    except (ValidationError, ValueError) as error:
+        raise APIError(400, "VALIDATION_ERROR", f"Invalid call report: {error}") from error
+    call = await call_service.get_call(None, call_id)
+    await call_service.apply_report(call, call_report)
+    return {"id": str(call.id), "status": call.status}

@@ -1,0 +1,225 @@
+"""The validated shape of an agent's settings, checked against the runtime's provider catalogue."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+
+from runtime.spec import (
+    CustomFunctionSpec,
+    UnknownProviderError,
+    resolve_provider,
+)
+
+E164_PATTERN = re.compile(r"^\+[1-9]\d{6,14}$")
+SIP_URI_PATTERN = re.compile(r"^sips?:[^@\s]+@[^@\s]+$")
+HEADER_NAME_PATTERN = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}$")
+MAX_CUSTOM_FUNCTIONS = 32
+
+
+def check_e164(number: str) -> str:
+    number = number.strip()
+    if not E164_PATTERN.match(number):
+        raise ValueError("must be an E.164 phone number such as +16505551234")
+    return number
+
+
+E164 = Annotated[str, AfterValidator(check_e164)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CustomFunction(Strict):
+    name: str = Field(min_length=1, max_length=64)
+    description: str = Field(default="", max_length=1024)
+    url: str = Field(min_length=1, max_length=2048)
+    method: str = "POST"
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    headers: dict[str, str] = Field(default_factory=dict, max_length=20)
+    speak_during: str | None = Field(default=None, max_length=500)
+    speak_after: str | None = Field(default=None, max_length=500)
+    timeout: float = Field(default=10.0, ge=1, le=30)
+
+    @field_validator("headers")
+    @classmethod
+    def _header_names(cls, headers: dict[str, str]) -> dict[str, str]:
+        for name, value in headers.items():
+            if not HEADER_NAME_PATTERN.match(name):
+                raise ValueError(f"header name {name!r} is not a valid HTTP header name")
+            if len(value) > 4096 or "\n" in value or "\r" in value:
+                raise ValueError(f"header {name!r} has an invalid value")
+        return headers
+
+    @model_validator(mode="after")
+    def _as_the_runtime_will_run_it(self) -> CustomFunction:
+        # One set of rules: the runtime's own spec validates name, method, timeout and
+        # normalises the parameters to a JSON Schema object.
+        spec = CustomFunctionSpec(
+            name=self.name,
+            description=self.description,
+            url=self.url,
+            method=self.method,
+            parameters=self.parameters,
+            headers=self.headers,
+            speak_during=self.speak_during,
+            speak_after=self.speak_after,
+            timeout=self.timeout,
+        )
+        self.method = spec.method
+        self.parameters = spec.parameters
+        return self
+
+
+class TransferDestination(Strict):
+    destination: str = Field(description="E.164 number or SIP URI")
+    description: str = Field(default="", max_length=500)
+
+    @field_validator("destination")
+    @classmethod
+    def _e164_or_sip(cls, destination: str) -> str:
+        destination = destination.strip()
+        if E164_PATTERN.match(destination) or SIP_URI_PATTERN.match(destination):
+            return destination
+        raise ValueError("must be an E.164 number or a SIP URI (sip:user@host)")
+
+
+class Disposition(Strict):
+    name: str = Field(min_length=1, max_length=64)
+    description: str = Field(default="", max_length=500)
+
+
+class DataPoint(Strict):
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    description: str = Field(default="", max_length=500)
+    type: Literal["string", "number", "integer", "boolean"] = "string"
+
+
+class PostCallAnalysis(Strict):
+    summary: bool = True
+    sentiment: bool = True
+    dispositions: list[Disposition] = Field(default_factory=list, max_length=50)
+    data_points: list[DataPoint] = Field(default_factory=list, max_length=50)
+    success_evaluation: str | None = Field(default=None, max_length=2000)
+
+
+class AgentConfig(Strict):
+    """Every setting of an agent, with defaults; the create body of API.md is valid as is."""
+
+    agent_name: str = Field(min_length=1, max_length=200)
+    phone_number: E164 | None = None
+    LLM_provider: str = "openai"  # noqa: N815 (API.md's field names)
+    LLM_model: str | None = None  # noqa: N815
+    LLM_base_url: str | None = Field(default=None, max_length=2048)  # noqa: N815
+    STT_provider: str = "deepgram"  # noqa: N815
+    STT_model: str | None = None  # noqa: N815
+    TTS_provider: str = "openai"  # noqa: N815
+    TTS_model: str | None = None  # noqa: N815
+    TTS_voice: str | None = None  # noqa: N815
+    language: str = Field(default="en", pattern=r"^[a-z]{2,3}(-[A-Za-z]{2,4})?$")
+    system_prompt: str = Field(default="", max_length=20000)
+    first_message: str = Field(default="", max_length=2000)
+    temperature: float = Field(default=0.7, ge=0, le=2)
+    max_tokens: int = Field(default=1024, ge=1, le=16384)
+    max_call_duration: int = Field(default=1800, ge=10, le=4 * 3600, description="seconds")
+    max_duration_message: str = Field(
+        default="We have reached the time limit for this call. Thank you, goodbye!",
+        max_length=500,
+    )
+    interruptible: bool = True
+    min_endpointing_delay: float = Field(default=0.5, ge=0, le=5)
+    max_endpointing_delay: float = Field(default=3.0, ge=0.1, le=10)
+    idle_warning_after: float | None = Field(default=10, ge=2, le=600)
+    idle_warning_message: str = Field(default="Are you still there?", max_length=500)
+    idle_hangup_after: float | None = Field(default=30, ge=5, le=3600)
+    end_call_phrases: list[str] = Field(default_factory=list, max_length=20)
+    voicemail_detection: bool = False
+    voicemail_action: Literal["hang_up", "leave_message"] = "hang_up"
+    voicemail_message: str = Field(default="", max_length=1000)
+    transfer_destinations: list[TransferDestination] = Field(default_factory=list, max_length=20)
+    recording_enabled: bool = False
+    allow_web_calls: bool = True
+    post_call_analysis: PostCallAnalysis = Field(default_factory=PostCallAnalysis)
+    custom_functions: list[CustomFunction] = Field(
+        default_factory=list, max_length=MAX_CUSTOM_FUNCTIONS
+    )
+
+    @model_validator(mode="after")
+    def _providers_from_the_catalogue(self) -> AgentConfig:
+        try:
+            llm = resolve_provider(
+                "llm", self.LLM_provider, self.LLM_model, None, self.LLM_base_url
+            )
+            stt = resolve_provider("stt", self.STT_provider, self.STT_model)
+            tts = resolve_provider("tts", self.TTS_provider, self.TTS_model, self.TTS_voice)
+        except UnknownProviderError as error:
+            raise ValueError(str(error)) from error
+        self.LLM_provider, self.LLM_model = llm.name, llm.model
+        self.STT_provider, self.STT_model = stt.name, stt.model
+        self.TTS_provider, self.TTS_model, self.TTS_voice = tts.name, tts.model, tts.voice
+        return self
+
+    @model_validator(mode="after")
+    def _consistent(self) -> AgentConfig:
+        names = [function.name for function in self.custom_functions]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"custom function names must be unique: {', '.join(duplicates)}")
+        if self.min_endpointing_delay > self.max_endpointing_delay:
+            raise ValueError("min_endpointing_delay must not exceed max_endpointing_delay")
+        if (
+            self.idle_warning_after is not None
+            and self.idle_hangup_after is not None
+            and self.idle_hangup_after <= self.idle_warning_after
+        ):
+            raise ValueError("idle_hangup_after must be longer than idle_warning_after")
+        return self
+
+
+class AgentUpdate(Strict):
+    """A partial agent: only the fields sent change (`exclude_unset`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    agent_name: str | None = None
+    phone_number: str | None = None
+    LLM_provider: str | None = None  # noqa: N815
+    LLM_model: str | None = None  # noqa: N815
+    LLM_base_url: str | None = None  # noqa: N815
+    STT_provider: str | None = None  # noqa: N815
+    STT_model: str | None = None  # noqa: N815
+    TTS_provider: str | None = None  # noqa: N815
+    TTS_model: str | None = None  # noqa: N815
+    TTS_voice: str | None = None  # noqa: N815
+    language: str | None = None
+    system_prompt: str | None = None
+    first_message: str | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+    max_call_duration: int | None = None
+    max_duration_message: str | None = None
+    interruptible: bool | None = None
+    min_endpointing_delay: float | None = None
+    max_endpointing_delay: float | None = None
+    idle_warning_after: float | None = None
+    idle_warning_message: str | None = None
+    idle_hangup_after: float | None = None
+    end_call_phrases: list[str] | None = None
+    voicemail_detection: bool | None = None
+    voicemail_action: str | None = None
+    voicemail_message: str | None = None
+    transfer_destinations: list[dict[str, Any]] | None = None
+    recording_enabled: bool | None = None
+    allow_web_calls: bool | None = None
+    post_call_analysis: dict[str, Any] | None = None
+    custom_functions: list[dict[str, Any]] | None = None

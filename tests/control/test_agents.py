@@ -1,0 +1,253 @@
+"""`/agents` configuration: the API.md body, defaults, merge updates, validation and secrets."""
+
+import copy
+import uuid
+
+import pytest
+
+from control.models import Agent, Role
+from tests.conftest import auth_headers, make_user
+
+API_MD_BODY = {
+    "phone_number": "+16505551234",
+    "LLM_provider": "open ai",
+    "LLM_model": "gpt-4o",
+    "STT_provider": "deepgram",
+    "TTS_provider": "openai",
+    "agent_name": "Sales Agent",
+    "system_prompt": "You are a helpful sales assistant...",
+    "first_message": "Hello! How can I help you today?",
+    "temperature": 0.7,
+    "max_tokens": 1024,
+    "max_call_duration": 300,
+    "custom_functions": [
+        {
+            "name": "check_inventory",
+            "description": "Check product availability",
+            "url": "https://api.example.com/inventory",
+            "method": "POST",
+            "parameters": {},
+        }
+    ],
+}
+
+
+@pytest.fixture
+async def developer(db, settings):
+    user, workspace = await make_user("dev@example.com", role=Role.DEVELOPER)
+    return auth_headers(settings, user), workspace
+
+
+async def create(client, headers, **changes):
+    body = {**copy.deepcopy(API_MD_BODY), **changes}
+    return await client.post("/agents", json=body, headers=headers)
+
+
+async def test_create_accepts_the_api_md_body_and_normalises(client, developer):
+    headers, workspace = developer
+    response = await create(client, headers)
+    assert response.status_code == 201, await response.get_json()
+    agent = await response.get_json()
+    assert agent["LLM_provider"] == "openai"
+    assert agent["STT_model"] == "nova-3"  # default filled in from the catalogue
+    assert agent["TTS_voice"] == "alloy"
+    assert agent["interruptible"] is True and agent["recording_enabled"] is False
+    function = agent["custom_functions"][0]
+    assert function["parameters"] == {"type": "object", "properties": {}, "required": []}
+    assert function["timeout"] == 10
+    assert (await Agent.get(id=agent["id"])).workspace_id == workspace.id
+
+
+@pytest.mark.parametrize("spelling", ["openai", "OpenAI", "open ai", "Open-AI"])
+async def test_provider_spellings_are_one_provider(client, developer, spelling):
+    response = await create(client, developer[0], LLM_provider=spelling, phone_number=None)
+    assert response.status_code == 201
+    assert (await response.get_json())["LLM_provider"] == "openai"
+
+
+@pytest.mark.parametrize(
+    "changes, needle",
+    [
+        ({"LLM_provider": "skynet"}, "allowed: local, openai"),
+        ({"LLM_model": "gpt-99"}, "gpt-4o"),
+        ({"STT_provider": "whisperer"}, "deepgram"),
+        ({"TTS_voice": "darth"}, "alloy"),
+        ({"phone_number": "6505551234"}, "E.164"),
+        ({"temperature": 3}, "temperature"),
+        ({"max_call_duration": -5}, "max_call_duration"),
+        ({"surprise": True}, "surprise"),
+    ],
+)
+async def test_bad_configuration_is_a_400_that_says_what_is_allowed(
+    client, developer, changes, needle
+):
+    response = await create(client, developer[0], **changes)
+    assert response.status_code == 400
+    body = await response.get_json()
+    assert body["code"] == "VALIDATION_ERROR"
+    assert needle in body["detail"] or any(
+        needle in e["field"] or needle in e["message"] for e in body["errors"]
+    )
+    assert await Agent.all().count() == 0
+
+
+async def test_openai_compatible_base_url_accepts_any_model(client, developer):
+    response = await create(
+        client,
+        developer[0],
+        LLM_base_url="http://ollama.internal:11434/v1",
+        LLM_model="llama3.1:8b",
+        phone_number=None,
+    )
+    assert response.status_code == 201
+    assert (await response.get_json())["LLM_model"] == "llama3.1:8b"
+
+
+@pytest.mark.parametrize(
+    "function, needle",
+    [
+        ({"name": "has space", "url": "https://api.example.com"}, "name"),
+        ({"name": "end_call", "url": "https://api.example.com"}, "reserved"),
+        ({"name": "f", "url": "https://api.example.com", "method": "TRACE"}, "method"),
+        ({"name": "f", "url": "ftp://api.example.com"}, "scheme"),
+        ({"name": "f", "url": "http://127.0.0.1:8080/admin"}, "private"),
+        ({"name": "f", "url": "http://169.254.169.254/latest/meta-data"}, "private"),
+        ({"name": "f", "url": "http://[::1]/"}, "private"),
+        ({"name": "f", "url": "http://localhost/"}, "private"),
+        ({"name": "f", "url": "https://api.example.com", "timeout": 600}, "timeout"),
+        (
+            {
+                "name": "f",
+                "url": "https://api.example.com",
+                "parameters": {"x": {"type": "banana"}},
+            },
+            "banana",
+        ),
+    ],
+)
+async def test_custom_function_rules(client, developer, function, needle):
+    response = await create(client, developer[0], custom_functions=[function], phone_number=None)
+    assert response.status_code == 400, await response.get_json()
+    assert needle in (await response.get_data(as_text=True))
+    assert await Agent.all().count() == 0
+
+
+async def test_duplicate_function_names_are_refused(client, developer):
+    functions = [
+        {"name": "f", "url": "https://a.example.com"},
+        {"name": "f", "url": "https://b.example.com"},
+    ]
+    response = await create(client, developer[0], custom_functions=functions)
+    assert response.status_code == 400
+    assert "unique" in (await response.get_json())["detail"]
+
+
+async def test_flat_parameters_are_stored_as_json_schema(client, developer):
+    function = {
+        "name": "book",
+        "url": "https://api.example.com/book",
+        "method": "GET",
+        "parameters": {
+            "date": {"type": "string", "description": "ISO date"},
+            "party": {"type": "integer", "description": "people"},
+        },
+    }
+    agent = await (await create(client, developer[0], custom_functions=[function])).get_json()
+    schema = agent["custom_functions"][0]["parameters"]
+    assert schema["type"] == "object"
+    assert schema["properties"]["party"] == {"type": "integer", "description": "people"}
+    assert sorted(schema["required"]) == ["date", "party"]
+
+
+async def test_headers_are_encrypted_at_rest_and_masked_on_read(client, developer):
+    secret = "Bearer sk-live-abcdef123456"
+    function = {
+        "name": "crm",
+        "url": "https://crm.example.com/lookup",
+        "headers": {"Authorization": secret},
+    }
+    created = await (await create(client, developer[0], custom_functions=[function])).get_json()
+    assert created["custom_functions"][0]["headers"]["Authorization"] == "****3456"
+    stored = await Agent.get(id=created["id"])
+    raw = stored.config["custom_functions"][0]["headers"]["Authorization"]
+    assert secret not in raw and "sk-live" not in str(stored.config)
+    fetched = await (await client.get(f"/agents/{created['id']}", headers=developer[0])).get_data(
+        as_text=True
+    )
+    assert "sk-live" not in fetched
+    # Sending the masked value back keeps the secret; a new value replaces it.
+    masked = created["custom_functions"][0]
+    put = await client.put(
+        f"/agents/{created['id']}", json={"custom_functions": [masked]}, headers=developer[0]
+    )
+    assert put.status_code == 200
+    from control.services.agents import plain_config
+
+    kept = plain_config(client.app.config["SETTINGS"], await Agent.get(id=created["id"]))
+    assert kept["custom_functions"][0]["headers"]["Authorization"] == secret
+
+
+async def test_put_merges_fields_left_out(client, developer):
+    created = await (await create(client, developer[0])).get_json()
+    response = await client.put(
+        f"/agents/{created['id']}",
+        json={"temperature": 0.2, "first_message": "Hi {{customer_name}}"},
+        headers=developer[0],
+    )
+    assert response.status_code == 200
+    updated = await response.get_json()
+    assert updated["temperature"] == 0.2
+    assert updated["first_message"] == "Hi {{customer_name}}"
+    assert updated["system_prompt"] == API_MD_BODY["system_prompt"]
+    assert updated["phone_number"] == "+16505551234"
+    assert len(updated["custom_functions"]) == 1
+
+
+async def test_put_provider_change_takes_the_new_default_model(client, developer):
+    created = await (await create(client, developer[0])).get_json()
+    response = await client.put(
+        f"/agents/{created['id']}",
+        json={"STT_provider": "local", "TTS_provider": "local", "LLM_provider": "local"},
+        headers=developer[0],
+    )
+    assert response.status_code == 200, await response.get_json()
+    updated = await response.get_json()
+    assert updated["STT_model"] == "tiny.en" and updated["LLM_model"] == "SmolLM2-135M-Instruct"
+
+
+async def test_put_invalid_leaves_the_agent_unchanged(client, developer):
+    created = await (await create(client, developer[0])).get_json()
+    response = await client.put(
+        f"/agents/{created['id']}",
+        json={"temperature": 9, "agent_name": "Changed"},
+        headers=developer[0],
+    )
+    assert response.status_code == 400
+    assert (await Agent.get(id=created["id"])).agent_name == "Sales Agent"
+
+
+async def test_phone_number_belongs_to_one_agent_across_the_platform(client, developer, settings):
+    assert (await create(client, developer[0])).status_code == 201
+    other_user, _ = await make_user("other@example.com", role=Role.ADMIN)
+    response = await create(client, auth_headers(settings, other_user))
+    assert response.status_code == 409
+    assert (await response.get_json())["code"] == "PHONE_NUMBER_TAKEN"
+    second = await (await create(client, developer[0], phone_number="+16505550000")).get_json()
+    clash = await client.put(
+        f"/agents/{second['id']}", json={"phone_number": "+16505551234"}, headers=developer[0]
+    )
+    assert clash.status_code == 409
+
+
+async def test_list_get_delete_and_pagination(client, developer):
+    for index in range(3):
+        await create(
+            client, developer[0], agent_name=f"A{index}", phone_number=f"+1650555000{index}"
+        )
+    listed = await (await client.get("/agents?page_size=2", headers=developer[0])).get_json()
+    assert listed["total"] == 3 and len(listed["items"]) == 2 and listed["has_next"] is True
+    assert listed["items"][0]["agent_name"] == "A2"  # newest first
+    agent_id = listed["items"][0]["id"]
+    assert (await client.delete(f"/agents/{agent_id}", headers=developer[0])).status_code == 204
+    assert (await client.get(f"/agents/{agent_id}", headers=developer[0])).status_code == 404
+    assert (await client.get(f"/agents/{uuid.uuid4()}", headers=developer[0])).status_code == 404
