@@ -6,7 +6,7 @@ from quart import Quart, request
 from quart_schema import QuartSchema
 from redis.asyncio import Redis
 
-from control.blueprints import agents, auth, health, internal, workspaces
+from control.blueprints import agents, auth, calls, health, internal, workspaces
 from control.config import Settings, get_settings
 from control.db import close_db, init_db
 from control.errors import APIError, register_error_handlers
@@ -17,6 +17,7 @@ BLUEPRINTS = (
     auth.blueprint,
     workspaces.blueprint,
     agents.blueprint,
+    calls.blueprint,
     internal.blueprint,
 )
 

@@ -1,0 +1,146 @@
+"""`/calls`: call logs (list, export, detail); outbound calls and web-call tokens."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
+from quart import Blueprint, Response
+from quart_schema import validate_querystring
+
+from control.models import Call, Role
+from control.pagination import PageQuery, paginate
+from control.principal import current_principal, require_role
+from control.services import call_logs
+from control.services import calls as call_service
+
+blueprint = Blueprint("calls", __name__, url_prefix="/calls")
+
+MAX_RANGE = timedelta(days=3660)
+
+
+class CallFilterQuery(BaseModel):
+    """Filters shared by the list and the export; `start_date`/`end_date` are accepted aliases."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    call_type: Literal["web", "phone"] | None = None
+    call_direction: Literal["inbound", "outbound"] | None = None
+    agent_id: uuid.UUID | None = None
+    disposition: str | None = Field(default=None, max_length=64)
+    start_datetime: datetime | None = Field(
+        default=None, validation_alias=AliasChoices("start_datetime", "start_date")
+    )
+    end_datetime: datetime | None = Field(
+        default=None, validation_alias=AliasChoices("end_datetime", "end_date")
+    )
+    batch_id: uuid.UUID | None = None
+
+    @model_validator(mode="after")
+    def _sane_range(self) -> CallFilterQuery:
+        # Naive datetimes are taken as UTC.
+        if self.start_datetime and self.start_datetime.tzinfo is None:
+            self.start_datetime = self.start_datetime.replace(tzinfo=UTC)
+        if self.end_datetime and self.end_datetime.tzinfo is None:
+            self.end_datetime = self.end_datetime.replace(tzinfo=UTC)
+        if self.start_datetime and self.end_datetime:
+            if self.end_datetime < self.start_datetime:
+                raise ValueError("end_datetime must not be before start_datetime")
+            if self.end_datetime - self.start_datetime > MAX_RANGE:
+                raise ValueError("the date range may span at most ten years")
+        return self
+
+    def filters(self) -> call_logs.CallFilters:
+        return call_logs.CallFilters(
+            call_type=self.call_type,
+            call_direction=self.call_direction,
+            agent_id=self.agent_id,
+            disposition=self.disposition,
+            start=self.start_datetime,
+            end=self.end_datetime,
+            batch_id=self.batch_id,
+        )
+
+
+class CallListQuery(CallFilterQuery, PageQuery):
+    pass
+
+
+def call_summary(call: Call) -> dict[str, Any]:
+    return {
+        "id": str(call.id),
+        "workspace_id": str(call.workspace_id),
+        "agent_id": str(call.agent_id) if call.agent_id else None,
+        "call_type": call.call_type,
+        "call_direction": call.call_direction,
+        "from_number": call.from_number,
+        "to_number": call.to_number,
+        "status": call.status,
+        "end_reason": call.end_reason,
+        "sip_status": call.sip_status,
+        "created_at": call.created_at.isoformat(),
+        "started_at": call.started_at.isoformat() if call.started_at else None,
+        "answered_at": call.answered_at.isoformat() if call.answered_at else None,
+        "ended_at": call.ended_at.isoformat() if call.ended_at else None,
+        "duration_seconds": call.duration_seconds,
+        "disposition": call.disposition,
+        "sentiment": call.sentiment,
+        "summary": call.summary,
+        "recording_url": call.recording_url,
+        "batch_id": str(call.batch_id) if call.batch_id else None,
+        "campaign": call.campaign,
+    }
+
+
+def call_detail(call: Call) -> dict[str, Any]:
+    return {
+        **call_summary(call),
+        "room_name": call.room_name,
+        "transcript": call.transcript,
+        "usage": call.usage,
+        "latencies": call.latencies,
+        "extracted_data": call.extracted_data,
+        "dynamic_variables": call.dynamic_variables,
+        "error": call.error,
+    }
+
+
+@blueprint.get("")
+@require_role(Role.MEMBER)
+@validate_querystring(CallListQuery)
+async def list_calls(query_args: CallListQuery) -> dict:
+    """List call logs, newest first.
+
+    Filters: call_type, call_direction, agent_id, disposition, start/end datetime, batch_id.
+    """
+    calls = call_logs.filtered_calls(current_principal().workspace_id, query_args.filters())
+    return (await paginate(calls, query_args, call_summary)).model_dump(mode="json")
+
+
+@blueprint.get("/export")
+@require_role(Role.MEMBER)
+@validate_querystring(CallFilterQuery)
+async def export_calls(query_args: CallFilterQuery) -> Response:
+    """Export call logs as CSV, streamed.
+
+    Same filters as the list; cells are escaped against formula injection.
+    """
+    rows = call_logs.export_csv(current_principal().workspace_id, query_args.filters())
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    return Response(
+        rows,
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="calls-{stamp}.csv"'},
+    )
+
+
+@blueprint.get("/<uuid:call_id>")
+@require_role(Role.MEMBER)
+async def get_call(call_id: uuid.UUID) -> dict:
+    """Get one call log.
+
+    With its transcript, latencies, usage, recording and analysis.
+    """
+    return call_detail(await call_service.get_call(current_principal().workspace_id, call_id))
