@@ -6,7 +6,8 @@ from quart import Quart, request
 from quart_schema import QuartSchema
 from redis.asyncio import Redis
 
-from control.blueprints import agents, auth, calls, health, internal, workspaces
+from control.background import BackgroundWork
+from control.blueprints import agents, auth, calls, health, internal, webhooks, workspaces
 from control.config import Settings, get_settings
 from control.db import close_db, init_db
 from control.errors import APIError, register_error_handlers
@@ -19,6 +20,7 @@ BLUEPRINTS = (
     agents.blueprint,
     calls.blueprint,
     internal.blueprint,
+    webhooks.blueprint,
 )
 
 
@@ -61,12 +63,17 @@ def create_app(settings: Settings | None = None) -> Quart:
                 f"The request body is larger than {settings.max_json_bytes} bytes.",
             )
 
+    background = BackgroundWork()
+
     @app.before_serving
     async def start() -> None:
         await init_db(settings)
+        if settings.background_workers:
+            background.start(settings)
 
     @app.after_serving
     async def stop() -> None:
+        await background.stop()
         await close_db()
         await redis.aclose()
 

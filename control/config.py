@@ -56,6 +56,13 @@ class Settings(BaseSettings):
     google_certs_url: str = "https://www.googleapis.com/oauth2/v1/certs"
 
     allow_private_urls: bool = False
+
+    # Customer webhooks: the delay before each attempt (PARITY.md), then the delivery fails.
+    webhook_retry_delays: tuple[float, ...] = (0, 5, 25, 125, 625)
+    webhook_timeout_seconds: float = 10.0
+    webhook_poll_seconds: float = 1.0
+    # Run the webhook dispatcher (and other loops) inside this process.
+    background_workers: bool = True
     max_agent_sessions: int = Field(
         default=10,
         validation_alias=AliasChoices("VOXLINE_MAX_AGENT_SESSIONS", "MAX_AGENT_SESSIONS"),

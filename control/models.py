@@ -229,3 +229,63 @@ class Call(Model):
             ("workspace_id", "disposition", "created_at"),
             ("workspace_id", "batch_id", "created_at"),
         )
+
+
+# A workspace's customer webhook: where events go, and the secret that signs them.
+class WebhookEndpoint(Model):
+    id = fields.UUIDField(primary_key=True)
+    workspace: fields.OneToOneRelation[Workspace] = fields.OneToOneField(
+        "models.Workspace", related_name="webhook", on_delete=fields.CASCADE
+    )
+    url = fields.CharField(max_length=2048)
+    secret_encrypted = fields.TextField()
+    secret_hint = fields.CharField(max_length=16)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    class Meta:
+        table = "webhook_endpoints"
+
+
+class DeliveryStatus(StrEnum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
+# One event to deliver (its id is the event id receivers de-duplicate on): the durable queue.
+class WebhookDelivery(Model):
+    id = fields.UUIDField(primary_key=True)
+    workspace: fields.ForeignKeyRelation[Workspace] = fields.ForeignKeyField(
+        "models.Workspace", related_name="webhook_deliveries", on_delete=fields.CASCADE
+    )
+    event_type = fields.CharField(max_length=64)
+    payload = fields.JSONField()
+    url = fields.CharField(max_length=2048)
+    status = fields.CharEnumField(DeliveryStatus, max_length=16, default=DeliveryStatus.PENDING)
+    attempts = fields.IntField(default=0)
+    next_attempt_at = fields.DatetimeField()
+    last_status_code = fields.IntField(null=True)
+    last_error = fields.TextField(null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    delivered_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "webhook_deliveries"
+        indexes = (("status", "next_attempt_at"), ("workspace_id", "created_at"))
+
+
+# Every attempt at a delivery, listable by the workspace's admins.
+class WebhookAttempt(Model):
+    id = fields.UUIDField(primary_key=True)
+    delivery: fields.ForeignKeyRelation[WebhookDelivery] = fields.ForeignKeyField(
+        "models.WebhookDelivery", related_name="attempt_log", on_delete=fields.CASCADE
+    )
+    number = fields.IntField()
+    attempted_at = fields.DatetimeField(auto_now_add=True)
+    status_code = fields.IntField(null=True)
+    error = fields.TextField(null=True)
+    duration_ms = fields.FloatField()
+
+    class Meta:
+        table = "webhook_attempts"

@@ -6,11 +6,11 @@ import asyncio
 import os
 import socket
 import tempfile
-from pathlib import Path
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import Message
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -94,6 +94,8 @@ def settings(mailbox) -> Settings:
         encryption_key="test-encryption-key",
         service_token="test-service-token",
         google_client_id="voxline-test.apps.googleusercontent.com",
+        # Tests drive the webhook dispatcher themselves, with their own settings.
+        background_workers=False,
     )
 
 

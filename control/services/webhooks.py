@@ -1,0 +1,223 @@
+"""Customer webhooks: endpoints, signed events, and delivery with retries from a durable queue."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import logging
+import time
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import httpx
+from tortoise.queryset import QuerySet
+from tortoise.transactions import in_transaction
+
+from control.config import Settings
+from control.errors import APIError
+from control.models import DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from control.security import decrypt_secret, encrypt_secret, mask_secret, new_secret, utcnow
+from runtime.spec import URLNotAllowedError, check_url_allowed_async
+
+logger = logging.getLogger(__name__)
+
+SIGNATURE_HEADER = "X-Voxline-Signature"
+TIMESTAMP_HEADER = "X-Voxline-Timestamp"
+EVENT_HEADER = "X-Voxline-Event"
+SECRET_PREFIX = "whsec_"
+CLAIM_BATCH = 20
+ERROR_TEXT_LIMIT = 500
+
+
+def sign(secret: str, timestamp: int, body: bytes) -> str:
+    """`sha256=<hex HMAC-SHA256(secret, "<timestamp>.<raw body>")>` (PARITY.md)."""
+    message = f"{timestamp}.".encode() + body
+    return "sha256=" + hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+
+
+async def _check_url(settings: Settings, url: str, *, at_save: bool) -> None:
+    try:
+        await check_url_allowed_async(url, settings.allow_private_urls, unresolvable_ok=at_save)
+    except URLNotAllowedError as error:
+        raise APIError(400, "URL_NOT_ALLOWED", f"webhook URL refused: {error}") from error
+
+
+async def get_endpoint(workspace_id: uuid.UUID) -> WebhookEndpoint:
+    endpoint = await WebhookEndpoint.get_or_none(workspace_id=workspace_id)
+    if endpoint is None:
+        raise APIError(404, "WEBHOOK_NOT_CONFIGURED", "This workspace has no webhook URL yet.")
+    return endpoint
+
+
+async def set_endpoint(
+    settings: Settings, workspace_id: uuid.UUID, url: str
+) -> tuple[WebhookEndpoint, str | None]:
+    """Set the webhook URL; a new endpoint gets a signing secret, returned this once."""
+    await _check_url(settings, url, at_save=True)
+    endpoint = await WebhookEndpoint.get_or_none(workspace_id=workspace_id)
+    if endpoint is not None:
+        endpoint.url = url
+        await endpoint.save(update_fields=["url", "updated_at"])
+        return endpoint, None
+    secret = new_secret(SECRET_PREFIX)
+    endpoint = await WebhookEndpoint.create(
+        workspace_id=workspace_id,
+        url=url,
+        secret_encrypted=encrypt_secret(settings, secret),
+        secret_hint=mask_secret(secret),
+    )
+    return endpoint, secret
+
+
+async def rotate_secret(settings: Settings, workspace_id: uuid.UUID) -> tuple[WebhookEndpoint, str]:
+    endpoint = await get_endpoint(workspace_id)
+    secret = new_secret(SECRET_PREFIX)
+    endpoint.secret_encrypted = encrypt_secret(settings, secret)
+    endpoint.secret_hint = mask_secret(secret)
+    await endpoint.save(update_fields=["secret_encrypted", "secret_hint", "updated_at"])
+    return endpoint, secret
+
+
+async def delete_endpoint(workspace_id: uuid.UUID) -> None:
+    endpoint = await get_endpoint(workspace_id)
+    await endpoint.delete()
+
+
+def deliveries_of(workspace_id: uuid.UUID) -> QuerySet[WebhookDelivery]:
+    return (
+        WebhookDelivery.filter(workspace_id=workspace_id)
+        .order_by("-created_at")
+        .prefetch_related("attempt_log")
+    )
+
+
+async def emit(
+    workspace_id: uuid.UUID, event_type: str, data: dict[str, Any]
+) -> WebhookDelivery | None:
+    """Queue an event for the workspace's webhook, if it has one. Durable: a row, not a task."""
+    endpoint = await WebhookEndpoint.get_or_none(workspace_id=workspace_id)
+    if endpoint is None:
+        return None
+    event_id = uuid.uuid4()
+    now = utcnow()
+    payload = {
+        "id": str(event_id),
+        "type": event_type,
+        "created_at": now.isoformat(),
+        "workspace_id": str(workspace_id),
+        "data": data,
+    }
+    return await WebhookDelivery.create(
+        id=event_id,
+        workspace_id=workspace_id,
+        event_type=event_type,
+        payload=payload,
+        url=endpoint.url,
+        next_attempt_at=now,
+    )
+
+
+async def _claim_due(settings: Settings) -> list[WebhookDelivery]:
+    """Claim due deliveries; SKIP LOCKED lets several control-plane replicas share the queue."""
+    lease = timedelta(seconds=settings.webhook_timeout_seconds * 3)
+    async with in_transaction():
+        due = (
+            await WebhookDelivery.filter(
+                status=DeliveryStatus.PENDING, next_attempt_at__lte=utcnow()
+            )
+            .order_by("next_attempt_at")
+            .limit(CLAIM_BATCH)
+            .select_for_update(skip_locked=True)
+        )
+        if due:
+            # Leased: a replica that dies mid-send leaves the row due again after the lease.
+            await WebhookDelivery.filter(id__in=[d.id for d in due]).update(
+                next_attempt_at=utcnow() + lease
+            )
+    return due
+
+
+async def _attempt(
+    settings: Settings, client: httpx.AsyncClient, delivery: WebhookDelivery
+) -> None:
+    endpoint = await WebhookEndpoint.get_or_none(workspace_id=delivery.workspace_id)
+    number = delivery.attempts + 1
+    started = time.perf_counter()
+    status_code: int | None = None
+    error: str | None = None
+    if endpoint is None:
+        error = "the workspace's webhook was removed"
+    else:
+        body = json.dumps(delivery.payload, separators=(",", ":")).encode()
+        timestamp = int(time.time())
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": "Voxline-Webhooks/1",
+            EVENT_HEADER: delivery.event_type,
+            TIMESTAMP_HEADER: str(timestamp),
+            SIGNATURE_HEADER: sign(
+                decrypt_secret(settings, endpoint.secret_encrypted), timestamp, body
+            ),
+        }
+        try:
+            await _check_url(settings, endpoint.url, at_save=False)
+            response = await client.post(endpoint.url, content=body, headers=headers)
+            status_code = response.status_code
+            if not 200 <= status_code < 300:
+                error = f"the receiver answered {status_code}"
+        except APIError as refused:
+            error = refused.detail
+        except httpx.HTTPError as failure:
+            error = f"{type(failure).__name__}: {failure}"[:ERROR_TEXT_LIMIT]
+    duration_ms = (time.perf_counter() - started) * 1000
+    await WebhookAttempt.create(
+        delivery_id=delivery.id,
+        number=number,
+        status_code=status_code,
+        error=error,
+        duration_ms=duration_ms,
+    )
+    delivery.attempts = number
+    delivery.last_status_code = status_code
+    delivery.last_error = error
+    if error is None:
+        delivery.status = DeliveryStatus.DELIVERED
+        delivery.delivered_at = utcnow()
+    elif endpoint is None or number >= len(settings.webhook_retry_delays):
+        delivery.status = DeliveryStatus.FAILED
+        logger.warning(
+            "webhook %s (%s) failed for good: %s", delivery.id, delivery.event_type, error
+        )
+    else:
+        delivery.next_attempt_at = utcnow() + timedelta(
+            seconds=settings.webhook_retry_delays[number]
+        )
+    await delivery.save()
+
+
+async def deliver_due(settings: Settings, client: httpx.AsyncClient) -> int:
+    """Attempt every due delivery once; returns how many were attempted."""
+    due = await _claim_due(settings)
+    await asyncio.gather(*(_attempt(settings, client, delivery) for delivery in due))
+    return len(due)
+
+
+async def run_dispatcher(settings: Settings, stop: asyncio.Event) -> None:
+    """Deliver webhooks until `stop` is set; started with the control plane."""
+    async with httpx.AsyncClient(
+        timeout=settings.webhook_timeout_seconds, follow_redirects=False
+    ) as client:
+        while not stop.is_set():
+            try:
+                attempted = await deliver_due(settings, client)
+            except Exception:  # the loop must survive a database hiccup
+                logger.exception("webhook dispatcher iteration failed")
+                attempted = 0
+            if not attempted:
+                try:
+                    await asyncio.wait_for(stop.wait(), settings.webhook_poll_seconds)
+                except TimeoutError:
+                    pass
