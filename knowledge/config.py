@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 logger = logging.getLogger(__name__)
@@ -22,9 +22,10 @@ class KnowledgeSettings(BaseSettings):
 
     data_dir: Path = Path(".voxline")
     chroma_url: str | None = None
+    chroma_token: SecretStr | None = None
 
     embeddings: Literal["local", "openai"] = "local"
-    openai_api_key: str | None = Field(default=None, validation_alias="OPENAI_API_KEY")
+    openai_api_key: SecretStr | None = Field(default=None, validation_alias="OPENAI_API_KEY")
     openai_base_url: str = Field(
         default="https://api.openai.com/v1", validation_alias="OPENAI_BASE_URL"
     )
@@ -37,8 +38,8 @@ class KnowledgeSettings(BaseSettings):
     max_docx_uncompressed_bytes: int = Field(default=200 * MIB, gt=0)
     max_docx_compression_ratio: int = Field(default=100, gt=1)
 
-    chunk_size: int = Field(default=700, ge=100, le=8000)
-    chunk_overlap: int = Field(default=120, ge=0)
+    chunk_size: int = Field(default=400, ge=100, le=8000)
+    chunk_overlap: int = Field(default=80, ge=0)
 
     @model_validator(mode="after")
     def _check(self) -> KnowledgeSettings:

@@ -13,9 +13,11 @@ class KnowledgeError(Exception):
 
     retryable = False
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, *, retryable: bool | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
+        if retryable is not None:
+            self.retryable = retryable
 
 
 class UploadRejected(KnowledgeError):

@@ -425,8 +425,14 @@ def check_url_allowed(url: str, allow_private: bool) -> None:
     _check_addresses(host, [str(info[4][0]) for info in infos], allow_private)
 
 
-async def check_url_allowed_async(url: str, allow_private: bool) -> None:
-    """Async variant of `check_url_allowed`, resolving through the running loop."""
+async def check_url_allowed_async(
+    url: str, allow_private: bool, *, unresolvable_ok: bool = False
+) -> None:
+    """Async variant of `check_url_allowed`, resolving through the running loop.
+
+    With `unresolvable_ok` (saving an agent), a host that does not resolve yet is accepted;
+    the runtime checks again, after resolution, at call time.
+    """
     host, port = _split_url(url)
     literal = _literal_ip(host)
     if literal is not None:
@@ -437,6 +443,8 @@ async def check_url_allowed_async(url: str, allow_private: bool) -> None:
     try:
         infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except OSError as e:
+        if unresolvable_ok:
+            return
         raise URLNotAllowedError(f"the host {host!r} does not resolve: {e}") from e
     _check_addresses(host, [str(info[4][0]) for info in infos], allow_private)
 
