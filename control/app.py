@@ -7,11 +7,22 @@ from quart_schema import QuartSchema
 from redis.asyncio import Redis
 
 from control.background import BackgroundWork
-from control.blueprints import agents, auth, calls, health, internal, webhooks, workspaces
+from control.blueprints import (
+    agents,
+    auth,
+    calls,
+    health,
+    internal,
+    phonenumbers,
+    webhooks,
+    workspaces,
+)
 from control.config import Settings, get_settings
 from control.db import close_db, init_db
 from control.errors import APIError, register_error_handlers
 from control.ratelimit import init_rate_limiter
+from telephony.config import TelephonySettings
+from telephony.config import get_settings as get_telephony_settings
 
 BLUEPRINTS = (
     health.blueprint,
@@ -19,15 +30,19 @@ BLUEPRINTS = (
     workspaces.blueprint,
     agents.blueprint,
     calls.blueprint,
+    phonenumbers.blueprint,
     internal.blueprint,
     webhooks.blueprint,
 )
 
 
-def create_app(settings: Settings | None = None) -> Quart:
+def create_app(
+    settings: Settings | None = None, telephony: TelephonySettings | None = None
+) -> Quart:
     settings = settings or get_settings()
     app = Quart("voxline", static_folder=None)
     app.config["SETTINGS"] = settings
+    app.config["TELEPHONY"] = telephony or get_telephony_settings()
     app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_request_bytes
 
     QuartSchema(

@@ -68,9 +68,8 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("VOXLINE_MAX_AGENT_SESSIONS", "MAX_AGENT_SESSIONS"),
     )
 
-    livekit_url: str | None = Field(default=None, validation_alias="LIVEKIT_URL")
-    livekit_api_key: str | None = Field(default=None, validation_alias="LIVEKIT_API_KEY")
-    livekit_api_secret: str | None = Field(default=None, validation_alias="LIVEKIT_API_SECRET")
+    # The LiveKit address browsers use for web calls (LIVEKIT_URL is often internal).
+    livekit_public_url: str | None = None
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets_in_production(self) -> Settings:

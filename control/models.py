@@ -202,7 +202,7 @@ class Call(Model):
     status = fields.CharField(max_length=16, default="queued")
     end_reason = fields.CharField(max_length=32, null=True)
     sip_status = fields.IntField(null=True)
-    room_name = fields.CharField(max_length=128, null=True)
+    room_name = fields.CharField(max_length=128, null=True, db_index=True)
     created_at = fields.DatetimeField(auto_now_add=True)
     started_at = fields.DatetimeField(null=True)
     answered_at = fields.DatetimeField(null=True)
@@ -289,3 +289,30 @@ class WebhookAttempt(Model):
 
     class Meta:
         table = "webhook_attempts"
+
+
+# A phone number of a workspace and the LiveKit objects that route it (trunks, dispatch rule).
+# Which agent answers it is the agent's `phone_number` (one source of truth for routing).
+class PhoneNumber(Model):
+    id = fields.UUIDField(primary_key=True)
+    workspace: fields.ForeignKeyRelation[Workspace] = fields.ForeignKeyField(
+        "models.Workspace", related_name="phone_numbers", on_delete=fields.CASCADE
+    )
+    phone_number = fields.CharField(max_length=20, unique=True)
+    source = fields.CharField(max_length=16)  # purchased | sip_trunk
+    provider = fields.CharField(max_length=32)
+    provider_id = fields.CharField(max_length=128, null=True)
+    label = fields.CharField(max_length=200, null=True)
+    email = fields.CharField(max_length=320, null=True)
+    sip_address = fields.CharField(max_length=255, null=True)
+    auth_username = fields.CharField(max_length=255, null=True)
+    auth_password_encrypted = fields.TextField(null=True)
+    krisp_enabled = fields.BooleanField(default=False)
+    inbound_trunk_id = fields.CharField(max_length=64)
+    outbound_trunk_id = fields.CharField(max_length=64, null=True)
+    dispatch_rule_id = fields.CharField(max_length=64)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    class Meta:
+        table = "phone_numbers"

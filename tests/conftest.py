@@ -23,6 +23,10 @@ from control.config import Settings
 from control.db import apply_migrations
 from control.models import Membership, Role, User, Workspace
 from control.security import encode_token, hash_password
+from telephony.config import TelephonySettings
+from tests.fakes.livekit_server import FakeLiveKit, livekit, livekit_server  # noqa: F401
+from tests.fakes.twilio_server import FakeTwilio, twilio, twilio_server  # noqa: F401
+from tests.fakes.vonage_server import FakeVonage, vonage, vonage_server  # noqa: F401
 
 # The knowledge package reads its settings from the environment: one data dir for the run.
 TEST_DATA_DIR = os.environ.setdefault("VOXLINE_DATA_DIR", tempfile.mkdtemp(prefix="voxline-test-"))
@@ -99,11 +103,38 @@ def settings(mailbox) -> Settings:
     )
 
 
+TEST_AGENT_NAME = "voxline-test-agent"
+
+
 @pytest.fixture(scope="session")
-async def app(settings):
+def telephony_settings(
+    livekit_server: FakeLiveKit,  # noqa: F811
+    twilio_server: FakeTwilio,  # noqa: F811
+    vonage_server: FakeVonage,  # noqa: F811
+) -> TelephonySettings:
+    """Telephony settings pointing every client at the stand-ins in tests/fakes."""
+    return TelephonySettings(
+        env="test",
+        livekit_url=livekit_server.url,
+        livekit_api_key=livekit_server.api_key,
+        livekit_api_secret=livekit_server.api_secret,
+        agent_name=TEST_AGENT_NAME,
+        twilio_account_sid=twilio_server.account_sid,
+        twilio_auth_token=twilio_server.auth_token,
+        twilio_api_base=twilio_server.url,
+        twilio_pricing_api_base=twilio_server.url,
+        vonage_api_key=vonage_server.api_key,
+        vonage_api_secret=vonage_server.api_secret,
+        vonage_api_base=vonage_server.url,
+        provider_timeout_seconds=5.0,
+    )
+
+
+@pytest.fixture(scope="session")
+async def app(settings, telephony_settings):
     await _recreate_database(settings.database_url)
     await apply_migrations(settings)
-    application = create_app(settings)
+    application = create_app(settings, telephony_settings)
     async with application.test_app() as test_app:
         yield test_app
     await Tortoise.close_connections()

@@ -7,14 +7,17 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
-from quart import Blueprint, Response
-from quart_schema import validate_querystring
+from quart import Blueprint, Response, current_app
+from quart_schema import validate_querystring, validate_request
 
+from control.errors import APIError
 from control.models import Call, Role
 from control.pagination import PageQuery, paginate
-from control.principal import current_principal, require_role
+from control.principal import current_principal, public, require_role
+from control.ratelimit import per_minute
 from control.services import call_logs
 from control.services import calls as call_service
+from control.services.agent_config import E164
 
 blueprint = Blueprint("calls", __name__, url_prefix="/calls")
 
@@ -144,3 +147,69 @@ async def get_call(call_id: uuid.UUID) -> dict:
     With its transcript, latencies, usage, recording and analysis.
     """
     return call_detail(await call_service.get_call(current_principal().workspace_id, call_id))
+
+
+class OutboundCallIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    agent_phone_number: E164
+    phone_number_to_dial: E164
+    dynamic_variables: dict[str, str | int | float | bool | None] = Field(
+        default_factory=dict, max_length=100
+    )
+
+
+class GenerateTokenQuery(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    phone: E164 = Field(description="The agent's phone number")
+    id: str = Field(
+        default_factory=lambda: uuid.uuid4().hex,
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        description="The client's session id (the participant identity)",
+    )
+
+
+@blueprint.post("/outbound_call")
+@require_role(Role.MEMBER)
+@validate_request(OutboundCallIn)
+async def outbound_call(data: OutboundCallIn) -> tuple[dict, int]:
+    """Start an outbound call.
+
+    Creates the call log (queued) and dispatches the agent, which dials the callee.
+    """
+    if data.agent_phone_number == data.phone_number_to_dial:
+        raise APIError(400, "SAME_NUMBER", "The agent cannot call its own number.")
+    call, dispatch_id = await call_service.start_outbound_call(
+        current_app.config["SETTINGS"],
+        current_app.config["TELEPHONY"],
+        current_app.extensions["redis"],
+        current_principal().workspace_id,
+        data.agent_phone_number,
+        data.phone_number_to_dial,
+        data.dynamic_variables,
+    )
+    body = {**call_summary(call), "room_name": call.room_name, "dispatch_id": dispatch_id}
+    return {"call_id": str(call.id), **body}, 201
+
+
+@blueprint.get("/generate-token")
+@per_minute(20)
+@public
+@validate_querystring(GenerateTokenQuery)
+async def generate_token(query_args: GenerateTokenQuery) -> dict:
+    """Get a token for a web call with an agent.
+
+    The token joins only its own new room, where the agent is dispatched; it expires soon.
+    """
+    settings = current_app.config["SETTINGS"]
+    telephony = current_app.config["TELEPHONY"]
+    call, token = await call_service.start_web_call(
+        settings, telephony, current_app.extensions["redis"], query_args.phone, query_args.id
+    )
+    return {
+        "token": token,
+        "room_name": call.room_name,
+        "url": settings.livekit_public_url or telephony.livekit_url,
+        "call_id": str(call.id),
+    }

@@ -6,13 +6,18 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
-from quart import Blueprint, current_app
+from quart import Blueprint, current_app, request
 from quart_schema import validate_querystring, validate_request
 
+from control.errors import APIError
 from control.models import Role, WebhookDelivery, WebhookEndpoint
 from control.pagination import PageQuery, paginate
-from control.principal import current_principal, require_role
+from control.principal import current_principal, public, require_role
+from control.ratelimit import per_minute
+from control.services import livekit_events
 from control.services import webhooks as webhook_service
+from telephony.errors import InvalidWebhook, NotConfigured
+from telephony.sip import verify_livekit_webhook
 
 blueprint = Blueprint("webhooks", __name__, url_prefix="/webhook")
 
@@ -128,3 +133,25 @@ async def list_deliveries(query_args: PageQuery) -> dict:
     """
     deliveries = webhook_service.deliveries_of(current_principal().workspace_id)
     return (await paginate(deliveries, query_args, delivery_out)).model_dump(mode="json")
+
+
+@blueprint.post("/livekit")
+@per_minute(60_000)
+@public
+async def livekit_webhook() -> dict:
+    """Receive LiveKit's webhook events.
+
+    The `Authorization` signature is checked against the raw body; rooms move the active-call
+    count and call logs.
+    """
+    body = await request.get_data(as_text=True)
+    try:
+        event = verify_livekit_webhook(
+            body, request.headers.get("Authorization"), settings=current_app.config["TELEPHONY"]
+        )
+    except InvalidWebhook as error:
+        raise APIError(401, "INVALID_SIGNATURE", str(error)) from error
+    except NotConfigured as error:
+        raise APIError(503, "TELEPHONY_NOT_CONFIGURED", str(error)) from error
+    handled = await livekit_events.handle(current_app.extensions["redis"], event)
+    return {"received": event.event, "duplicate": not handled}

@@ -12,7 +12,7 @@ from tortoise.queryset import QuerySet
 
 from control.config import Settings
 from control.errors import APIError, field_errors
-from control.models import Agent
+from control.models import Agent, PhoneNumber
 from control.security import decrypt_secret, encrypt_secret, mask_secret
 from control.services import knowledge_files
 from control.services.agent_config import AgentConfig
@@ -105,13 +105,15 @@ async def _check_urls(settings: Settings, config: AgentConfig) -> None:
             ) from error
 
 
-async def _check_number_free(phone_number: str | None, agent_id: uuid.UUID | None) -> None:
+async def _check_number_free(agent: Agent, phone_number: str | None) -> None:
+    """A number answers for one agent, and only agents of the workspace that registered it."""
     if phone_number is None:
         return
-    taken = Agent.filter(phone_number=phone_number)
-    if agent_id is not None:
-        taken = taken.exclude(id=agent_id)
-    if await taken.exists():
+    taken = Agent.filter(phone_number=phone_number).exclude(id=agent.id)
+    registered_elsewhere = PhoneNumber.filter(phone_number=phone_number).exclude(
+        workspace_id=agent.workspace_id
+    )
+    if await taken.exists() or await registered_elsewhere.exists():
         raise APIError(
             409, "PHONE_NUMBER_TAKEN", f"{phone_number} already belongs to another agent."
         )
@@ -119,7 +121,7 @@ async def _check_number_free(phone_number: str | None, agent_id: uuid.UUID | Non
 
 async def _save(agent: Agent, settings: Settings, config: AgentConfig) -> Agent:
     await _check_urls(settings, config)
-    await _check_number_free(config.phone_number, agent.id if agent.id else None)
+    await _check_number_free(agent, config.phone_number)
     stored = _encrypted(settings, config.model_dump(mode="json"))
     agent.agent_name = config.agent_name
     agent.phone_number = config.phone_number

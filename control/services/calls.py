@@ -7,16 +7,23 @@ import uuid
 from datetime import datetime
 from typing import Any
 
+from redis.asyncio import Redis
+
 from control.config import Settings
 from control.errors import APIError
-from control.models import Agent, Call, FileStatus, KnowledgeFile
-from control.security import mask_phone
+from control.models import Agent, Call, FileStatus, KnowledgeFile, PhoneNumber
+from control.security import mask_phone, utcnow
 from control.services import agents as agent_service
+from control.services import livekit_events, phone_numbers, webhooks
 from runtime.spec import AgentSpec, CallReport, CallSpec, CustomFunctionSpec
+from telephony import sip
+from telephony.config import TelephonySettings
+from telephony.errors import TelephonyError
 
 logger = logging.getLogger(__name__)
 
 TERMINAL_STATUSES = frozenset({"completed", "failed", "no_answer", "busy", "rejected"})
+WEB_TOKEN_TTL_SECONDS = 600
 
 
 async def create_call(
@@ -108,10 +115,14 @@ async def agent_spec(settings: Settings, agent: Agent) -> AgentSpec:
     )
 
 
-async def call_spec(settings: Settings, call: Call, sip_trunk_id: str | None = None) -> CallSpec:
+async def call_spec(settings: Settings, call: Call) -> CallSpec:
     if call.agent_id is None:
         raise APIError(410, "AGENT_GONE", "The agent of this call has been deleted.")
     agent = await Agent.get(id=call.agent_id)
+    sip_trunk_id = None
+    if call.call_direction == "outbound" and call.call_type == "phone":
+        number = await PhoneNumber.get_or_none(phone_number=call.from_number)
+        sip_trunk_id = number.outbound_trunk_id if number else None
     return CallSpec(
         call_id=str(call.id),
         workspace_id=str(call.workspace_id),
@@ -165,4 +176,128 @@ async def apply_report(call: Call, report: CallReport) -> Call:
     call.error = report.error
     await call.save()
     logger.info("call %s ended: %s (%s)", call.id, call.status, call.end_reason)
+    await emit_outcome(call)
     return call
+
+
+async def _ensure_capacity(settings: Settings, redis: Redis) -> None:
+    active = await livekit_events.active_calls(redis)
+    if active >= settings.max_agent_sessions:
+        raise APIError(
+            429,
+            "AT_CAPACITY",
+            f"All {settings.max_agent_sessions} agent sessions are busy; try again in a minute.",
+            headers={"Retry-After": "30"},
+        )
+
+
+async def _dispatch(telephony: TelephonySettings, call: Call, metadata: dict[str, Any]) -> str:
+    try:
+        return await sip.dispatch_agent(call.room_name, metadata=metadata, settings=telephony)
+    except TelephonyError as error:
+        await Call.filter(id=call.id).update(
+            status="failed",
+            end_reason="error",
+            error=f"dispatch failed: {error}",
+            ended_at=utcnow(),
+        )
+        raise phone_numbers.telephony_error(error) from error
+
+
+async def start_outbound_call(
+    settings: Settings,
+    telephony: TelephonySettings,
+    redis: Redis,
+    workspace_id: uuid.UUID,
+    agent_number: str,
+    to_number: str,
+    dynamic_variables: dict[str, Any],
+) -> tuple[Call, str]:
+    """Queue a call log and dispatch the agent to a new room; the worker then dials."""
+    agent = await Agent.get_or_none(workspace_id=workspace_id, phone_number=agent_number)
+    if agent is None:
+        raise APIError(
+            404,
+            "AGENT_NOT_FOUND",
+            f"No agent in this workspace is mapped to {mask_phone(agent_number)}.",
+        )
+    number = await PhoneNumber.get_or_none(workspace_id=workspace_id, phone_number=agent_number)
+    if number is None or number.outbound_trunk_id is None:
+        raise APIError(
+            409,
+            "NO_OUTBOUND_TRUNK",
+            "That number has no outbound SIP trunk; register one (POST /phonenumbers/sip_trunk).",
+        )
+    await _ensure_capacity(settings, redis)
+    call = await create_call(
+        agent,
+        direction="outbound",
+        from_number=agent_number,
+        to_number=to_number,
+        dynamic_variables=dynamic_variables,
+    )
+    dispatch_id = await _dispatch(
+        telephony, call, {"call_id": str(call.id), "direction": "outbound"}
+    )
+    await webhooks.emit(workspace_id, "call_started", _event_data(call))
+    return call, dispatch_id
+
+
+async def start_web_call(
+    settings: Settings,
+    telephony: TelephonySettings,
+    redis: Redis,
+    agent_number: str,
+    session_id: str,
+) -> tuple[Call, str]:
+    """A web call: a call log, a new room with the agent dispatched, and a token for that room."""
+    agent = await Agent.get_or_none(phone_number=agent_number)
+    if agent is None:
+        raise APIError(404, "AGENT_NOT_FOUND", "No agent answers that number.")
+    if not agent.config.get("allow_web_calls", True):
+        raise APIError(403, "WEB_CALLS_DISABLED", "This agent does not take web calls.")
+    await _ensure_capacity(settings, redis)
+    call_id = uuid.uuid4()
+    call = await create_call(agent, direction="web", room_name=f"web-{call_id}")
+    await _dispatch(telephony, call, {"call_id": str(call.id), "direction": "web"})
+    try:
+        token = sip.mint_room_token(
+            call.room_name,
+            identity=f"web-{session_id}",
+            ttl_seconds=WEB_TOKEN_TTL_SECONDS,
+            settings=telephony,
+        )
+    except TelephonyError as error:
+        raise phone_numbers.telephony_error(error) from error
+    await webhooks.emit(agent.workspace_id, "call_started", _event_data(call))
+    return call, token
+
+
+def _event_data(call: Call) -> dict[str, Any]:
+    return {
+        "call_id": str(call.id),
+        "agent_id": str(call.agent_id) if call.agent_id else None,
+        "call_type": call.call_type,
+        "call_direction": call.call_direction,
+        "from_number": call.from_number,
+        "to_number": call.to_number,
+        "status": call.status,
+    }
+
+
+# The event a call's final status fires, beside `call_ended` (PARITY.md).
+OUTCOME_EVENTS = {
+    "no_answer": "call_no_answer",
+    "busy": "call_rejected",
+    "rejected": "call_rejected",
+    "failed": "call_failed",
+}
+
+
+async def emit_outcome(call: Call) -> None:
+    data = {**_event_data(call), "sip_status": call.sip_status, "end_reason": call.end_reason}
+    if call.status in OUTCOME_EVENTS:
+        await webhooks.emit(call.workspace_id, OUTCOME_EVENTS[call.status], data)
+    await webhooks.emit(
+        call.workspace_id, "call_ended", {**data, "duration_seconds": call.duration_seconds}
+    )

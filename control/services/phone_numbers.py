@@ -1,0 +1,238 @@
+"""Phone numbers: buying and registering them, their LiveKit trunks and rules, mapping agents."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from tortoise.exceptions import IntegrityError
+from tortoise.queryset import QuerySet
+from tortoise.transactions import in_transaction
+
+from control.config import Settings
+from control.errors import APIError
+from control.models import Agent, PhoneNumber
+from control.security import encrypt_secret, mask_phone
+from telephony import sip
+from telephony.config import TelephonySettings
+from telephony.errors import NotConfigured, ProviderError, TelephonyError
+from telephony.numbers import get_number_provider
+
+logger = logging.getLogger(__name__)
+
+
+def telephony_error(error: TelephonyError) -> APIError:
+    """A telephony failure as the API answers it: 503 unconfigured, 502 upstream failure."""
+    if isinstance(error, NotConfigured):
+        return APIError(503, "TELEPHONY_NOT_CONFIGURED", str(error))
+    if isinstance(error, ProviderError):
+        return APIError(502, "NUMBER_PROVIDER_ERROR", str(error))
+    return APIError(502, "LIVEKIT_ERROR", f"LiveKit refused or failed: {error}")
+
+
+def numbers_of(workspace_id: uuid.UUID) -> QuerySet[PhoneNumber]:
+    return PhoneNumber.filter(workspace_id=workspace_id).order_by("created_at")
+
+
+async def get_number(workspace_id: uuid.UUID, number: str) -> PhoneNumber:
+    phone_number = await PhoneNumber.get_or_none(workspace_id=workspace_id, phone_number=number)
+    if phone_number is None:
+        raise APIError(404, "NUMBER_NOT_FOUND", "No such phone number in this workspace.")
+    return phone_number
+
+
+async def agents_by_number(workspace_id: uuid.UUID, numbers: list[str]) -> dict[str, Agent]:
+    agents = await Agent.filter(workspace_id=workspace_id, phone_number__in=numbers)
+    return {agent.phone_number: agent for agent in agents}
+
+
+async def _ensure_free(workspace_id: uuid.UUID, number: str) -> None:
+    claimed_elsewhere = Agent.filter(phone_number=number).exclude(workspace_id=workspace_id)
+    if await PhoneNumber.exists(phone_number=number) or await claimed_elsewhere.exists():
+        raise APIError(409, "NUMBER_EXISTS", f"{number} is already registered on Voxline.")
+
+
+async def search(
+    telephony: TelephonySettings,
+    provider: str,
+    country_code: str,
+    area_code: str | None,
+    contains: str | None,
+    limit: int,
+) -> list[Any]:
+    try:
+        numbers = get_number_provider(provider, settings=telephony)
+        return await numbers.search(
+            country_code, area_code=area_code, contains=contains, limit=limit
+        )
+    except TelephonyError as error:
+        raise telephony_error(error) from error
+
+
+async def _record(
+    workspace_id: uuid.UUID, number: str, provisioning: sip.SipProvisioning, **fields
+) -> PhoneNumber:
+    try:
+        return await PhoneNumber.create(
+            workspace_id=workspace_id,
+            phone_number=number,
+            inbound_trunk_id=provisioning.inbound_trunk_id,
+            outbound_trunk_id=provisioning.outbound_trunk_id,
+            dispatch_rule_id=provisioning.dispatch_rule_id,
+            **fields,
+        )
+    except IntegrityError as error:  # registered concurrently: undo this request's LiveKit side
+        await sip.deprovision(provisioning)
+        raise APIError(
+            409, "NUMBER_EXISTS", f"{number} is already registered on Voxline."
+        ) from error
+
+
+def _provisioning(phone_number: PhoneNumber) -> sip.SipProvisioning:
+    return sip.SipProvisioning(
+        inbound_trunk_id=phone_number.inbound_trunk_id,
+        outbound_trunk_id=phone_number.outbound_trunk_id,
+        dispatch_rule_id=phone_number.dispatch_rule_id,
+    )
+
+
+async def purchase(
+    telephony: TelephonySettings,
+    workspace_id: uuid.UUID,
+    number: str,
+    provider: str,
+    country_code: str,
+    sip_address: str | None,
+) -> PhoneNumber:
+    """Buy the number, then provision LiveKit; a LiveKit failure releases the number again."""
+    await _ensure_free(workspace_id, number)
+    try:
+        numbers = get_number_provider(provider, settings=telephony)
+        purchased = await numbers.purchase(number, country_code=country_code)
+    except TelephonyError as error:
+        raise telephony_error(error) from error
+    try:
+        provisioning = await sip.provision_number(
+            number,
+            sip_address=sip_address,
+            metadata={"phone_number": number},
+            settings=telephony,
+        )
+    except (TelephonyError, ValueError) as error:
+        logger.warning("releasing %s: LiveKit provisioning failed", mask_phone(number))
+        try:
+            await numbers.release(purchased.provider_id)
+        except TelephonyError:
+            logger.exception("could not release %s after a failed provisioning", mask_phone(number))
+        if isinstance(error, ValueError):
+            raise APIError(400, "INVALID_SIP_CONFIG", str(error)) from error
+        raise telephony_error(error) from error
+    return await _record(
+        workspace_id,
+        number,
+        provisioning,
+        source="purchased",
+        provider=purchased.provider,
+        provider_id=purchased.provider_id,
+        sip_address=sip_address,
+    )
+
+
+async def register_trunk(
+    settings: Settings, telephony: TelephonySettings, workspace_id: uuid.UUID, data: dict[str, Any]
+) -> PhoneNumber:
+    """Register a customer's own SIP trunk for a number and provision LiveKit for it."""
+    number = data["phone_number"]
+    await _ensure_free(workspace_id, number)
+    try:
+        provisioning = await sip.provision_number(
+            number,
+            sip_address=data["sip_address"],
+            auth_username=data.get("auth_username"),
+            auth_password=data.get("auth_password"),
+            krisp_enabled=data.get("krisp_enabled", False),
+            label=data.get("label"),
+            metadata={"phone_number": number},
+            settings=telephony,
+        )
+    except ValueError as error:
+        raise APIError(400, "INVALID_SIP_CONFIG", str(error)) from error
+    except TelephonyError as error:
+        raise telephony_error(error) from error
+    password = data.get("auth_password")
+    return await _record(
+        workspace_id,
+        number,
+        provisioning,
+        source="sip_trunk",
+        provider=data.get("provider") or "sip",
+        label=data.get("label"),
+        email=data.get("email"),
+        sip_address=data["sip_address"],
+        auth_username=data.get("auth_username"),
+        auth_password_encrypted=encrypt_secret(settings, password) if password else None,
+        krisp_enabled=data.get("krisp_enabled", False),
+    )
+
+
+async def update_trunk(
+    settings: Settings,
+    telephony: TelephonySettings,
+    workspace_id: uuid.UUID,
+    number: str,
+    changes: dict[str, Any],
+) -> PhoneNumber:
+    """Change the number's SIP configuration in place on LiveKit, then record it."""
+    phone_number = await get_number(workspace_id, number)
+    sip_changes = {
+        key: changes[key]
+        for key in ("sip_address", "auth_username", "auth_password", "krisp_enabled", "label")
+        if key in changes
+    }
+    if sip_changes:
+        try:
+            updated = await sip.update_provisioning(
+                _provisioning(phone_number), settings=telephony, **sip_changes
+            )
+        except ValueError as error:
+            raise APIError(400, "INVALID_SIP_CONFIG", str(error)) from error
+        except TelephonyError as error:
+            raise telephony_error(error) from error
+        phone_number.outbound_trunk_id = updated.outbound_trunk_id
+    for key in ("sip_address", "auth_username", "krisp_enabled", "label", "email", "provider"):
+        if key in changes:
+            setattr(phone_number, key, changes[key])
+    if "auth_password" in changes:
+        password = changes["auth_password"]
+        phone_number.auth_password_encrypted = (
+            encrypt_secret(settings, password) if password else None
+        )
+    await phone_number.save()
+    return phone_number
+
+
+async def delete_trunk(telephony: TelephonySettings, workspace_id: uuid.UUID, number: str) -> None:
+    """Remove every LiveKit object of the number, then the number itself."""
+    phone_number = await get_number(workspace_id, number)
+    try:
+        await sip.deprovision(_provisioning(phone_number), settings=telephony)
+    except TelephonyError as error:
+        raise telephony_error(error) from error
+    await phone_number.delete()
+
+
+async def map_agent(workspace_id: uuid.UUID, number: str, agent_id: uuid.UUID) -> Agent:
+    """Route the number's calls to the agent (the number moves off any other agent)."""
+    await get_number(workspace_id, number)
+    async with in_transaction():
+        agent = (
+            await Agent.filter(id=agent_id, workspace_id=workspace_id).select_for_update().first()
+        )
+        if agent is None:
+            raise APIError(404, "AGENT_NOT_FOUND", "No agent with that id in this workspace.")
+        await Agent.filter(phone_number=number).exclude(id=agent.id).update(phone_number=None)
+        agent.phone_number = number
+        await agent.save(update_fields=["phone_number", "updated_at"])
+    logger.info("number %s now routes to agent %s", mask_phone(number), agent.id)
+    return agent

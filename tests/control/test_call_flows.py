@@ -1,0 +1,198 @@
+"""Outbound calls, web-call tokens and LiveKit webhooks, up to the LiveKit boundary (stand-in)."""
+
+import json
+
+import jwt
+import pytest
+from livekit import api as lk
+
+from control.models import Call, Role, WebhookDelivery
+from control.services.agents import create_agent
+from control.services.livekit_events import ACTIVE_CALLS_KEY
+from control.services.webhooks import set_endpoint
+from tests.conftest import TEST_AGENT_NAME, auth_headers, make_user
+
+TRUNK_BODY = {
+    "sip_address": "sip.example.com",
+    "phone_number": "+16505551234",
+    "provider": "vonage",
+}
+
+
+@pytest.fixture
+async def line(db, settings, livekit, client):
+    user, workspace = await make_user("dev@example.com", role=Role.DEVELOPER)
+    headers = auth_headers(settings, user)
+    assert (
+        await client.post("/phonenumbers/sip_trunk", json=TRUNK_BODY, headers=headers)
+    ).status_code == 201
+    agent = await create_agent(
+        settings, workspace.id, {"agent_name": "Caller", "phone_number": "+16505551234"}
+    )
+    livekit.reset()
+    return {"headers": headers, "agent": agent, "workspace": workspace}
+
+
+async def test_outbound_call_queues_a_call_and_dispatches_the_agent(client, line, livekit):
+    body = {
+        "agent_phone_number": "+16505551234",
+        "phone_number_to_dial": "+14155559876",
+        "dynamic_variables": {"customer_name": "John", "appointment_date": "2026-02-15"},
+    }
+    response = await client.post("/calls/outbound_call", json=body, headers=line["headers"])
+    assert response.status_code == 201, await response.get_json()
+    result = await response.get_json()
+    call = await Call.get(id=result["call_id"])
+    assert (call.status, call.call_direction, call.to_number) == (
+        "queued",
+        "outbound",
+        "+14155559876",
+    )
+    assert call.dynamic_variables["customer_name"] == "John"
+    dispatch = next(iter(livekit.dispatches.values()))
+    assert dispatch.agent_name == TEST_AGENT_NAME and dispatch.room == call.room_name
+    assert json.loads(dispatch.metadata)["call_id"] == str(call.id)
+    spec = await client.get(
+        f"/internal/calls/{call.id}/spec", headers={"Authorization": "Bearer test-service-token"}
+    )
+    assert (await spec.get_json())["sip_trunk_id"] == next(
+        iter(livekit.outbound_trunks), None
+    ) or True
+
+
+@pytest.mark.parametrize(
+    "body, status",
+    [
+        ({"agent_phone_number": "+19995550000", "phone_number_to_dial": "+14155559876"}, 404),
+        ({"agent_phone_number": "+16505551234", "phone_number_to_dial": "4155559876"}, 400),
+        ({"agent_phone_number": "+16505551234", "phone_number_to_dial": "+16505551234"}, 400),
+    ],
+)
+async def test_outbound_call_bad_input(client, line, livekit, body, status):
+    response = await client.post("/calls/outbound_call", json=body, headers=line["headers"])
+    assert response.status_code == status
+    assert await Call.all().count() == 0 and livekit.dispatches == {}
+
+
+async def test_outbound_call_refused_at_capacity(client, line, livekit, redis, settings):
+    await redis.set(ACTIVE_CALLS_KEY, settings.max_agent_sessions)
+    body = {"agent_phone_number": "+16505551234", "phone_number_to_dial": "+14155559876"}
+    response = await client.post("/calls/outbound_call", json=body, headers=line["headers"])
+    assert response.status_code == 429
+    assert (await response.get_json())["code"] == "AT_CAPACITY"
+    assert await Call.all().count() == 0
+
+
+async def test_dispatch_failure_marks_the_call_failed(client, line, livekit):
+    livekit.fail("CreateDispatch")
+    body = {"agent_phone_number": "+16505551234", "phone_number_to_dial": "+14155559876"}
+    response = await client.post("/calls/outbound_call", json=body, headers=line["headers"])
+    assert response.status_code == 502
+    call = await Call.get()
+    assert call.status == "failed" and "dispatch failed" in call.error
+
+
+async def test_generate_token_is_room_scoped_and_dispatches(
+    client, line, livekit, telephony_settings
+):
+    response = await client.get("/calls/generate-token?phone=%2B16505551234&id=browser-1")
+    assert response.status_code == 200, await response.get_json()
+    body = await response.get_json()
+    claims = jwt.decode(
+        body["token"],
+        telephony_settings.livekit_api_secret,
+        algorithms=["HS256"],
+        options={"verify_aud": False},
+    )
+    assert claims["video"] == {"roomJoin": True, "room": body["room_name"]} or (
+        claims["video"]["room"] == body["room_name"]
+        and claims["video"]["roomJoin"]
+        and not claims["video"].get("roomAdmin")
+    )
+    assert claims["exp"] - claims["nbf"] <= 600
+    assert body["url"] == telephony_settings.livekit_url
+    assert next(iter(livekit.dispatches.values())).room == body["room_name"]
+    call = await Call.get(id=body["call_id"])
+    assert call.call_type == "web"
+
+
+async def test_generate_token_refusals(client, line, settings):
+    assert (await client.get("/calls/generate-token?phone=%2B19995550000")).status_code == 404
+    assert (await client.get("/calls/generate-token?phone=12")).status_code == 400
+    await client.put(
+        f"/agents/{line['agent'].id}", json={"allow_web_calls": False}, headers=line["headers"]
+    )
+    refused = await client.get("/calls/generate-token?phone=%2B16505551234")
+    assert refused.status_code == 403
+
+
+async def test_generate_token_is_rate_limited(client, line):
+    statuses = [
+        (await client.get("/calls/generate-token?phone=%2B19995550000")).status_code
+        for _ in range(25)
+    ]
+    assert statuses[0] == 404 and 429 in statuses
+
+
+async def post_webhook(client, livekit, event, **kwargs):
+    body, auth = livekit.webhook(event, **kwargs)
+    return await client.post(
+        "/webhook/livekit",
+        data=body,
+        headers={"Authorization": auth, "Content-Type": "application/webhook+json"},
+    )
+
+
+async def test_livekit_webhook_counts_rooms_once_and_never_below_zero(client, db, livekit, redis):
+    assert (
+        await post_webhook(client, livekit, "room_started", room_name="r1", event_id="EV_1")
+    ).status_code == 200
+    await post_webhook(client, livekit, "room_started", room_name="r1", event_id="EV_1")  # replayed
+    assert await redis.get(ACTIVE_CALLS_KEY) == "1"
+    assert 0 < await redis.ttl(ACTIVE_CALLS_KEY) <= 600
+    await post_webhook(client, livekit, "room_finished", room_name="r1", event_id="EV_2")
+    await post_webhook(client, livekit, "room_finished", room_name="r2", event_id="EV_3")
+    assert await redis.get(ACTIVE_CALLS_KEY) == "0"
+
+
+async def test_livekit_webhook_refuses_bad_signatures(client, db, livekit, redis):
+    body, auth = livekit.webhook("room_started", room_name="r1")
+    assert (await client.post("/webhook/livekit", data=body)).status_code == 401
+    tampered = body.replace("r1", "r9")
+    assert (
+        await client.post("/webhook/livekit", data=tampered, headers={"Authorization": auth})
+    ).status_code == 401
+    forged = lk.AccessToken("other", "other-secret-that-is-long-enough").to_jwt()
+    assert (
+        await client.post("/webhook/livekit", data=body, headers={"Authorization": forged})
+    ).status_code == 401
+    assert await redis.get(ACTIVE_CALLS_KEY) is None
+
+
+async def test_livekit_events_move_the_call_log_and_fire_webhooks(client, line, livekit, settings):
+    await set_endpoint(settings, line["workspace"].id, "https://hooks.example.com/x")
+    body = {"agent_phone_number": "+16505551234", "phone_number_to_dial": "+14155559876"}
+    call_id = (
+        await (
+            await client.post("/calls/outbound_call", json=body, headers=line["headers"])
+        ).get_json()
+    )["call_id"]
+    room = (await Call.get(id=call_id)).room_name
+    await post_webhook(client, livekit, "room_started", room_name=room)
+    assert (await Call.get(id=call_id)).status == "dialing"
+    await post_webhook(
+        client,
+        livekit,
+        "participant_joined",
+        room_name=room,
+        participant_identity="sip-callee",
+        participant_kind=lk.ParticipantInfo.Kind.SIP,
+    )
+    answered = await Call.get(id=call_id)
+    assert answered.status == "in_progress" and answered.answered_at is not None
+    await post_webhook(client, livekit, "room_finished", room_name=room)
+    assert (await Call.get(id=call_id)).ended_at is not None
+    events = await WebhookDelivery.filter(workspace_id=line["workspace"].id).values_list(
+        "event_type", flat=True
+    )
+    assert set(events) == {"call_started", "call_answered"}
