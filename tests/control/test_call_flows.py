@@ -6,7 +6,7 @@ import jwt
 import pytest
 from livekit import api as lk
 
-from control.models import Call, Role, WebhookDelivery
+from control.models import Call, PhoneNumber, Role, WebhookDelivery
 from control.services.agents import create_agent
 from control.services.livekit_events import ACTIVE_CALLS_KEY
 from control.services.webhooks import set_endpoint
@@ -55,9 +55,9 @@ async def test_outbound_call_queues_a_call_and_dispatches_the_agent(client, line
     spec = await client.get(
         f"/internal/calls/{call.id}/spec", headers={"Authorization": "Bearer test-service-token"}
     )
-    assert (await spec.get_json())["sip_trunk_id"] == next(
-        iter(livekit.outbound_trunks), None
-    ) or True
+    number = await PhoneNumber.get(phone_number="+16505551234")
+    assert number.outbound_trunk_id in livekit.outbound_trunks
+    assert (await spec.get_json())["sip_trunk_id"] == number.outbound_trunk_id
 
 
 @pytest.mark.parametrize(
