@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import re
 from functools import lru_cache
 from urllib.parse import urlsplit
@@ -19,6 +20,8 @@ from knowledge.embeddings import chroma_embedding_function
 from knowledge.errors import KnowledgeError, StoreUnavailable
 
 logger = logging.getLogger(__name__)
+
+_CLIENT_LOCK = threading.Lock()
 
 EMBEDDER_KEY = "voxline_embedder"
 AGENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,60}$")
@@ -37,7 +40,10 @@ def get_client(settings: KnowledgeSettings | None = None) -> ClientAPI:
     if settings.chroma_url:
         token = settings.chroma_token.get_secret_value() if settings.chroma_token else None
         return _http_client(settings.chroma_url, token)
-    return _persistent_client(str(settings.chroma_path.resolve()))
+    # Chroma's client registry is not safe to populate from two threads at once (two uploads
+    # ingesting in parallel); the first creation happens under this lock.
+    with _CLIENT_LOCK:
+        return _persistent_client(str(settings.chroma_path.resolve()))
 
 
 def get_collection(
