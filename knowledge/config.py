@@ -31,6 +31,9 @@ class KnowledgeSettings(BaseSettings):
     )
     openai_embedding_model: str = "text-embedding-3-small"
     openai_timeout_seconds: float = 30.0
+    # Threads of the local model; 0 lets onnxruntime use every core. A voice deployment that
+    # ingests while calls run may set 1, so embedding never takes the last core.
+    local_embedding_threads: int = Field(default=0, ge=0, le=64)
 
     max_file_bytes: int = Field(default=20 * MIB, gt=0)
     max_request_bytes: int = Field(default=50 * MIB, gt=0)

@@ -170,12 +170,10 @@ def retrieve_sync(
     if collection is None:
         return []
     try:
-        count = collection.count()
-        if count == 0:
-            return []
+        # Chroma returns fewer results when the collection holds fewer than top_k chunks.
         result = collection.query(
             query_texts=[query],
-            n_results=min(top_k, count),
+            n_results=top_k,
             include=["documents", "metadatas", "distances"],
         )
     except Exception as e:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
-import threading
 import re
+import threading
 from functools import lru_cache
 from urllib.parse import urlsplit
 
@@ -37,12 +37,12 @@ def collection_name(agent_id: str) -> str:
 def get_client(settings: KnowledgeSettings | None = None) -> ClientAPI:
     """The Chroma client of this process: a server when ``chroma_url`` is set, else embedded."""
     settings = settings or get_knowledge_settings()
-    if settings.chroma_url:
-        token = settings.chroma_token.get_secret_value() if settings.chroma_token else None
-        return _http_client(settings.chroma_url, token)
     # Chroma's client registry is not safe to populate from two threads at once (two uploads
     # ingesting in parallel); the first creation happens under this lock.
     with _CLIENT_LOCK:
+        if settings.chroma_url:
+            token = settings.chroma_token.get_secret_value() if settings.chroma_token else None
+            return _http_client(settings.chroma_url, token)
         return _persistent_client(str(settings.chroma_path.resolve()))
 
 
