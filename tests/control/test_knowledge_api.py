@@ -3,6 +3,7 @@
 import asyncio
 import io
 import zipfile
+from textwrap import wrap
 
 import pytest
 from docx import Document
@@ -10,6 +11,7 @@ from docx import Document
 from control.models import KnowledgeFile, Role
 from knowledge import retrieve
 from tests.conftest import auth_headers, make_user
+from tests.knowledge.pdfgen import make_pdf
 
 RETURNS = (
     "Returns policy.\n\nYou may return any unworn item within 30 days of delivery for a full "
@@ -28,15 +30,7 @@ def docx_bytes(text: str) -> bytes:
 
 
 def pdf_bytes(text: str) -> bytes:
-    from fpdf import FPDF
-
-    pdf = FPDF()
-    pdf.add_page()
-    pdf.set_font("Helvetica", size=12)
-    for paragraph in text.split("\n\n"):
-        pdf.multi_cell(0, 8, paragraph)
-        pdf.ln(4)
-    return bytes(pdf.output())
+    return make_pdf([[line for paragraph in text.split("\n\n") for line in wrap(paragraph, 80)]])
 
 
 @pytest.fixture
