@@ -316,3 +316,28 @@ class PhoneNumber(Model):
 
     class Meta:
         table = "phone_numbers"
+
+
+# One message of a text chat with an agent; a chat session is its `session_id`.
+class ChatMessage(Model):
+    id = fields.UUIDField(primary_key=True)
+    workspace: fields.ForeignKeyRelation[Workspace] = fields.ForeignKeyField(
+        "models.Workspace", related_name="chat_messages", on_delete=fields.CASCADE
+    )
+    agent: fields.ForeignKeyRelation[Agent] = fields.ForeignKeyField(
+        "models.Agent", related_name="chat_messages", on_delete=fields.CASCADE
+    )
+    session_id = fields.CharField(max_length=64)
+    role = fields.CharField(max_length=16)
+    text = fields.TextField()
+    tool_calls = fields.JSONField(default=list)
+    sources = fields.JSONField(default=list)
+    usage = fields.JSONField(default=dict)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "chat_messages"
+        indexes = (
+            ("workspace_id", "agent_id", "session_id", "created_at"),
+            ("workspace_id", "created_at"),
+        )

@@ -1,0 +1,92 @@
+"""Text chats with agents: history per session, and the runtime's agent brain for each turn."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from tortoise.queryset import QuerySet
+
+from control.config import Settings
+from control.errors import APIError
+from control.models import ChatMessage
+from control.services import agents as agent_service
+from control.services.calls import agent_spec
+
+logger = logging.getLogger(__name__)
+
+HISTORY_LIMIT = 40
+
+
+def messages_of(
+    workspace_id: uuid.UUID, agent_id: uuid.UUID | None, session_id: str | None
+) -> QuerySet[ChatMessage]:
+    query = ChatMessage.filter(workspace_id=workspace_id)
+    if agent_id is not None:
+        query = query.filter(agent_id=agent_id)
+    if session_id is not None:
+        query = query.filter(session_id=session_id)
+    return query.order_by("-created_at", "-id")
+
+
+async def _history(workspace_id: uuid.UUID, agent_id: uuid.UUID, session_id: str) -> list[dict]:
+    recent = await messages_of(workspace_id, agent_id, session_id).limit(HISTORY_LIMIT)
+    return [{"role": message.role, "text": message.text} for message in reversed(recent)]
+
+
+async def _run_turn(settings: Settings, **kwargs: Any):
+    # The chat brain is the runtime's (DESIGN.md flow 7); imported here, on first use, so the
+    # control plane starts without loading livekit-agents.
+    try:
+        from runtime.chat import chat_turn
+        from runtime.providers import MissingExtraError, ProviderError
+    except ImportError as error:
+        raise APIError(503, "RUNTIME_NOT_INSTALLED", f"Chats need the runtime: {error}") from error
+    try:
+        return await chat_turn(allow_private_urls=settings.allow_private_urls, **kwargs)
+    except MissingExtraError as error:
+        raise APIError(503, "PROVIDER_NOT_INSTALLED", str(error)) from error
+    except ProviderError as error:
+        raise APIError(503, "PROVIDER_NOT_CONFIGURED", str(error)) from error
+
+
+async def send(
+    settings: Settings,
+    workspace_id: uuid.UUID,
+    agent_id: uuid.UUID,
+    message: str,
+    session_id: str | None,
+    variables: dict[str, str],
+) -> tuple[str, Any]:
+    """Run one chat turn and keep both messages in the session's history."""
+    agent = await agent_service.get_agent(workspace_id, agent_id)
+    session_id = session_id or uuid.uuid4().hex
+    history = await _history(workspace_id, agent.id, session_id)
+    reply = await _run_turn(
+        settings,
+        agent=await agent_spec(settings, agent),
+        message=message,
+        session_id=session_id,
+        workspace_id=str(workspace_id),
+        history=history,
+        variables=variables,
+    )
+    await ChatMessage.create(
+        workspace_id=workspace_id,
+        agent_id=agent.id,
+        session_id=session_id,
+        role="user",
+        text=message,
+    )
+    await ChatMessage.create(
+        workspace_id=workspace_id,
+        agent_id=agent.id,
+        session_id=session_id,
+        role="assistant",
+        text=reply.reply,
+        tool_calls=reply.tool_calls,
+        sources=reply.sources,
+        usage=reply.usage,
+    )
+    return session_id, reply

@@ -1,0 +1,129 @@
+"""Text chats with an agent: the same brain as a call (prompt, tools, knowledge), text in and out.
+
+The control plane keeps each chat session's history and calls `chat_turn` per message; the turn
+runs on a room-less `AgentSession` with only the agent's LLM.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from livekit.agents import llm
+from livekit.agents.voice.run_result import (
+    ChatMessageEvent,
+    FunctionCallEvent,
+    FunctionCallOutputEvent,
+)
+
+from runtime.agent import CallRecorder, CallState, VoxlineAgent, create_session
+from runtime.providers import build_pipeline
+from runtime.spec import AgentSpec, CallSpec
+from runtime.tools import Retrieve
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ChatReply:
+    """One chat turn's answer.
+
+    Attributes:
+        reply: what the agent answered (its messages of the turn, joined).
+        tool_calls: `{name, arguments, result, is_error}` for each tool the turn ran.
+        sources: knowledge passages looked up (`{file_name, position, page, score, text}`).
+        messages: the turn's new history items (`{role, text}`), to append to the session.
+        usage: `{llm_prompt_tokens, llm_completion_tokens}`.
+    """
+
+    reply: str
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    sources: list[dict[str, Any]] = field(default_factory=list)
+    messages: list[dict[str, str]] = field(default_factory=list)
+    usage: dict[str, int | float] = field(default_factory=dict)
+
+
+def history_context(history: list[dict[str, Any]] | None) -> llm.ChatContext:
+    """A chat context from stored `{role, text}` messages (user and assistant only)."""
+    chat_ctx = llm.ChatContext.empty()
+    for message in history or []:
+        role, text = message.get("role"), message.get("text") or message.get("content")
+        if role in ("user", "assistant") and text:
+            chat_ctx.add_message(role=role, content=str(text))
+    return chat_ctx
+
+
+async def chat_turn(
+    agent: AgentSpec,
+    message: str,
+    *,
+    session_id: str,
+    workspace_id: str,
+    history: list[dict[str, Any]] | None = None,
+    variables: dict[str, str] | None = None,
+    allow_private_urls: bool = False,
+    retrieve: Retrieve | None = None,
+    now: datetime | None = None,
+) -> ChatReply:
+    """Answer one chat message with the agent, given the session's history so far.
+
+    Raises:
+        UnknownProviderError, ProviderError, MissingExtraError: the agent's LLM cannot be built.
+    """
+    call = CallSpec(
+        call_id=session_id,
+        workspace_id=workspace_id,
+        direction="web",
+        call_type="web",
+        dynamic_variables=variables or {},
+        agent=agent,
+        allow_private_urls=allow_private_urls,
+    )
+    state = CallState(call=call)
+    pipeline = build_pipeline(agent, audio=False)
+    session = create_session(call, pipeline, state, user_away_timeout=None)
+    recorder = CallRecorder(session, state)
+    chat_agent = VoxlineAgent(
+        call,
+        state=state,
+        now=now,
+        retrieve=retrieve,
+        greet_on_enter=False,
+        voice=False,
+        chat_ctx=history_context(history),
+    )
+    try:
+        await session.start(chat_agent)
+        result = await session.run(user_input=message)
+    finally:
+        await session.aclose()
+
+    texts: list[str] = []
+    calls: dict[str, dict[str, Any]] = {}
+    for event in result.events:
+        if isinstance(event, ChatMessageEvent) and event.item.role == "assistant":
+            if event.item.text_content:
+                texts.append(event.item.text_content)
+        elif isinstance(event, FunctionCallEvent):
+            try:
+                arguments = json.loads(event.item.arguments or "{}")
+            except ValueError:
+                arguments = event.item.arguments
+            calls[event.item.call_id] = {"name": event.item.name, "arguments": arguments}
+        elif isinstance(event, FunctionCallOutputEvent) and event.item.call_id in calls:
+            calls[event.item.call_id].update(result=event.item.output, is_error=event.item.is_error)
+    reply = "\n".join(texts)
+    usage = recorder.usage()
+    return ChatReply(
+        reply=reply,
+        tool_calls=list(calls.values()),
+        sources=list(state.sources),
+        messages=[{"role": "user", "text": message}, {"role": "assistant", "text": reply}],
+        usage={
+            "llm_prompt_tokens": usage["llm_prompt_tokens"],
+            "llm_completion_tokens": usage["llm_completion_tokens"],
+        },
+    )

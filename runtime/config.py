@@ -1,0 +1,27 @@
+"""Runtime settings (the worker's side): where the control plane is and provider endpoints."""
+
+from __future__ import annotations
+
+import logging
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+logger = logging.getLogger(__name__)
+
+
+class RuntimeSettings(BaseSettings):
+    """Settings read from `VOXLINE_*` environment variables.
+
+    Provider API keys keep their own names (`OPENAI_API_KEY`, `DEEPGRAM_API_KEY`), and so does
+    `OPENAI_BASE_URL`, which the OpenAI client reads itself (it points TTS at a compatible
+    server; an agent's `llm_base_url` overrides it for the LLM).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="VOXLINE_", extra="ignore")
+
+    api_url: str = "http://127.0.0.1:8000"
+    service_token: str = ""
+    agent_name: str = "voxline"
+    deepgram_url: str = "https://api.deepgram.com/v1/listen"
+    #: Lets custom functions reach private addresses even when a call spec does not say so.
+    allow_private_urls: bool = False

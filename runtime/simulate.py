@@ -1,0 +1,200 @@
+"""Simulated voice calls: a scripted caller speaks to an agent through the real audio pipeline.
+
+No LiveKit server is needed. The caller's lines are synthesised to audio (Piper, offline), fed in
+real time (or faster) through VAD, STT, turn detection, LLM and TTS, and the agent's speech is
+captured. The result is the call's report and a WAV recording of both sides.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from livekit import rtc
+from livekit.agents.utils import http_context
+from livekit.agents.voice.events import AgentStateChangedEvent
+
+from runtime.agent import CallGuard, CallRecorder, CallState, VoxlineAgent, create_session
+from runtime.audio_io import CaptureAudioOutput, PacedAudioInput, to_frames
+from runtime.providers import Pipeline, build_pipeline
+from runtime.spec import CallReport, CallSpec, EndReason
+
+logger = logging.getLogger(__name__)
+
+SAMPLE_RATE = 16000
+DEFAULT_CALLER_LINES = (
+    "Hi, what can you help me with?",
+    "What are your opening hours?",
+    "Thank you, goodbye.",
+)
+
+Speak = Callable[[str], tuple[bytes, int]]
+
+
+def piper_caller() -> Speak:
+    """The simulated caller's voice: Piper, offline (needs the `local` extra)."""
+    from runtime.local.tts import PiperTTS
+
+    voice = PiperTTS()._voice
+
+    def speak(text: str) -> tuple[bytes, int]:
+        pcm = b"".join(chunk.audio_int16_bytes for chunk in voice.synthesize(text))
+        return pcm, voice.config.sample_rate
+
+    return speak
+
+
+class _ReplyWatcher:
+    """Tells when the agent has answered: it spoke, then stayed quiet for a while."""
+
+    def __init__(self, quiet_for: float) -> None:
+        self.quiet_for = quiet_for
+        self.spoke = False
+        self.done = asyncio.Event()
+        self._timer: asyncio.TimerHandle | None = None
+        self.state = "initializing"
+
+    def reset(self) -> None:
+        self.spoke = False
+        self.done.clear()
+
+    def on_state(self, event: AgentStateChangedEvent) -> None:
+        self.state = event.new_state
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if event.new_state == "speaking":
+            self.spoke = True
+        elif event.new_state == "listening" and self.spoke:
+            self._timer = asyncio.get_running_loop().call_later(self.quiet_for, self.done.set)
+
+
+@dataclass
+class SimulationResult:
+    report: CallReport
+    recording_path: Path | None
+    caller_audio_seconds: float
+    agent_audio_seconds: float
+
+
+async def simulate_call(
+    call: CallSpec,
+    lines: list[str] | tuple[str, ...] = DEFAULT_CALLER_LINES,
+    *,
+    pipeline: Pipeline | None = None,
+    speak: Speak | None = None,
+    speed: float = 1.0,
+    recording_path: str | Path | None = None,
+    reply_timeout: float = 30.0,
+    on_line: Callable[[str], Any] | None = None,
+    session_overrides: dict[str, Any] | None = None,
+) -> SimulationResult:
+    """Run one simulated call and return its report (and the recording, when asked).
+
+    Args:
+        call: the call spec (its agent's providers are built from the registry unless
+            `pipeline` is given).
+        lines: what the caller says, one line per turn; each waits for the agent's answer.
+        speak: text -> (16-bit mono PCM, sample rate) for the caller; Piper by default.
+        speed: 1.0 is real time; higher feeds and plays audio faster.
+        recording_path: where to write a WAV of both sides.
+        on_line: called with each caller line as it is spoken (for live output).
+    """
+    speak = speak or piper_caller()
+    pipeline = pipeline or build_pipeline(call.agent)
+    state = CallState(call=call)
+    async with http_context.open():
+        session = create_session(call, pipeline, state, **(session_overrides or {}))
+        recorder = CallRecorder(session, state)
+        guard = CallGuard(session, state)
+        audio_in = PacedAudioInput(sample_rate=SAMPLE_RATE, speed=speed)
+        audio_out = CaptureAudioOutput(speed=speed)
+        session.input.audio = audio_in
+        session.output.audio = audio_out
+        watcher = _ReplyWatcher(quiet_for=1.0 / speed)
+        session.on("agent_state_changed", watcher.on_state)
+
+        t0 = time.time()
+        agent = VoxlineAgent(call, state=state)
+        await session.start(agent)
+        state.answered_at = time.time()
+        guard.start()
+        try:
+            if agent.first_message:
+                await _wait(watcher.done, reply_timeout)
+            for line in lines:
+                if recorder.closed.is_set():
+                    break
+                watcher.reset()
+                if on_line is not None:
+                    on_line(line)
+                pcm, rate = await asyncio.to_thread(speak, line)
+                audio_in.push(to_frames(pcm, rate, SAMPLE_RATE))
+                await audio_in.drained()
+                await _wait(watcher.done, reply_timeout)
+        finally:
+            if not recorder.closed.is_set():
+                state.end(EndReason.USER_HANGUP)  # the simulated caller hangs up
+                await session.aclose()
+            audio_in.close()
+
+    path = None
+    if recording_path is not None:
+        path = write_call_recording(recording_path, audio_in.recorded, audio_out, t0, speed)
+    report = recorder.report(recording_path=str(path) if path else None)
+    return SimulationResult(
+        report=report,
+        recording_path=path,
+        caller_audio_seconds=sum(f.duration for f in audio_in.recorded),
+        agent_audio_seconds=audio_out.audio_seconds,
+    )
+
+
+async def _wait(event: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(event.wait(), seconds)
+
+
+def _pcm16k(frames: list[rtc.AudioFrame]) -> np.ndarray:
+    if not frames:
+        return np.zeros(0, dtype=np.int16)
+    rate = frames[0].sample_rate
+    pcm = b"".join(bytes(frame.data) for frame in frames)
+    if rate == SAMPLE_RATE:
+        return np.frombuffer(pcm, dtype=np.int16)
+    resampled = to_frames(pcm, rate, SAMPLE_RATE)
+    return np.frombuffer(b"".join(bytes(f.data) for f in resampled), dtype=np.int16)
+
+
+def write_call_recording(
+    path: str | Path,
+    caller: list[rtc.AudioFrame],
+    agent: CaptureAudioOutput,
+    t0: float,
+    speed: float = 1.0,
+) -> Path:
+    """Mix the caller's audio and the agent's speech on one 16 kHz mono timeline (WAV)."""
+    import wave
+
+    mix = _pcm16k(caller).astype(np.int32)
+    for segment in agent.segments:
+        start = max(int((segment.started_at - t0) * speed * SAMPLE_RATE), 0)
+        audio = _pcm16k(segment.frames).astype(np.int32)
+        end = start + len(audio)
+        if end > len(mix):
+            mix = np.pad(mix, (0, end - len(mix)))
+        mix[start:end] += audio
+    path = Path(path)
+    with wave.open(str(path), "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(SAMPLE_RATE)
+        wav.writeframes(np.clip(mix, -32768, 32767).astype(np.int16).tobytes())
+    return path

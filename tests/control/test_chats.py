@@ -1,0 +1,157 @@
+"""`/chats`: the agent's brain in text, with a custom function, a knowledge passage and history."""
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from control.models import ChatMessage, Role
+from tests.conftest import auth_headers, free_port, make_user
+from tests.control.test_knowledge_api import upload, wait_until_settled
+from tests.fakes.openai_server import FakeOpenAI, tool_call
+
+
+@pytest.fixture(scope="module")
+def openai_server():
+    server = FakeOpenAI().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def inventory_api():
+    """A real local HTTP endpoint behind the agent's custom function."""
+    received = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            received.append({"body": body, "auth": self.headers.get("X-Api-Token")})
+            payload = json.dumps({"sku": body.get("sku"), "in_stock": 7}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/inventory", received
+    server.shutdown()
+
+
+@pytest.fixture
+async def chat_agent(client, settings, openai_server, inventory_api, db):
+    openai_server.reset()
+    # Loopback endpoints (the scripted LLM, the inventory API) need private URLs allowed.
+    client.app.config["SETTINGS"] = settings.model_copy(update={"allow_private_urls": True})
+    user, _ = await make_user("dev@example.com", role=Role.DEVELOPER)
+    outsider, _ = await make_user("outsider@example.com", role=Role.ADMIN)
+    headers = auth_headers(settings, user)
+    body = {
+        "agent_name": "Shop assistant",
+        "LLM_provider": "openai",
+        "LLM_base_url": openai_server.base_url,
+        "LLM_model": "scripted",
+        "system_prompt": "You are the assistant of Acme Shop. Customer: {{customer_name}}.",
+        "custom_functions": [
+            {
+                "name": "check_inventory",
+                "description": "Check stock of a product",
+                "url": inventory_api[0],
+                "method": "POST",
+                "parameters": {"sku": {"type": "string", "description": "product code"}},
+                "headers": {"X-Api-Token": "tok-123456789"},
+            }
+        ],
+    }
+    created = await client.post("/agents", json=body, headers=headers)
+    assert created.status_code == 201, await created.get_json()
+    yield {
+        "id": (await created.get_json())["id"],
+        "dev": headers,
+        "outsider": auth_headers(settings, outsider),
+    }
+    client.app.config["SETTINGS"] = settings
+
+
+async def test_chat_uses_the_prompt_a_custom_function_and_keeps_history(
+    client, chat_agent, openai_server, inventory_api
+):
+    openai_server.on("in stock", tool_call("check_inventory", sku="A-100"))
+    openai_server.on_tool("check_inventory", "Yes: {tool_output}")
+    openai_server.on("hello", "Hello! How can I help?")
+    first = await client.post(
+        "/chats",
+        json={
+            "agent_id": chat_agent["id"],
+            "message": "hello",
+            "dynamic_variables": {"customer_name": "Ada"},
+        },
+        headers=chat_agent["dev"],
+    )
+    assert first.status_code == 200, await first.get_json()
+    body = await first.get_json()
+    assert body["reply"] == "Hello! How can I help?" and body["session_id"]
+    system = openai_server.requests[-1]["messages"][0]
+    assert "Acme Shop" in str(system["content"]) and "Ada" in str(system["content"])
+
+    second = await client.post(
+        "/chats",
+        json={
+            "agent_id": chat_agent["id"],
+            "message": "Is A-100 in stock?",
+            "session_id": body["session_id"],
+        },
+        headers=chat_agent["dev"],
+    )
+    reply = await second.get_json()
+    assert second.status_code == 200, reply
+    assert reply["tool_calls"][0]["name"] == "check_inventory"
+    assert '"in_stock": 7' in reply["reply"] or "in_stock" in reply["reply"]
+    assert inventory_api[1][-1] == {"body": {"sku": "A-100"}, "auth": "tok-123456789"}
+    # the second turn saw the first one
+    contents = [str(m.get("content")) for m in openai_server.requests[-2]["messages"]]
+    assert any("Hello! How can I help?" in c for c in contents)
+
+    listed = await (
+        await client.get(f"/chats?session_id={body['session_id']}", headers=chat_agent["dev"])
+    ).get_json()
+    assert listed["total"] == 4
+    assert [m["role"] for m in listed["items"]] == ["assistant", "user", "assistant", "user"]
+    other = await (await client.get("/chats", headers=chat_agent["outsider"])).get_json()
+    assert other["total"] == 0
+
+
+async def test_chat_answers_from_the_knowledge_base(client, chat_agent, openai_server):
+    await upload(
+        client,
+        chat_agent,
+        [("returns.md", b"# Returns\n\nItems can be returned within 45 days for a full refund.")],
+    )
+    await wait_until_settled(client, {**chat_agent, "member": chat_agent["dev"]})
+    openai_server.on("return", tool_call("lookup_knowledge", query="return window"))
+    openai_server.on_tool("lookup_knowledge", "From our policy: {tool_output}")
+    response = await client.post(
+        "/chats",
+        json={"agent_id": chat_agent["id"], "message": "How long do I have to return things?"},
+        headers=chat_agent["dev"],
+    )
+    body = await response.get_json()
+    assert response.status_code == 200, body
+    assert body["sources"] and body["sources"][0]["file_name"] == "returns.md"
+    assert "45 days" in body["reply"]
+
+
+async def test_chat_with_another_workspaces_agent_is_404(client, chat_agent):
+    response = await client.post(
+        "/chats",
+        json={"agent_id": chat_agent["id"], "message": "hi"},
+        headers=chat_agent["outsider"],
+    )
+    assert response.status_code == 404
+    assert await ChatMessage.all().count() == 0
