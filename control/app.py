@@ -38,6 +38,11 @@ BLUEPRINTS = (
 )
 
 
+# Bodies that may be larger than a JSON request: uploads and call recordings (bounded by
+# MAX_CONTENT_LENGTH and by their own routes).
+BULK_MIMETYPES = frozenset({"multipart/form-data", "audio/wav"})
+
+
 def create_app(
     settings: Settings | None = None, telephony: TelephonySettings | None = None
 ) -> Quart:
@@ -68,7 +73,7 @@ def create_app(
 
     @app.before_request
     async def limit_json_body_size() -> None:
-        if request.mimetype == "multipart/form-data" or request.method in ("GET", "HEAD"):
+        if request.mimetype in BULK_MIMETYPES or request.method in ("GET", "HEAD"):
             return
         size = request.content_length
         if size is None:  # chunked: the body is bounded by MAX_CONTENT_LENGTH while read

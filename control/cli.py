@@ -7,6 +7,7 @@ import asyncio
 import getpass
 import logging
 import os
+import subprocess
 import sys
 
 from control.config import Settings, get_settings
@@ -114,6 +115,61 @@ def cmd_createsuperuser(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _seed_demo(settings: Settings) -> None:
+    from control.db import close_db, init_db
+    from control.services import demo
+
+    await init_db(settings)
+    try:
+        print("Seeding the demo workspace (indexing its knowledge file) ...")
+        seeded = await demo.seed(settings)
+    finally:
+        await close_db()
+    print(f"Demo workspace: {seeded.workspace.name} (slug {seeded.workspace.slug})")
+    print(f"Demo agent:     {seeded.agent.agent_name} ({seeded.agent.id}) on the local providers")
+    if seeded.password:
+        print(
+            f"Demo login:     {seeded.user.email} / {seeded.password}   (shown once; "
+            "set VOXLINE_DEMO_PASSWORD to choose it)"
+        )
+    else:
+        print(f"Demo login:     {seeded.user.email} (password unchanged)")
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    asyncio.run(_migrate(settings))
+    asyncio.run(_seed_demo(settings))
+    return 0
+
+
+# The runtime is a separate program that happens to share the `voxline` command: these two
+# subcommands hand over to it (the control plane itself never runs runtime code).
+def cmd_worker(args: argparse.Namespace) -> int:
+    from runtime.cli import worker
+
+    return worker()
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from runtime.cli import simulate
+
+    return asyncio.run(simulate(args.agent, args.line or [], args.fast))
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    """The control plane here and the worker in a child process, so neither takes down the other."""
+    worker = subprocess.Popen([sys.executable, "-m", "control.cli", "worker"])
+    try:
+        return cmd_serve(args)
+    finally:
+        worker.terminate()
+        try:
+            worker.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="voxline", description="Voxline: real-time voice AI agents."
@@ -132,6 +188,27 @@ def build_parser() -> argparse.ArgumentParser:
     superuser.add_argument("--email")
     superuser.add_argument("--password", help="else VOXLINE_SUPERUSER_PASSWORD, else a prompt")
     superuser.set_defaults(handler=cmd_createsuperuser)
+
+    worker = commands.add_parser("worker", help="run the LiveKit agent worker")
+    worker.set_defaults(handler=cmd_worker)
+
+    up = commands.add_parser("up", help="the control plane and the worker together")
+    up.add_argument("--host", default="127.0.0.1")
+    up.add_argument("--port", type=int, default=8000)
+    up.set_defaults(handler=cmd_up)
+
+    simulate = commands.add_parser(
+        "simulate", help="an offline voice call against an agent (no LiveKit server needed)"
+    )
+    simulate.add_argument("--agent", help="agent id (default: the demo agent)")
+    simulate.add_argument(
+        "--line", action="append", help="what the caller says; repeat for several turns"
+    )
+    simulate.add_argument("--fast", action="store_true", help="feed audio faster than real time")
+    simulate.set_defaults(handler=cmd_simulate)
+
+    demo = commands.add_parser("demo", help="seed the demo workspace, user and agent")
+    demo.set_defaults(handler=cmd_demo)
     return parser
 
 

@@ -20,8 +20,9 @@ class RuntimeSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="VOXLINE_", extra="ignore")
 
     api_url: str = "http://127.0.0.1:8000"
-    service_token: str = ""
-    agent_name: str = "voxline"
+    # The development default matches the control plane's; production sets a real one on both.
+    service_token: str = "change-me"
+    agent_name: str = "voxline-agent"
     deepgram_url: str = "https://api.deepgram.com/v1/listen"
     #: Lets custom functions reach private addresses even when a call spec does not say so.
     allow_private_urls: bool = False

@@ -94,6 +94,7 @@ async def simulate_call(
     recording_path: str | Path | None = None,
     reply_timeout: float = 30.0,
     on_line: Callable[[str], Any] | None = None,
+    on_agent_text: Callable[[str], Any] | None = None,
     session_overrides: dict[str, Any] | None = None,
 ) -> SimulationResult:
     """Run one simulated call and return its report (and the recording, when asked).
@@ -106,6 +107,7 @@ async def simulate_call(
         speed: 1.0 is real time; higher feeds and plays audio faster.
         recording_path: where to write a WAV of both sides.
         on_line: called with each caller line as it is spoken (for live output).
+        on_agent_text: called with each thing the agent says, as it is added to the history.
     """
     speak = speak or piper_caller()
     pipeline = pipeline or build_pipeline(call.agent)
@@ -120,6 +122,15 @@ async def simulate_call(
         session.output.audio = audio_out
         watcher = _ReplyWatcher(quiet_for=1.0 / speed)
         session.on("agent_state_changed", watcher.on_state)
+        if on_agent_text is not None:
+            session.on(
+                "conversation_item_added",
+                lambda event: (
+                    on_agent_text(event.item.text_content)
+                    if getattr(event.item, "role", None) == "assistant" and event.item.text_content
+                    else None
+                ),
+            )
 
         t0 = time.time()
         agent = VoxlineAgent(call, state=state)

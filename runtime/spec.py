@@ -613,6 +613,27 @@ class EndReason(StrEnum):
     ERROR = "error"
 
 
+_BUSY = frozenset({486, 600})
+_NO_ANSWER = frozenset({408, 480, 487})
+_REJECTED = frozenset({403, 603})
+
+
+def call_status_for_sip(sip_status: int | None) -> CallStatus:
+    """The call-log status for a failed call's SIP response code.
+
+    486 Busy Here and 600 Busy Everywhere are "busy"; 408 Request Timeout, 480 Temporarily
+    Unavailable and 487 Request Terminated (ringing cancelled) are "no_answer"; 403 Forbidden
+    and 603 Decline are "rejected"; anything else, or no code at all, is "failed".
+    """
+    if sip_status in _BUSY:
+        return CallStatus.BUSY
+    if sip_status in _NO_ANSWER:
+        return CallStatus.NO_ANSWER
+    if sip_status in _REJECTED:
+        return CallStatus.REJECTED
+    return CallStatus.FAILED
+
+
 CallDirection = Literal["inbound", "outbound", "web"]
 CallType = Literal["phone", "web"]
 CALL_DIRECTIONS: tuple[str, ...] = ("inbound", "outbound", "web")

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
-from quart import Blueprint, Response, current_app
+from quart import Blueprint, Response, current_app, send_file
 from quart_schema import validate_querystring, validate_request
 
 from control.errors import APIError
@@ -213,3 +213,15 @@ async def generate_token(query_args: GenerateTokenQuery) -> dict:
         "url": settings.livekit_public_url or telephony.livekit_url,
         "call_id": str(call.id),
     }
+
+
+@blueprint.get("/<uuid:call_id>/recording")
+@require_role(Role.MEMBER)
+async def get_recording(call_id: uuid.UUID) -> Response:
+    """Download a call's recording (WAV, both sides)."""
+    settings = current_app.config["SETTINGS"]
+    call = await call_service.get_call(current_principal().workspace_id, call_id)
+    path = call_service.recording_path(settings, call)
+    if not call.recording_url or not path.exists():
+        raise APIError(404, "NO_RECORDING", "This call has no recording.")
+    return await send_file(path, mimetype="audio/wav")

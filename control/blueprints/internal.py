@@ -15,6 +15,7 @@ from control.models import Agent
 from control.principal import GUARD_ATTRIBUTE
 from control.security import constant_time_equals
 from control.services import calls as call_service
+from control.services import demo
 from control.services.agent_config import E164
 from runtime.spec import CallReport
 
@@ -123,3 +124,23 @@ async def report(call_id: uuid.UUID) -> dict:
     call = await call_service.get_call(None, call_id)
     await call_service.apply_report(call, call_report)
     return {"id": str(call.id), "status": call.status}
+
+
+@blueprint.get("/demo-agent")
+@require_service_token
+async def demo_agent() -> dict:
+    """The demo agent seeded by `voxline demo` (what `voxline simulate` calls by default)."""
+    agent = await demo.find_demo_agent()
+    if agent is None:
+        raise APIError(404, "NO_DEMO_AGENT", "No demo agent yet: run `voxline demo` first.")
+    return {"agent_id": str(agent.id), "agent_name": agent.agent_name}
+
+
+@blueprint.put("/calls/<uuid:call_id>/recording")
+@require_service_token
+async def store_recording(call_id: uuid.UUID) -> dict:
+    """Store a call's WAV recording; it is then served at `/calls/{id}/recording`."""
+    call = await call_service.get_call(None, call_id)
+    wav = await request.get_data()
+    url = await call_service.store_recording(_settings(), call, wav)
+    return {"recording_url": url}

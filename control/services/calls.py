@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from redis.asyncio import Redis
@@ -301,3 +303,23 @@ async def emit_outcome(call: Call) -> None:
     await webhooks.emit(
         call.workspace_id, "call_ended", {**data, "duration_seconds": call.duration_seconds}
     )
+
+
+RIFF_MAGIC = b"RIFF"
+MAX_RECORDING_BYTES = 200 * 1024 * 1024
+
+
+def recording_path(settings: Settings, call: Call) -> Path:
+    # Named by the call's id only: nothing from the client reaches the path.
+    return settings.data_dir / "recordings" / f"{call.id}.wav"
+
+
+async def store_recording(settings: Settings, call: Call, wav: bytes) -> str:
+    if not wav.startswith(RIFF_MAGIC) or len(wav) > MAX_RECORDING_BYTES:
+        raise APIError(400, "INVALID_RECORDING", "Send a WAV file (at most 200 MiB).")
+    path = recording_path(settings, call)
+    await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
+    await asyncio.to_thread(path.write_bytes, wav)
+    call.recording_url = f"/calls/{call.id}/recording"
+    await call.save(update_fields=["recording_url"])
+    return call.recording_url

@@ -1,0 +1,88 @@
+"""Runtime commands behind `voxline worker` and `voxline simulate`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import tempfile
+from pathlib import Path
+
+from runtime.config import RuntimeSettings
+from runtime.control_client import ControlPlane, ControlPlaneError
+from runtime.spec import CallReport, CallStatus
+
+logger = logging.getLogger(__name__)
+
+FAST_SPEED = 4.0
+
+
+def _print_turn_latencies(report: CallReport) -> None:
+    if not report.latencies:
+        return
+    print("\nPer-turn latency (ms):  end of utterance | LLM first token | TTS first byte | reply")
+    for turn in report.latencies:
+        cells = [
+            turn.get(field)
+            for field in ("end_of_utterance_ms", "llm_ttft_ms", "tts_ttfb_ms", "end_to_end_ms")
+        ]
+        shown = " | ".join(
+            f"{cell:>8.0f}" if isinstance(cell, int | float) else "       -" for cell in cells
+        )
+        print(f"  turn {turn.get('turn', '?'):>2}: {shown}")
+
+
+async def simulate(agent_id: str | None, lines: list[str], fast: bool) -> int:
+    """A whole voice call against an agent with no LiveKit server; returns the exit code."""
+    from runtime.simulate import DEFAULT_CALLER_LINES, simulate_call
+
+    settings = RuntimeSettings()
+    async with ControlPlane(settings) as control:
+        try:
+            agent_id = agent_id or await control.demo_agent_id()
+            call = await control.open_call(agent_id, direction="web")
+        except ControlPlaneError as error:
+            print(f"error: {error}", file=sys.stderr)
+            print(
+                "Is the control plane running (`make run` or `voxline serve`) and is "
+                "VOXLINE_SERVICE_TOKEN the same on both sides?",
+                file=sys.stderr,
+            )
+            return 2
+        print(f"Simulated call {call.call_id} with agent {call.agent.name!r}")
+        spec = call.agent
+        print(f"  (LLM {spec.llm_provider}, STT {spec.stt_provider}, TTS {spec.tts_provider})\n")
+        with tempfile.TemporaryDirectory() as folder:
+            recording = Path(folder) / "call.wav"
+            result = await simulate_call(
+                call,
+                tuple(lines) or DEFAULT_CALLER_LINES,
+                speed=FAST_SPEED if fast else 1.0,
+                recording_path=recording,
+                on_line=lambda text: print(f"caller: {text}", flush=True),
+                on_agent_text=lambda text: print(f"agent:  {text}", flush=True),
+            )
+            report = result.report
+            recording_url = None
+            if result.recording_path is not None:
+                wav = await asyncio.to_thread(result.recording_path.read_bytes)
+                recording_url = await control.upload_recording(call.call_id, wav)
+        await control.report(report)
+    _print_turn_latencies(report)
+    reason = report.end_reason.value if report.end_reason else "-"
+    print(f"\nCall {call.call_id}: {report.status.value} ({reason})")
+    if recording_url:
+        print(f"Recording: {settings.api_url.rstrip('/')}{recording_url}")
+    print(f"Call log:  {settings.api_url.rstrip('/')}/calls/{call.call_id}")
+    print(call.call_id)
+    return 0 if report.status == CallStatus.COMPLETED else 1
+
+
+def worker() -> int:
+    from runtime.worker import run_worker
+
+    try:
+        asyncio.run(run_worker())
+    except KeyboardInterrupt:
+        pass
+    return 0
