@@ -174,7 +174,6 @@ async def apply_report(call: Call, report: CallReport) -> Call:
     call.transcript = report.transcript
     call.usage = dict(report.usage)
     call.latencies = report.latencies
-    call.recording_url = report.recording_path or call.recording_url
     call.error = report.error
     await call.save()
     logger.info("call %s ended: %s (%s)", call.id, call.status, call.end_reason)
