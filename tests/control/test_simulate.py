@@ -1,0 +1,156 @@
+"""`voxline demo` and `voxline simulate`: a whole spoken call with no LiveKit server, read back."""
+
+import os
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+from control.models import Agent, Call, KnowledgeFile, Role, User
+from control.services import demo
+from control.services.agents import create_agent
+from tests.conftest import TEST_DATA_DIR, auth_headers, free_port, make_user
+from tests.fakes.openai_server import FakeOpenAI
+
+pytest.importorskip("faster_whisper", reason="offline speech (faster-whisper) is not installed")
+pytest.importorskip("piper", reason="offline speech (Piper) is not installed")
+
+SERVICE_TOKEN = "test-service-token"
+
+
+@pytest.fixture(scope="module")
+def scripted_llm():
+    server = FakeOpenAI().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def control_plane(settings, db):
+    """`voxline serve` in a child process on the test database: what `simulate` talks to."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "VOXLINE_DATABASE_URL": settings.database_url,
+        "VOXLINE_REDIS_URL": settings.redis_url,
+        "VOXLINE_DATA_DIR": TEST_DATA_DIR,
+        "VOXLINE_SERVICE_TOKEN": SERVICE_TOKEN,
+        "VOXLINE_BACKGROUND_WORKERS": "false",
+        "VOXLINE_ENV": "test",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "control.cli", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(120):
+        try:
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.25)
+    else:
+        process.kill()
+        raise AssertionError("voxline serve did not come up")
+    yield {**env, "VOXLINE_API_URL": url}
+    process.terminate()
+    process.wait(timeout=15)
+
+
+async def test_demo_seed_is_idempotent(db, settings):
+    first = await demo.seed(settings)
+    again = await demo.seed(settings)
+    assert first.password and again.password is None
+    assert await User.filter(email=demo.DEMO_EMAIL).count() == 1
+    assert await Agent.filter(agent_name=demo.DEMO_AGENT_NAME).count() == 1
+    agent = await Agent.get(id=first.agent.id)
+    assert (
+        agent.config["LLM_provider"],
+        agent.config["STT_provider"],
+        agent.config["TTS_provider"],
+    ) == ("local",) * 3
+    file = await KnowledgeFile.get(agent_id=agent.id)
+    assert file.status == "ready" and file.chunk_count > 0
+
+
+async def test_simulate_runs_a_spoken_call_and_stores_its_log(
+    control_plane, scripted_llm, settings, client
+):
+    user, workspace = await make_user("dev@example.com", role=Role.DEVELOPER)
+    agent = await create_agent(
+        settings,
+        workspace.id,
+        {
+            "agent_name": "Cafe",
+            "LLM_provider": "openai",
+            "LLM_base_url": scripted_llm.base_url,
+            "LLM_model": "scripted",
+            "STT_provider": "local",
+            "TTS_provider": "local",
+            "first_message": "Hello, Harbor Cafe.",
+        },
+    )
+    scripted_llm.reset()
+    scripted_llm.on("opening hours", "We open at seven every weekday.")
+    scripted_llm.on("goodbye", "Goodbye!")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "control.cli",
+            "simulate",
+            "--agent",
+            str(agent.id),
+            "--line",
+            "What are your opening hours?",
+            "--line",
+            "Thank you, goodbye.",
+            "--fast",
+        ],
+        env=control_plane,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    call_id = result.stdout.strip().splitlines()[-1]
+    assert "agent:  We open at seven every weekday." in result.stdout
+    assert "caller: What are your opening hours?" in result.stdout
+
+    call = await Call.get(id=call_id)
+    assert call.status == "completed" and call.agent_id == agent.id
+    heard = " ".join(turn["text"].lower() for turn in call.transcript if turn["role"] == "user")
+    assert "opening hours" in heard  # what faster-whisper heard from Piper's voice
+    assert any(turn["role"] == "assistant" and "seven" in turn["text"] for turn in call.transcript)
+    assert call.usage["tts_characters"] > 0 and call.usage["stt_seconds"] > 0
+    assert call.latencies
+
+    headers = auth_headers(settings, user)
+    detail = await (await client.get(f"/calls/{call_id}", headers=headers)).get_json()
+    assert detail["recording_url"] == f"/calls/{call_id}/recording"
+    recording = await client.get(f"/calls/{call_id}/recording", headers=headers)
+    assert recording.status_code == 200
+    assert (await recording.get_data())[:4] == b"RIFF"
+
+
+async def test_internal_recording_upload_refuses_non_wav(client, db, settings):
+    user, workspace = await make_user("dev@example.com", role=Role.DEVELOPER)
+    agent = await create_agent(settings, workspace.id, {"agent_name": "A"})
+    opened = await client.post(
+        f"/internal/agents/{agent.id}/calls",
+        json={},
+        headers={"Authorization": f"Bearer {SERVICE_TOKEN}"},
+    )
+    call_id = (await opened.get_json())["call_id"]
+    response = await client.put(
+        f"/internal/calls/{call_id}/recording",
+        data=b"not a wav",
+        headers={"Authorization": f"Bearer {SERVICE_TOKEN}", "Content-Type": "audio/wav"},
+    )
+    assert response.status_code == 400
+    missing = await client.get(f"/calls/{call_id}/recording", headers=auth_headers(settings, user))
+    assert missing.status_code == 404
