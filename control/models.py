@@ -228,6 +228,8 @@ class Call(Model):
             ("workspace_id", "agent_id", "created_at"),
             ("workspace_id", "disposition", "created_at"),
             ("workspace_id", "batch_id", "created_at"),
+            ("workspace_id", "call_type", "created_at"),
+            ("workspace_id", "call_direction", "created_at"),
         )
 
 

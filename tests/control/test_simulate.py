@@ -1,5 +1,6 @@
 """`voxline demo` and `voxline simulate`: a whole spoken call with no LiveKit server, read back."""
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -97,7 +98,8 @@ async def test_simulate_runs_a_spoken_call_and_stores_its_log(
     scripted_llm.reset()
     scripted_llm.on("opening hours", "We open at seven every weekday.")
     scripted_llm.on("goodbye", "Goodbye!")
-    result = subprocess.run(
+    result = await asyncio.to_thread(
+        subprocess.run,
         [
             sys.executable,
             "-m",
