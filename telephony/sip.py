@@ -22,7 +22,7 @@ from typing import Any
 import aiohttp
 from livekit import api as lk
 
-from runtime.spec import CallStatus, mask_phone
+from runtime.spec import CallStatus, call_status_for_sip, mask_phone
 from telephony.config import TelephonySettings, get_settings
 from telephony.errors import DialError, InvalidWebhook, LiveKitError
 from telephony.numbers.base import check_e164
@@ -54,9 +54,6 @@ DEFAULT_RINGING_TIMEOUT = 45.0
 #: request got no answer (the object may exist, its id unknown) can still be cleaned up.
 PROVISIONING_TAG = "voxline_provisioning_id"
 
-_BUSY = frozenset({486, 600})
-_NO_ANSWER = frozenset({408, 480, 487})
-_REJECTED = frozenset({403, 603})
 _SIP_HOST = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?(:[0-9]{1,5})?")
 _RETRYABLE_CODES = frozenset({"unavailable", "deadline_exceeded", "resource_exhausted"})
 
@@ -119,22 +116,6 @@ def check_sip_address(address: str) -> str:
             f"sip.example.com or 203.0.113.5:5060, not a SIP URI (got {address!r})"
         )
     return address
-
-
-def call_status_for_sip(sip_status: int | None) -> CallStatus:
-    """The call-log status for a failed call's SIP response code.
-
-    486 Busy Here and 600 Busy Everywhere are "busy"; 408 Request Timeout, 480 Temporarily
-    Unavailable and 487 Request Terminated (ringing cancelled) are "no_answer"; 403 Forbidden
-    and 603 Decline are "rejected"; anything else, or no code at all, is "failed".
-    """
-    if sip_status in _BUSY:
-        return CallStatus.BUSY
-    if sip_status in _NO_ANSWER:
-        return CallStatus.NO_ANSWER
-    if sip_status in _REJECTED:
-        return CallStatus.REJECTED
-    return CallStatus.FAILED
 
 
 async def provision_number(
