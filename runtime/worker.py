@@ -136,13 +136,15 @@ async def run_worker(settings: RuntimeSettings | None = None) -> None:
     """Register with LiveKit and take calls; when LiveKit is unreachable, say so and retry."""
     settings = settings or RuntimeSettings()
     options = worker_options(settings)
+    warned = False
     while True:
         if not os.environ.get("LIVEKIT_URL"):
-            logger.warning(
-                "LIVEKIT_URL is not set: the worker cannot take phone or web calls. The API, "
-                "chats and `voxline simulate` work without it. Retrying in %.0f s.",
-                RETRY_SECONDS,
-            )
+            if not warned:  # said once; the worker keeps checking quietly
+                logger.warning(
+                    "LIVEKIT_URL is not set: the worker cannot take phone or web calls. The "
+                    "API, chats and `voxline simulate` work without it. Waiting for it ..."
+                )
+                warned = True
             await asyncio.sleep(RETRY_SECONDS)
             continue
         server = AgentServer.from_server_options(options)
