@@ -5,10 +5,12 @@ from __future__ import annotations
 import csv
 import io
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
+from tortoise import connections
 from tortoise.expressions import Q
 from tortoise.queryset import QuerySet
 
@@ -68,23 +70,59 @@ def _safe_cell(value: object) -> str:
     """A CSV cell that spreadsheets will not run as a formula."""
     if value is None:
         return ""
-    text = value.isoformat() if isinstance(value, datetime) else str(value)
+    text = str(value)
     return "'" + text if text.startswith(FORMULA_PREFIXES) else text
 
 
-async def export_csv(workspace_id: uuid.UUID, filters: CallFilters) -> AsyncIterator[bytes]:
-    """Yield the CSV (header first) in batches, paging by key so memory stays flat."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
+def _plain_cell(value: object) -> str:
+    return "" if value is None else str(value)
 
-    def flush() -> bytes:
-        chunk = buffer.getvalue().encode()
-        buffer.seek(0)
-        buffer.truncate()
-        return chunk
 
-    writer.writerow(EXPORT_COLUMNS)
-    yield flush()
+def _time_cell(value: datetime | None) -> str:
+    return "" if value is None else value.isoformat()
+
+
+# Ids, times and numbers cannot start a formula; only free-text columns need escaping.
+_CELL_WRITERS = tuple(
+    _time_cell
+    if column.endswith("_at")
+    else _plain_cell
+    if column.endswith("id") or column == "duration_seconds"
+    else _safe_cell
+    for column in EXPORT_COLUMNS
+)
+
+
+def _csv_row(row: Sequence[Any]) -> list[str]:
+    return [write(value) for write, value in zip(_CELL_WRITERS, row, strict=True)]
+
+
+def _parameterized_sql(query: Any) -> tuple[str, list[Any]]:
+    # tortoise has no public "SQL with parameters" call; pinned to tortoise-orm 1.1.
+    query._choose_db_if_not_chosen()
+    query._make_query()
+    return query.query.get_parameterized_sql()
+
+
+async def _postgres_rows(query: Any) -> AsyncIterator[list[Sequence[Any]]]:
+    """One query through a server-side cursor: constant memory, no re-sorting per batch."""
+    sql, params = _parameterized_sql(query)
+    async with connections.get("default").acquire_connection() as connection:
+        async with connection.transaction():
+            batch: list[Sequence[Any]] = []
+            async for record in connection.cursor(sql, *params, prefetch=EXPORT_BATCH):
+                batch.append(record)
+                if len(batch) >= EXPORT_BATCH:
+                    yield batch
+                    batch = []
+            if batch:
+                yield batch
+
+
+async def _keyset_rows(
+    workspace_id: uuid.UUID, filters: CallFilters
+) -> AsyncIterator[list[Sequence[Any]]]:
+    """Batches by key (SQLite: short queries, so the single connection is never held long)."""
     cursor: tuple[datetime, uuid.UUID] | None = None
     while True:
         query = filtered_calls(workspace_id, filters)
@@ -96,10 +134,29 @@ async def export_csv(workspace_id: uuid.UUID, filters: CallFilters) -> AsyncIter
         rows = await query.limit(EXPORT_BATCH).values_list(*EXPORT_COLUMNS)
         if not rows:
             return
-        for row in rows:
-            writer.writerow([_safe_cell(value) for value in row])
-        yield flush()
-        last = rows[-1]
-        cursor = (last[1], last[0])
+        yield rows
         if len(rows) < EXPORT_BATCH:
             return
+        cursor = (rows[-1][1], rows[-1][0])
+
+
+async def export_csv(workspace_id: uuid.UUID, filters: CallFilters) -> AsyncIterator[bytes]:
+    """Yield the CSV (header first) in batches, streaming rows so memory stays flat."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+
+    def flush() -> bytes:
+        chunk = buffer.getvalue().encode()
+        buffer.seek(0)
+        buffer.truncate()
+        return chunk
+
+    writer.writerow(EXPORT_COLUMNS)
+    yield flush()
+    if connections.get("default").capabilities.dialect == "postgres":
+        batches = _postgres_rows(filtered_calls(workspace_id, filters).values_list(*EXPORT_COLUMNS))
+    else:
+        batches = _keyset_rows(workspace_id, filters)
+    async for rows in batches:
+        writer.writerows(map(_csv_row, rows))
+        yield flush()
