@@ -31,8 +31,9 @@ from tests.fakes.vonage_server import FakeVonage, vonage, vonage_server  # noqa:
 # The knowledge package reads its settings from the environment: one data dir for the run.
 TEST_DATA_DIR = os.environ.setdefault("VOXLINE_DATA_DIR", tempfile.mkdtemp(prefix="voxline-test-"))
 
+# One database per test run (dropped at the end), so two runs on one machine never collide.
 TEST_DATABASE_URL = os.environ.get(
-    "VOXLINE_TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/voxline_test"
+    "VOXLINE_TEST_DATABASE_URL", f"postgres://postgres@127.0.0.1:5432/voxline_test_{os.getpid()}"
 )
 TEST_REDIS_URL = os.environ.get("VOXLINE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 PASSWORD = "correct-horse-9"
@@ -73,7 +74,7 @@ def mailbox() -> Mailbox:
     controller.stop()
 
 
-async def _recreate_database(url: str) -> None:
+async def _recreate_database(url: str, *, create: bool = True) -> None:
     base, name = url.rsplit("/", 1)
     admin = await asyncpg.connect(base.replace("postgres://", "postgresql://") + "/postgres")
     try:
@@ -81,7 +82,8 @@ async def _recreate_database(url: str) -> None:
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name
         )
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        await admin.execute(f'CREATE DATABASE "{name}"')
+        if create:
+            await admin.execute(f'CREATE DATABASE "{name}"')
     finally:
         await admin.close()
 
@@ -138,6 +140,7 @@ async def app(settings, telephony_settings):
     async with application.test_app() as test_app:
         yield test_app
     await Tortoise.close_connections()
+    await _recreate_database(settings.database_url, create=False)
 
 
 @pytest.fixture(scope="session")

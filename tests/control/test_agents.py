@@ -251,3 +251,41 @@ async def test_list_get_delete_and_pagination(client, developer):
     assert (await client.delete(f"/agents/{agent_id}", headers=developer[0])).status_code == 204
     assert (await client.get(f"/agents/{agent_id}", headers=developer[0])).status_code == 404
     assert (await client.get(f"/agents/{uuid.uuid4()}", headers=developer[0])).status_code == 404
+
+
+async def test_agent_routes_role_matrix(client, settings, db):
+    """Reads need member; writes (agents, knowledge files) need developer; keys follow roles."""
+    from control.services.workspaces import create_api_key
+
+    admin, workspace = await make_user("admin@example.com", role=Role.ADMIN)
+    developer, _ = await make_user("d@example.com", role=Role.DEVELOPER, workspace=workspace)
+    member, _ = await make_user("m@example.com", role=Role.MEMBER, workspace=workspace)
+    _, dev_key = await create_api_key(workspace.id, admin, "dev", Role.DEVELOPER)
+    _, member_key = await create_api_key(workspace.id, admin, "member", Role.MEMBER)
+    callers = {
+        "admin": (auth_headers(settings, admin), True),
+        "developer": (auth_headers(settings, developer), True),
+        "developer_key": ({"X-API-Key": dev_key}, True),
+        "member": (auth_headers(settings, member), False),
+        "member_key": ({"X-API-Key": member_key}, False),
+    }
+    for name, (headers, writes) in callers.items():
+        created = await client.post("/agents", json={"agent_name": f"by {name}"}, headers=headers)
+        assert (created.status_code == 201) == writes, name
+        assert (await client.get("/agents", headers=headers)).status_code == 200, name
+    agent_id = (await Agent.filter(workspace_id=workspace.id).first()).id
+    for name, (headers, writes) in callers.items():
+        assert (await client.get(f"/agents/{agent_id}", headers=headers)).status_code == 200
+        assert (await client.get(f"/agents/{agent_id}/files", headers=headers)).status_code == 200
+        put = await client.put(f"/agents/{agent_id}", json={"temperature": 0.5}, headers=headers)
+        assert (put.status_code == 200) == writes, name
+        upload = await client.post(f"/agents/{agent_id}/upload", headers=headers)
+        assert upload.status_code == (400 if writes else 403), name  # 400: no files sent
+        query = await client.post(f"/agents/{agent_id}/query", json={"query": "x"}, headers=headers)
+        assert query.status_code == 409, name  # allowed for every role; nothing indexed yet
+    assert (
+        await client.delete(f"/agents/{agent_id}", headers=callers["member"][0])
+    ).status_code == 403
+    assert (
+        await client.delete(f"/agents/{agent_id}", headers=callers["developer_key"][0])
+    ).status_code == 204
