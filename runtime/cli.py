@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -11,6 +12,8 @@ from pathlib import Path
 from runtime.config import RuntimeSettings
 from runtime.control_client import ControlPlane, ControlPlaneError
 from runtime.spec import CallReport, CallStatus
+
+METRICS_DIR = Path(tempfile.gettempdir()) / "voxline-worker-metrics"
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +82,10 @@ async def simulate(agent_id: str | None, lines: list[str], fast: bool) -> int:
 
 
 def worker() -> int:
+    # Set before any metric exists: job processes write their samples to files here, and the
+    # worker's metrics endpoint (:9100) adds them up across processes.
+    metrics_dir = Path(os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(METRICS_DIR)))
+    metrics_dir.mkdir(parents=True, exist_ok=True)
     from runtime.worker import run_worker
 
     try:

@@ -8,21 +8,39 @@ import logging
 import os
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 from livekit import api as lk
-from livekit.agents import AgentServer, JobContext, JobProcess, WorkerOptions
+from livekit import rtc
+from livekit.agents import (
+    NOT_GIVEN,
+    AgentServer,
+    AgentSession,
+    JobContext,
+    JobProcess,
+    WorkerOptions,
+)
 
 from runtime import metrics
 from runtime.agent import CallGuard, CallRecorder, CallState, VoxlineAgent, create_session
 from runtime.config import RuntimeSettings
 from runtime.control_client import ControlPlane
 from runtime.providers import build_pipeline, build_vad
-from runtime.spec import CallSpec, EndReason, call_status_for_sip, mask_phone
+from runtime.spec import (
+    CallReport,
+    CallSpec,
+    CallStatus,
+    EndReason,
+    call_status_for_sip,
+    mask_phone,
+)
 
 logger = logging.getLogger(__name__)
 
 METRICS_PORT = 9100
+METRICS_DIR = Path(tempfile.gettempdir()) / "voxline-worker-metrics"
 RETRY_SECONDS = 10.0
 # SIP attributes LiveKit sets on the caller of an inbound call.
 DIALLED_NUMBER_ATTRIBUTE = "sip.trunkPhoneNumber"
@@ -34,92 +52,180 @@ def prewarm(process: JobProcess) -> None:
     process.userdata["vad"] = build_vad()
 
 
-async def _load_spec(ctx: JobContext, control: ControlPlane) -> CallSpec:
-    metadata = json.loads(ctx.job.metadata or "{}")
-    if metadata.get("call_id"):
-        return await control.call_spec(str(metadata["call_id"]))
-    # No call id: a dispatch rule started this job for an inbound SIP call.
-    caller = await ctx.wait_for_participant()
-    dialled = caller.attributes.get(DIALLED_NUMBER_ATTRIBUTE)
-    if not dialled:
-        raise RuntimeError("a job without a call id and without a SIP caller; nothing to run")
-    return await control.open_inbound_call(
-        dialled, caller.attributes.get(CALLER_NUMBER_ATTRIBUTE), ctx.room.name
-    )
+class CallRunner:
+    """One call, from job metadata to its report, with the LiveKit side passed in.
 
+    `entrypoint` adapts a `JobContext` to it. Construct it, register `finish` as the job's
+    shutdown callback, then `run` the call; however the job ends, `finish` reports once.
+    """
 
-async def _dial(ctx: JobContext, call: CallSpec) -> int | None:
-    """Dial the callee and wait for the answer; returns the SIP status when it fails."""
-    if not call.sip_trunk_id or not call.to_number:
-        logger.error("call %s has no outbound trunk or number to dial", call.call_id)
-        return 0
-    logger.info("call %s: dialling %s", call.call_id, mask_phone(call.to_number))
-    try:
-        await ctx.api.sip.create_sip_participant(
-            lk.CreateSIPParticipantRequest(
-                room_name=ctx.room.name,
-                sip_trunk_id=call.sip_trunk_id,
-                sip_call_to=call.to_number,
-                sip_number=call.from_number or "",
-                participant_identity=f"sip-{call.call_id}",
-                participant_name="Callee",
-                wait_until_answered=True,
-                krisp_enabled=True,
+    def __init__(
+        self,
+        control: ControlPlane,
+        *,
+        settings: RuntimeSettings | None = None,
+        audio: bool = True,
+    ) -> None:
+        """`audio=False` runs the agent on text only (no STT, TTS or VAD), as tests do."""
+        self.control = control
+        self.settings = settings or control.settings
+        self.audio = audio
+        self.call: CallSpec | None = None
+        self.session: AgentSession[CallState] | None = None
+        self.agent: VoxlineAgent | None = None
+        self._recorder: CallRecorder | None = None
+        self._dial_status: int | None = None
+        self._error: str | None = None
+        self._finished = False
+
+    async def run(
+        self,
+        job_metadata: str | None,
+        room_name: str,
+        api: lk.LiveKitAPI,
+        wait_for_caller: Callable[[], Awaitable[rtc.RemoteParticipant]],
+        session_room: rtc.Room | None,
+    ) -> str | None:
+        """Load the spec, start the session, dial if outbound, then let the call go on.
+
+        Args:
+            job_metadata: the dispatch's metadata, `{"call_id": ...}`; empty for inbound SIP.
+            room_name: the job's room (the callee is dialled into it).
+            api: the LiveKit server API the callee is dialled through.
+            wait_for_caller: waits for the SIP caller of an inbound call.
+            session_room: the room the session joins; None runs it room-less (tests).
+
+        Returns:
+            Why the job should end now (the dial failed), or None while the call goes on.
+        """
+        call = await self._load_spec(job_metadata, room_name, wait_for_caller)
+        self.call = call
+        state = CallState(call=call)
+        try:
+            pipeline = build_pipeline(call.agent, audio=self.audio, settings=self.settings)
+            session = self.session = create_session(call, pipeline, state)
+            self._recorder = CallRecorder(session, state)
+            metrics.active_sessions.inc()
+            guard = CallGuard(session, state)
+            outbound = call.direction == "outbound"
+            agent = self.agent = VoxlineAgent(call, state=state, greet_on_enter=not outbound)
+            # room-less (NOT_GIVEN) when there is no room: `room=None` would still open room I/O
+            await session.start(agent=agent, room=session_room or NOT_GIVEN)
+            if outbound:
+                failure = await self._dial(api, room_name, call)
+                if failure is not None:
+                    self._dial_status = failure
+                    state.end(EndReason.DIAL_FAILED)
+                    return f"dial failed: {call_status_for_sip(failure).value}"
+                agent.greet()
+        except Exception as error:
+            # the job's shutdown reports the call; say what broke it
+            self._error = f"{type(error).__name__}: {error}"
+            state.end(EndReason.ERROR)
+            raise
+        state.answered_at = time.time()
+        guard.start()
+        return None
+
+    async def finish(self, *_: object) -> None:
+        """Report the call to the control plane, once, however it ended.
+
+        Registered as the job's shutdown callback: it runs after a hang-up, an error or a
+        worker shutdown alike. A job that never loaded its spec has no call to report.
+        """
+        if self._finished:
+            return
+        self._finished = True
+        try:
+            report = self._report()
+            if report is not None:
+                metrics.observe_report(report)
+                await self.control.report(report)
+        except Exception:
+            logger.exception("call %s: the report could not be delivered", self._call_id())
+        finally:
+            await self.control.aclose()
+
+    def _call_id(self) -> str | None:
+        return self.call.call_id if self.call else None
+
+    def _report(self) -> CallReport | None:
+        if self._recorder is None:
+            if self.call is None:
+                return None
+            # the session never existed (a provider could not be built): the call still ends
+            return CallReport(
+                call_id=self.call.call_id,
+                status=CallStatus.FAILED,
+                end_reason=EndReason.ERROR,
+                ended_at=datetime.now(UTC).isoformat(),
+                error=self._error,
             )
+        metrics.active_sessions.dec()
+        if self._dial_status is not None:
+            return self._recorder.report(
+                status=call_status_for_sip(self._dial_status),
+                end_reason=EndReason.DIAL_FAILED,
+                sip_status=self._dial_status or None,
+            )
+        return self._recorder.report(error=self._error)
+
+    async def _load_spec(
+        self,
+        job_metadata: str | None,
+        room_name: str,
+        wait_for_caller: Callable[[], Awaitable[rtc.RemoteParticipant]],
+    ) -> CallSpec:
+        metadata = json.loads(job_metadata or "{}")
+        if metadata.get("call_id"):
+            return await self.control.call_spec(str(metadata["call_id"]))
+        # No call id: a dispatch rule started this job for an inbound SIP call.
+        caller = await wait_for_caller()
+        dialled = caller.attributes.get(DIALLED_NUMBER_ATTRIBUTE)
+        if not dialled:
+            raise RuntimeError("a job without a call id and without a SIP caller; nothing to run")
+        return await self.control.open_inbound_call(
+            dialled, caller.attributes.get(CALLER_NUMBER_ATTRIBUTE), room_name
         )
-    except lk.TwirpError as error:
-        status = getattr(error, "sip_status_code", None)
-        logger.info("call %s: dial failed (%s, SIP %s)", call.call_id, error.code, status)
-        return status or 0
-    return None
+
+    @staticmethod
+    async def _dial(api: lk.LiveKitAPI, room_name: str, call: CallSpec) -> int | None:
+        """Dial the callee and wait for the answer; returns the SIP status when it fails."""
+        if not call.sip_trunk_id or not call.to_number:
+            logger.error("call %s has no outbound trunk or number to dial", call.call_id)
+            return 0
+        logger.info("call %s: dialling %s", call.call_id, mask_phone(call.to_number))
+        try:
+            await api.sip.create_sip_participant(
+                lk.CreateSIPParticipantRequest(
+                    room_name=room_name,
+                    sip_trunk_id=call.sip_trunk_id,
+                    sip_call_to=call.to_number,
+                    sip_number=call.from_number or "",
+                    participant_identity=f"sip-{call.call_id}",
+                    participant_name="Callee",
+                    wait_until_answered=True,
+                    krisp_enabled=True,
+                )
+            )
+        except lk.TwirpError as error:
+            status = getattr(error, "sip_status_code", None)
+            logger.info("call %s: dial failed (%s, SIP %s)", call.call_id, error.code, status)
+            return status or 0
+        return None
 
 
 async def entrypoint(ctx: JobContext) -> None:
     """Run one call: load its spec, start the session, dial if outbound, report at the end."""
     settings = RuntimeSettings()
-    control = ControlPlane(settings)
+    runner = CallRunner(ControlPlane(settings), settings=settings)
+    ctx.add_shutdown_callback(runner.finish)
     await ctx.connect()
-    call = await _load_spec(ctx, control)
-    state = CallState(call=call)
-    pipeline = build_pipeline(call.agent, settings=settings)
-    session = create_session(call, pipeline, state)
-    recorder = CallRecorder(session, state)
-    guard = CallGuard(session, state)
-    dial_status: dict[str, int | None] = {"sip": None}
-    metrics.active_sessions.inc()
-
-    async def send_report(*_: object) -> None:
-        # However the call ends (hang-up, error, worker shutdown), the report goes out once.
-        metrics.active_sessions.dec()
-        if dial_status["sip"] is not None:
-            report = recorder.report(
-                status=call_status_for_sip(dial_status["sip"]),
-                end_reason=EndReason.DIAL_FAILED,
-                sip_status=dial_status["sip"] or None,
-            )
-        else:
-            report = recorder.report()
-        metrics.observe_report(report)
-        try:
-            await control.report(report)
-        except Exception:
-            logger.exception("call %s: the report could not be delivered", call.call_id)
-        await control.aclose()
-
-    ctx.add_shutdown_callback(send_report)
-    outbound = call.direction == "outbound"
-    agent = VoxlineAgent(call, state=state, greet_on_enter=not outbound)
-    await session.start(agent=agent, room=ctx.room)
-    if outbound:
-        failure = await _dial(ctx, call)
-        if failure is not None:
-            dial_status["sip"] = failure
-            state.end(EndReason.DIAL_FAILED)
-            ctx.shutdown(reason=f"dial failed: {call_status_for_sip(failure).value}")
-            return
-        agent.greet()
-    state.answered_at = time.time()
-    guard.start()
+    ended = await runner.run(
+        ctx.job.metadata, ctx.room.name, ctx.api, ctx.wait_for_participant, ctx.room
+    )
+    if ended is not None:
+        ctx.shutdown(reason=ended)
 
 
 def worker_options(settings: RuntimeSettings) -> WorkerOptions:
@@ -128,14 +234,25 @@ def worker_options(settings: RuntimeSettings) -> WorkerOptions:
         prewarm_fnc=prewarm,
         agent_name=settings.agent_name,
         prometheus_port=METRICS_PORT,
-        prometheus_multiproc_dir=str(Path(tempfile.gettempdir()) / "voxline-worker-metrics"),
+        prometheus_multiproc_dir=os.environ.get("PROMETHEUS_MULTIPROC_DIR", str(METRICS_DIR)),
     )
 
 
-async def run_worker(settings: RuntimeSettings | None = None) -> None:
-    """Register with LiveKit and take calls; when LiveKit is unreachable, say so and retry."""
+async def run_worker(
+    settings: RuntimeSettings | None = None,
+    *,
+    options: WorkerOptions | None = None,
+    retry_seconds: float = RETRY_SECONDS,
+) -> None:
+    """Register with LiveKit and take calls; when LiveKit is unreachable, say so and retry.
+
+    Args:
+        settings: the runtime settings (read from the environment when None).
+        options: the worker's options (`worker_options(settings)` when None).
+        retry_seconds: the pause before checking for, or connecting to, LiveKit again.
+    """
     settings = settings or RuntimeSettings()
-    options = worker_options(settings)
+    options = options or worker_options(settings)
     warned = False
     while True:
         if not os.environ.get("LIVEKIT_URL"):
@@ -144,8 +261,8 @@ async def run_worker(settings: RuntimeSettings | None = None) -> None:
                     "LIVEKIT_URL is not set: the worker cannot take phone or web calls. The "
                     "API, chats and `voxline simulate` work without it. Waiting for it ..."
                 )
-                warned = True
-            await asyncio.sleep(RETRY_SECONDS)
+                pass
+            await asyncio.sleep(retry_seconds)
             continue
         server = AgentServer.from_server_options(options)
         try:
@@ -158,11 +275,11 @@ async def run_worker(settings: RuntimeSettings | None = None) -> None:
                 "cannot work with LiveKit at %s (%s); retrying in %.0f s",
                 os.environ.get("LIVEKIT_URL"),
                 error,
-                RETRY_SECONDS,
+                retry_seconds,
             )
         finally:
             try:
                 await server.aclose()
             except Exception:
                 pass
-        await asyncio.sleep(RETRY_SECONDS)
+        await asyncio.sleep(retry_seconds)
