@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+import math
+import time
+from datetime import timedelta
 
 from quart import Quart, Response, current_app, request
-from quart_rate_limiter import RateLimiter, RateLimiterStoreABC, rate_limit
+from quart_rate_limiter import MemoryStore, RateLimiter, RateLimitExceeded, rate_limit
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -16,69 +18,74 @@ logger = logging.getLogger(__name__)
 
 KEY_PREFIX = "ratelimit:"
 PER_MINUTE = timedelta(minutes=1)
-
-
-class RedisRateStore(RateLimiterStoreABC):
-    """GCRA arrival times in Redis, each expiring once it can no longer matter."""
-
-    def __init__(self, redis: Redis, max_period: timedelta = timedelta(hours=1)) -> None:
-        self._redis = redis
-        self._ttl = int(max_period.total_seconds())
-
-    async def before_serving(self) -> None:
-        """The Redis client belongs to the app; nothing to open here."""
-
-    async def after_serving(self) -> None:
-        """The app closes its Redis client itself."""
-
-    async def get(self, key: str, default: datetime) -> datetime:
-        try:
-            stored = await self._redis.get(KEY_PREFIX + key)
-        except RedisError as error:
-            logger.warning("rate limiter cannot reach Redis: %s", error)
-            raise APIError(
-                503,
-                "SERVICE_UNAVAILABLE",
-                "The rate limiter's store (Redis) is unavailable; try again shortly.",
-            ) from error
-        return default if stored is None else datetime.fromtimestamp(float(stored))
-
-    async def set(self, key: str, tat: datetime) -> None:
-        try:
-            await self._redis.set(KEY_PREFIX + key, tat.timestamp(), ex=self._ttl)
-        except RedisError as error:
-            raise APIError(503, "SERVICE_UNAVAILABLE", "Redis is unavailable.") from error
-
-
 FAIL_OPEN_ATTRIBUTE = "_voxline_rate_limit_fail_open"
+
+# GCRA (the algorithm quart-rate-limiter uses) in one round trip: read the theoretical arrival
+# time, refuse if it is too far ahead, else move it on. Returns the seconds to wait, or "0".
+_GCRA = """
+local now = tonumber(ARGV[1])
+local interval = tonumber(ARGV[2])
+local period = tonumber(ARGV[3])
+local tat = tonumber(redis.call('GET', KEYS[1]) or ARGV[1])
+if tat < now then tat = now end
+local limit = period - interval
+if tat - now > limit then
+  return tostring(tat - limit - now)
+end
+redis.call('SET', KEYS[1], tostring(tat + interval), 'EX', math.ceil(period) + 1)
+return '0'
+"""
 
 
 def fail_open(view):
-    """Let this route through when the limiter's store is down (e.g. `/health` must answer)."""
+    """Let this route through when Redis is down (e.g. `/health` must answer)."""
     setattr(view, FAIL_OPEN_ATTRIBUTE, True)
     return view
 
 
-class VoxlineRateLimiter(RateLimiter):
+class RedisRateLimiter(RateLimiter):
+    """quart-rate-limiter's decorators and keys, checked with one atomic Redis call per limit."""
+
+    def __init__(self, app: Quart, redis: Redis) -> None:
+        # The store is never used: both request hooks are replaced below.
+        super().__init__(app, store=MemoryStore())
+        self._redis = redis
+
     async def _before_request(self) -> None:
-        try:
-            await super()._before_request()
-        except APIError:
-            view = current_app.view_functions.get(request.endpoint)
-            if not getattr(view, FAIL_OPEN_ATTRIBUTE, False):
-                raise
+        if not current_app.config["QUART_RATE_LIMITER_ENABLED"]:
+            return
+        view = current_app.view_functions.get(request.endpoint)
+        if view is None:
+            return
+        blueprint = current_app.blueprints.get(request.blueprint)
+        for limit in self._get_limits_for_view_function(view, blueprint):
+            if await self._should_skip(limit):
+                continue
+            key = KEY_PREFIX + await self._create_key(request.endpoint, limit)
+            try:
+                wait = float(
+                    await self._redis.eval(
+                        _GCRA, 1, key, time.time(), limit.inverse, limit.period.total_seconds()
+                    )
+                )
+            except RedisError as error:
+                if getattr(view, FAIL_OPEN_ATTRIBUTE, False):
+                    return
+                logger.warning("rate limiter cannot reach Redis: %s", error)
+                raise APIError(
+                    503,
+                    "SERVICE_UNAVAILABLE",
+                    "The rate limiter's store (Redis) is unavailable; try again shortly.",
+                ) from error
+            if wait > 0:
+                raise RateLimitExceeded(max(1, math.ceil(wait)))
 
     async def _after_request(self, response: Response) -> Response:
-        # The after-request hook only adds informational headers; a Redis failure here must
-        # not turn an answered request into an error.
-        try:
-            return await super()._after_request(response)
-        except APIError:
-            return response
+        return response
 
 
 def init_rate_limiter(app: Quart, redis: Redis) -> None:
-    VoxlineRateLimiter(app, store=RedisRateStore(redis))
+    RedisRateLimiter(app, redis)
 
 
 def per_minute(limit: int):
