@@ -24,12 +24,20 @@ class ControlPlaneError(Exception):
 class ControlPlane:
     """Talks to `/internal/*` with the service token; the runtime's only link to the platform."""
 
-    def __init__(self, settings: RuntimeSettings | None = None, timeout: float = 15.0) -> None:
+    def __init__(
+        self,
+        settings: RuntimeSettings | None = None,
+        timeout: float = 15.0,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        """`transport` replaces the network (tests pass the app's ASGI transport)."""
         self.settings = settings or RuntimeSettings()
         self._client = httpx.AsyncClient(
             base_url=self.settings.api_url.rstrip("/"),
             headers={"Authorization": f"Bearer {self.settings.service_token}"},
             timeout=timeout,
+            transport=transport,
         )
 
     async def __aenter__(self) -> ControlPlane:

@@ -261,7 +261,7 @@ async def run_worker(
                     "LIVEKIT_URL is not set: the worker cannot take phone or web calls. The "
                     "API, chats and `voxline simulate` work without it. Waiting for it ..."
                 )
-                pass
+                warned = True
             await asyncio.sleep(retry_seconds)
             continue
         server = AgentServer.from_server_options(options)
