@@ -29,6 +29,7 @@ setup: $(STAMP)
 # --no-cache-dir: pip's wheel cache ignores CMAKE_ARGS and may hold a crashing native build.
 LLAMA_REQUIREMENT := llama-cpp-python>=0.3.7,<0.4
 LLM_BUILD_LOG := .voxline/llm-build.log
+LLM_BUILD_PID := .voxline/llm-build.pid
 
 $(LOCAL_STAMP): | $(BIN)/python
 	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/pip install --no-cache-dir --progress-bar off \
@@ -40,9 +41,9 @@ setup-local: setup $(LOCAL_STAMP)
 
 run: setup
 	@mkdir -p .voxline
-	@if [ ! -f $(LOCAL_STAMP) ] && ! pgrep -f "make.*$(LOCAL_STAMP)" >/dev/null; then \
+	@if [ ! -f $(LOCAL_STAMP) ] && ! { [ -f $(LLM_BUILD_PID) ] && kill -0 "$$(cat $(LLM_BUILD_PID))" 2>/dev/null; }; then \
 	  echo "Building the offline LLM (llama.cpp) in the background, once: tail -f $(LLM_BUILD_LOG)"; \
-	  nohup $(MAKE) --no-print-directory $(LOCAL_STAMP) > $(LLM_BUILD_LOG) 2>&1 & \
+	  nohup $(MAKE) --no-print-directory $(LOCAL_STAMP) > $(LLM_BUILD_LOG) 2>&1 & echo $$! > $(LLM_BUILD_PID); \
 	fi
 	$(BIN)/voxline demo
 	$(BIN)/voxline up
