@@ -38,12 +38,6 @@ class Settings(BaseSettings):
     max_json_bytes: int = 1024 * 1024
     max_upload_request_bytes: int = 50 * 1024 * 1024
 
-    login_rate_limit: int = 10
-    signup_rate_limit: int = 5
-    forgot_password_rate_limit: int = 5
-    public_rate_limit: int = 60
-    rate_limit_period_seconds: int = 60
-
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 1025
     smtp_tls: Literal["none", "starttls", "tls"] = "none"
