@@ -14,8 +14,8 @@ from control.errors import APIError, field_errors
 from control.models import Agent
 from control.principal import GUARD_ATTRIBUTE
 from control.security import constant_time_equals
+from control.services import analysis, demo
 from control.services import calls as call_service
-from control.services import demo
 from control.services.agent_config import E164
 from runtime.spec import CallReport
 
@@ -123,6 +123,8 @@ async def report(call_id: uuid.UUID) -> dict:
         raise APIError(400, "VALIDATION_ERROR", f"Invalid call report: {error}") from error
     call = await call_service.get_call(None, call_id)
     await call_service.apply_report(call, call_report)
+    if call.status == "completed":
+        current_app.add_background_task(analysis.analyse_call, _settings(), call.id)
     return {"id": str(call.id), "status": call.status}
 
 

@@ -35,7 +35,7 @@ async def _history(workspace_id: uuid.UUID, agent_id: uuid.UUID, session_id: str
     return [{"role": message.role, "text": message.text} for message in reversed(recent)]
 
 
-async def _run_turn(settings: Settings, **kwargs: Any):
+async def run_turn(settings: Settings, **kwargs: Any):
     # The chat brain is the runtime's (DESIGN.md flow 7); imported here, on first use, so the
     # control plane starts without loading livekit-agents.
     try:
@@ -63,7 +63,7 @@ async def send(
     agent = await agent_service.get_agent(workspace_id, agent_id)
     session_id = session_id or uuid.uuid4().hex
     history = await _history(workspace_id, agent.id, session_id)
-    reply = await _run_turn(
+    reply = await run_turn(
         settings,
         agent=await agent_spec(settings, agent),
         message=message,

@@ -1,0 +1,122 @@
+"""Post-call analysis: summary, disposition, sentiment and extracted data, with the agent's LLM."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import uuid
+from typing import Any
+
+from control.config import Settings
+from control.errors import APIError
+from control.models import Agent, Call
+from control.services import chats, webhooks
+from control.services.calls import agent_spec
+
+logger = logging.getLogger(__name__)
+
+SENTIMENTS = ("positive", "neutral", "negative")
+ANALYST_PROMPT = (
+    "You analyse finished phone calls. Answer with one JSON object and nothing else, with the "
+    "keys: {keys}."
+)
+_JSON_OBJECT = re.compile(r"\{.*\}", re.DOTALL)
+
+
+def _wanted(config: dict[str, Any]) -> dict[str, str]:
+    """The JSON keys to ask for, each with what it should hold."""
+    keys: dict[str, str] = {}
+    if config.get("summary"):
+        keys["summary"] = "two or three sentences summarising the call"
+    if config.get("dispositions"):
+        names = ", ".join(
+            f"{item['name']} ({item.get('description') or item['name']})"
+            for item in config["dispositions"]
+        )
+        keys["disposition"] = f"exactly one of: {names}"
+    if config.get("sentiment"):
+        keys["sentiment"] = "the caller's sentiment: positive, neutral or negative"
+    for point in config.get("data_points", []):
+        keys[point["name"]] = f"{point['type']}: {point.get('description') or point['name']}"
+    if config.get("success_evaluation"):
+        keys["success"] = f"true or false: {config['success_evaluation']}"
+    return keys
+
+
+def _transcript_text(call: Call) -> str:
+    lines = [
+        f"{turn['role']}: {turn['text']}"
+        for turn in call.transcript
+        if turn.get("role") in ("user", "assistant") and turn.get("text")
+    ]
+    return "\n".join(lines)
+
+
+def _parse(text: str) -> dict[str, Any]:
+    match = _JSON_OBJECT.search(text or "")
+    if not match:
+        return {}
+    try:
+        parsed = json.loads(match.group(0))
+    except ValueError:
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
+
+
+async def analyse_call(settings: Settings, call_id: uuid.UUID) -> Call | None:
+    """Analyse a finished call as its agent configures, store the result, fire `call_analyzed`."""
+    call = await Call.get_or_none(id=call_id)
+    if call is None or call.agent_id is None or not _transcript_text(call):
+        return None
+    agent = await Agent.get(id=call.agent_id)
+    config = agent.config.get("post_call_analysis", {})
+    keys = _wanted(config)
+    if not keys:
+        return None
+    spec = (await agent_spec(settings, agent)).replace(
+        system_prompt=ANALYST_PROMPT.format(keys=json.dumps(keys)),
+        first_message="",
+        custom_functions=(),
+        knowledge_ready=False,
+        temperature=0.0,
+    )
+    try:
+        reply = await chats.run_turn(
+            settings,
+            agent=spec,
+            message=f"Analyse this call:\n{_transcript_text(call)}",
+            session_id=f"analysis-{call.id}",
+            workspace_id=str(call.workspace_id),
+        )
+    except APIError as error:  # e.g. the agent's LLM has no key: the call log stands without it
+        logger.warning("post-call analysis of %s skipped: %s", call.id, error.detail)
+        return None
+    except Exception:  # analysis is best effort
+        logger.exception("post-call analysis of %s failed", call.id)
+        return None
+    result = _parse(reply.reply)
+    allowed = {item["name"] for item in config.get("dispositions", [])}
+    call.summary = str(result["summary"]) if result.get("summary") else None
+    call.disposition = result.get("disposition") if result.get("disposition") in allowed else None
+    call.sentiment = result.get("sentiment") if result.get("sentiment") in SENTIMENTS else None
+    call.extracted_data = {
+        key: value
+        for key, value in result.items()
+        if key not in ("summary", "disposition", "sentiment")
+    }
+    await call.save(update_fields=["summary", "disposition", "sentiment", "extracted_data"])
+    await webhooks.emit(
+        call.workspace_id,
+        "call_analyzed",
+        {
+            "call_id": str(call.id),
+            "transcript": call.transcript,
+            "summary": call.summary,
+            "disposition": call.disposition,
+            "sentiment": call.sentiment,
+            "extracted_data": call.extracted_data,
+            "recording_url": call.recording_url,
+        },
+    )
+    return call

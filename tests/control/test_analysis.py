@@ -1,0 +1,106 @@
+"""Post-call analysis: the agent's LLM fills summary, disposition, sentiment and data points."""
+
+import asyncio
+
+import pytest
+
+from control.models import Call, Role, WebhookDelivery
+from control.services import calls as call_service
+from control.services.agents import create_agent
+from control.services.webhooks import set_endpoint
+from tests.conftest import make_user
+from tests.fakes.openai_server import FakeOpenAI
+
+SERVICE = {"Authorization": "Bearer test-service-token"}
+REPORT = {
+    "status": "completed",
+    "end_reason": "user_hangup",
+    "transcript": [
+        {"role": "assistant", "text": "Hello, Acme Solar.", "started_at": None},
+        {"role": "user", "text": "I want panels, my budget is 9000 dollars.", "started_at": None},
+    ],
+}
+
+
+@pytest.fixture(scope="module")
+def analyst_llm():
+    server = FakeOpenAI().start()
+    yield server
+    server.stop()
+
+
+async def wait_for_summary(call_id, seconds=15):
+    for _ in range(int(seconds / 0.1)):
+        call = await Call.get(id=call_id)
+        if call.summary or call.disposition:
+            return call
+        await asyncio.sleep(0.1)
+    raise AssertionError("no analysis stored")
+
+
+async def test_completed_call_is_analysed_and_fires_call_analyzed(
+    client, db, settings, analyst_llm
+):
+    analyst_llm.reset()
+    analyst_llm.on(
+        "Analyse this call",
+        '{"summary": "Caller wants solar panels.", "disposition": "interested", '
+        '"sentiment": "positive", "budget": 9000, "success": true}',
+    )
+    _, workspace = await make_user("dev@example.com", role=Role.DEVELOPER)
+    agent = await create_agent(
+        settings,
+        workspace.id,
+        {
+            "agent_name": "Solar",
+            "LLM_base_url": analyst_llm.base_url,
+            "LLM_model": "scripted",
+            "post_call_analysis": {
+                "dispositions": [
+                    {"name": "interested", "description": "wants a quote"},
+                    {"name": "not_interested"},
+                ],
+                "data_points": [{"name": "budget", "type": "number", "description": "in USD"}],
+                "success_evaluation": "the caller asked for a quote",
+            },
+        },
+    )
+    await set_endpoint(settings, workspace.id, "https://hooks.example.com/x")
+    call = await call_service.create_call(agent, direction="web")
+    response = await client.post(f"/internal/calls/{call.id}/report", json=REPORT, headers=SERVICE)
+    assert response.status_code == 200
+    analysed = await wait_for_summary(call.id)
+    assert analysed.summary == "Caller wants solar panels."
+    assert (analysed.disposition, analysed.sentiment) == ("interested", "positive")
+    assert analysed.extracted_data == {"budget": 9000, "success": True}
+    prompt = analyst_llm.requests[-1]["messages"]
+    assert "disposition" in str(prompt[0]["content"]) and "budget" in str(prompt[0]["content"])
+    assert "9000 dollars" in str(prompt[-1]["content"])
+    for _ in range(50):
+        events = await WebhookDelivery.filter(event_type="call_analyzed").values_list(
+            "payload", flat=True
+        )
+        if events:
+            break
+        await asyncio.sleep(0.1)
+    assert events[0]["data"]["disposition"] == "interested"
+
+
+async def test_a_disposition_outside_the_list_is_not_stored(client, db, settings, analyst_llm):
+    analyst_llm.reset()
+    analyst_llm.on("Analyse this call", '{"summary": "Short call.", "disposition": "on_mars"}')
+    _, workspace = await make_user("dev@example.com", role=Role.DEVELOPER)
+    agent = await create_agent(
+        settings,
+        workspace.id,
+        {
+            "agent_name": "Solar",
+            "LLM_base_url": analyst_llm.base_url,
+            "LLM_model": "scripted",
+            "post_call_analysis": {"dispositions": [{"name": "interested"}]},
+        },
+    )
+    call = await call_service.create_call(agent, direction="web")
+    await client.post(f"/internal/calls/{call.id}/report", json=REPORT, headers=SERVICE)
+    analysed = await wait_for_summary(call.id)
+    assert analysed.summary == "Short call." and analysed.disposition is None
