@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import wraps
 from typing import Any
 
@@ -18,6 +19,7 @@ API_KEY_PREFIX = "vxk_"
 ACCESS_COOKIE = "access_token"
 REFRESH_COOKIE = "refresh_token"
 WORKSPACE_HEADER = "X-Workspace-Id"
+LAST_USED_PRECISION = timedelta(minutes=1)
 
 # Set on every view function by the guards below; the route-guard test reads it.
 GUARD_ATTRIBUTE = "_voxline_guard"
@@ -72,7 +74,11 @@ async def _api_key_from_secret(secret: str) -> ApiKey:
     api_key = await ApiKey.get_or_none(key_hash=hash_secret(secret)).prefetch_related("workspace")
     if api_key is None:
         raise APIError(401, "INVALID_API_KEY", "The API key is invalid or has been revoked.")
-    await ApiKey.filter(id=api_key.id).update(last_used_at=utcnow())
+    now = utcnow()
+    # A write per request would put the database on every API call's path; a minute's
+    # precision is enough for "last used".
+    if api_key.last_used_at is None or now - api_key.last_used_at > LAST_USED_PRECISION:
+        await ApiKey.filter(id=api_key.id).update(last_used_at=now)
     return api_key
 
 
