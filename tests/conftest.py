@@ -56,7 +56,7 @@ class Mailbox:
         self.messages.append(message_from_bytes(envelope.content, policy=policy.default))
         return "250 OK"
 
-    async def wait_for(self, to: str, seconds: float = 5.0) -> Message:
+    async def wait_for(self, to: str, seconds: float = 30.0) -> Message:
         for _ in range(int(seconds / 0.05)):
             for message in self.messages:
                 if message["To"] == to:

@@ -14,6 +14,7 @@ from control.services import demo
 from control.services.agents import create_agent
 from tests.conftest import TEST_DATA_DIR, auth_headers, free_port, make_user
 from tests.fakes.openai_server import FakeOpenAI
+from tests.speech import word_error_rate
 
 pytest.importorskip("faster_whisper", reason="offline speech (faster-whisper) is not installed")
 pytest.importorskip("piper", reason="offline speech (Piper) is not installed")
@@ -48,12 +49,14 @@ def control_plane(settings, db):
         stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
-    for _ in range(120):
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
         try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
                 break
         except httpx.HTTPError:
-            time.sleep(0.25)
+            pass
+        time.sleep(0.25)
     else:
         process.kill()
         raise AssertionError("voxline serve did not come up")
@@ -96,24 +99,15 @@ async def test_simulate_runs_a_spoken_call_and_stores_its_log(
         },
     )
     scripted_llm.reset()
-    # Loose patterns: they match what faster-whisper hears, even slightly off under load.
-    scripted_llm.on(r"hour|open", "We open at seven every weekday.")
-    scripted_llm.on(r"bye|thank", "Goodbye!")
+    # Chosen by turn, not by exact words: whisper may mishear a word on a loaded machine.
+    scripted_llm.on(r"bye|thank|good", "Goodbye!", times=1)
+    scripted_llm.on(r".", "We open at seven every weekday.", times=1)
+    lines = ["What are your opening hours?", "Thank you, goodbye."]
     result = await asyncio.to_thread(
         subprocess.run,
-        [
-            sys.executable,
-            "-m",
-            "control.cli",
-            "simulate",
-            "--agent",
-            str(agent.id),
-            "--line",
-            "What are your opening hours?",
-            "--line",
-            "Thank you, goodbye.",
-            "--fast",
-        ],
+        [sys.executable, "-m", "control.cli", "simulate", "--agent", str(agent.id)]
+        + [argument for line in lines for argument in ("--line", line)]
+        + ["--fast"],
         env=control_plane,
         capture_output=True,
         text=True,
@@ -122,16 +116,25 @@ async def test_simulate_runs_a_spoken_call_and_stores_its_log(
     assert result.returncode == 0, result.stdout + result.stderr
     call_id = result.stdout.strip().splitlines()[-1]
     assert "caller: What are your opening hours?" in result.stdout, result.stdout
-    # The start of the reply: under heavy load the caller's next line may cut the agent short.
-    assert "agent:  We open" in result.stdout, result.stdout
+    assert "Per-turn latency" in result.stdout, result.stdout
 
     call = await Call.get(id=call_id)
     assert call.status == "completed" and call.agent_id == agent.id
-    heard = " ".join(turn["text"].lower() for turn in call.transcript if turn["role"] == "user")
-    assert "opening hours" in heard  # what faster-whisper heard from Piper's voice
+    roles = [turn["role"] for turn in call.transcript]
+    assert roles[0] == "assistant" and "user" in roles, roles
+    # Both sides in order: the greeting, the caller, then the agent answering the caller.
+    assert "assistant" in roles[roles.index("user") :], roles
+    heard = " ".join(turn["text"] for turn in call.transcript if turn["role"] == "user")
+    assert word_error_rate(" ".join(lines), heard) <= 0.5, heard
+    # What the LLM was sent is what the pipeline heard, and its answer was spoken (perhaps
+    # cut short by the caller's next line under load, so only its start is checked).
+    assert scripted_llm.requests, "the LLM was never asked"
+    answers = [t["text"] for t in call.transcript[roles.index("user") :] if t["role"] == "assistant"]
     assert any(
-        turn["role"] == "assistant" and "We open" in turn["text"] for turn in call.transcript
-    )
+        "We open at seven every weekday.".startswith(text.strip()) or text.startswith("Goodbye")
+        for text in answers
+        if text.strip()
+    ), answers
     assert call.usage["tts_characters"] > 0 and call.usage["stt_seconds"] > 0
     assert call.latencies
 
