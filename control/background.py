@@ -1,43 +1,53 @@
-"""Long-running work started with the control plane: webhook delivery and resumed ingestion."""
+"""Background work of the control plane: the job runner and webhook delivery, in one loop."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 
+from redis.asyncio import Redis
+
+from control import jobs
 from control.config import Settings
-from control.services import knowledge_files, webhooks
+
+# Importing the services registers their job kinds (ingestion, analysis, the reaper).
+from control.services import analysis, calls, knowledge_files, webhooks  # noqa: F401
 
 logger = logging.getLogger(__name__)
 
 
+async def run_background_work(settings: Settings, redis: Redis, stop: asyncio.Event) -> None:
+    """Run jobs and deliver webhooks until `stop` is set (in `serve`, or alone in `voxline jobs`)."""
+    async with webhooks.delivery_client(settings) as client:
+        await jobs.run_forever(
+            jobs.JobContext(settings, redis),
+            stop,
+            also=lambda: webhooks.deliver_due(settings, client),
+        )
+
+
 class BackgroundWork:
-    """Starts the loops at start-up and stops them cleanly at shut-down."""
+    """Starts the background loop at start-up and stops it cleanly at shut-down."""
 
     def __init__(self) -> None:
         self._stop = asyncio.Event()
-        self._tasks: list[asyncio.Task] = []
+        self._task: asyncio.Task | None = None
 
-    def start(self, settings: Settings) -> None:
+    def start(self, settings: Settings, redis: Redis) -> None:
         self._stop.clear()
-        self._tasks = [
-            asyncio.create_task(webhooks.run_dispatcher(settings, self._stop), name="webhooks"),
-            asyncio.create_task(self._resume_ingestion(settings), name="resume-ingestion"),
-        ]
-
-    @staticmethod
-    async def _resume_ingestion(settings: Settings) -> None:
-        resumed = await knowledge_files.resume_pending_ingestions(settings)
-        if resumed:
-            logger.info("resumed indexing of %d knowledge file(s) left by a restart", resumed)
+        self._task = asyncio.create_task(
+            run_background_work(settings, redis, self._stop), name="background-work"
+        )
+        logger.info("background work (jobs, webhooks, the call reaper) runs in this process")
 
     async def stop(self) -> None:
         self._stop.set()
-        for task in self._tasks:
-            try:
-                await asyncio.wait_for(task, 10)
-            except (TimeoutError, asyncio.CancelledError):
-                task.cancel()
-            except Exception:
-                logger.exception("background task %s failed", task.get_name())
-        self._tasks = []
+        if self._task is None:
+            return
+        try:
+            await asyncio.wait_for(self._task, 10)
+        except (TimeoutError, asyncio.CancelledError):
+            self._task.cancel()
+        except Exception:
+            logger.exception("background work failed")
+        self._task = None

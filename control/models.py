@@ -47,6 +47,8 @@ class Workspace(Model):
     id = fields.UUIDField(primary_key=True)
     name = fields.CharField(max_length=200)
     slug = fields.CharField(max_length=80, unique=True)
+    # Calls this workspace may hold at once (None: only the platform's capacity applies).
+    max_concurrent_calls = fields.IntField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
 
     class Meta:
@@ -220,6 +222,11 @@ class Call(Model):
     batch_id = fields.UUIDField(null=True)
     campaign = fields.CharField(max_length=100, null=True)
     error = fields.TextField(null=True)
+    # Liveness, for the reaper: when a worker took the call, when it last said the call was
+    # alive, and when the call must be over whatever happens (max duration plus a grace).
+    joined_at = fields.DatetimeField(null=True)
+    heartbeat_at = fields.DatetimeField(null=True)
+    expires_at = fields.DatetimeField(null=True)
 
     class Meta:
         table = "calls"
@@ -230,6 +237,7 @@ class Call(Model):
             ("workspace_id", "batch_id", "created_at"),
             ("workspace_id", "call_type", "created_at"),
             ("workspace_id", "call_direction", "created_at"),
+            ("status", "created_at"),  # the reaper's scan of live calls
         )
 
 
@@ -343,3 +351,47 @@ class ChatMessage(Model):
             ("workspace_id", "agent_id", "session_id", "created_at"),
             ("workspace_id", "created_at"),
         )
+
+
+class JobStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+# A unit of background work (ingestion, analysis, the reaper, dialer ticks): the durable queue.
+class Job(Model):
+    id = fields.UUIDField(primary_key=True)
+    kind = fields.CharField(max_length=64)
+    # At most one job per key, ever: what makes enqueueing idempotent across replicas.
+    key = fields.CharField(max_length=255, unique=True, null=True)
+    payload = fields.JSONField(default=dict)
+    status = fields.CharEnumField(JobStatus, max_length=16, default=JobStatus.PENDING)
+    attempts = fields.IntField(default=0)
+    max_attempts = fields.IntField(default=5)
+    # When a pending job is due; for a running job, when its lease runs out.
+    run_at = fields.DatetimeField()
+    last_error = fields.TextField(null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    class Meta:
+        table = "jobs"
+        indexes = (("status", "run_at"),)
+
+
+# The first answer to a request sent with an `Idempotency-Key`, kept 24 hours.
+class IdempotencyKey(Model):
+    id = fields.UUIDField(primary_key=True)
+    workspace: fields.ForeignKeyRelation[Workspace] = fields.ForeignKeyField(
+        "models.Workspace", related_name="idempotency_keys", on_delete=fields.CASCADE
+    )
+    key = fields.CharField(max_length=255)
+    fingerprint = fields.CharField(max_length=64)
+    response = fields.JSONField(null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "idempotency_keys"
+        unique_together = (("workspace", "key"),)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
-from quart import Blueprint, Response, current_app, send_file
+from quart import Blueprint, Response, current_app, request, send_file
 from quart_schema import validate_querystring, validate_request
 
 from control.errors import APIError
@@ -15,7 +15,7 @@ from control.models import Call, Role
 from control.pagination import PageQuery, paginate
 from control.principal import current_principal, public, require_role
 from control.ratelimit import per_minute
-from control.services import call_logs
+from control.services import call_logs, idempotency
 from control.services import calls as call_service
 from control.services.agent_config import E164
 
@@ -176,21 +176,34 @@ class GenerateTokenQuery(BaseModel):
 async def outbound_call(data: OutboundCallIn) -> tuple[dict, int]:
     """Start an outbound call.
 
-    Creates the call log (queued) and dispatches the agent, which dials the callee.
+    Creates the call log (queued) and dispatches the agent, which dials the callee. With an
+    `Idempotency-Key` header, a retry within 24 hours returns the first call (200), never a
+    second dial.
     """
     if data.agent_phone_number == data.phone_number_to_dial:
         raise APIError(400, "SAME_NUMBER", "The agent cannot call its own number.")
-    call, dispatch_id = await call_service.start_outbound_call(
-        current_app.config["SETTINGS"],
-        current_app.config["TELEPHONY"],
-        current_app.extensions["redis"],
-        current_principal().workspace_id,
-        data.agent_phone_number,
-        data.phone_number_to_dial,
-        data.dynamic_variables,
+    workspace_id = current_principal().workspace_id
+
+    async def place_call() -> dict[str, Any]:
+        call, dispatch_id = await call_service.start_outbound_call(
+            current_app.config["SETTINGS"],
+            current_app.config["TELEPHONY"],
+            current_app.extensions["redis"],
+            workspace_id,
+            data.agent_phone_number,
+            data.phone_number_to_dial,
+            data.dynamic_variables,
+        )
+        body = {**call_summary(call), "room_name": call.room_name, "dispatch_id": dispatch_id}
+        return {"call_id": str(call.id), **body}
+
+    response, placed = await idempotency.once(
+        workspace_id,
+        request.headers.get("Idempotency-Key"),
+        data.model_dump(mode="json"),
+        place_call,
     )
-    body = {**call_summary(call), "room_name": call.room_name, "dispatch_id": dispatch_id}
-    return {"call_id": str(call.id), **body}, 201
+    return response, 201 if placed else 200
 
 
 @blueprint.get("/generate-token")

@@ -14,8 +14,8 @@ from control.errors import APIError, field_errors
 from control.models import Agent
 from control.principal import GUARD_ATTRIBUTE
 from control.security import constant_time_equals
-from control.services import analysis, demo
 from control.services import calls as call_service
+from control.services import demo
 from control.services.agent_config import E164
 from runtime.spec import CallReport
 
@@ -41,6 +41,16 @@ def require_service_token(view: Callable) -> Callable:
 
 def _settings():
     return current_app.config["SETTINGS"]
+
+
+def _redis():
+    return current_app.extensions["redis"]
+
+
+async def _joined_spec(call) -> dict:
+    """The call's spec, once the call holds its capacity slot (429 `AT_CAPACITY` if it can't)."""
+    await call_service.join_call(_settings(), _redis(), call)
+    return (await call_service.call_spec(_settings(), call)).to_dict()
 
 
 class NewCallIn(BaseModel):
@@ -73,7 +83,9 @@ async def _json_body(model: type[BaseModel]) -> Any:
 async def spec_by_call(call_id: uuid.UUID) -> dict:
     """The call spec of a dispatched call (outbound or web)."""
     call = await call_service.get_call(None, call_id)
-    return (await call_service.call_spec(_settings(), call)).to_dict()
+    if call.status not in call_service.LIVE_STATUSES:
+        raise APIError(409, "CALL_ENDED", f"This call has already ended ({call.status}).")
+    return await _joined_spec(call)
 
 
 @blueprint.post("/agents/<uuid:agent_id>/calls")
@@ -85,7 +97,7 @@ async def spec_by_agent(agent_id: uuid.UUID) -> tuple[dict, int]:
     if agent is None:
         raise APIError(404, "AGENT_NOT_FOUND", "No agent with that id.")
     call = await call_service.create_call(agent, **data.model_dump())
-    return (await call_service.call_spec(_settings(), call)).to_dict(), 201
+    return await _joined_spec(call), 201
 
 
 class _Number(BaseModel):
@@ -109,7 +121,7 @@ async def spec_by_number(number: str) -> tuple[dict, int]:
         to_number=number,
         room_name=data.room_name,
     )
-    return (await call_service.call_spec(_settings(), call)).to_dict(), 201
+    return await _joined_spec(call), 201
 
 
 @blueprint.post("/calls/<uuid:call_id>/report")
@@ -122,9 +134,19 @@ async def report(call_id: uuid.UUID) -> dict:
     except (ValidationError, ValueError) as error:
         raise APIError(400, "VALIDATION_ERROR", f"Invalid call report: {error}") from error
     call = await call_service.get_call(None, call_id)
-    await call_service.apply_report(call, call_report)
-    if call.status == "completed":
-        current_app.add_background_task(analysis.analyse_call, _settings(), call.id)
+    applied = await call_service.apply_report(_redis(), call, call_report)
+    await call.refresh_from_db()
+    # A report for a call already final changes nothing (a retry, or a duplicate): 200 all the
+    # same, so the worker stops re-sending it.
+    return {"id": str(call.id), "status": call.status, "applied": applied}
+
+
+@blueprint.post("/calls/<uuid:call_id>/heartbeat")
+@require_service_token
+async def heartbeat(call_id: uuid.UUID) -> dict:
+    """The worker's word that the call is alive: the reaper leaves it and its slot is kept."""
+    call = await call_service.get_call(None, call_id)
+    await call_service.heartbeat(_settings(), _redis(), call)
     return {"id": str(call.id), "status": call.status}
 
 

@@ -8,11 +8,12 @@ import re
 import uuid
 from typing import Any
 
+from control import jobs
 from control.config import Settings
 from control.errors import APIError
 from control.models import Agent, Call
-from control.services import chats, webhooks
-from control.services.calls import agent_spec
+from control.services import chats
+from control.services.calls import agent_spec, emit_once
 
 logger = logging.getLogger(__name__)
 
@@ -106,8 +107,8 @@ async def analyse_call(settings: Settings, call_id: uuid.UUID) -> Call | None:
         if key not in ("summary", "disposition", "sentiment")
     }
     await call.save(update_fields=["summary", "disposition", "sentiment", "extracted_data"])
-    await webhooks.emit(
-        call.workspace_id,
+    await emit_once(
+        call,
         "call_analyzed",
         {
             "call_id": str(call.id),
@@ -120,3 +121,8 @@ async def analyse_call(settings: Settings, call_id: uuid.UUID) -> Call | None:
         },
     )
     return call
+
+
+@jobs.job("analyse_call", max_attempts=3, lease_seconds=600)
+async def _analyse_call_job(context: jobs.JobContext, payload: dict[str, Any]) -> None:
+    await analyse_call(context.settings, uuid.UUID(payload["call_id"]))

@@ -5,18 +5,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
+from tortoise.expressions import Q
 
+from control import jobs
 from control.config import Settings
 from control.errors import APIError
-from control.models import Agent, Call, FileStatus, KnowledgeFile, PhoneNumber
+from control.models import Agent, Call, FileStatus, KnowledgeFile, PhoneNumber, Workspace
 from control.security import mask_phone, utcnow
 from control.services import agents as agent_service
-from control.services import livekit_events, phone_numbers, webhooks
+from control.services import capacity, phone_numbers, webhooks
 from runtime.spec import AgentSpec, CallReport, CallSpec, CustomFunctionSpec
 from telephony import sip
 from telephony.config import TelephonySettings
@@ -24,7 +27,12 @@ from telephony.errors import TelephonyError
 
 logger = logging.getLogger(__name__)
 
-TERMINAL_STATUSES = frozenset({"completed", "failed", "no_answer", "busy", "rejected"})
+# A call's states move one way; a final state is written once (DESIGN.md, call lifecycle).
+LIVE_STATUSES = ("queued", "dialing", "ringing", "in_progress")
+FINAL_STATUSES = frozenset({"completed", "failed", "busy", "no_answer", "rejected", "cancelled"})
+LOST = "lost"  # the reaper's end reason: the only final state a later report may replace
+AT_CAPACITY = "at_capacity"
+RINGING_ALLOWANCE_SECONDS = 60.0  # an outbound call rings about 45 s before it is answered
 WEB_TOKEN_TTL_SECONDS = 600
 
 
@@ -37,9 +45,10 @@ async def create_call(
     dynamic_variables: dict[str, Any] | None = None,
     room_name: str | None = None,
     batch_id: uuid.UUID | None = None,
+    call_id: uuid.UUID | None = None,
 ) -> Call:
     """A new call log (queued) for `agent`; `direction` is inbound, outbound or web."""
-    call_id = uuid.uuid4()
+    call_id = call_id or uuid.uuid4()
     call = await Call.create(
         id=call_id,
         workspace_id=agent.workspace_id,
@@ -162,45 +171,164 @@ def _timestamp(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
-async def apply_report(call: Call, report: CallReport) -> Call:
-    """Store what the worker reports when the call ends (transcript, usage, latencies, outcome)."""
-    call.status = report.status.value
-    call.end_reason = report.end_reason.value if report.end_reason else None
-    call.sip_status = report.sip_status
-    call.started_at = _timestamp(report.started_at) or call.started_at
-    call.answered_at = _timestamp(report.answered_at) or call.answered_at
-    call.ended_at = _timestamp(report.ended_at) or call.ended_at
-    call.duration_seconds = report.duration_seconds
-    call.transcript = report.transcript
-    call.usage = dict(report.usage)
-    call.latencies = report.latencies
-    call.error = report.error
-    await call.save()
+async def _workspace_limit(workspace_id: uuid.UUID) -> int | None:
+    workspace = await Workspace.get(id=workspace_id).only("id", "max_concurrent_calls")
+    return workspace.max_concurrent_calls
+
+
+async def reserve_capacity(
+    settings: Settings, redis: Redis, call_id: uuid.UUID, workspace_id: uuid.UUID
+) -> None:
+    """Take the call's slot under the platform's and the workspace's limits (429 when full)."""
+    limits = capacity.limits_for(
+        settings.max_agent_sessions, workspace_id, await _workspace_limit(workspace_id)
+    )
+    await capacity.reserve(redis, call_id, limits, _unjoined_hold(settings))
+
+
+def _unjoined_hold(settings: Settings) -> float:
+    # Until a worker takes the call, its slot lasts as long as the reaper would wait for one.
+    return settings.join_timeout_seconds + settings.reaper_grace_seconds
+
+
+def _live_hold(settings: Settings) -> float:
+    # A live call's slot outlasts a missed heartbeat or two, not a dead worker.
+    return settings.heartbeat_timeout_seconds + settings.reaper_grace_seconds
+
+
+async def _release_capacity(redis: Redis, call: Call) -> None:
+    try:
+        await capacity.release(redis, call.id, capacity.keys_of(call.workspace_id))
+    except (RedisError, OSError) as error:  # the slot expires on its own
+        logger.warning("call %s: its capacity slot could not be freed now: %s", call.id, error)
+
+
+async def finish_call(redis: Redis, call: Call, **fields: Any) -> bool:
+    """Move a call to its final state, once: free its slot and fire its final events.
+
+    Returns False (and changes nothing) when the call is already final. A real outcome may
+    replace the reaper's `lost`, and then fires its events anew; nothing replaces anything else.
+    """
+    fields.setdefault("ended_at", utcnow())
+    replacing_lost = False
+    updated = await Call.filter(id=call.id, status__in=LIVE_STATUSES).update(**fields)
+    if not updated and fields.get("end_reason") != LOST:
+        updated = await Call.filter(id=call.id, status="failed", end_reason=LOST).update(**fields)
+        replacing_lost = bool(updated)
+    if not updated:
+        return False
+    await call.refresh_from_db()
     logger.info("call %s ended: %s (%s)", call.id, call.status, call.end_reason)
-    await emit_outcome(call)
-    return call
+    await _release_capacity(redis, call)
+    await emit_outcome(call, revision="after-lost" if replacing_lost else None)
+    if call.status == "completed":
+        await jobs.enqueue("analyse_call", {"call_id": str(call.id)}, key=f"analyse:{call.id}")
+    return True
 
 
-async def _ensure_capacity(settings: Settings, redis: Redis) -> None:
-    active = await livekit_events.active_calls(redis)
-    if active >= settings.max_agent_sessions:
+async def apply_report(redis: Redis, call: Call, report: CallReport) -> bool:
+    """Store what the worker reports when the call ends; False when the call was already final."""
+    if report.status.value not in FINAL_STATUSES:
         raise APIError(
-            429,
-            "AT_CAPACITY",
-            f"All {settings.max_agent_sessions} agent sessions are busy; try again in a minute.",
-            headers={"Retry-After": "30"},
+            400, "VALIDATION_ERROR", f"A report needs a final status, not {report.status.value}."
         )
+    return await finish_call(
+        redis,
+        call,
+        status=report.status.value,
+        end_reason=report.end_reason.value if report.end_reason else None,
+        sip_status=report.sip_status,
+        started_at=_timestamp(report.started_at) or call.started_at,
+        answered_at=_timestamp(report.answered_at) or call.answered_at,
+        ended_at=_timestamp(report.ended_at) or call.ended_at or utcnow(),
+        duration_seconds=report.duration_seconds,
+        transcript=report.transcript,
+        usage=dict(report.usage),
+        latencies=report.latencies,
+        error=report.error,
+    )
 
 
-async def _dispatch(telephony: TelephonySettings, call: Call, metadata: dict[str, Any]) -> str:
+async def join_call(settings: Settings, redis: Redis, call: Call) -> None:
+    """A worker took the call (it asked for the spec): hold its slot while it is alive.
+
+    Inbound and web calls take their slot here; over capacity, the call log is finished as
+    failed (`at_capacity`) and the worker gets 429 to play its busy message and hang up.
+    """
+    try:
+        await reserve_capacity(settings, redis, call.id, call.workspace_id)
+    except APIError as refused:
+        if refused.code != "AT_CAPACITY":
+            raise
+        await finish_call(
+            redis, call, status="failed", end_reason=AT_CAPACITY, error=refused.detail
+        )
+        refused.extra = {"call_id": str(call.id)}
+        raise
+    now = utcnow()
+    agent = await Agent.get_or_none(id=call.agent_id) if call.agent_id else None
+    max_duration = (agent.config.get("max_call_duration") if agent else None) or 3600
+    call.joined_at = call.joined_at or now
+    call.heartbeat_at = now
+    call.expires_at = now + timedelta(
+        seconds=max_duration + RINGING_ALLOWANCE_SECONDS + settings.reaper_grace_seconds
+    )
+    await call.save(update_fields=["joined_at", "heartbeat_at", "expires_at"])
+    await capacity.refresh(
+        redis, call.id, capacity.keys_of(call.workspace_id), _live_hold(settings)
+    )
+
+
+async def heartbeat(settings: Settings, redis: Redis, call: Call) -> None:
+    """The worker says the call is alive: the reaper leaves it be and its slot is kept."""
+    if call.status not in LIVE_STATUSES:
+        return
+    await Call.filter(id=call.id).update(heartbeat_at=utcnow())
+    await capacity.refresh(
+        redis, call.id, capacity.keys_of(call.workspace_id), _live_hold(settings)
+    )
+
+
+async def reap_lost_calls(settings: Settings, redis: Redis) -> int:
+    """Finish the calls that cannot be alive any more as failed/`lost`; returns how many."""
+    now = utcnow()
+    grace = timedelta(seconds=settings.reaper_grace_seconds)
+    reasons = {
+        "no worker took the call in time": Q(
+            joined_at=None, created_at__lt=now - timedelta(seconds=settings.join_timeout_seconds)
+        ),
+        "the worker stopped reporting that the call is alive": Q(
+            joined_at__not_isnull=True,
+            heartbeat_at__lt=now - timedelta(seconds=settings.heartbeat_timeout_seconds),
+        ),
+        "the room closed and no report came": Q(ended_at__lt=now - grace),
+        "the call outlived its maximum duration": Q(expires_at__lt=now),
+    }
+    reaped = 0
+    for reason, condition in reasons.items():
+        for call in await Call.filter(condition, status__in=LIVE_STATUSES).limit(500):
+            if await finish_call(redis, call, status="failed", end_reason=LOST, error=reason):
+                logger.warning("call %s finished as lost: %s", call.id, reason)
+                reaped += 1
+    return reaped
+
+
+@jobs.job(
+    "reap_calls", max_attempts=1, lease_seconds=60, every_seconds=lambda s: s.reaper_period_seconds
+)
+async def _reap_calls_job(context: jobs.JobContext, _: dict[str, Any]) -> None:
+    await reap_lost_calls(context.settings, context.redis)
+    await jobs.prune_finished()
+
+
+async def _dispatch(
+    telephony: TelephonySettings, redis: Redis, call: Call, metadata: dict[str, Any]
+) -> str:
     try:
         return await sip.dispatch_agent(call.room_name, metadata=metadata, settings=telephony)
     except TelephonyError as error:
-        await Call.filter(id=call.id).update(
-            status="failed",
-            end_reason="error",
-            error=f"dispatch failed: {error}",
-            ended_at=utcnow(),
+        await finish_call(
+            redis, call, status="failed", end_reason="error", error=f"dispatch failed: {error}"
         )
         raise phone_numbers.telephony_error(error) from error
 
@@ -213,8 +341,9 @@ async def start_outbound_call(
     agent_number: str,
     to_number: str,
     dynamic_variables: dict[str, Any],
+    batch_id: uuid.UUID | None = None,
 ) -> tuple[Call, str]:
-    """Queue a call log and dispatch the agent to a new room; the worker then dials."""
+    """Take a capacity slot, queue a call log and dispatch the agent; the worker then dials."""
     agent = await Agent.get_or_none(workspace_id=workspace_id, phone_number=agent_number)
     if agent is None:
         raise APIError(
@@ -229,18 +358,25 @@ async def start_outbound_call(
             "NO_OUTBOUND_TRUNK",
             "That number has no outbound SIP trunk; register one (POST /phonenumbers/sip_trunk).",
         )
-    await _ensure_capacity(settings, redis)
-    call = await create_call(
-        agent,
-        direction="outbound",
-        from_number=agent_number,
-        to_number=to_number,
-        dynamic_variables=dynamic_variables,
-    )
+    call_id = uuid.uuid4()
+    await reserve_capacity(settings, redis, call_id, workspace_id)
+    try:
+        call = await create_call(
+            agent,
+            direction="outbound",
+            from_number=agent_number,
+            to_number=to_number,
+            dynamic_variables=dynamic_variables,
+            batch_id=batch_id,
+            call_id=call_id,
+        )
+    except BaseException:
+        await capacity.release(redis, call_id, capacity.keys_of(workspace_id))
+        raise
     dispatch_id = await _dispatch(
-        telephony, call, {"call_id": str(call.id), "direction": "outbound"}
+        telephony, redis, call, {"call_id": str(call.id), "direction": "outbound"}
     )
-    await webhooks.emit(workspace_id, "call_started", _event_data(call))
+    await emit_once(call, "call_started", _event_data(call))
     return call, dispatch_id
 
 
@@ -257,10 +393,16 @@ async def start_web_call(
         raise APIError(404, "AGENT_NOT_FOUND", "No agent answers that number.")
     if not agent.config.get("allow_web_calls", True):
         raise APIError(403, "WEB_CALLS_DISABLED", "This agent does not take web calls.")
-    await _ensure_capacity(settings, redis)
     call_id = uuid.uuid4()
-    call = await create_call(agent, direction="web", room_name=f"web-{call_id}")
-    await _dispatch(telephony, call, {"call_id": str(call.id), "direction": "web"})
+    await reserve_capacity(settings, redis, call_id, agent.workspace_id)
+    try:
+        call = await create_call(
+            agent, direction="web", room_name=f"web-{call_id}", call_id=call_id
+        )
+    except BaseException:
+        await capacity.release(redis, call_id, capacity.keys_of(agent.workspace_id))
+        raise
+    await _dispatch(telephony, redis, call, {"call_id": str(call.id), "direction": "web"})
     try:
         token = sip.mint_room_token(
             call.room_name,
@@ -270,7 +412,7 @@ async def start_web_call(
         )
     except TelephonyError as error:
         raise phone_numbers.telephony_error(error) from error
-    await webhooks.emit(agent.workspace_id, "call_started", _event_data(call))
+    await emit_once(call, "call_started", _event_data(call))
     return call, token
 
 
@@ -295,12 +437,20 @@ OUTCOME_EVENTS = {
 }
 
 
-async def emit_outcome(call: Call) -> None:
+async def emit_once(
+    call: Call, event_type: str, data: dict[str, Any], revision: str | None = None
+) -> None:
+    """Fire one of the events a call has once; its id derives from the call and the event."""
+    key = f"{call.id}:{event_type}" + (f":{revision}" if revision else "")
+    await webhooks.emit(call.workspace_id, event_type, data, event_key=key)
+
+
+async def emit_outcome(call: Call, revision: str | None = None) -> None:
     data = {**_event_data(call), "sip_status": call.sip_status, "end_reason": call.end_reason}
     if call.status in OUTCOME_EVENTS:
-        await webhooks.emit(call.workspace_id, OUTCOME_EVENTS[call.status], data)
-    await webhooks.emit(
-        call.workspace_id, "call_ended", {**data, "duration_seconds": call.duration_seconds}
+        await emit_once(call, OUTCOME_EVENTS[call.status], data, revision)
+    await emit_once(
+        call, "call_ended", {**data, "duration_seconds": call.duration_seconds}, revision
     )
 
 

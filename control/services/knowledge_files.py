@@ -8,11 +8,12 @@ import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from quart import current_app
 from tortoise.queryset import QuerySet
 
 import knowledge
+from control import jobs
 from control.config import Settings
 from control.errors import APIError
 from control.models import Agent, FileStatus, KnowledgeFile
@@ -76,8 +77,21 @@ async def store_uploads(
         await file.save()
         stored.append(file)
     for file in stored:
-        current_app.add_background_task(ingest_file, settings, file.id, file.version)
+        await _queue_ingestion(file)
     return stored
+
+
+async def _queue_ingestion(file: KnowledgeFile) -> None:
+    await jobs.enqueue(
+        "ingest_file",
+        {"file_id": str(file.id), "version": file.version},
+        key=f"ingest:{file.id}:{file.version}",
+    )
+
+
+@jobs.job("ingest_file", max_attempts=3, lease_seconds=1800)
+async def _ingest_file_job(context: jobs.JobContext, payload: dict[str, Any]) -> None:
+    await ingest_file(context.settings, uuid.UUID(payload["file_id"]), payload["version"])
 
 
 async def ingest_file(settings: Settings, file_id: uuid.UUID, version: int) -> None:
@@ -104,14 +118,6 @@ async def ingest_file(settings: Settings, file_id: uuid.UUID, version: int) -> N
 async def _finish(file_id: uuid.UUID, version: int, status: FileStatus, **fields) -> None:
     # Only the newest upload of a file may set its status.
     await KnowledgeFile.filter(id=file_id, version=version).update(status=status, **fields)
-
-
-async def resume_pending_ingestions(settings: Settings) -> int:
-    """Queue again the files left `processing` by a restart."""
-    pending = await KnowledgeFile.filter(status=FileStatus.PROCESSING)
-    for file in pending:
-        current_app.add_background_task(ingest_file, settings, file.id, file.version)
-    return len(pending)
 
 
 def files_of(workspace_id: uuid.UUID, agent_id: uuid.UUID) -> QuerySet[KnowledgeFile]:

@@ -9,7 +9,8 @@ from redis.asyncio import Redis
 
 from control.models import Call
 from control.security import utcnow
-from control.services import webhooks
+from control.services import calls as call_service
+from control.services import capacity
 
 logger = logging.getLogger(__name__)
 
@@ -18,8 +19,9 @@ ACTIVE_CALLS_TTL_SECONDS = 600  # heals a count left wrong by a crash (PARITY.md
 SEEN_EVENT_TTL_SECONDS = 24 * 3600
 SEEN_EVENT_PREFIX = "livekit:event:"
 
-# One round trip per event: skip an event id seen before, else move the room count (never
-# below zero) and refresh its TTL. Returns 0 for a duplicate, 1 when applied.
+# One round trip per event, after its database effects are written: mark the event id seen
+# (a duplicate returns 0 and changes nothing), move the room count (never below zero) and
+# refresh its TTL. Returns 1 when applied.
 _APPLY_EVENT = """
 if ARGV[1] ~= '' and not redis.call('SET', KEYS[2], 1, 'NX', 'EX', ARGV[2]) then
   return 0
@@ -59,7 +61,7 @@ def _is_caller(participant: lk.ParticipantInfo) -> bool:
     return participant.kind in (lk.ParticipantInfo.Kind.SIP, lk.ParticipantInfo.Kind.STANDARD)
 
 
-async def _move_call(event: lk.WebhookEvent) -> None:
+async def _move_call(redis: Redis, event: lk.WebhookEvent) -> None:
     room_name = event.room.name if event.HasField("room") else ""
     if not room_name:
         return
@@ -71,6 +73,10 @@ async def _move_call(event: lk.WebhookEvent) -> None:
         await calls.filter(status="queued", call_direction="outbound").update(status="dialing")
     elif event.event == "room_finished":
         await calls.filter(ended_at=None).update(ended_at=now)
+        # The room is gone, so is the call: free its slot now; the report (or the reaper)
+        # still brings the call log to its final state.
+        for call_id, workspace_id in await calls.values_list("id", "workspace_id"):
+            await capacity.release(redis, call_id, capacity.keys_of(workspace_id))
     elif event.event == "participant_joined" and _is_caller(event.participant):
         answering = calls.filter(answered_at=None, status__in=("queued", "dialing", "ringing"))
         call = await answering.first()
@@ -78,14 +84,19 @@ async def _move_call(event: lk.WebhookEvent) -> None:
             answered_at=now, status="in_progress"
         ):
             return
-        await webhooks.emit(
-            call.workspace_id, "call_answered", {"call_id": str(call.id), "at": now.isoformat()}
+        await call_service.emit_once(
+            call, "call_answered", {"call_id": str(call.id), "at": now.isoformat()}
         )
 
 
 async def handle(redis: Redis, event: lk.WebhookEvent) -> bool:
-    """Apply one verified event; returns False when its id was already handled."""
-    if not await _apply_to_counters(redis, event):
+    """Apply one verified event; returns False when its id was already handled.
+
+    The event is marked seen only after its database effects are written, so a failed write
+    answers 5xx and LiveKit's retry applies it. The effects are conditional updates, so a retry
+    (or two deliveries at once) cannot apply them twice.
+    """
+    if event.id and await redis.exists(SEEN_EVENT_PREFIX + event.id):
         return False
-    await _move_call(event)
-    return True
+    await _move_call(redis, event)
+    return await _apply_to_counters(redis, event)

@@ -13,9 +13,10 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
+from tortoise.exceptions import IntegrityError
 from tortoise.queryset import QuerySet
-from tortoise.transactions import in_transaction
 
+from control import jobs
 from control.config import Settings
 from control.errors import APIError
 from control.models import DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEndpoint
@@ -94,14 +95,27 @@ def deliveries_of(workspace_id: uuid.UUID) -> QuerySet[WebhookDelivery]:
     )
 
 
+# Event ids derive from what the event describes, so receivers can de-duplicate on them.
+EVENT_ID_NAMESPACE = uuid.UUID("6f1d8c2e-3b7a-4c55-9e0f-5a2b7d9c1e44")
+
+
+def event_id_for(workspace_id: uuid.UUID, event_key: str) -> uuid.UUID:
+    return uuid.uuid5(EVENT_ID_NAMESPACE, f"{workspace_id}:{event_key}")
+
+
 async def emit(
-    workspace_id: uuid.UUID, event_type: str, data: dict[str, Any]
+    workspace_id: uuid.UUID, event_type: str, data: dict[str, Any], *, event_key: str
 ) -> WebhookDelivery | None:
-    """Queue an event for the workspace's webhook, if it has one. Durable: a row, not a task."""
+    """Queue an event for the workspace's webhook, if it has one. Durable: a row, not a task.
+
+    `event_key` names what the event describes (a call id and the event type for a call's
+    once-only events; with a sequence number for events that repeat): the same key is the same
+    event id, queued once however often it is emitted.
+    """
     endpoint = await WebhookEndpoint.get_or_none(workspace_id=workspace_id)
     if endpoint is None:
         return None
-    event_id = uuid.uuid4()
+    event_id = event_id_for(workspace_id, event_key)
     now = utcnow()
     payload = {
         "id": str(event_id),
@@ -110,34 +124,27 @@ async def emit(
         "workspace_id": str(workspace_id),
         "data": data,
     }
-    return await WebhookDelivery.create(
-        id=event_id,
-        workspace_id=workspace_id,
-        event_type=event_type,
-        payload=payload,
-        url=endpoint.url,
-        next_attempt_at=now,
-    )
+    try:
+        return await WebhookDelivery.create(
+            id=event_id,
+            workspace_id=workspace_id,
+            event_type=event_type,
+            payload=payload,
+            url=endpoint.url,
+            next_attempt_at=now,
+        )
+    except IntegrityError:
+        return None  # emitted before: the same event, already queued
 
 
 async def _claim_due(settings: Settings) -> list[WebhookDelivery]:
-    """Claim due deliveries; SKIP LOCKED lets several control-plane replicas share the queue."""
-    lease = timedelta(seconds=settings.webhook_timeout_seconds * 3)
-    async with in_transaction():
-        due = (
-            await WebhookDelivery.filter(
-                status=DeliveryStatus.PENDING, next_attempt_at__lte=utcnow()
-            )
-            .order_by("next_attempt_at")
-            .limit(CLAIM_BATCH)
-            .select_for_update(skip_locked=True)
-        )
-        if due:
-            # Leased: a replica that dies mid-send leaves the row due again after the lease.
-            await WebhookDelivery.filter(id__in=[d.id for d in due]).update(
-                next_attempt_at=utcnow() + lease
-            )
-    return due
+    """Claim due deliveries (leased, so a replica that dies mid-send leaves them due again)."""
+    return await jobs.claim_due(
+        WebhookDelivery.filter(status=DeliveryStatus.PENDING),
+        "next_attempt_at",
+        timedelta(seconds=settings.webhook_timeout_seconds * 3),
+        CLAIM_BATCH,
+    )
 
 
 async def _attempt(
@@ -205,19 +212,6 @@ async def deliver_due(settings: Settings, client: httpx.AsyncClient) -> int:
     return len(due)
 
 
-async def run_dispatcher(settings: Settings, stop: asyncio.Event) -> None:
-    """Deliver webhooks until `stop` is set; started with the control plane."""
-    async with httpx.AsyncClient(
-        timeout=settings.webhook_timeout_seconds, follow_redirects=False
-    ) as client:
-        while not stop.is_set():
-            try:
-                attempted = await deliver_due(settings, client)
-            except Exception:  # the loop must survive a database hiccup
-                logger.exception("webhook dispatcher iteration failed")
-                attempted = 0
-            if not attempted:
-                try:
-                    await asyncio.wait_for(stop.wait(), settings.webhook_poll_seconds)
-                except TimeoutError:
-                    pass
+def delivery_client(settings: Settings) -> httpx.AsyncClient:
+    """The HTTP client webhook deliveries are sent with (no redirects: each URL is checked)."""
+    return httpx.AsyncClient(timeout=settings.webhook_timeout_seconds, follow_redirects=False)

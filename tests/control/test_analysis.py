@@ -1,9 +1,8 @@
 """Post-call analysis: the agent's LLM fills summary, disposition, sentiment and data points."""
 
-import asyncio
-
 import pytest
 
+from control import jobs
 from control.models import Call, Role, WebhookDelivery
 from control.services import calls as call_service
 from control.services.agents import create_agent
@@ -29,17 +28,16 @@ def analyst_llm():
     server.stop()
 
 
-async def wait_for_summary(call_id, seconds=60):
-    for _ in range(int(seconds / 0.1)):
-        call = await Call.get(id=call_id)
-        if call.summary or call.disposition:
-            return call
-        await asyncio.sleep(0.1)
-    raise AssertionError("no analysis stored")
+async def analysed(call_id, settings, redis):
+    """The call once the background jobs have run (analysis is a job the report queued)."""
+    await jobs.drain(jobs.JobContext(settings, redis))
+    call = await Call.get(id=call_id)
+    assert call.summary or call.disposition, "no analysis stored"
+    return call
 
 
 async def test_completed_call_is_analysed_and_fires_call_analyzed(
-    client, db, settings, analyst_llm
+    client, db, settings, redis, analyst_llm
 ):
     analyst_llm.reset()
     analyst_llm.on(
@@ -69,24 +67,22 @@ async def test_completed_call_is_analysed_and_fires_call_analyzed(
     call = await call_service.create_call(agent, direction="web")
     response = await client.post(f"/internal/calls/{call.id}/report", json=REPORT, headers=SERVICE)
     assert response.status_code == 200
-    analysed = await wait_for_summary(call.id)
-    assert analysed.summary == "Caller wants solar panels."
-    assert (analysed.disposition, analysed.sentiment) == ("interested", "positive")
-    assert analysed.extracted_data == {"budget": 9000, "success": True}
+    call = await analysed(call.id, settings, redis)
+    assert call.summary == "Caller wants solar panels."
+    assert (call.disposition, call.sentiment) == ("interested", "positive")
+    assert call.extracted_data == {"budget": 9000, "success": True}
     prompt = analyst_llm.requests[-1]["messages"]
     assert "disposition" in str(prompt[0]["content"]) and "budget" in str(prompt[0]["content"])
     assert "9000 dollars" in str(prompt[-1]["content"])
-    for _ in range(600):
-        events = await WebhookDelivery.filter(event_type="call_analyzed").values_list(
-            "payload", flat=True
-        )
-        if events:
-            break
-        await asyncio.sleep(0.1)
+    events = await WebhookDelivery.filter(event_type="call_analyzed").values_list(
+        "payload", flat=True
+    )
     assert events[0]["data"]["disposition"] == "interested"
 
 
-async def test_a_disposition_outside_the_list_is_not_stored(client, db, settings, analyst_llm):
+async def test_a_disposition_outside_the_list_is_not_stored(
+    client, db, settings, redis, analyst_llm
+):
     analyst_llm.reset()
     analyst_llm.on("Analyse this call", '{"summary": "Short call.", "disposition": "on_mars"}')
     _, workspace = await make_user("dev@example.com", role=Role.DEVELOPER)
@@ -102,5 +98,5 @@ async def test_a_disposition_outside_the_list_is_not_stored(client, db, settings
     )
     call = await call_service.create_call(agent, direction="web")
     await client.post(f"/internal/calls/{call.id}/report", json=REPORT, headers=SERVICE)
-    analysed = await wait_for_summary(call.id)
-    assert analysed.summary == "Short call." and analysed.disposition is None
+    call = await analysed(call.id, settings, redis)
+    assert call.summary == "Short call." and call.disposition is None

@@ -75,12 +75,15 @@ async def test_outbound_call_bad_input(client, line, livekit, body, status):
 
 
 async def test_outbound_call_refused_at_capacity(client, line, livekit, redis, settings):
-    await redis.set(ACTIVE_CALLS_KEY, settings.max_agent_sessions)
     body = {"agent_phone_number": "+16505551234", "phone_number_to_dial": "+14155559876"}
-    response = await client.post("/calls/outbound_call", json=body, headers=line["headers"])
-    assert response.status_code == 429
-    assert (await response.get_json())["code"] == "AT_CAPACITY"
-    assert await Call.all().count() == 0
+    for _ in range(settings.max_agent_sessions):
+        response = await client.post("/calls/outbound_call", json=body, headers=line["headers"])
+        assert response.status_code == 201
+    refused = await client.post("/calls/outbound_call", json=body, headers=line["headers"])
+    assert refused.status_code == 429
+    assert (await refused.get_json())["code"] == "AT_CAPACITY"
+    assert "platform" in (await refused.get_json())["detail"]
+    assert await Call.all().count() == settings.max_agent_sessions  # nothing half-written
 
 
 async def test_dispatch_failure_marks_the_call_failed(client, line, livekit):

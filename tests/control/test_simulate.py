@@ -129,7 +129,8 @@ async def test_simulate_runs_a_spoken_call_and_stores_its_log(
     # What the LLM was sent is what the pipeline heard, and its answer was spoken (perhaps
     # cut short by the caller's next line under load, so only its start is checked).
     assert scripted_llm.requests, "the LLM was never asked"
-    answers = [t["text"] for t in call.transcript[roles.index("user") :] if t["role"] == "assistant"]
+    after_caller = call.transcript[roles.index("user") :]
+    answers = [turn["text"] for turn in after_caller if turn["role"] == "assistant"]
     assert any(
         "We open at seven every weekday.".startswith(text.strip()) or text.startswith("Goodbye")
         for text in answers

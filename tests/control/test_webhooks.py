@@ -95,6 +95,7 @@ async def test_events_are_signed_and_delivered(fast_settings, workspace):
             workspace.id,
             "call_ended",
             {"call_id": "c1", "duration": 12.5, "end_reason": "user_hangup"},
+            event_key="c1:call_ended",
         )
         await drain(fast_settings)
         assert receiver.verified == [True]
@@ -111,7 +112,9 @@ async def test_failures_are_retried_then_marked_failed(fast_settings, workspace)
     receiver = Receiver(fail_first=1)
     try:
         _, receiver.secret = await webhooks.set_endpoint(fast_settings, workspace.id, receiver.url)
-        retried = await webhooks.emit(workspace.id, "call_failed", {"sip_status": 486})
+        retried = await webhooks.emit(
+            workspace.id, "call_failed", {"sip_status": 486}, event_key="c1:failed"
+        )
         await drain(fast_settings)
         assert (await WebhookDelivery.get(id=retried.id)).status == DeliveryStatus.DELIVERED
         attempts = await WebhookAttempt.filter(delivery_id=retried.id).order_by("number")
@@ -120,7 +123,9 @@ async def test_failures_are_retried_then_marked_failed(fast_settings, workspace)
         assert receiver.received[0]["id"] == receiver.received[1]["id"]
 
         receiver.fail_first = 100
-        doomed = await webhooks.emit(workspace.id, "call_failed", {"sip_status": 486})
+        doomed = await webhooks.emit(
+            workspace.id, "call_failed", {"sip_status": 486}, event_key="c2:failed"
+        )
         await drain(fast_settings)
         stored = await WebhookDelivery.get(id=doomed.id)
         assert stored.status == DeliveryStatus.FAILED
@@ -133,7 +138,9 @@ async def test_pending_deliveries_survive_a_restart(fast_settings, workspace):
     receiver = Receiver()
     try:
         _, receiver.secret = await webhooks.set_endpoint(fast_settings, workspace.id, receiver.url)
-        queued = await webhooks.emit(workspace.id, "call_started", {"call_id": "c2"})
+        queued = await webhooks.emit(
+            workspace.id, "call_started", {"call_id": "c2"}, event_key="c2:started"
+        )
         # Nothing is held in memory: a fresh dispatcher (as after a restart) finds the row.
         assert await WebhookDelivery.filter(status=DeliveryStatus.PENDING).count() == 1
         await drain(fast_settings)
@@ -147,14 +154,14 @@ async def test_ssrf_guard_at_send_time(settings, workspace):
     endpoint, _ = await webhooks.set_endpoint(settings, workspace.id, "https://hooks.example.com/x")
     endpoint.url = "http://127.0.0.1:9/internal"
     await endpoint.save()
-    delivery = await webhooks.emit(workspace.id, "call_started", {})
+    delivery = await webhooks.emit(workspace.id, "call_started", {}, event_key="c3")
     await drain(settings, rounds=1)
     attempt = await WebhookAttempt.get(delivery_id=delivery.id)
     assert attempt.status_code is None and "private" in attempt.error
 
 
 async def test_no_endpoint_no_event(workspace):
-    assert await webhooks.emit(workspace.id, "call_started", {}) is None
+    assert await webhooks.emit(workspace.id, "call_started", {}, event_key="c4") is None
 
 
 async def test_admin_routes(client, settings, workspace):
@@ -177,7 +184,7 @@ async def test_admin_routes(client, settings, workspace):
         await client.post("/webhook/endpoint/rotate-secret", headers=headers)
     ).get_json()
     assert rotated["secret"] != body["secret"]
-    await webhooks.emit(workspace.id, "call_started", {"call_id": "x"})
+    await webhooks.emit(workspace.id, "call_started", {"call_id": "x"}, event_key="x")
     deliveries = await (await client.get("/webhook/deliveries", headers=headers)).get_json()
     assert deliveries["total"] == 1 and deliveries["items"][0]["event_type"] == "call_started"
     dev_headers = auth_headers(settings, developer[0], workspace)

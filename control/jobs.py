@@ -1,0 +1,237 @@
+"""Durable background jobs: one table, claimed once across replicas, retried with backoff.
+
+Ingestion, post-call analysis, the call reaper and (later) dialer ticks are jobs. A job is a row:
+it survives a restart; a replica claims due rows with `SELECT … FOR UPDATE SKIP LOCKED` (SQLite,
+the single-process default, serialises writes instead) and holds them under a lease, so a
+replica that dies mid-job leaves the job due again when the lease runs out. A job with a `key`
+exists at most once, which makes enqueueing idempotent and periodic work run once per period
+however many replicas schedule it. Webhook deliveries keep their own table (it is the delivery
+log the API lists) but are claimed by the same `claim_due`.
+
+Why not a library: procrastinate needs PostgreSQL (the embedded default is SQLite); arq, saq and
+taskiq keep jobs in Redis, which this platform runs without persistence and treats as a cache.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import traceback
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from redis.asyncio import Redis
+from tortoise.exceptions import IntegrityError
+from tortoise.models import Model
+from tortoise.queryset import QuerySet
+from tortoise.transactions import in_transaction
+
+from control.config import Settings
+from control.models import Job, JobStatus
+from control.security import utcnow
+
+logger = logging.getLogger(__name__)
+
+CLAIM_BATCH = 10
+ERROR_TEXT_LIMIT = 2000
+FINISHED_JOBS_KEPT = timedelta(days=1)
+
+ModelT = TypeVar("ModelT", bound=Model)
+
+
+@dataclass(frozen=True)
+class JobContext:
+    """What a job runs with: the settings and the process's Redis client."""
+
+    settings: Settings
+    redis: Redis
+
+
+Handler = Callable[[JobContext, dict[str, Any]], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class JobKind:
+    """What a kind of job runs, how often it may fail, and how long it may hold its lease."""
+
+    name: str
+    handler: Handler
+    max_attempts: int = 5
+    lease_seconds: float = 300.0
+    retry_delays: tuple[float, ...] = (5, 30, 120, 600)
+    every_seconds: Callable[[Settings], float] | None = None  # periodic jobs
+
+    def retry_delay(self, attempt: int) -> float:
+        return self.retry_delays[min(attempt - 1, len(self.retry_delays) - 1)]
+
+
+KINDS: dict[str, JobKind] = {}
+
+
+def job(
+    name: str,
+    *,
+    max_attempts: int = 5,
+    lease_seconds: float = 300.0,
+    retry_delays: tuple[float, ...] = (5, 30, 120, 600),
+    every_seconds: Callable[[Settings], float] | None = None,
+) -> Callable[[Handler], Handler]:
+    """Register `handler(context, payload)` as the job kind `name`."""
+
+    def register(handler: Handler) -> Handler:
+        KINDS[name] = JobKind(
+            name, handler, max_attempts, lease_seconds, retry_delays, every_seconds
+        )
+        return handler
+
+    return register
+
+
+async def enqueue(
+    kind: str,
+    payload: dict[str, Any] | None = None,
+    *,
+    key: str | None = None,
+    run_at: datetime | None = None,
+) -> Job | None:
+    """Queue a job; with a `key`, only the first job of that key is kept (returns None after)."""
+    spec = KINDS[kind]
+    try:
+        return await Job.create(
+            kind=kind,
+            key=key,
+            payload=payload or {},
+            max_attempts=spec.max_attempts,
+            run_at=run_at or utcnow(),
+        )
+    except IntegrityError:
+        return None
+
+
+async def claim_due(
+    query: QuerySet[ModelT], due_field: str, lease: timedelta, limit: int, **claimed: Any
+) -> list[ModelT]:
+    """Claim up to `limit` due rows of `query`: lock them (skipping rows another replica holds),
+    push their due time out by `lease` and set `claimed` fields, in one transaction."""
+    now = utcnow()
+    async with in_transaction():
+        rows = (
+            await query.filter(**{f"{due_field}__lte": now})
+            .order_by(due_field)
+            .limit(limit)
+            .select_for_update(skip_locked=True)
+        )
+        if rows:
+            model = type(rows[0])
+            await model.filter(pk__in=[row.pk for row in rows]).update(
+                **{due_field: now + lease}, **claimed
+            )
+    return rows
+
+
+async def _schedule_periodic(settings: Settings) -> None:
+    now = time.time()
+    for spec in KINDS.values():
+        if spec.every_seconds is None:
+            continue
+        period = spec.every_seconds(settings)
+        # One job per period slot: whichever replica inserts it first runs it.
+        await enqueue(spec.name, key=f"{spec.name}@{int(now // period)}")
+
+
+async def _run(context: JobContext, claimed: Job) -> None:
+    spec = KINDS.get(claimed.kind)
+    attempt = claimed.attempts + 1
+    started = time.perf_counter()
+    try:
+        if spec is None:
+            raise LookupError(f"no handler for job kind {claimed.kind!r}")
+        await spec.handler(context, claimed.payload)
+    except Exception as error:
+        last_error = "".join(traceback.format_exception_only(error)).strip()[-ERROR_TEXT_LIMIT:]
+        if spec is None or attempt >= claimed.max_attempts:
+            logger.exception("job %s (%s) failed for good", claimed.id, claimed.kind)
+            await Job.filter(id=claimed.id).update(
+                status=JobStatus.FAILED, attempts=attempt, last_error=last_error
+            )
+        else:
+            delay = spec.retry_delay(attempt)
+            logger.warning(
+                "job %s (%s) failed (attempt %d of %d), retrying in %.0f s: %s",
+                claimed.id, claimed.kind, attempt, claimed.max_attempts, delay, last_error,
+            )  # fmt: skip
+            await Job.filter(id=claimed.id).update(
+                status=JobStatus.PENDING,
+                attempts=attempt,
+                last_error=last_error,
+                run_at=utcnow() + timedelta(seconds=delay),
+            )
+        return
+    await Job.filter(id=claimed.id).update(status=JobStatus.DONE, attempts=attempt)
+    elapsed_ms = 1000 * (time.perf_counter() - started)
+    logger.debug("job %s (%s) done in %.0f ms", claimed.id, claimed.kind, elapsed_ms)
+
+
+async def run_due(context: JobContext, limit: int = CLAIM_BATCH) -> int:
+    """Schedule periodic jobs, then run the due ones once; returns how many ran."""
+    await _schedule_periodic(context.settings)
+    lease = max((spec.lease_seconds for spec in KINDS.values()), default=300.0)
+    claimed = await claim_due(
+        Job.filter(status__in=(JobStatus.PENDING, JobStatus.RUNNING)),
+        "run_at",
+        timedelta(seconds=lease),
+        limit,
+        status=JobStatus.RUNNING,
+    )
+    for row in claimed:
+        await _run(context, row)
+    return len(claimed)
+
+
+async def drain(context: JobContext, rounds: int = 100) -> None:
+    """Run due jobs until none is left (tests, and `voxline jobs --once`)."""
+    for _ in range(rounds):
+        if not await run_due(context):
+            return
+
+
+async def prune_finished() -> int:
+    """Forget jobs that finished more than a day ago (failed ones stay visible)."""
+    return await Job.filter(
+        status=JobStatus.DONE, updated_at__lt=utcnow() - FINISHED_JOBS_KEPT
+    ).delete()
+
+
+async def queue_state() -> dict[str, int]:
+    """Queue depth and failures, for `/health` and operators."""
+    now = utcnow()
+    return {
+        "due": await Job.filter(status=JobStatus.PENDING, run_at__lte=now).count(),
+        "scheduled": await Job.filter(status=JobStatus.PENDING, run_at__gt=now).count(),
+        "running": await Job.filter(status=JobStatus.RUNNING).count(),
+        "failed": await Job.filter(status=JobStatus.FAILED).count(),
+    }
+
+
+async def run_forever(
+    context: JobContext,
+    stop: asyncio.Event,
+    also: Callable[[], Awaitable[int]] | None = None,
+) -> None:
+    """Run jobs (and `also`, e.g. webhook delivery) until `stop` is set."""
+    while not stop.is_set():
+        try:
+            done = await run_due(context)
+            if also is not None:
+                done += await also()
+        except Exception:  # the loop must survive a database or Redis hiccup
+            logger.exception("background jobs iteration failed")
+            done = 0
+        if not done:
+            try:
+                await asyncio.wait_for(stop.wait(), context.settings.jobs_poll_seconds)
+            except TimeoutError:
+                pass

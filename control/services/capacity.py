@@ -1,0 +1,111 @@
+"""Call capacity as reservations: a call holds a slot, keyed by its id, until its final state.
+
+Each limit (the platform's agent sessions, a workspace's `max_concurrent_calls`, later a batch's
+or a campaign's) is a Redis sorted set of call ids scored by when the slot expires. Admission
+checks every limit and takes a slot in all of them in one script, so two requests at once can
+never both take the last slot. Slots expire on their own unless the call's heartbeat refreshes
+them, so a release lost to a crash heals instead of shrinking capacity for good. Expired slots
+are dropped at each admission; a set left empty disappears from Redis.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+
+from control.errors import APIError
+
+PLATFORM_KEY = "capacity:platform"
+WORKSPACE_KEY = "capacity:workspace:{}"
+
+# KEYS: the limits' sets. ARGV: now, expiry, call id, then each set's limit (0: none).
+# Returns 0 when the slot was taken (or refreshed, for a call already holding one), else the
+# 1-based index of the first limit that is full.
+_RESERVE = """
+local now, expires, call = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
+for i, key in ipairs(KEYS) do redis.call('ZREMRANGEBYSCORE', key, '-inf', now) end
+if not redis.call('ZSCORE', KEYS[1], call) then
+  for i, key in ipairs(KEYS) do
+    local limit = tonumber(ARGV[3 + i])
+    if limit > 0 and redis.call('ZCARD', key) >= limit then return i end
+  end
+end
+for i, key in ipairs(KEYS) do redis.call('ZADD', key, expires, call) end
+return 0
+"""
+
+
+@dataclass(frozen=True)
+class Limit:
+    """One capacity limit: its set in Redis, how many calls it allows, and what to call it."""
+
+    key: str
+    size: int | None
+    name: str
+
+
+def limits_for(
+    platform_size: int, workspace_id: uuid.UUID, workspace_size: int | None
+) -> list[Limit]:
+    return [
+        Limit(PLATFORM_KEY, platform_size, f"the platform's {platform_size} agent sessions"),
+        Limit(
+            WORKSPACE_KEY.format(workspace_id),
+            workspace_size,
+            f"this workspace's limit of {workspace_size} concurrent calls",
+        ),
+    ]
+
+
+async def reserve(
+    redis: Redis, call_id: uuid.UUID, limits: list[Limit], hold_seconds: float
+) -> None:
+    """Take a slot for `call_id` in every limit, or raise 429 `AT_CAPACITY` naming the full one."""
+    now = time.time()
+    full = await redis.eval(
+        _RESERVE,
+        len(limits),
+        *[limit.key for limit in limits],
+        now,
+        now + hold_seconds,
+        str(call_id),
+        *[limit.size or 0 for limit in limits],
+    )
+    if full:
+        limit = limits[int(full) - 1]
+        raise APIError(
+            429,
+            "AT_CAPACITY",
+            f"At capacity: {limit.name} are all in use; try again in a minute.",
+            headers={"Retry-After": "30"},
+        )
+
+
+async def refresh(redis: Redis, call_id: uuid.UUID, keys: list[str], hold_seconds: float) -> None:
+    """Keep a live call's slot from expiring for another `hold_seconds` (where it holds one)."""
+    expires = time.time() + hold_seconds
+    async with redis.pipeline(transaction=False) as pipe:
+        for key in keys:
+            pipe.zadd(key, {str(call_id): expires}, xx=True)
+        await pipe.execute()
+
+
+async def release(redis: Redis, call_id: uuid.UUID, keys: list[str]) -> None:
+    """Free the call's slot in every limit (a no-op where it holds none)."""
+    async with redis.pipeline(transaction=False) as pipe:
+        for key in keys:
+            pipe.zrem(key, str(call_id))
+        await pipe.execute()
+
+
+async def in_use(redis: Redis, key: str = PLATFORM_KEY) -> int:
+    """Slots held now under one limit (expired ones do not count)."""
+    return int(await redis.zcount(key, f"({time.time()}", "+inf"))
+
+
+def keys_of(workspace_id: uuid.UUID) -> list[str]:
+    """Every set a call of `workspace_id` may hold a slot in."""
+    return [PLATFORM_KEY, WORKSPACE_KEY.format(workspace_id)]

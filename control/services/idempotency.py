@@ -1,0 +1,95 @@
+"""`Idempotency-Key`: a retried request gets the first request's answer instead of acting twice."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any
+
+from tortoise.exceptions import IntegrityError
+
+from control.errors import APIError
+from control.models import IdempotencyKey
+from control.security import utcnow
+
+KEY_LIFETIME = timedelta(hours=24)
+MAX_KEY_LENGTH = 255
+WAIT_FOR_FIRST_SECONDS = 10.0
+
+
+def fingerprint(body: Any) -> str:
+    """What the request asked for: a retry must ask for the same thing."""
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
+
+
+async def _claim(workspace_id: uuid.UUID, key: str, request_fingerprint: str) -> bool:
+    """True when this request is the first with `key` (an expired key is taken over)."""
+    await IdempotencyKey.filter(
+        workspace_id=workspace_id, key=key, created_at__lt=utcnow() - KEY_LIFETIME
+    ).delete()
+    try:
+        await IdempotencyKey.create(
+            workspace_id=workspace_id, key=key, fingerprint=request_fingerprint
+        )
+    except IntegrityError:
+        return False
+    return True
+
+
+async def _first_response(
+    workspace_id: uuid.UUID, key: str, request_fingerprint: str
+) -> dict[str, Any]:
+    deadline = asyncio.get_running_loop().time() + WAIT_FOR_FIRST_SECONDS
+    while True:
+        first = await IdempotencyKey.get_or_none(workspace_id=workspace_id, key=key)
+        if first is not None and first.fingerprint != request_fingerprint:
+            raise APIError(
+                422,
+                "IDEMPOTENCY_KEY_REUSED",
+                "This Idempotency-Key was used for a different request; use a new key.",
+            )
+        if first is not None and first.response is not None:
+            return first.response
+        if first is None or asyncio.get_running_loop().time() >= deadline:
+            # Still being created (or it just failed and its key was freed): retry later.
+            raise APIError(
+                409,
+                "IN_PROGRESS",
+                "A request with this Idempotency-Key is still in progress; retry in a moment.",
+                headers={"Retry-After": "2"},
+            )
+        await asyncio.sleep(0.1)
+
+
+async def once(
+    workspace_id: uuid.UUID,
+    key: str | None,
+    body: Any,
+    act: Callable[[], Awaitable[dict[str, Any]]],
+) -> tuple[dict[str, Any], bool]:
+    """Run `act` once per key within 24 h; returns its response and whether this request ran it.
+
+    A request whose `act` fails frees its key, so the client's retry can try again.
+    """
+    if key is None:
+        return await act(), True
+    if not 0 < len(key) <= MAX_KEY_LENGTH:
+        raise APIError(
+            400,
+            "INVALID_IDEMPOTENCY_KEY",
+            f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} characters.",
+        )
+    request_fingerprint = fingerprint(body)
+    if not await _claim(workspace_id, key, request_fingerprint):
+        return await _first_response(workspace_id, key, request_fingerprint), False
+    try:
+        response = await act()
+    except BaseException:
+        await IdempotencyKey.filter(workspace_id=workspace_id, key=key).delete()
+        raise
+    await IdempotencyKey.filter(workspace_id=workspace_id, key=key).update(response=response)
+    return response, True
