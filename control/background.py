@@ -17,7 +17,7 @@ logger = logging.getLogger(__name__)
 
 
 async def run_background_work(settings: Settings, redis: Redis, stop: asyncio.Event) -> None:
-    """Run jobs and deliver webhooks until `stop` is set (in `serve`, or alone in `voxline jobs`)."""
+    """Run jobs and deliver webhooks until `stop` is set (in `serve`, or in `voxline jobs`)."""
     async with webhooks.delivery_client(settings) as client:
         await jobs.run_forever(
             jobs.JobContext(settings, redis),

@@ -55,8 +55,18 @@ class Settings(BaseSettings):
     webhook_retry_delays: tuple[float, ...] = (0, 5, 25, 125, 625)
     webhook_timeout_seconds: float = 10.0
     webhook_poll_seconds: float = 1.0
-    # Run the webhook dispatcher (and other loops) inside this process.
+    # Run the background jobs (ingestion, analysis, webhooks, the reaper) inside `serve`.
     background_workers: bool = True
+    jobs_poll_seconds: float = 1.0
+    # The call lifecycle: a dispatched call no worker took within the join timeout, a call whose
+    # worker stopped its heartbeat, or a closed room with no report, is finished as `lost`.
+    join_timeout_seconds: float = Field(
+        default=120.0,
+        validation_alias=AliasChoices("VOXLINE_JOIN_TIMEOUT", "VOXLINE_JOIN_TIMEOUT_SECONDS"),
+    )
+    heartbeat_timeout_seconds: float = 60.0
+    reaper_period_seconds: float = 15.0
+    reaper_grace_seconds: float = 60.0
     max_agent_sessions: int = Field(
         default=10,
         validation_alias=AliasChoices("VOXLINE_MAX_AGENT_SESSIONS", "MAX_AGENT_SESSIONS"),
