@@ -58,6 +58,7 @@ async def simulate(agent_id: str | None, lines: list[str], fast: bool) -> int:
             )
             return 2
         print(f"Simulated call {call.call_id} with agent {call.agent.name!r}")
+        heartbeat = asyncio.create_task(control.keep_alive(call.call_id))
         spec = call.agent
         print(f"  (LLM {spec.llm_provider}, STT {spec.stt_provider}, TTS {spec.tts_provider})\n")
         with tempfile.TemporaryDirectory() as folder:
@@ -72,6 +73,7 @@ async def simulate(agent_id: str | None, lines: list[str], fast: bool) -> int:
                     on_agent_text=lambda text: print(f"agent:  {text}", flush=True),
                 )
             except ProviderError as error:
+                heartbeat.cancel()
                 await control.report(
                     CallReport(
                         call_id=call.call_id,
@@ -89,6 +91,7 @@ async def simulate(agent_id: str | None, lines: list[str], fast: bool) -> int:
             if result.recording_path is not None:
                 wav = await asyncio.to_thread(result.recording_path.read_bytes)
                 recording_url = await control.upload_recording(call.call_id, wav)
+        heartbeat.cancel()
         await control.report(report)
     _print_turn_latencies(report)
     reason = report.end_reason.value if report.end_reason else "-"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -26,3 +27,13 @@ class RuntimeSettings(BaseSettings):
     deepgram_url: str = "https://api.deepgram.com/v1/listen"
     #: Lets custom functions reach private addresses even when a call spec does not say so.
     allow_private_urls: bool = False
+    #: The worker's own files; the same variable, and default, as the control plane's.
+    data_dir: Path = Path(".voxline")
+    #: Where call reports wait until the control plane has taken them (`<data_dir>/outbox`).
+    outbox_dir: Path | None = None
+    #: How often a live call tells the control plane it is alive (its reaper waits 60 s).
+    heartbeat_seconds: float = 15.0
+
+    @property
+    def report_outbox(self) -> Path:
+        return self.outbox_dir or self.data_dir / "outbox"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -13,12 +14,40 @@ from runtime.spec import CallReport, CallSpec
 logger = logging.getLogger(__name__)
 
 
-class ControlPlaneError(Exception):
-    """The control plane refused a request or could not be reached."""
+#: Statuses that mean "not now" rather than "never": the request may be sent again.
+RETRYABLE_STATUSES = frozenset({408, 429})
+#: The error code of a call that could not get a capacity slot (a 429 from the spec endpoints).
+AT_CAPACITY = "AT_CAPACITY"
 
-    def __init__(self, message: str, *, retryable: bool = False) -> None:
+
+class ControlPlaneError(Exception):
+    """The control plane refused a request or could not be reached.
+
+    Attributes:
+        status: the HTTP status it answered; None when it could not be reached.
+        code: the error code of its `{detail, code}` body (e.g. "AT_CAPACITY"), if any.
+        body: the whole JSON error body ({} when there was none).
+        retryable: whether sending the same request again later may succeed.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        body: dict[str, Any] | None = None,
+        retryable: bool = False,
+    ) -> None:
         super().__init__(message)
+        self.status = status
+        self.code = code
+        self.body = body or {}
         self.retryable = retryable
+
+    @property
+    def at_capacity(self) -> bool:
+        return self.status == 429 and self.code == AT_CAPACITY
 
 
 class ControlPlane:
@@ -57,16 +86,26 @@ class ControlPlane:
                 f"cannot reach the control plane at {self.settings.api_url}: {error}",
                 retryable=True,
             ) from error
-        if response.status_code >= 400:
+        status = response.status_code
+        if status >= 400:
             try:
-                detail = response.json().get("detail", response.text)
+                body = response.json()
             except ValueError:
-                detail = response.text
+                body = None
+            body = body if isinstance(body, dict) else {}
+            code = body.get("code")
             raise ControlPlaneError(
-                f"{method} {path} answered {response.status_code}: {detail}",
-                retryable=response.status_code >= 500,
+                f"{method} {path} answered {status}: {body.get('detail', response.text)}",
+                status=status,
+                code=code if isinstance(code, str) else None,
+                body=body,
+                retryable=status >= 500 or status in RETRYABLE_STATUSES,
             )
-        return response.json()
+        try:
+            return response.json()
+        except ValueError:
+            # taken, but with no JSON to show for it (a proxy's empty 204, say)
+            return {}
 
     async def call_spec(self, call_id: str) -> CallSpec:
         """The spec of a call the control plane dispatched (outbound or web)."""
@@ -90,9 +129,26 @@ class ControlPlane:
     async def demo_agent_id(self) -> str:
         return (await self._request("GET", "/internal/demo-agent"))["agent_id"]
 
-    async def report(self, report: CallReport) -> None:
+    async def report(self, report: CallReport) -> dict[str, Any]:
+        """Post a call's report; the control plane answers `{id, status, applied}`.
+
+        Posting the same report again is safe: a call already final answers `applied: false`.
+        """
         path = f"/internal/calls/{report.call_id}/report"
-        await self._request("POST", path, json=report.to_dict())
+        return await self._request("POST", path, json=report.to_dict())
+
+    async def keep_alive(self, call_id: str) -> None:
+        """Tell the control plane the call is alive every `heartbeat_seconds`, until cancelled.
+
+        Without it the control plane's reaper finishes the call as `lost`, as it does when the
+        worker dies. A missed heartbeat is only logged: the next one may get through.
+        """
+        while True:
+            await asyncio.sleep(self.settings.heartbeat_seconds)
+            try:
+                await self._request("POST", f"/internal/calls/{call_id}/heartbeat")
+            except ControlPlaneError as error:
+                logger.warning("call %s: heartbeat not taken: %s", call_id, error)
 
     async def upload_recording(self, call_id: str, wav: bytes) -> str:
         """Store a call's WAV recording with the control plane; returns its API path."""

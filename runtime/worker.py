@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -21,14 +22,17 @@ from livekit.agents import (
     JobContext,
     JobProcess,
     WorkerOptions,
+    io,
 )
 
 from runtime import metrics
 from runtime.agent import CallGuard, CallRecorder, CallState, VoxlineAgent, create_session
 from runtime.config import RuntimeSettings
-from runtime.control_client import ControlPlane
-from runtime.providers import build_pipeline, build_vad
+from runtime.control_client import ControlPlane, ControlPlaneError
+from runtime.providers import ProviderError, build_pipeline, build_tts, build_vad
+from runtime.report_spool import ReportSpool
 from runtime.spec import (
+    AgentSpec,
     CallReport,
     CallSpec,
     CallStatus,
@@ -45,6 +49,11 @@ RETRY_SECONDS = 10.0
 # SIP attributes LiveKit sets on the caller of an inbound call.
 DIALLED_NUMBER_ATTRIBUTE = "sip.trunkPhoneNumber"
 CALLER_NUMBER_ATTRIBUTE = "sip.phoneNumber"
+BUSY_MESSAGE = "Sorry, all our agents are busy right now. Please call again later."
+AT_CAPACITY = "at capacity"
+#: How long a web call's busy message waits for the browser to join, and may take to say.
+BUSY_WAIT_SECONDS = 10.0
+BUSY_SAY_SECONDS = 15.0
 
 
 def prewarm(process: JobProcess) -> None:
@@ -56,7 +65,8 @@ class CallRunner:
     """One call, from job metadata to its report, with the LiveKit side passed in.
 
     `entrypoint` adapts a `JobContext` to it. Construct it, register `finish` as the job's
-    shutdown callback, then `run` the call; however the job ends, `finish` reports once.
+    shutdown callback, then `run` the call; however the job ends, `finish` reports once,
+    through the report spool (kept on disk until the control plane has taken it).
     """
 
     def __init__(
@@ -65,11 +75,16 @@ class CallRunner:
         *,
         settings: RuntimeSettings | None = None,
         audio: bool = True,
+        spool: ReportSpool | None = None,
     ) -> None:
-        """`audio=False` runs the agent on text only (no STT, TTS or VAD), as tests do."""
+        """`audio=False` runs the agent on text only (no STT, TTS or VAD), as tests do.
+
+        `spool` defaults to the settings' outbox (`<data_dir>/outbox`).
+        """
         self.control = control
         self.settings = settings or control.settings
         self.audio = audio
+        self.spool = spool or ReportSpool(self.settings.report_outbox)
         self.call: CallSpec | None = None
         self.session: AgentSession[CallState] | None = None
         self.agent: VoxlineAgent | None = None
@@ -77,6 +92,7 @@ class CallRunner:
         self._dial_status: int | None = None
         self._error: str | None = None
         self._finished = False
+        self._heartbeat: asyncio.Task | None = None
 
     async def run(
         self,
@@ -96,10 +112,19 @@ class CallRunner:
             session_room: the room the session joins; None runs it room-less (tests).
 
         Returns:
-            Why the job should end now (the dial failed), or None while the call goes on.
+            Why the job should end now (the dial failed, or the platform is at capacity), or
+            None while the call goes on.
         """
-        call = await self._load_spec(job_metadata, room_name, wait_for_caller)
+        try:
+            call = await self._load_spec(job_metadata, room_name, wait_for_caller)
+        except ControlPlaneError as error:
+            if not error.at_capacity:
+                raise
+            # The control plane has already ended the call log ("at_capacity"): no report.
+            await self._turn_away(job_metadata, room_name, api, wait_for_caller, session_room)
+            return AT_CAPACITY
         self.call = call
+        self._heartbeat = asyncio.create_task(self.control.keep_alive(call.call_id))
         state = CallState(call=call)
         try:
             pipeline = build_pipeline(call.agent, audio=self.audio, settings=self.settings)
@@ -136,11 +161,14 @@ class CallRunner:
         if self._finished:
             return
         self._finished = True
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
         try:
             report = self._report()
             if report is not None:
                 metrics.observe_report(report)
-                await self.control.report(report)
+                # retried until taken; if the process dies first, the file is sent on restart
+                await self.spool.deliver(self.control, report)
         except Exception:
             logger.exception("call %s: the report could not be delivered", self._call_id())
         finally:
@@ -188,6 +216,32 @@ class CallRunner:
             dialled, caller.attributes.get(CALLER_NUMBER_ATTRIBUTE), room_name
         )
 
+    async def _turn_away(
+        self,
+        job_metadata: str | None,
+        room_name: str,
+        api: lk.LiveKitAPI,
+        wait_for_caller: Callable[[], Awaitable[rtc.RemoteParticipant]],
+        session_room: rtc.Room | None,
+    ) -> None:
+        """No capacity for this call: tell an inbound or web caller so, then close the room.
+
+        An outbound call is simply not dialled.
+        """
+        metadata = json.loads(job_metadata or "{}")
+        direction = metadata.get("direction") or ("web" if metadata.get("call_id") else "inbound")
+        logger.warning(
+            "call %s (%s): the platform is at capacity; turning the call away",
+            metadata.get("call_id") or "-",
+            direction,
+        )
+        if direction != "outbound" and session_room is not None:
+            await say_busy(session_room, self.settings, wait_for_caller, direction=direction)
+        try:
+            await api.room.delete_room(lk.DeleteRoomRequest(room=room_name))
+        except Exception as error:  # an empty room closes on its own anyway
+            logger.warning("could not delete room %s (call turned away): %s", room_name, error)
+
     @staticmethod
     async def _dial(api: lk.LiveKitAPI, room_name: str, call: CallSpec) -> int | None:
         """Dial the callee and wait for the answer; returns the SIP status when it fails."""
@@ -213,6 +267,60 @@ class CallRunner:
             logger.info("call %s: dial failed (%s, SIP %s)", call.call_id, error.code, status)
             return status or 0
         return None
+
+
+def _busy_tts(settings: RuntimeSettings):
+    """The platform's default TTS, else the local one (Piper); None when neither can be built."""
+    for provider in (AgentSpec(agent_id="").tts_provider, "local"):
+        try:
+            return build_tts(AgentSpec(agent_id="", tts_provider=provider), settings)
+        except (ProviderError, ImportError, ValueError) as error:
+            logger.info("busy message: no %s TTS (%s)", provider, error)
+    return None
+
+
+async def say_busy(
+    room: rtc.Room | None,
+    settings: RuntimeSettings,
+    wait_for_caller: Callable[[], Awaitable[rtc.RemoteParticipant]],
+    *,
+    direction: str,
+    audio_output: io.AudioOutput | None = None,
+) -> bool:
+    """Say `BUSY_MESSAGE` in the room; returns whether it was said. Never raises.
+
+    Best effort: the call is turned away either way. An inbound caller is in the room already;
+    a web caller is given a moment to join. Without a room, the message plays to
+    `audio_output` (tests).
+    """
+    from livekit.agents import Agent, room_io
+
+    tts = _busy_tts(settings)
+    if tts is None:
+        return False
+    session: AgentSession | None = None
+    try:
+        if direction == "web":
+            await asyncio.wait_for(wait_for_caller(), BUSY_WAIT_SECONDS)
+        session = AgentSession(tts=tts, turn_handling={"turn_detection": None})
+        if room is None:
+            session.output.audio = audio_output
+            await session.start(Agent(instructions=""))
+        else:
+            options = room_io.RoomOptions(
+                audio_input=False, text_input=False, close_on_disconnect=False
+            )
+            await session.start(Agent(instructions=""), room=room, room_options=options)
+        handle = session.say(BUSY_MESSAGE, allow_interruptions=False, add_to_chat_ctx=False)
+        await asyncio.wait_for(handle.wait_for_playout(), BUSY_SAY_SECONDS)
+        return True
+    except Exception as error:
+        logger.warning("could not say the busy message: %s", error)
+        return False
+    finally:
+        if session is not None:
+            with contextlib.suppress(Exception):
+                await session.aclose()
 
 
 async def entrypoint(ctx: JobContext) -> None:
@@ -246,6 +354,8 @@ async def run_worker(
 ) -> None:
     """Register with LiveKit and take calls; when LiveKit is unreachable, say so and retry.
 
+    Meanwhile, reports left in the spool by earlier processes are sent again.
+
     Args:
         settings: the runtime settings (read from the environment when None).
         options: the worker's options (`worker_options(settings)` when None).
@@ -253,6 +363,20 @@ async def run_worker(
     """
     settings = settings or RuntimeSettings()
     options = options or worker_options(settings)
+    # Reports earlier processes could not deliver go out while the worker waits and works.
+    async with ControlPlane(settings) as control:
+        resend = asyncio.create_task(
+            ReportSpool(settings.report_outbox).resend_forever(control), name="report-resend"
+        )
+        try:
+            await _serve(options, retry_seconds)
+        finally:
+            resend.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await resend
+
+
+async def _serve(options: WorkerOptions, retry_seconds: float) -> None:
     warned = False
     while True:
         if not os.environ.get("LIVEKIT_URL"):

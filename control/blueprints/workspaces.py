@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
 from quart import Blueprint, current_app
 from quart_schema import validate_querystring, validate_request
 
@@ -27,12 +27,26 @@ class WorkspaceCreate(BaseModel):
 class WorkspaceUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str | None = Field(default=None, min_length=1, max_length=200)
+    max_concurrent_calls: int | None = Field(
+        default=None,
+        ge=1,
+        le=100_000,
+        description="Calls this workspace may hold at once; null leaves only platform capacity.",
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_not_null(cls, name: str | None) -> str:
+        if name is None:
+            raise ValueError("name cannot be null")
+        return name
 
 
 class WorkspaceOut(BaseModel):
     id: uuid.UUID
     name: str
     slug: str
+    max_concurrent_calls: int | None
     created_at: datetime
 
     @classmethod
@@ -41,6 +55,7 @@ class WorkspaceOut(BaseModel):
             id=workspace.id,
             name=workspace.name,
             slug=workspace.slug,
+            max_concurrent_calls=workspace.max_concurrent_calls,
             created_at=workspace.created_at,
         )
 
@@ -171,13 +186,13 @@ async def get_workspace(workspace_id: uuid.UUID) -> dict:
 @require_role(Role.ADMIN)
 @validate_request(WorkspaceUpdate)
 async def update_workspace(workspace_id: uuid.UUID, data: WorkspaceUpdate) -> dict:
-    """Update a workspace.
+    """Update a workspace: its name, and its limit of concurrent calls.
 
     Admins only; the slug stays stable.
     """
-    workspace = await workspace_service.get_workspace(workspace_id)
-    if data.name is not None:
-        workspace = await workspace_service.rename_workspace(workspace_id, data.name)
+    workspace = await workspace_service.update_workspace(
+        workspace_id, data.model_dump(exclude_unset=True)
+    )
     return WorkspaceOut.of(workspace).model_dump(mode="json")
 
 

@@ -62,10 +62,12 @@ async def get_workspace(workspace_id: uuid.UUID) -> Workspace:
     return workspace
 
 
-async def rename_workspace(workspace_id: uuid.UUID, name: str) -> Workspace:
+async def update_workspace(workspace_id: uuid.UUID, changes: dict) -> Workspace:
+    """Apply `changes` (name, max_concurrent_calls; None clears the call limit)."""
     workspace = await get_workspace(workspace_id)
-    workspace.name = name
-    await workspace.save(update_fields=["name"])
+    if changes:
+        workspace.update_from_dict(changes)
+        await workspace.save(update_fields=list(changes))
     return workspace
 
 
