@@ -22,6 +22,7 @@ from control.config import Settings, get_settings
 from control.db import close_db, init_db
 from control.errors import APIError, register_error_handlers
 from control.ratelimit import init_rate_limiter
+from control.services.health import DependencyWatch
 from telephony.config import TelephonySettings
 from telephony.config import get_settings as get_telephony_settings
 
@@ -86,16 +87,20 @@ def create_app(
             )
 
     background = BackgroundWork()
+    # Neither start-up hook connects: the app serves while the database or Redis is down.
+    dependencies = DependencyWatch(redis)
 
     @app.before_serving
     async def start() -> None:
         await init_db(settings)
+        dependencies.start()
         if settings.background_workers:
-            background.start(settings)
+            background.start(settings, redis)
 
     @app.after_serving
     async def stop() -> None:
         await background.stop()
+        await dependencies.stop()
         await close_db()
         await redis.aclose()
 

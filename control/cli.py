@@ -53,7 +53,19 @@ async def _serve(settings: Settings, host: str, port: int) -> None:
 
     from control.app import create_app
 
-    await _migrate(settings)
+    try:
+        await _migrate(settings)
+    except Exception as error:  # serve anyway: /health names the database until it is back
+        from control.errors import outage_of
+
+        if outage_of(error) is None:
+            raise
+        logger.warning(
+            "%s is unreachable (%s): serving without applying migrations; /health answers 503 "
+            "until it is back (then run `voxline migrate` if migrations are pending)",
+            _describe_database(settings),
+            error,
+        )
     config = Config()
     config.bind = [f"{host}:{port}"]
     config.accesslog = "-"
@@ -157,6 +169,41 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return asyncio.run(simulate(args.agent, args.line or [], args.fast))
 
 
+async def _run_jobs(settings: Settings, once: bool) -> None:
+    import signal
+
+    from redis.asyncio import Redis
+
+    from control import jobs
+    from control.background import run_background_work
+    from control.db import close_db, init_db
+
+    await init_db(settings)
+    redis = Redis.from_url(settings.redis_url, socket_connect_timeout=1.0, decode_responses=True)
+    try:
+        if once:
+            await jobs.drain(jobs.JobContext(settings, redis))
+            print(f"Jobs: {await jobs.queue_state()}")
+            return
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        print(
+            f"Background jobs (ingestion, analysis, webhooks, the call reaper every "
+            f"{settings.reaper_period_seconds:g} s) on {_describe_database(settings)}; Ctrl-C stops"
+        )
+        await run_background_work(settings, redis, stop)
+    finally:
+        await redis.aclose()
+        await close_db()
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    asyncio.run(_run_jobs(get_settings(), args.once))
+    return 0
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     """The control plane here and the worker in a child process, so neither takes down the other."""
     worker = subprocess.Popen([sys.executable, "-m", "control.cli", "worker"])
@@ -206,6 +253,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     simulate.add_argument("--fast", action="store_true", help="feed audio faster than real time")
     simulate.set_defaults(handler=cmd_simulate)
+
+    jobs = commands.add_parser(
+        "jobs",
+        help="run the background work alone (ingestion, analysis, webhooks, the call reaper); "
+        "pair with VOXLINE_BACKGROUND_WORKERS=false on `serve`",
+    )
+    jobs.add_argument("--once", action="store_true", help="run what is due now, then exit")
+    jobs.set_defaults(handler=cmd_jobs)
 
     demo = commands.add_parser("demo", help="seed the demo workspace, user and agent")
     demo.set_defaults(handler=cmd_demo)

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import logging
+import socket
+import traceback
 from typing import Any
 
+import asyncpg
 from pydantic import ValidationError
-from quart import Quart, jsonify
+from quart import Quart, jsonify, request
 from quart_rate_limiter import RateLimitExceeded
 from quart_schema import RequestSchemaValidationError
+from redis import exceptions as redis_errors
+from tortoise.exceptions import DBConnectionError
 from werkzeug.exceptions import HTTPException
 
 logger = logging.getLogger(__name__)
@@ -25,6 +30,7 @@ class APIError(Exception):
         *,
         errors: list[dict[str, Any]] | None = None,
         headers: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(detail)
         self.status = status
@@ -32,6 +38,7 @@ class APIError(Exception):
         self.detail = detail
         self.errors = errors
         self.headers = headers or {}
+        self.extra = extra or {}  # more fields of the body, e.g. the `call_id` a 429 refused
 
 
 HTTP_CODES = {
@@ -48,6 +55,65 @@ HTTP_CODES = {
 }
 
 
+REDIS = "Redis"
+DATABASE = "The database"
+RETRY_AFTER_SECONDS = 5
+
+# What the drivers raise when their server is gone, not when a query or command is wrong.
+_REDIS_OUTAGES = (redis_errors.ConnectionError, redis_errors.TimeoutError)
+_DATABASE_OUTAGES = (
+    DBConnectionError,
+    asyncpg.PostgresConnectionError,  # includes "connection does not exist"
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.TooManyConnectionsError,
+)
+# Socket-level failures; they count only when raised inside a driver (SMTP has them too).
+_NETWORK_ERRORS = (ConnectionError, TimeoutError, socket.gaierror)
+_DRIVER_MODULES = ((REDIS, ("redis.",)), (DATABASE, ("asyncpg.", "tortoise.", "aiosqlite.")))
+
+
+def _raised_in(error: BaseException, prefixes: tuple[str, ...]) -> bool:
+    return any(
+        frame.f_globals.get("__name__", "").startswith(prefixes)
+        for frame, _ in traceback.walk_tb(error.__traceback__)
+    )
+
+
+def outage_of(error: BaseException) -> str | None:
+    """`REDIS` or `DATABASE` when `error` means that server cannot be reached, else None.
+
+    The cause chain is followed, because tortoise wraps driver errors in its own.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, _REDIS_OUTAGES):
+            return REDIS
+        if isinstance(current, _DATABASE_OUTAGES):
+            return DATABASE
+        if isinstance(current, _NETWORK_ERRORS):
+            for part, prefixes in _DRIVER_MODULES:
+                if _raised_in(current, prefixes):
+                    return part
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def unavailable(part: str, error: BaseException | None = None) -> APIError:
+    """The 503 for a server we depend on (`REDIS`, `DATABASE`) that cannot be reached."""
+    timed_out = isinstance(error, (TimeoutError, redis_errors.TimeoutError))
+    reason = "it did not answer in time" if timed_out else "it cannot be reached"
+    return APIError(
+        503,
+        "SERVICE_UNAVAILABLE",
+        f"{part} is unavailable: {reason}; try again shortly.",
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
 def field_errors(error: ValidationError) -> list[dict[str, Any]]:
     """Pydantic errors as `[{field, message}]`, without echoing the submitted values."""
     return [
@@ -57,7 +123,7 @@ def field_errors(error: ValidationError) -> list[dict[str, Any]]:
 
 
 def _render(error: APIError):
-    body: dict[str, Any] = {"detail": error.detail, "code": error.code}
+    body: dict[str, Any] = {**error.extra, "detail": error.detail, "code": error.code}
     if error.errors is not None:
         body["errors"] = error.errors
     response = jsonify(body)
@@ -111,6 +177,18 @@ def register_error_handlers(app: Quart) -> None:
 
     @app.errorhandler(Exception)
     async def handle_unexpected(error: Exception):
+        part = outage_of(error)
+        if part is not None:
+            # One line per request: an outage fails every request the same way.
+            logger.warning(
+                "%s %s: %s is unavailable (%s: %s)",
+                request.method,
+                request.path,
+                part,
+                type(error).__name__,
+                error,
+            )
+            return _render(unavailable(part, error))
         logger.exception("unhandled error")
         return _render(
             APIError(500, "INTERNAL_ERROR", "Something went wrong on our side; it was logged.")

@@ -30,6 +30,7 @@ from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
 from control.config import Settings
+from control.errors import outage_of
 from control.models import Job, JobStatus
 from control.security import utcnow
 
@@ -222,14 +223,23 @@ async def run_forever(
     also: Callable[[], Awaitable[int]] | None = None,
 ) -> None:
     """Run jobs (and `also`, e.g. webhook delivery) until `stop` is set."""
+    paused_by: str | None = None
     while not stop.is_set():
         try:
             done = await run_due(context)
             if also is not None:
                 done += await also()
-        except Exception:  # the loop must survive a database or Redis hiccup
-            logger.exception("background jobs iteration failed")
+            if paused_by is not None:
+                logger.info("background jobs resumed: %s is back", paused_by)
+                paused_by = None
+        except Exception as error:  # the loop must survive a database or Redis outage
             done = 0
+            part = outage_of(error)
+            if part is None:
+                logger.exception("background jobs iteration failed")
+            elif part != paused_by:  # once per outage, not once a second
+                logger.warning("background jobs paused: %s is unavailable (%s)", part, error)
+                paused_by = part
         if not done:
             try:
                 await asyncio.wait_for(stop.wait(), context.settings.jobs_poll_seconds)

@@ -11,7 +11,7 @@ from quart_schema import validate_request
 from control.errors import APIError
 from control.models import User
 from control.principal import ACCESS_COOKIE, REFRESH_COOKIE, current_principal, public, require_user
-from control.ratelimit import per_minute
+from control.ratelimit import fail_open, per_minute
 from control.security import check_password_policy
 from control.services import auth as auth_service
 
@@ -154,6 +154,7 @@ async def signup(data: SignupIn) -> Response:
 @blueprint.post("/refresh")
 @per_minute(30)
 @public
+@fail_open  # a refresh token is single-use and unguessable: nothing to brute-force
 async def refresh() -> Response:
     """Exchange the refresh token (cookie or body) for new tokens.
 

@@ -6,31 +6,10 @@ import jwt
 import pytest
 from livekit import api as lk
 
-from control.models import Call, PhoneNumber, Role, WebhookDelivery
-from control.services.agents import create_agent
+from control.models import Call, PhoneNumber, WebhookDelivery
 from control.services.livekit_events import ACTIVE_CALLS_KEY
 from control.services.webhooks import set_endpoint
-from tests.conftest import TEST_AGENT_NAME, auth_headers, make_user
-
-TRUNK_BODY = {
-    "sip_address": "sip.example.com",
-    "phone_number": "+16505551234",
-    "provider": "vonage",
-}
-
-
-@pytest.fixture
-async def line(db, settings, livekit, client):
-    user, workspace = await make_user("dev@example.com", role=Role.DEVELOPER)
-    headers = auth_headers(settings, user)
-    assert (
-        await client.post("/phonenumbers/sip_trunk", json=TRUNK_BODY, headers=headers)
-    ).status_code == 201
-    agent = await create_agent(
-        settings, workspace.id, {"agent_name": "Caller", "phone_number": "+16505551234"}
-    )
-    livekit.reset()
-    return {"headers": headers, "agent": agent, "workspace": workspace}
+from tests.conftest import TEST_AGENT_NAME
 
 
 async def test_outbound_call_queues_a_call_and_dispatches_the_agent(client, line, livekit):

@@ -8,16 +8,11 @@ so the request is really in flight when it is killed with SIGKILL.
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from control.config import Settings
@@ -28,72 +23,8 @@ from runtime.config import RuntimeSettings
 from runtime.control_client import ControlPlane
 from runtime.report_spool import ReportSpool
 from runtime.spec import CallReport, CallStatus, EndReason
-from tests.conftest import TEST_DATA_DIR, free_port, make_user
-
-SERVICE_TOKEN = "test-service-token"
-
-
-class ControlPlaneProcess:
-    """`voxline serve` in a child process, on a fixed port, that a test may kill and restart."""
-
-    def __init__(self, settings: Settings, log: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = log
-        self.env = {
-            **os.environ,
-            "VOXLINE_DATABASE_URL": settings.database_url,
-            "VOXLINE_REDIS_URL": settings.redis_url,
-            "VOXLINE_DATA_DIR": TEST_DATA_DIR,
-            "VOXLINE_SERVICE_TOKEN": SERVICE_TOKEN,
-            "VOXLINE_BACKGROUND_WORKERS": "false",
-            "VOXLINE_ENV": "test",
-        }
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "control.cli", "serve", "--port", str(self.port)],
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-
-    async def wait_until_up(self, seconds: float = 60.0) -> None:
-        deadline = time.monotonic() + seconds
-        async with httpx.AsyncClient(timeout=2) as client:
-            while time.monotonic() < deadline:
-                assert self.process is not None and self.process.poll() is None, self.log_tail()
-                try:
-                    if (await client.get(f"{self.url}/health")).status_code == 200:
-                        return
-                except httpx.HTTPError:
-                    pass
-                await asyncio.sleep(0.25)
-        raise AssertionError(f"voxline serve did not come up:\n{self.log_tail()}")
-
-    def signal(self, number: int) -> None:
-        assert self.process is not None
-        self.process.send_signal(number)
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.kill()  # SIGKILL: no shutdown hooks, no goodbyes
-        self.process.wait(timeout=15)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGCONT)
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=15)
-
-    def log_tail(self) -> str:
-        return self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
+from tests.conftest import make_user
+from tests.servers import SERVICE_TOKEN, ControlPlaneProcess
 
 
 @pytest.fixture
