@@ -6,6 +6,7 @@ import logging
 
 from quart import Blueprint, current_app
 
+from control import jobs
 from control.errors import RETRY_AFTER_SECONDS, APIError
 from control.principal import public
 from control.ratelimit import fail_open, per_minute
@@ -21,15 +22,16 @@ blueprint = Blueprint("health", __name__)
 @public
 @fail_open
 async def health() -> dict:
-    """Report whether the database and Redis answer.
+    """Report whether the database and Redis answer, and how the background jobs fare.
 
-    200 when both do, 503 naming the failing part otherwise.
+    200 when both answer (with the job queue's depth and failed jobs), 503 naming the failing
+    part otherwise.
     """
     problems = await health_service.problems(current_app.extensions["redis"])
     down = [part for part, problem in problems.items() if problem is not None]
     parts = {part: "unavailable" if part in down else "ok" for part in problems}
     if not down:
-        return {"status": "ok", **parts}
+        return {"status": "ok", **parts, "jobs": await jobs.queue_state()}
     logger.debug("health: unavailable: %s", problems)  # the dependency watch logs changes
     raise APIError(
         503,
