@@ -6,6 +6,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from control import jobs
 from control.models import ChatMessage, Role
 from tests.conftest import auth_headers, free_port, make_user
 from tests.control.test_knowledge_api import upload, wait_until_settled
@@ -127,13 +128,18 @@ async def test_chat_uses_the_prompt_a_custom_function_and_keeps_history(
     assert other["total"] == 0
 
 
-async def test_chat_answers_from_the_knowledge_base(client, chat_agent, openai_server):
+async def test_chat_answers_from_the_knowledge_base(
+    client, chat_agent, openai_server, settings, redis
+):
     await upload(
         client,
         chat_agent,
         [("returns.md", b"# Returns\n\nItems can be returned within 45 days for a full refund.")],
     )
-    await wait_until_settled(client, {**chat_agent, "member": chat_agent["dev"]})
+    jobs_context = jobs.JobContext(settings, redis)
+    await wait_until_settled(
+        client, {**chat_agent, "member": chat_agent["dev"], "jobs": jobs_context}
+    )
     openai_server.on("return", tool_call("lookup_knowledge", query="return window"))
     openai_server.on_tool("lookup_knowledge", "From our policy: {tool_output}")
     response = await client.post(
