@@ -1,26 +1,21 @@
 """`voxline demo` and `voxline simulate`: a whole spoken call with no LiveKit server, read back."""
 
 import asyncio
-import os
 import subprocess
 import sys
-import time
 
-import httpx
 import pytest
 
 from control.models import Agent, Call, KnowledgeFile, Role, User
 from control.services import demo
 from control.services.agents import create_agent
-from tests.conftest import TEST_DATA_DIR, auth_headers, free_port, make_user
+from tests.conftest import auth_headers, make_user
 from tests.fakes.openai_server import FakeOpenAI
+from tests.servers import SERVICE_TOKEN, ControlPlaneProcess
 from tests.speech import word_error_rate
 
 pytest.importorskip("faster_whisper", reason="offline speech (faster-whisper) is not installed")
 pytest.importorskip("piper", reason="offline speech (Piper) is not installed")
-
-SERVICE_TOKEN = "test-service-token"
-
 
 @pytest.fixture(scope="module")
 def scripted_llm():
@@ -30,39 +25,15 @@ def scripted_llm():
 
 
 @pytest.fixture
-def control_plane(settings, db):
+async def control_plane(settings, db, tmp_path):
     """`voxline serve` in a child process on the test database: what `simulate` talks to."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "VOXLINE_DATABASE_URL": settings.database_url,
-        "VOXLINE_REDIS_URL": settings.redis_url,
-        "VOXLINE_DATA_DIR": TEST_DATA_DIR,
-        "VOXLINE_SERVICE_TOKEN": SERVICE_TOKEN,
-        "VOXLINE_BACKGROUND_WORKERS": "false",
-        "VOXLINE_ENV": "test",
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "control.cli", "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.25)
-    else:
-        process.kill()
-        raise AssertionError("voxline serve did not come up")
-    yield {**env, "VOXLINE_API_URL": url}
-    process.terminate()
-    process.wait(timeout=15)
+    server = ControlPlaneProcess(settings, tmp_path / "serve.log")
+    server.start()
+    try:
+        await server.wait_until_up()
+        yield {**server.env, "VOXLINE_API_URL": server.url}
+    finally:
+        server.stop()
 
 
 async def test_demo_seed_is_idempotent(db, settings):
