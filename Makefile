@@ -48,8 +48,11 @@ run: setup
 	$(BIN)/voxline demo
 	$(BIN)/voxline up
 
+# The full suite on PostgreSQL, then the API-level tests (every route, every migration) on
+# SQLite, the embedded default of `make run`; both must pass.
 test: setup
 	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest tests/control tests/telephony --database=sqlite
 
 bench: setup
 	@for bench in tests/bench/bench_*.py; do echo "== $$bench"; $(BIN)/python $$bench || exit 1; done

@@ -1,12 +1,17 @@
-"""Shared fixtures: a real PostgreSQL database and Redis per test run, an app, users and SMTP."""
+"""Shared fixtures: a real database (PostgreSQL or SQLite) and Redis per run, an app, users, SMTP.
+
+`--database=sqlite` (or `VOXLINE_TEST_DATABASE=sqlite`) runs the tests on a fresh SQLite file,
+the embedded default of `make run`; PostgreSQL is the default. The option wins over the variable.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import socket
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import Message
@@ -31,12 +36,44 @@ from tests.fakes.vonage_server import FakeVonage, vonage, vonage_server  # noqa:
 # The knowledge package reads its settings from the environment: one data dir for the run.
 TEST_DATA_DIR = os.environ.setdefault("VOXLINE_DATA_DIR", tempfile.mkdtemp(prefix="voxline-test-"))
 
+DATABASES = ("postgres", "sqlite")
 # One database per test run (dropped at the end), so two runs on one machine never collide.
 TEST_DATABASE_URL = os.environ.get(
     "VOXLINE_TEST_DATABASE_URL", f"postgres://postgres@127.0.0.1:5432/voxline_test_{os.getpid()}"
 )
 TEST_REDIS_URL = os.environ.get("VOXLINE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 PASSWORD = "correct-horse-9"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--database",
+        choices=DATABASES,
+        default=None,
+        help="the database the tests run on (default: $VOXLINE_TEST_DATABASE, else postgres)",
+    )
+
+
+def selected_database(config: pytest.Config) -> str:
+    """`--database`, else `VOXLINE_TEST_DATABASE`, else PostgreSQL."""
+    chosen = config.getoption("--database") or os.environ.get("VOXLINE_TEST_DATABASE", "postgres")
+    if chosen not in DATABASES:
+        raise pytest.UsageError(f"VOXLINE_TEST_DATABASE={chosen!r}: use one of {DATABASES}")
+    return chosen
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"database: {selected_database(config)}"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if selected_database(config) == "postgres":
+        return
+    for item in items:
+        marker = item.get_closest_marker("postgres_only")
+        if marker is not None:
+            why = marker.kwargs.get("reason") or (marker.args[0] if marker.args else "")
+            item.add_marker(pytest.mark.skip(reason=f"PostgreSQL only: {why}".rstrip(": ")))
 
 
 def free_port() -> int:
@@ -89,11 +126,27 @@ async def _recreate_database(url: str, *, create: bool = True) -> None:
 
 
 @pytest.fixture(scope="session")
-def settings(mailbox) -> Settings:
+def database(request: pytest.FixtureRequest) -> str:
+    """The dialect this run tests on: "postgres" or "sqlite"."""
+    return selected_database(request.config)
+
+
+@pytest.fixture(scope="session")
+def database_url(database: str) -> Iterator[str]:
+    if database == "postgres":
+        yield TEST_DATABASE_URL
+        return
+    directory = tempfile.mkdtemp(prefix="voxline-test-sqlite-")
+    yield f"sqlite://{directory}/voxline.db"
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def settings(mailbox, database_url) -> Settings:
     return Settings(
         env="test",
         data_dir=Path(TEST_DATA_DIR),
-        database_url=TEST_DATABASE_URL,
+        database_url=database_url,
         redis_url=TEST_REDIS_URL,
         smtp_port=mailbox.port,
         jwt_secret="test-jwt-secret-" + "x" * 32,
@@ -133,14 +186,17 @@ def telephony_settings(
 
 
 @pytest.fixture(scope="session")
-async def app(settings, telephony_settings):
-    await _recreate_database(settings.database_url)
+async def app(settings, telephony_settings, database):
+    # SQLite: the file is new (a fresh temporary directory), so every migration runs on it too.
+    if database == "postgres":
+        await _recreate_database(settings.database_url)
     await apply_migrations(settings)
     application = create_app(settings, telephony_settings)
     async with application.test_app() as test_app:
         yield test_app
     await Tortoise.close_connections()
-    await _recreate_database(settings.database_url, create=False)
+    if database == "postgres":
+        await _recreate_database(settings.database_url, create=False)
 
 
 @pytest.fixture(scope="session")
@@ -150,14 +206,21 @@ async def redis(settings) -> AsyncIterator[Redis]:
     await client.aclose()
 
 
+def _empty_tables_sql(database: str, tables: list[str]) -> str:
+    if database == "postgres":
+        return "TRUNCATE " + ", ".join(f'"{table}"' for table in tables) + " CASCADE"
+    # SQLite has no TRUNCATE; with foreign keys off, the order of the deletes does not matter
+    # (the pragma is ignored inside a transaction). One transaction: one sync to disk, not one each.
+    deletes = " ".join(f'DELETE FROM "{table}";' for table in tables)
+    return f"PRAGMA foreign_keys = OFF; BEGIN; {deletes} COMMIT; PRAGMA foreign_keys = ON;"
+
+
 @pytest.fixture
-async def db(app, redis, mailbox):
+async def db(app, redis, mailbox, database):
     """Empty tables, an empty Redis database and an empty mailbox for this test."""
     mailbox.messages.clear()
     tables = [model._meta.db_table for model in Tortoise.apps["models"].values()]
-    await connections.get("default").execute_script(
-        "TRUNCATE " + ", ".join(f'"{table}"' for table in tables) + " CASCADE"
-    )
+    await connections.get("default").execute_script(_empty_tables_sql(database, tables))
     await redis.flushdb()
 
 

@@ -8,7 +8,7 @@ import io
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from tortoise import connections
@@ -61,10 +61,11 @@ def filtered_calls(workspace_id: uuid.UUID, filters: CallFilters) -> QuerySet[Ca
         value = getattr(filters, field)
         if value is not None:
             query = query.filter(**{field: value})
+    # In UTC, as times are stored: SQLite compares them as text, so an offset would mislead it.
     if filters.start is not None:
-        query = query.filter(created_at__gte=filters.start)
+        query = query.filter(created_at__gte=filters.start.astimezone(UTC))
     if filters.end is not None:
-        query = query.filter(created_at__lte=filters.end)
+        query = query.filter(created_at__lte=filters.end.astimezone(UTC))
     return query.order_by("-created_at", "-id")
 
 
@@ -81,7 +82,8 @@ def _plain_cell(value: object) -> str:
 
 
 def _time_cell(value: datetime | None) -> str:
-    return "" if value is None else value.isoformat()
+    # Always with microseconds, as the COPY path's to_char writes them (isoformat drops zeros).
+    return "" if value is None else value.isoformat(timespec="microseconds")
 
 
 # Ids, times and numbers cannot start a formula; only free-text columns need escaping.
