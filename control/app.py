@@ -22,6 +22,7 @@ from control.config import Settings, get_settings
 from control.db import close_db, init_db
 from control.errors import APIError, register_error_handlers
 from control.ratelimit import init_rate_limiter
+from control.request import VoxlineRequest
 from control.services.health import DependencyWatch
 from telephony.config import TelephonySettings
 from telephony.config import get_settings as get_telephony_settings
@@ -49,6 +50,7 @@ def create_app(
 ) -> Quart:
     settings = settings or get_settings()
     app = Quart("voxline", static_folder=None)
+    app.request_class = VoxlineRequest
     app.config["SETTINGS"] = settings
     app.config["TELEPHONY"] = telephony or get_telephony_settings()
     app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_request_bytes

@@ -47,9 +47,44 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _serve(settings: Settings, host: str, port: int) -> None:
-    from hypercorn.asyncio import serve
+def _hypercorn_config(host: str, port: int):
     from hypercorn.config import Config
+
+    config = Config()
+    config.bind = [f"{host}:{port}"]
+    config.accesslog = "-"
+    config.errorlog = "-"
+    config.graceful_timeout = 5
+    return config
+
+
+async def _serve_split(app, public, internal) -> None:
+    """The public API and `/internal` on two listeners, stopped together by SIGINT/SIGTERM."""
+    import signal
+
+    from hypercorn.asyncio import serve
+
+    from control.listeners import internal_listener, public_listener
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    started = asyncio.Event()
+    await asyncio.gather(
+        serve(public_listener(app, started), public, shutdown_trigger=stop.wait, mode="asgi"),
+        serve(internal_listener(app, started), internal, shutdown_trigger=stop.wait, mode="asgi"),
+    )
+
+
+async def _serve(
+    settings: Settings,
+    host: str,
+    port: int,
+    internal_port: int | None = None,
+    internal_host: str | None = None,
+) -> None:
+    from hypercorn.asyncio import serve
 
     from control.app import create_app
 
@@ -66,19 +101,33 @@ async def _serve(settings: Settings, host: str, port: int) -> None:
             _describe_database(settings),
             error,
         )
-    config = Config()
-    config.bind = [f"{host}:{port}"]
-    config.accesslog = "-"
-    config.errorlog = "-"
-    config.graceful_timeout = 5
+    config = _hypercorn_config(host, port)
     print(f"Voxline API on http://{host}:{port}  (docs: http://{host}:{port}/docs)")
-    await serve(create_app(settings), config)
+    if internal_port is None:
+        await serve(create_app(settings), config)
+        return
+    internal_host = internal_host or host
+    print(
+        f"Worker endpoints (/internal) on http://{internal_host}:{internal_port} only; "
+        "the public listener answers 404 for them"
+    )
+    await _serve_split(
+        create_app(settings), config, _hypercorn_config(internal_host, internal_port)
+    )
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     settings = get_settings()
     try:
-        asyncio.run(_serve(settings, args.host, args.port))
+        asyncio.run(
+            _serve(
+                settings,
+                args.host,
+                args.port,
+                getattr(args, "internal_port", None),
+                getattr(args, "internal_host", None),
+            )
+        )
     except KeyboardInterrupt:
         pass
     return 0
@@ -125,6 +174,35 @@ def cmd_createsuperuser(args: argparse.Namespace) -> int:
     action = asyncio.run(_create_superuser(settings, email, password))
     print(f"Superuser {email} {action}.")
     return 0
+
+
+async def _rotate_keys(settings: Settings) -> int:
+    from control.db import close_db, init_db
+    from control.services.secrets import rotate_secrets
+
+    await init_db(settings)
+    try:
+        result = await rotate_secrets(settings)
+    finally:
+        await close_db()
+    print(f"Re-encrypted {result.rotated} stored secret(s) with the newest key.")
+    if result.unreadable:
+        print(
+            f"{len(result.unreadable)} secret(s) cannot be decrypted with any configured key "
+            "(left as they are; set them again, or add back the key that wrote them):",
+            file=sys.stderr,
+        )
+        for where in result.unreadable:
+            print(f"  {where}", file=sys.stderr)
+        return 1
+    print("Every secret now uses the first key of VOXLINE_ENCRYPTION_KEYS; older keys can go.")
+    return 0
+
+
+def cmd_rotate_keys(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    asyncio.run(_migrate(settings))
+    return asyncio.run(_rotate_keys(settings))
 
 
 async def _seed_demo(settings: Settings) -> None:
@@ -226,6 +304,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the control plane (the HTTP API)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument(
+        "--internal-port",
+        type=int,
+        help="serve /internal (the workers' endpoints) only on this port, apart from the API",
+    )
+    serve.add_argument(
+        "--internal-host", help="the address of the --internal-port listener (default: --host)"
+    )
     serve.set_defaults(handler=cmd_serve)
 
     migrate = commands.add_parser("migrate", help="apply database schema migrations")
@@ -264,6 +350,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="seed the demo workspace, user and agent")
     demo.set_defaults(handler=cmd_demo)
+
+    rotate = commands.add_parser(
+        "rotate-keys",
+        help="re-encrypt every stored secret with the newest key (the first of "
+        "VOXLINE_ENCRYPTION_KEYS, newest first, comma-separated)",
+    )
+    rotate.set_defaults(handler=cmd_rotate_keys)
     return parser
 
 

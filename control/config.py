@@ -4,17 +4,29 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import ipaddress
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, model_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PLACEHOLDER_SECRETS = frozenset(
     {"", "change-me", "changeme", "secret", "dev-secret", "placeholder"}
 )
 DEVELOPMENT_SECRET = "change-me"
+
+
+def is_placeholder(secret: str) -> bool:
+    return secret.strip().lower() in PLACEHOLDER_SECRETS
+
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _split(items: str) -> list[str]:
+    return [item.strip() for item in items.replace(" ", ",").split(",") if item.strip()]
 
 
 class Settings(BaseSettings):
@@ -30,6 +42,9 @@ class Settings(BaseSettings):
 
     jwt_secret: str = DEVELOPMENT_SECRET
     encryption_key: str = DEVELOPMENT_SECRET
+    #: Comma-separated, newest first: secrets are written with the first and read with any
+    #: (`voxline rotate-keys` re-encrypts them with the first). Overrides `encryption_key`.
+    encryption_keys: str | None = None
     service_token: str = DEVELOPMENT_SECRET
     access_token_ttl_seconds: int = 15 * 60
     refresh_token_ttl_seconds: int = 30 * 24 * 3600
@@ -50,6 +65,9 @@ class Settings(BaseSettings):
     google_certs_url: str = "https://www.googleapis.com/oauth2/v1/certs"
 
     allow_private_urls: bool = False
+    # The proxies in front of the app (comma-separated addresses or CIDRs). Only a request from
+    # one of them has its `X-Forwarded-For`/`Forwarded` believed; empty: no header is believed.
+    trusted_proxies: str = ""
 
     # Customer webhooks: the delay before each attempt (PARITY.md), then the delivery fails.
     webhook_retry_delays: tuple[float, ...] = (0, 5, 25, 125, 625)
@@ -74,16 +92,54 @@ class Settings(BaseSettings):
 
     # The LiveKit address browsers use for web calls (LIVEKIT_URL is often internal).
     livekit_public_url: str | None = None
+    # Web calls take no login: each workspace may hold this many at once, and start this many
+    # an hour (0: no limit), beside its `max_concurrent_calls`.
+    web_calls_max_concurrent: int = Field(default=5, ge=0)
+    web_calls_per_hour: int = Field(default=60, ge=0)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies_are_networks(cls, value: str) -> str:
+        for item in _split(value):
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError as error:
+                raise ValueError(
+                    f"VOXLINE_TRUSTED_PROXIES: {item!r} is not an IP address or CIDR"
+                ) from error
+        return value
+
+    @property
+    def trusted_proxy_networks(self) -> tuple[IPNetwork, ...]:
+        items = _split(self.trusted_proxies)
+        return tuple(ipaddress.ip_network(item, strict=False) for item in items)
+
+    @model_validator(mode="after")
+    def _refuse_the_default_service_token(self) -> Settings:
+        if self.env != "development" and is_placeholder(self.service_token):
+            raise ValueError(
+                f"VOXLINE_SERVICE_TOKEN is the placeholder {self.service_token!r}, which only "
+                "VOXLINE_ENV=development accepts: set it to a random value (the same on the "
+                "control plane and the workers)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets_in_production(self) -> Settings:
         if self.env != "production":
             return self
+        secrets = {
+            "VOXLINE_JWT_SECRET": [self.jwt_secret],
+            "VOXLINE_SERVICE_TOKEN": [self.service_token],
+        }
+        if self.encryption_keys:
+            secrets["VOXLINE_ENCRYPTION_KEYS"] = self.encryption_key_list
+        else:
+            secrets["VOXLINE_ENCRYPTION_KEY"] = [self.encryption_key]
         weak = [
-            f"VOXLINE_{name.upper()}"
-            for name in ("jwt_secret", "encryption_key", "service_token")
-            if getattr(self, name).strip().lower() in PLACEHOLDER_SECRETS
-            or len(getattr(self, name)) < 32
+            name
+            for name, values in secrets.items()
+            if any(is_placeholder(value) or len(value) < 32 for value in values)
         ]
         if weak:
             raise ValueError(
@@ -112,10 +168,21 @@ class Settings(BaseSettings):
         return f"sqlite://{(self.data_dir / 'voxline.db').resolve()}"
 
     @property
-    def fernet_key(self) -> bytes:
-        """A Fernet key derived from `encryption_key`, so any strong string works as a key."""
-        digest = hashlib.sha256(self.encryption_key.encode()).digest()
-        return base64.urlsafe_b64encode(digest)
+    def encryption_key_list(self) -> list[str]:
+        """The encryption keys, newest first: `encryption_keys` when set, else `encryption_key`."""
+        if self.encryption_keys:
+            keys = [key.strip() for key in self.encryption_keys.split(",") if key.strip()]
+            if keys:
+                return keys
+        return [self.encryption_key]
+
+    @property
+    def fernet_keys(self) -> list[bytes]:
+        """Fernet keys derived from the encryption keys, newest first (any strong string works)."""
+        return [
+            base64.urlsafe_b64encode(hashlib.sha256(key.encode()).digest())
+            for key in self.encryption_key_list
+        ]
 
 
 @lru_cache

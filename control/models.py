@@ -71,7 +71,9 @@ class Membership(Model):
         unique_together = (("workspace", "user"),)
 
 
-# An invite for an email that has no account yet; accepted at signup or login.
+# An invite for an email that has no account yet. Only the emailed token accepts it, from an
+# account with that email; only the token's SHA-256 is stored. Null token or expiry: a row from
+# before tokens, which nothing can accept (the admin invites again).
 class Invitation(Model):
     id = fields.UUIDField(primary_key=True)
     workspace: fields.ForeignKeyRelation[Workspace] = fields.ForeignKeyField(
@@ -82,6 +84,8 @@ class Invitation(Model):
     invited_by: fields.ForeignKeyNullableRelation[User] = fields.ForeignKeyField(
         "models.User", related_name=False, null=True, on_delete=fields.SET_NULL
     )
+    token_hash = fields.CharField(max_length=64, unique=True, null=True)
+    expires_at = fields.DatetimeField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
     accepted_at = fields.DatetimeField(null=True)
 

@@ -12,7 +12,7 @@ from typing import Any
 import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from cryptography.fernet import Fernet, InvalidToken
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from control.config import Settings
 from control.errors import APIError
@@ -95,15 +95,54 @@ def decode_token(settings: Settings, token: str, expected_type: str) -> dict[str
     return claims
 
 
+class SecretUnreadableError(ValueError):
+    """A stored secret that none of the configured encryption keys decrypts."""
+
+
+def _fernet(settings: Settings) -> MultiFernet:
+    return MultiFernet([Fernet(key) for key in settings.fernet_keys])
+
+
 def encrypt_secret(settings: Settings, plaintext: str) -> str:
-    return Fernet(settings.fernet_key).encrypt(plaintext.encode()).decode()
+    """Encrypt with the newest key (the first of `VOXLINE_ENCRYPTION_KEYS`)."""
+    return _fernet(settings).encrypt(plaintext.encode()).decode()
 
 
 def decrypt_secret(settings: Settings, ciphertext: str) -> str:
+    """Decrypt with whichever configured key wrote the secret.
+
+    Raises:
+        SecretUnreadableError: no configured key decrypts it (the key that wrote it is gone).
+    """
     try:
-        return Fernet(settings.fernet_key).decrypt(ciphertext.encode()).decode()
-    except InvalidToken as error:
-        raise ValueError("stored secret cannot be decrypted with VOXLINE_ENCRYPTION_KEY") from error
+        return _fernet(settings).decrypt(ciphertext.encode()).decode()
+    except (InvalidToken, TypeError, ValueError) as error:
+        raise SecretUnreadableError(
+            "a stored secret cannot be decrypted with the configured encryption keys "
+            "(VOXLINE_ENCRYPTION_KEYS); set it again"
+        ) from error
+
+
+def secret_readable(settings: Settings, ciphertext: str) -> bool:
+    try:
+        decrypt_secret(settings, ciphertext)
+    except SecretUnreadableError:
+        return False
+    return True
+
+
+def reencrypt_secret(settings: Settings, ciphertext: str) -> str:
+    """The secret encrypted with the newest key (`voxline rotate-keys`).
+
+    Raises:
+        SecretUnreadableError: no configured key decrypts it.
+    """
+    try:
+        return _fernet(settings).rotate(ciphertext.encode()).decode()
+    except (InvalidToken, TypeError, ValueError) as error:
+        raise SecretUnreadableError(
+            "a stored secret cannot be decrypted with the configured encryption keys"
+        ) from error
 
 
 def mask_secret(secret: str) -> str:

@@ -41,6 +41,12 @@ class KnowledgeSettings(BaseSettings):
     max_docx_uncompressed_bytes: int = Field(default=200 * MIB, gt=0)
     max_docx_compression_ratio: int = Field(default=100, gt=1)
 
+    # Pages and chunks bound the CPU one upload costs (text extraction, then embedding).
+    max_pdf_pages: int = Field(default=500, gt=0)
+    max_file_chunks: int = Field(default=5000, gt=0)
+    max_workspace_pages: int = Field(default=5000, gt=0)
+    max_workspace_chunks: int = Field(default=50000, gt=0)
+
     chunk_size: int = Field(default=400, ge=100, le=8000)
     chunk_overlap: int = Field(default=80, ge=0)
 

@@ -24,6 +24,10 @@ class UploadRejected(KnowledgeError):
     """An uploaded file was refused before ingestion (the API answers 400)."""
 
 
+class UploadTooLarge(UploadRejected):
+    """An upload over a size, page or chunk limit (the API answers 413)."""
+
+
 class IngestError(KnowledgeError):
     """A file could not be turned into chunks; none of its chunks are kept."""
 

@@ -6,7 +6,8 @@ import csv
 import io
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from html.parser import HTMLParser
 
@@ -26,12 +27,13 @@ class Section:
     page: int | None = None
 
 
-def load(kind: str, data: bytes) -> list[Section]:
+def load(kind: str, data: bytes, *, max_pages: int | None = None) -> list[Section]:
     """Extracts the text of a file.
 
     Args:
         kind: one of pdf, docx, txt, md, csv, html (as told by ``check_upload``).
         data: the file's bytes.
+        max_pages: a PDF with more pages is refused before any text is extracted.
 
     Returns:
         The file's sections in reading order; PDFs give one section per page, blank pages
@@ -43,7 +45,7 @@ def load(kind: str, data: bytes) -> list[Section]:
     loader = LOADERS.get(kind)
     if loader is None:
         raise IngestError(f"unsupported file type: {kind}")
-    sections = loader(data)
+    sections = load_pdf(data, max_pages) if kind == "pdf" else loader(data)
     if not any(section.text.strip() for section in sections):
         raise IngestError(_NO_TEXT.get(kind, "the file holds no text"))
     return sections
@@ -52,20 +54,48 @@ def load(kind: str, data: bytes) -> list[Section]:
 _NO_TEXT = {"pdf": "the PDF has no extractable text (is it a scan without OCR?)"}
 
 
-def load_pdf(data: bytes) -> list[Section]:
-    """One section per page, extracted with pypdf."""
-    from pypdf import PdfReader
-    from pypdf.errors import FileNotDecryptedError
-
-    # pypdf raises many exception types on hostile or damaged input, not only PdfReadError.
-    try:
-        reader = PdfReader(io.BytesIO(data))
-        if reader.is_encrypted and not reader.decrypt(""):
-            raise IngestError("the PDF is password-protected")
+def load_pdf(data: bytes, max_pages: int | None = None) -> list[Section]:
+    """One section per page, extracted with pypdf (none if it has over ``max_pages`` pages)."""
+    with _reading_pdf():
+        reader = _open_pdf(data)
+        pages = len(reader.pages)
+        if max_pages is not None and pages > max_pages:
+            raise IngestError(
+                f"the PDF has {pages} pages, over the limit of {max_pages} pages per file"
+            )
         return [
             Section(text=page.extract_text() or "", page=number)
             for number, page in enumerate(reader.pages, start=1)
         ]
+
+
+def pdf_page_count(data: bytes) -> int:
+    """How many pages a PDF has, read from its page tree without extracting any text.
+
+    Raises:
+        IngestError: the PDF is damaged or password-protected.
+    """
+    with _reading_pdf():
+        return len(_open_pdf(data).pages)
+
+
+def _open_pdf(data: bytes):
+    from pypdf import PdfReader
+
+    reader = PdfReader(io.BytesIO(data))
+    if reader.is_encrypted and not reader.decrypt(""):
+        raise IngestError("the PDF is password-protected")
+    return reader
+
+
+@contextmanager
+def _reading_pdf() -> Iterator[None]:
+    """Turns pypdf's failures into an `IngestError` with a reason fit to show."""
+    from pypdf.errors import FileNotDecryptedError
+
+    # pypdf raises many exception types on hostile or damaged input, not only PdfReadError.
+    try:
+        yield
     except IngestError:
         raise
     except FileNotDecryptedError as e:

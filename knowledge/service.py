@@ -46,6 +46,7 @@ async def ingest(
     kind: str,
     data: bytes,
     *,
+    max_chunks: int | None = None,
     settings: KnowledgeSettings | None = None,
 ) -> IngestResult:
     """Loads, chunks, embeds and stores a file, replacing any earlier file of the same name.
@@ -55,6 +56,8 @@ async def ingest(
         filename: the sanitised name (``CheckedUpload.safe_name``).
         kind: the kind ``check_upload`` told from the content.
         data: the file's bytes.
+        max_chunks: the room left in the caller's budget (a workspace's), below the limit per
+            file; a file over either is refused before anything is embedded.
         settings: the knowledge settings; the process settings when omitted.
 
     Returns:
@@ -63,7 +66,9 @@ async def ingest(
     Raises:
         IngestError: the file could not be ingested; none of its chunks are left behind.
     """
-    return await asyncio.to_thread(ingest_sync, agent_id, filename, kind, data, settings)
+    return await asyncio.to_thread(
+        ingest_sync, agent_id, filename, kind, data, settings, max_chunks
+    )
 
 
 async def retrieve(
@@ -122,6 +127,7 @@ def ingest_sync(
     kind: str,
     data: bytes,
     settings: KnowledgeSettings | None = None,
+    max_chunks: int | None = None,
 ) -> IngestResult:
     """Blocking body of :func:`ingest`."""
     settings = settings or get_knowledge_settings()
@@ -129,10 +135,11 @@ def ingest_sync(
         try:
             collection = get_collection(agent_id, settings, create=True)
             collection.delete(where={"file_name": filename})
-            sections = load(kind, data)
+            sections = load(kind, data, max_pages=settings.max_pdf_pages)
             chunks = chunk_sections(filename, sections, settings.chunk_size, settings.chunk_overlap)
             if not chunks:
                 raise IngestError("the file holds no text")
+            _check_chunk_count(len(chunks), settings.max_file_chunks, max_chunks)
             for start in range(0, len(chunks), UPSERT_BATCH):
                 batch = chunks[start : start + UPSERT_BATCH]
                 collection.upsert(
@@ -218,6 +225,19 @@ def _remove_partial(agent_id: str, filename: str, settings: KnowledgeSettings) -
         # The store is failing; the caller reports the original error. Chunk ids are
         # per file and position, so a later upload of this name overwrites any leftovers.
         logger.exception("could not remove the chunks of %s for agent %s", filename, agent_id)
+
+
+def _check_chunk_count(chunks: int, per_file: int, room: int | None) -> None:
+    if chunks > per_file:
+        raise IngestError(
+            f"the file makes {chunks} chunks, over the limit of {per_file} per file; "
+            "split it into smaller files"
+        )
+    if room is not None and chunks > room:
+        raise IngestError(
+            f"the file makes {chunks} chunks, but the workspace's knowledge has room for "
+            f"only {max(room, 0)} more; delete files to make room"
+        )
 
 
 def _chunk_id(chunk: Chunk) -> str:

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from typing import Literal, get_args
 
 from knowledge.config import KnowledgeSettings, get_knowledge_settings
-from knowledge.errors import UploadRejected
+from knowledge.errors import IngestError, UploadRejected, UploadTooLarge
+from knowledge.loaders import pdf_page_count
 from knowledge.sniffing import decode_text, describe_binary, is_pdf
 
 __all__ = ["CheckedUpload", "FileKind", "UploadRejected", "check_upload", "check_uploads"]
@@ -55,6 +56,7 @@ class CheckedUpload:
     safe_name: str
     kind: FileKind
     size: int
+    pages: int | None = None  # a PDF's page count, when it could be read
 
 
 def check_upload(
@@ -92,7 +94,8 @@ def check_upload(
             "limit per file"
         )
     _check_content(safe_name, kind, data, settings)
-    return CheckedUpload(safe_name=safe_name, kind=kind, size=size)
+    pages = _pdf_pages(safe_name, data, settings) if kind == "pdf" else None
+    return CheckedUpload(safe_name=safe_name, kind=kind, size=size, pages=pages)
 
 
 def check_uploads(
@@ -166,6 +169,20 @@ def _check_content(name: str, kind: FileKind, data: bytes, settings: KnowledgeSe
         decode_text(data)
     except ValueError as e:
         raise UploadRejected(f"{name}: {e}") from e
+
+
+def _pdf_pages(name: str, data: bytes, settings: KnowledgeSettings) -> int | None:
+    """The PDF's page count, refused over the limit before any text is extracted."""
+    try:
+        pages = pdf_page_count(data)
+    except IngestError:
+        return None  # damaged or protected: ingestion fails it with the reason
+    if pages > settings.max_pdf_pages:
+        raise UploadTooLarge(
+            f"{name}: the PDF has {pages} pages, over the limit of {settings.max_pdf_pages} "
+            "pages per file"
+        )
+    return pages
 
 
 def _check_docx(name: str, data: bytes, settings: KnowledgeSettings) -> None:

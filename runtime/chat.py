@@ -83,7 +83,7 @@ async def chat_turn(
         allow_private_urls=allow_private_urls,
     )
     state = CallState(call=call)
-    pipeline = build_pipeline(agent, audio=False)
+    pipeline = build_pipeline(agent, audio=False, allow_private_urls=allow_private_urls)
     session = create_session(call, pipeline, state, user_away_timeout=None)
     recorder = CallRecorder(session, state)
     chat_agent = VoxlineAgent(

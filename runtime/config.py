@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Literal
 
+from pydantic import model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: Values of VOXLINE_SERVICE_TOKEN that only VOXLINE_ENV=development accepts.
+PLACEHOLDER_TOKENS = frozenset({"", "change-me", "changeme", "secret", "dev-secret", "placeholder"})
 
 logger = logging.getLogger(__name__)
 
@@ -20,8 +25,9 @@ class RuntimeSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="VOXLINE_", extra="ignore")
 
+    env: Literal["development", "production", "test"] = "development"
     api_url: str = "http://127.0.0.1:8000"
-    # The development default matches the control plane's; production sets a real one on both.
+    # The development default matches the control plane's; anywhere else it is refused.
     service_token: str = "change-me"
     agent_name: str = "voxline-agent"
     deepgram_url: str = "https://api.deepgram.com/v1/listen"
@@ -33,6 +39,15 @@ class RuntimeSettings(BaseSettings):
     outbox_dir: Path | None = None
     #: How often a live call tells the control plane it is alive (its reaper waits 60 s).
     heartbeat_seconds: float = 15.0
+
+    @model_validator(mode="after")
+    def _refuse_the_default_service_token(self) -> RuntimeSettings:
+        if self.env != "development" and self.service_token.strip().lower() in PLACEHOLDER_TOKENS:
+            raise ValueError(
+                f"VOXLINE_SERVICE_TOKEN is the placeholder {self.service_token!r}, which only "
+                "VOXLINE_ENV=development accepts: set it to the control plane's service token"
+            )
+        return self
 
     @property
     def report_outbox(self) -> Path:

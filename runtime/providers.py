@@ -8,15 +8,28 @@ runs cloud agents) and maps the agent's settings onto the factory's keyword argu
 
 from __future__ import annotations
 
+import asyncio
 import importlib
+import ipaddress
 import logging
 import os
+import socket
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from runtime.config import RuntimeSettings
-from runtime.spec import AgentSpec, ProviderInfo, ResolvedProvider, provider_info
+from runtime.spec import (
+    AgentSpec,
+    ProviderInfo,
+    ResolvedProvider,
+    URLNotAllowedError,
+    address_allowed,
+    check_url_allowed,
+    provider_info,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -63,21 +76,171 @@ def _api_key(info: ProviderInfo, base_url: str | None) -> str:
     )
 
 
+# --------------------------------------------------------------------------------------------
+# An agent's own OpenAI-compatible endpoint
+# --------------------------------------------------------------------------------------------
+
+#: The hosts that may receive the platform's OPENAI_API_KEY, besides the operator's own
+#: OPENAI_BASE_URL.
+OPENAI_HOSTS = frozenset({"api.openai.com"})
+
+
+def _origin(url: str | None) -> tuple[str, str, int] | None:
+    if not url:
+        return None
+    try:
+        parts = urlsplit(url.strip())
+        scheme = parts.scheme.lower()
+        port = parts.port or {"http": 80, "https": 443}.get(scheme, 0)
+    except ValueError:
+        return None
+    return scheme, (parts.hostname or "").lower(), port
+
+
+def platform_endpoint(base_url: str | None) -> bool:
+    """Whether the platform's key may go to `base_url`: OpenAI's own host or OPENAI_BASE_URL."""
+    if not base_url:
+        return True
+    origin = _origin(base_url)
+    if origin is None:
+        return False
+    if origin[0] == "https" and origin[1] in OPENAI_HOSTS and origin[2] == 443:
+        return True
+    operator = os.environ.get("OPENAI_BASE_URL")
+    return bool(operator) and origin == _origin(operator)
+
+
+def _pinned_backend(allow_private: bool):
+    import httpcore
+
+    class PinnedBackend(httpcore.AsyncNetworkBackend):
+        """Resolves the host itself, refuses it unless every address is allowed, then connects
+        to an address it checked: no second lookup for DNS rebinding to answer."""
+
+        def __init__(self) -> None:
+            self._inner = httpcore.AnyIOBackend()
+
+        async def connect_tcp(
+            self,
+            host: str,
+            port: int,
+            timeout: float | None = None,  # noqa: ASYNC109 (httpcore's interface)
+            local_address: str | None = None,
+            socket_options: typing.Iterable[Any] | None = None,
+        ) -> httpcore.AsyncNetworkStream:
+            try:
+                infos = await asyncio.get_running_loop().getaddrinfo(
+                    host, port, type=socket.SOCK_STREAM
+                )
+            except OSError as e:
+                raise httpcore.ConnectError(f"{host!r} does not resolve: {e}") from e
+            addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+            refused = [a for a in addresses if not address_allowed(a, allow_private)]
+            if refused or not addresses:
+                raise httpcore.ConnectError(
+                    f"the LLM endpoint {host!r} ({', '.join(refused) or 'no address'}) is a "
+                    "private, loopback or reserved address"
+                )
+            error: Exception | None = None
+            for address in addresses:
+                try:
+                    return await self._inner.connect_tcp(
+                        address, port, timeout, local_address, socket_options
+                    )
+                except httpcore.ConnectError as e:
+                    error = e
+            assert error is not None
+            raise error
+
+        async def connect_unix_socket(self, *args: Any, **kwargs: Any) -> Any:
+            raise httpcore.ConnectError("unix sockets are not allowed")
+
+        async def sleep(self, seconds: float) -> None:
+            await self._inner.sleep(seconds)
+
+    return PinnedBackend()
+
+
+def guarded_openai_client(base_url: str, api_key: str | None, allow_private: bool):
+    """An OpenAI client for an agent's own endpoint: only the agent's key (or no
+    Authorization at all), and every connection checked against the SSRF policy.
+
+    Raises:
+        ProviderError: the URL is refused outright (scheme, or a literal address not allowed).
+    """
+    import httpcore
+    import httpx
+    import openai
+
+    # The scheme and literal addresses now; host names when connecting (pinned, below).
+    try:
+        check_url_allowed(base_url, allow_private=True)  # scheme and host syntax, no DNS
+        host = (urlsplit(base_url.strip()).hostname or "").split("%", 1)[0]
+        if _is_address(host) and not address_allowed(host, allow_private):
+            raise URLNotAllowedError(f"{host} is a private, loopback or reserved address")
+    except URLNotAllowedError as e:
+        raise ProviderError(f"the agent's LLM_base_url is not allowed: {e}") from e
+    transport = httpx.AsyncHTTPTransport()
+    # httpx takes no network backend of its own: its pool is rebuilt with the pinned one.
+    transport._pool = httpcore.AsyncConnectionPool(
+        ssl_context=httpx.create_ssl_context(),
+        max_connections=50,
+        max_keepalive_connections=50,
+        keepalive_expiry=120,
+        network_backend=_pinned_backend(allow_private),
+    )
+    http_client = httpx.AsyncClient(
+        transport=transport,
+        timeout=httpx.Timeout(connect=15.0, read=5.0, write=5.0, pool=5.0),
+        follow_redirects=False,
+        trust_env=False,
+    )
+    return openai.AsyncClient(
+        api_key=api_key or "no-key",  # not sent: see `no_authorization`
+        base_url=base_url,
+        max_retries=0,
+        http_client=http_client,
+    )
+
+
+def no_authorization() -> dict[str, Any]:
+    """Request headers that make the OpenAI client send no Authorization header at all."""
+    import openai
+
+    return {"Authorization": openai.Omit()}
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
 # Keyword arguments per (kind, provider): how an agent's settings reach each factory.
 _KwargsBuilder = Callable[[AgentSpec, ResolvedProvider, RuntimeSettings], dict[str, Any]]
 
 
-def _openai_llm(agent: AgentSpec, resolved: ResolvedProvider, _: RuntimeSettings) -> dict:
+def _openai_llm(agent: AgentSpec, resolved: ResolvedProvider, settings: RuntimeSettings) -> dict:
     info = provider_info("llm", "openai")
-    kwargs: dict[str, Any] = {
-        "model": resolved.model,
-        "temperature": agent.temperature,
-        "api_key": _api_key(info, agent.llm_base_url or os.environ.get("OPENAI_BASE_URL")),
-    }
-    if agent.llm_base_url:
-        kwargs["base_url"] = agent.llm_base_url
+    kwargs: dict[str, Any] = {"model": resolved.model, "temperature": agent.temperature}
     if agent.max_tokens:
         kwargs["max_completion_tokens"] = agent.max_tokens
+    if agent.llm_base_url and not platform_endpoint(agent.llm_base_url):
+        # The agent's own endpoint: its own key or none; never the platform's.
+        kwargs["client"] = guarded_openai_client(
+            agent.llm_base_url, agent.llm_api_key, settings.allow_private_urls
+        )
+        if not agent.llm_api_key:
+            kwargs["extra_headers"] = no_authorization()
+        return kwargs
+    if agent.llm_api_key:
+        kwargs["api_key"] = agent.llm_api_key
+    else:
+        kwargs["api_key"] = _api_key(info, agent.llm_base_url or os.environ.get("OPENAI_BASE_URL"))
+    if agent.llm_base_url:
+        kwargs["base_url"] = agent.llm_base_url
     return kwargs
 
 
@@ -134,8 +297,20 @@ def _build(kind: str, name: str, agent: AgentSpec, resolved: ResolvedProvider, s
     return factory(**builder(agent, resolved, settings or RuntimeSettings()))
 
 
-def build_llm(agent: AgentSpec, settings: RuntimeSettings | None = None):
-    """The agent's LLM as a `livekit.agents.llm.LLM`."""
+def build_llm(
+    agent: AgentSpec,
+    settings: RuntimeSettings | None = None,
+    *,
+    allow_private_urls: bool | None = None,
+):
+    """The agent's LLM as a `livekit.agents.llm.LLM`.
+
+    `allow_private_urls` (default: the settings') lets an agent's own `llm_base_url` reach
+    private addresses, as for custom functions.
+    """
+    settings = settings or RuntimeSettings()
+    if allow_private_urls is not None:
+        settings = settings.model_copy(update={"allow_private_urls": allow_private_urls})
     return _build("llm", agent.llm_provider, agent, agent.resolved_llm(), settings)
 
 
@@ -193,7 +368,11 @@ class Pipeline:
 
 
 def build_pipeline(
-    agent: AgentSpec, *, audio: bool = True, settings: RuntimeSettings | None = None
+    agent: AgentSpec,
+    *,
+    audio: bool = True,
+    settings: RuntimeSettings | None = None,
+    allow_private_urls: bool | None = None,
 ) -> Pipeline:
     """Build every model a call needs; with `audio=False` only the LLM (text chats).
 
@@ -203,7 +382,7 @@ def build_pipeline(
         ProviderError: a provider is misconfigured (for example its API key is missing).
     """
     settings = settings or RuntimeSettings()
-    llm = build_llm(agent, settings)
+    llm = build_llm(agent, settings, allow_private_urls=allow_private_urls)
     if not audio:
         return Pipeline(llm=llm)
     return Pipeline(

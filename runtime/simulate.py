@@ -110,7 +110,7 @@ async def simulate_call(
         on_agent_text: called with each thing the agent says, as it is added to the history.
     """
     speak = speak or piper_caller()
-    pipeline = pipeline or build_pipeline(call.agent)
+    pipeline = pipeline or build_pipeline(call.agent, allow_private_urls=call.allow_private_urls)
     state = CallState(call=call)
     async with http_context.open():
         session = create_session(call, pipeline, state, **(session_overrides or {}))

@@ -83,6 +83,8 @@ class ProviderInfo:
         factory: "module:attribute" of the livekit STT/LLM/TTS class the runtime builds; imported
             lazily by `runtime.providers`.
         extra: the optional-dependency extra to install when importing `factory` fails.
+        calls_tools: False for LLMs too small to call tools; the runtime then puts the agent's
+            knowledge into every turn itself (see `VoxlineAgent`).
     """
 
     kind: str
@@ -95,6 +97,7 @@ class ProviderInfo:
     open_models: bool = False
     factory: str
     extra: str | None = None
+    calls_tools: bool = True
 
     @property
     def default_model(self) -> str:
@@ -140,9 +143,10 @@ PROVIDERS: dict[str, dict[str, ProviderInfo]] = {
             kind="llm",
             name="local",
             label="Local (llama.cpp)",
-            models=("SmolLM2-135M-Instruct",),
+            models=("SmolLM2-135M-Instruct", "gemma-3-270m"),
             factory="runtime.local.llm:LlamaCppLLM",
             extra=LOCAL_EXTRA,
+            calls_tools=False,
         ),
     },
     "stt": {
@@ -391,7 +395,7 @@ def _check_addresses(host: str, addresses: list[str], allow_private: bool) -> No
             where = f"the address {address}" if host == address else f"{host!r} ({address})"
             raise URLNotAllowedError(
                 f"{where} is a private, loopback or reserved address; "
-                "custom functions may only call public addresses"
+                "only public addresses may be called"
             )
 
 
@@ -447,6 +451,39 @@ async def check_url_allowed_async(
             return
         raise URLNotAllowedError(f"the host {host!r} does not resolve: {e}") from e
     _check_addresses(host, [str(info[4][0]) for info in infos], allow_private)
+
+
+def pinned_resolver(allow_private: bool) -> Any:
+    """An aiohttp resolver that refuses non-public addresses (an `aiohttp.abc.AbstractResolver`).
+
+    The addresses it approves are the very ones aiohttp connects to, so a DNS answer that
+    changes between a check and the connection (DNS rebinding) cannot slip through. aiohttp
+    is imported on first use: this module itself needs only the standard library and pydantic.
+    """
+    return _pinned_resolver_type()(allow_private)
+
+
+@cache
+def _pinned_resolver_type() -> type:
+    import aiohttp
+    from aiohttp.abc import AbstractResolver, ResolveResult
+
+    class PinnedResolver(AbstractResolver):
+        def __init__(self, allow_private: bool) -> None:
+            self._inner = aiohttp.ThreadedResolver()
+            self._allow_private = allow_private
+
+        async def resolve(
+            self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+        ) -> list[ResolveResult]:
+            results = await self._inner.resolve(host, port, family)
+            _check_addresses(host, [result["host"] for result in results], self._allow_private)
+            return results
+
+        async def close(self) -> None:
+            await self._inner.close()
+
+    return PinnedResolver
 
 
 # --------------------------------------------------------------------------------------------
@@ -723,6 +760,8 @@ class AgentSpec(_Serialisable):
     llm_provider: str = "openai"
     llm_model: str | None = None
     llm_base_url: str | None = None
+    #: The agent's own key for `llm_base_url`; the platform's key never goes to that endpoint.
+    llm_api_key: str | None = field(default=None, repr=False)  # a secret: never logged
     temperature: float = 0.7
     max_tokens: int | None = None
     stt_provider: str = "deepgram"

@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import aiohttp
-from aiohttp.abc import AbstractResolver, ResolveResult
 from livekit.agents import llm
 from livekit.agents.llm import ToolError, function_tool
 from livekit.agents.voice import RunContext
@@ -25,8 +23,8 @@ from runtime.spec import (
     CustomFunctionSpec,
     EndReason,
     URLNotAllowedError,
-    address_allowed,
     check_url_allowed_async,
+    pinned_resolver,
 )
 
 logger = logging.getLogger(__name__)
@@ -45,32 +43,6 @@ Retrieve = Callable[[str, str, int], Awaitable[Sequence[Any]]]
 # --------------------------------------------------------------------------------------------
 # Custom functions
 # --------------------------------------------------------------------------------------------
-
-
-class _PolicyResolver(AbstractResolver):
-    """Resolves like aiohttp's default resolver, then refuses non-public addresses.
-
-    Checking the addresses the connection actually uses (not only the ones seen at save time)
-    closes the DNS-rebinding hole between check and connect.
-    """
-
-    def __init__(self, allow_private: bool) -> None:
-        self._inner = aiohttp.ThreadedResolver()
-        self._allow_private = allow_private
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        results = await self._inner.resolve(host, port, family)
-        for result in results:
-            if not address_allowed(result["host"], self._allow_private):
-                raise URLNotAllowedError(
-                    f"{host!r} ({result['host']}) is a private, loopback or reserved address"
-                )
-        return results
-
-    async def close(self) -> None:
-        await self._inner.close()
 
 
 def _query_pairs(arguments: dict[str, Any]) -> list[tuple[str, str]]:
@@ -131,7 +103,7 @@ async def call_custom_function(
     else:
         request["json"] = arguments
 
-    connector = aiohttp.TCPConnector(resolver=_PolicyResolver(allow_private), force_close=True)
+    connector = aiohttp.TCPConnector(resolver=pinned_resolver(allow_private), force_close=True)
     timeout = aiohttp.ClientTimeout(total=spec.timeout)
     method = spec.method
     try:
@@ -242,6 +214,25 @@ def format_passages(passages: Sequence[dict[str, Any]]) -> str:
     return "\n\n".join(lines)
 
 
+async def lookup_passages(
+    agent_id: str, query: str, top_k: int, retrieve: Retrieve | None = None
+) -> list[dict[str, Any]]:
+    """The agent's knowledge passages that best answer `query`, as dicts (best first).
+
+    Raises:
+        ToolError: the knowledge base could not be searched.
+    """
+    search = retrieve or _default_retrieve()
+    try:
+        found = await search(agent_id, query, top_k)
+    except ToolError:
+        raise
+    except Exception as e:
+        logger.exception("knowledge lookup failed for agent %s", agent_id)
+        raise ToolError("The knowledge base could not be searched right now.") from e
+    return [_passage_dict(passage) for passage in found]
+
+
 def build_knowledge_tool(
     agent_id: str, *, retrieve: Retrieve | None = None, top_k: int = 4
 ) -> llm.RawFunctionTool:
@@ -255,15 +246,7 @@ def build_knowledge_tool(
         query = str(raw_arguments.get("query") or "").strip()
         if not query:
             raise ToolError("Give a question to look up.")
-        search = retrieve or _default_retrieve()
-        try:
-            found = await search(agent_id, query, top_k)
-        except ToolError:
-            raise
-        except Exception as e:
-            logger.exception("knowledge lookup failed for agent %s", agent_id)
-            raise ToolError("The knowledge base could not be searched right now.") from e
-        passages = [_passage_dict(passage) for passage in found]
+        passages = await lookup_passages(agent_id, query, top_k, retrieve)
         sources = getattr(context.userdata, "sources", None) if _has_userdata(context) else None
         if isinstance(sources, list):
             sources.extend(passages)

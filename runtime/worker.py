@@ -127,7 +127,12 @@ class CallRunner:
         self._heartbeat = asyncio.create_task(self.control.keep_alive(call.call_id))
         state = CallState(call=call)
         try:
-            pipeline = build_pipeline(call.agent, audio=self.audio, settings=self.settings)
+            pipeline = build_pipeline(
+                call.agent,
+                audio=self.audio,
+                settings=self.settings,
+                allow_private_urls=call.allow_private_urls or self.settings.allow_private_urls,
+            )
             session = self.session = create_session(call, pipeline, state)
             self._recorder = CallRecorder(session, state)
             metrics.active_sessions.inc()

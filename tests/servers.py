@@ -21,9 +21,13 @@ SERVICE_TOKEN = "test-service-token"
 class ControlPlaneProcess:
     """`voxline serve` in a child process, on a fixed port, that a test may kill and restart."""
 
-    def __init__(self, settings: Settings, log: Path, **env: str) -> None:
-        """`env` adds or overrides `VOXLINE_*` variables (e.g. faster reaper settings)."""
+    def __init__(
+        self, settings: Settings, log: Path, *, args: tuple[str, ...] = (), **env: str
+    ) -> None:
+        """`env` adds or overrides `VOXLINE_*` variables (e.g. faster reaper settings); `args`
+        are more `voxline serve` options."""
         self.port = free_port()
+        self.args = args
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
         self.env = {
@@ -41,7 +45,11 @@ class ControlPlaneProcess:
     def start(self) -> None:
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "control.cli", "serve", "--port", str(self.port)],
+                [
+                    sys.executable,
+                    *("-m", "control.cli", "serve", "--port", str(self.port)),
+                    *self.args,
+                ],
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -33,6 +33,7 @@ def agent_out(agent: Agent) -> dict[str, Any]:
         "agent_name": agent.agent_name,
         "phone_number": agent.phone_number,
         **agent_service.public_config(_settings(), agent),
+        **agent_service.phone_number_status(agent),
         "created_at": agent.created_at.isoformat(),
         "updated_at": agent.updated_at.isoformat(),
     }
@@ -143,6 +144,17 @@ async def delete_agent(agent_id: uuid.UUID) -> tuple[str, int]:
     """
     await agent_service.delete_agent(_settings(), current_principal().workspace_id, agent_id)
     return "", 204
+
+
+@blueprint.post("/<uuid:agent_id>/web-call-key/rotate")
+@require_role(Role.DEVELOPER)
+async def rotate_web_call_key(agent_id: uuid.UUID) -> dict:
+    """Give the agent a new web-call public key.
+
+    The old key stops working at once; pages that embed it need the new one.
+    """
+    agent = await agent_service.rotate_web_call_key(current_principal().workspace_id, agent_id)
+    return agent_out(agent)
 
 
 @blueprint.post("/<uuid:agent_id>/upload")

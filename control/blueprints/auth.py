@@ -1,4 +1,4 @@
-"""`/auth`: login, signup, token refresh, logout, Google login and password reset."""
+"""`/auth`: login, signup, token refresh, logout, Google login, password reset, invitations."""
 
 from __future__ import annotations
 
@@ -9,16 +9,20 @@ from quart import Blueprint, Response, current_app, jsonify, request
 from quart_schema import validate_request
 
 from control.errors import APIError
-from control.models import User
+from control.models import Role, User
 from control.principal import ACCESS_COOKIE, REFRESH_COOKIE, current_principal, public, require_user
-from control.ratelimit import fail_open, per_minute
+from control.ratelimit import AccountLimit, fail_open, per_minute
 from control.security import check_password_policy
 from control.services import auth as auth_service
+from control.services import workspaces as workspace_service
 
 blueprint = Blueprint("auth", __name__, url_prefix="/auth")
 
 Password = Annotated[str, AfterValidator(check_password_policy)]
 REFRESH_COOKIE_PATH = "/auth"
+# Per account, whatever the address: 10 failed logins, or 10 reset emails, per 15 minutes.
+LOGIN_ATTEMPTS = AccountLimit("login")
+RESET_REQUESTS = AccountLimit("password-reset")
 
 
 class StrictBody(BaseModel):
@@ -132,9 +136,11 @@ def _session_response(user: User, tokens: auth_service.TokenPair, status: int = 
 async def login(data: LoginIn) -> Response:
     """Log in with email and password.
 
-    Sets the `access_token` and `refresh_token` cookies and returns both tokens.
+    Sets the `access_token` and `refresh_token` cookies and returns both tokens. After 10 failed
+    attempts on one account in 15 minutes, every attempt on it is refused (429) until then.
     """
-    user = await auth_service.authenticate(data.email, data.password)
+    async with LOGIN_ATTEMPTS.attempt(auth_service.normalise_email(data.email)):
+        user = await auth_service.authenticate(data.email, data.password)
     return _session_response(user, await auth_service.issue_tokens(_settings(), user))
 
 
@@ -207,10 +213,13 @@ async def google(data: GoogleIn) -> Response:
 async def forgot_password(data: ForgotPasswordIn) -> tuple[dict, int]:
     """Email a password reset link.
 
-    Always answers 200, whether or not the email has an account.
+    Always answers 200, whether or not the email has an account; at most 10 requests per email
+    in 15 minutes (429 after that).
     """
-    # Sent in the background so the response time does not reveal whether the account exists.
-    current_app.add_background_task(auth_service.send_password_reset, _settings(), data.email)
+    # Every request counts, account or not: a 429 must not tell which emails have accounts.
+    async with RESET_REQUESTS.attempt(auth_service.normalise_email(data.email), always_counts=True):
+        # Sent in the background so the response time does not reveal whether the account exists.
+        current_app.add_background_task(auth_service.send_password_reset, _settings(), data.email)
     detail = "If an account exists for that email, a reset link is on its way."
     return MessageOut(detail=detail).model_dump(), 200
 
@@ -226,3 +235,33 @@ async def reset_password(data: ResetPasswordIn) -> tuple[dict, int]:
     """
     await auth_service.reset_password(data.token, data.new_password)
     return MessageOut(detail="Password changed; log in with the new password.").model_dump(), 200
+
+
+class AcceptInviteIn(StrictBody):
+    token: str = Field(min_length=1, max_length=512)
+
+
+class AcceptedOut(BaseModel):
+    workspace_id: str
+    workspace_name: str
+    role: Role
+
+
+@blueprint.post("/accept-invite")
+@per_minute(10)
+@require_user
+@validate_request(AcceptInviteIn)
+async def accept_invite(data: AcceptInviteIn) -> tuple[dict, int]:
+    """Accept a workspace invitation with the token from its email.
+
+    Logged in as the invited address; signing up or logging in alone never joins a workspace.
+    """
+    membership = await workspace_service.accept_invitation(
+        current_principal().require_user(), data.token
+    )
+    body = AcceptedOut(
+        workspace_id=str(membership.workspace.id),
+        workspace_name=membership.workspace.name,
+        role=membership.role,
+    )
+    return body.model_dump(mode="json"), 200

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
-from quart import Blueprint, Response, current_app, request, send_file
+from quart import Blueprint, Response, current_app, jsonify, request, send_file
 from quart_schema import validate_querystring, validate_request
 
 from control.errors import APIError
@@ -22,6 +22,13 @@ from control.services.agent_config import E164
 blueprint = Blueprint("calls", __name__, url_prefix="/calls")
 
 MAX_RANGE = timedelta(days=3660)
+
+
+def private_no_store(response: Response) -> Response:
+    """Recordings, transcripts and exports: no shared cache or proxy may keep a copy."""
+    response.headers["Cache-Control"] = "private, no-store"
+    response.headers.pop("Expires", None)
+    return response
 
 
 class CallFilterQuery(BaseModel):
@@ -132,21 +139,24 @@ async def export_calls(query_args: CallFilterQuery) -> Response:
     """
     rows = call_logs.export_csv(current_principal().workspace_id, query_args.filters())
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    return Response(
-        rows,
-        mimetype="text/csv",
-        headers={"Content-Disposition": f'attachment; filename="calls-{stamp}.csv"'},
+    return private_no_store(
+        Response(
+            rows,
+            mimetype="text/csv",
+            headers={"Content-Disposition": f'attachment; filename="calls-{stamp}.csv"'},
+        )
     )
 
 
 @blueprint.get("/<uuid:call_id>")
 @require_role(Role.MEMBER)
-async def get_call(call_id: uuid.UUID) -> dict:
+async def get_call(call_id: uuid.UUID) -> Response:
     """Get one call log.
 
     With its transcript, latencies, usage, recording and analysis.
     """
-    return call_detail(await call_service.get_call(current_principal().workspace_id, call_id))
+    call = await call_service.get_call(current_principal().workspace_id, call_id)
+    return private_no_store(jsonify(call_detail(call)))
 
 
 class OutboundCallIn(BaseModel):
@@ -167,6 +177,9 @@ class GenerateTokenQuery(BaseModel):
         max_length=64,
         pattern=r"^[A-Za-z0-9_.-]+$",
         description="The client's session id (the participant identity)",
+    )
+    public_key: str | None = Field(
+        default=None, max_length=200, description="The agent's web_call_public_key"
     )
 
 
@@ -213,12 +226,19 @@ async def outbound_call(data: OutboundCallIn) -> tuple[dict, int]:
 async def generate_token(query_args: GenerateTokenQuery) -> dict:
     """Get a token for a web call with an agent.
 
+    Needs the agent's `public_key` (and, when the agent lists origins, a page on one of them).
     The token joins only its own new room, where the agent is dispatched; it expires soon.
     """
     settings = current_app.config["SETTINGS"]
     telephony = current_app.config["TELEPHONY"]
     call, token = await call_service.start_web_call(
-        settings, telephony, current_app.extensions["redis"], query_args.phone, query_args.id
+        settings,
+        telephony,
+        current_app.extensions["redis"],
+        query_args.phone,
+        query_args.id,
+        query_args.public_key,
+        request.headers.get("Origin"),
     )
     return {
         "token": token,
@@ -237,4 +257,4 @@ async def get_recording(call_id: uuid.UUID) -> Response:
     path = call_service.recording_path(settings, call)
     if not call.recording_url or not path.exists():
         raise APIError(404, "NO_RECORDING", "This call has no recording.")
-    return await send_file(path, mimetype="audio/wav")
+    return private_no_store(await send_file(path, mimetype="audio/wav", conditional=True))

@@ -48,9 +48,13 @@ def _redis():
 
 
 async def _joined_spec(call) -> dict:
-    """The call's spec, once the call holds its capacity slot (429 `AT_CAPACITY` if it can't)."""
+    """The call's spec, once the call holds its capacity slot (429 `AT_CAPACITY` if it can't).
+
+    The spec is built first: a call that cannot run (e.g. an unreadable secret) takes no slot.
+    """
+    spec = await call_service.call_spec(_settings(), call)
     await call_service.join_call(_settings(), _redis(), call)
-    return (await call_service.call_spec(_settings(), call)).to_dict()
+    return spec.to_dict()
 
 
 class NewCallIn(BaseModel):

@@ -14,6 +14,7 @@ from control.models import Role, WebhookDelivery, WebhookEndpoint
 from control.pagination import PageQuery, paginate
 from control.principal import current_principal, public, require_role
 from control.ratelimit import per_minute
+from control.security import secret_readable
 from control.services import livekit_events
 from control.services import webhooks as webhook_service
 from telephony.errors import InvalidWebhook, NotConfigured
@@ -35,6 +36,11 @@ class EndpointOut(BaseModel):
     url: str
     secret_hint: str
     secret: str | None = Field(default=None, description="Shown once, when created or rotated")
+    secret_readable: bool = Field(
+        default=True,
+        description="False when no configured encryption key decrypts the stored secret: "
+        "deliveries fail until it is rotated",
+    )
     created_at: datetime
     updated_at: datetime
 
@@ -44,6 +50,7 @@ class EndpointOut(BaseModel):
             url=endpoint.url,
             secret_hint=endpoint.secret_hint,
             secret=secret,
+            secret_readable=secret_readable(_settings(), endpoint.secret_encrypted),
             created_at=endpoint.created_at,
             updated_at=endpoint.updated_at,
         )

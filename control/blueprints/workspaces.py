@@ -9,9 +9,10 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
 from quart import Blueprint, current_app
 from quart_schema import validate_querystring, validate_request
 
-from control.models import ApiKey, Membership, Role, Workspace
+from control.models import ApiKey, Invitation, Membership, Role, Workspace
 from control.pagination import Page, PageQuery, paginate
 from control.principal import current_principal, require_role, require_user
+from control.security import utcnow
 from control.services import workspaces as workspace_service
 
 blueprint = Blueprint("workspaces", __name__, url_prefix="/workspaces")
@@ -95,6 +96,28 @@ class InviteOut(BaseModel):
     role: Role
     email_sent: bool
     member: MemberOut | None = None
+
+
+class InvitationOut(BaseModel):
+    id: uuid.UUID
+    email: str
+    role: Role
+    invited_by: str | None = Field(description="The inviting admin's email")
+    created_at: datetime
+    expires_at: datetime | None
+    expired: bool = Field(description="Its link no longer works; invite again to renew it")
+
+    @classmethod
+    def of(cls, invitation: Invitation) -> InvitationOut:
+        return cls(
+            id=invitation.id,
+            email=invitation.email,
+            role=invitation.role,
+            invited_by=invitation.invited_by.email if invitation.invited_by else None,
+            created_at=invitation.created_at,
+            expires_at=invitation.expires_at,
+            expired=invitation.expires_at is None or invitation.expires_at < utcnow(),
+        )
 
 
 class ApiKeyCreate(BaseModel):
@@ -201,9 +224,12 @@ async def update_workspace(workspace_id: uuid.UUID, data: WorkspaceUpdate) -> di
 async def delete_workspace(workspace_id: uuid.UUID) -> tuple[str, int]:
     """Delete a workspace.
 
-    Everything the workspace owns is deleted with it.
+    Its numbers are released first (LiveKit trunks and rules, bought numbers); then everything
+    the workspace owns is deleted with it.
     """
-    await workspace_service.delete_workspace(current_app.config["SETTINGS"], workspace_id)
+    await workspace_service.delete_workspace(
+        current_app.config["SETTINGS"], current_app.config["TELEPHONY"], workspace_id
+    )
     return "", 204
 
 
@@ -225,7 +251,7 @@ async def list_members(workspace_id: uuid.UUID, query_args: PageQuery) -> dict:
 async def invite_member(workspace_id: uuid.UUID, data: InviteIn) -> tuple[dict, int]:
     """Invite someone by email.
 
-    An existing user is added at once; otherwise an invitation is emailed and accepted at signup.
+    An existing user is added at once; otherwise the invitation's link is emailed (valid 7 days).
     """
     outcome = await workspace_service.invite(
         current_app.config["SETTINGS"],
@@ -242,6 +268,31 @@ async def invite_member(workspace_id: uuid.UUID, data: InviteIn) -> tuple[dict, 
         member=MemberOut.of(outcome.membership) if outcome.membership else None,
     )
     return body.model_dump(mode="json"), 201
+
+
+@blueprint.get("/<uuid:workspace_id>/invitations")
+@require_role(Role.ADMIN)
+@validate_querystring(PageQuery)
+async def list_invitations(workspace_id: uuid.UUID, query_args: PageQuery) -> dict:
+    """List the workspace's pending invitations.
+
+    Expired ones are listed (flagged) until revoked or renewed by inviting again.
+    """
+    page = await paginate(
+        workspace_service.pending_invitations(workspace_id), query_args, InvitationOut.of
+    )
+    return page.model_dump(mode="json")
+
+
+@blueprint.delete("/<uuid:workspace_id>/invitations/<uuid:invitation_id>")
+@require_role(Role.ADMIN)
+async def revoke_invitation(workspace_id: uuid.UUID, invitation_id: uuid.UUID) -> tuple[str, int]:
+    """Revoke a pending invitation.
+
+    Its emailed link stops working at once.
+    """
+    await workspace_service.revoke_invitation(workspace_id, invitation_id)
+    return "", 204
 
 
 @blueprint.delete("/<uuid:workspace_id>/members/<uuid:user_id>")

@@ -35,6 +35,17 @@ def check_e164(number: str) -> str:
 
 E164 = Annotated[str, AfterValidator(check_e164)]
 
+ORIGIN_PATTERN = re.compile(r"^https?://[A-Za-z0-9.-]+(:\d{1,5})?$")
+MAX_WEB_CALL_ORIGINS = 20
+
+
+def check_origin(origin: str) -> str:
+    """A browser `Origin` (scheme://host[:port]), lower-cased, as the header will carry it."""
+    origin = origin.strip().rstrip("/").lower()
+    if not ORIGIN_PATTERN.match(origin):
+        raise ValueError("must be an origin such as https://www.example.com (no path)")
+    return origin
+
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -121,6 +132,9 @@ class AgentConfig(Strict):
     LLM_provider: str = "openai"  # noqa: N815 (API.md's field names)
     LLM_model: str | None = None  # noqa: N815
     LLM_base_url: str | None = Field(default=None, max_length=2048)  # noqa: N815
+    # The agent's own key for its `LLM_base_url` (write-only: encrypted, masked on read). The
+    # platform's OPENAI_API_KEY never goes to an agent's own endpoint.
+    LLM_api_key: str | None = Field(default=None, min_length=1, max_length=4096)  # noqa: N815
     STT_provider: str = "deepgram"  # noqa: N815
     STT_model: str | None = None  # noqa: N815
     TTS_provider: str = "openai"  # noqa: N815
@@ -148,11 +162,21 @@ class AgentConfig(Strict):
     voicemail_message: str = Field(default="", max_length=1000)
     transfer_destinations: list[TransferDestination] = Field(default_factory=list, max_length=20)
     recording_enabled: bool = False
-    allow_web_calls: bool = True
+    allow_web_calls: bool = False
+    web_call_origins: list[Annotated[str, AfterValidator(check_origin)]] = Field(
+        default_factory=list, max_length=MAX_WEB_CALL_ORIGINS
+    )
     post_call_analysis: PostCallAnalysis = Field(default_factory=PostCallAnalysis)
     custom_functions: list[CustomFunction] = Field(
         default_factory=list, max_length=MAX_CUSTOM_FUNCTIONS
     )
+
+    @field_validator("LLM_api_key")
+    @classmethod
+    def _one_line_key(cls, key: str | None) -> str | None:
+        if key is not None and (key != key.strip() or any(c in key for c in "\r\n")):
+            raise ValueError("must be a single line without surrounding spaces")
+        return key
 
     @model_validator(mode="after")
     def _providers_from_the_catalogue(self) -> AgentConfig:
@@ -196,6 +220,7 @@ class AgentUpdate(Strict):
     LLM_provider: str | None = None  # noqa: N815
     LLM_model: str | None = None  # noqa: N815
     LLM_base_url: str | None = None  # noqa: N815
+    LLM_api_key: str | None = None  # noqa: N815
     STT_provider: str | None = None  # noqa: N815
     STT_model: str | None = None  # noqa: N815
     TTS_provider: str | None = None  # noqa: N815
@@ -221,5 +246,6 @@ class AgentUpdate(Strict):
     transfer_destinations: list[dict[str, Any]] | None = None
     recording_enabled: bool | None = None
     allow_web_calls: bool | None = None
+    web_call_origins: list[str] | None = None
     post_call_analysis: dict[str, Any] | None = None
     custom_functions: list[dict[str, Any]] | None = None

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import secrets
 import uuid
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 from tortoise.exceptions import IntegrityError
@@ -13,7 +15,12 @@ from tortoise.queryset import QuerySet
 from control.config import Settings
 from control.errors import APIError, field_errors
 from control.models import Agent, PhoneNumber
-from control.security import decrypt_secret, encrypt_secret, mask_secret
+from control.security import (
+    SecretUnreadableError,
+    decrypt_secret,
+    encrypt_secret,
+    mask_secret,
+)
 from control.services import knowledge_files
 from control.services.agent_config import AgentConfig
 from runtime.spec import URLNotAllowedError, check_url_allowed_async
@@ -22,7 +29,7 @@ logger = logging.getLogger(__name__)
 
 # A provider change drops the stored model (and voice), so the new provider's default applies.
 PROVIDER_DEPENDENTS = {
-    "LLM_provider": ("LLM_model", "LLM_base_url"),
+    "LLM_provider": ("LLM_model", "LLM_base_url", "LLM_api_key"),
     "STT_provider": ("STT_model",),
     "TTS_provider": ("TTS_model", "TTS_voice"),
 }
@@ -39,43 +46,104 @@ async def get_agent(workspace_id: uuid.UUID, agent_id: uuid.UUID) -> Agent:
     return agent
 
 
-def plain_config(settings: Settings, agent: Agent) -> dict[str, Any]:
-    """The agent's settings with header secrets decrypted (for the runtime, never the API)."""
+LLM_KEY_FIELD = "LLM_api_key"
+SEALED_PREFIX = "sealed-secret:"
+
+
+def _open_secret(
+    settings: Settings, ciphertext: str, what: str, sealed: dict[str, str] | None
+) -> str:
+    try:
+        return decrypt_secret(settings, ciphertext)
+    except SecretUnreadableError as error:
+        if sealed is None:
+            raise SecretUnreadableError(
+                f"{what} cannot be decrypted with the configured encryption keys "
+                "(VOXLINE_ENCRYPTION_KEYS); set it again"
+            ) from error
+        placeholder = SEALED_PREFIX + uuid.uuid4().hex
+        sealed[placeholder] = ciphertext
+        return placeholder
+
+
+def plain_config(
+    settings: Settings, agent: Agent, *, sealed: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """The agent's settings with its secrets decrypted (for the runtime, never the API).
+
+    A secret that no configured key decrypts raises `SecretUnreadableError` (naming it), unless
+    `sealed` is given: then its value is a placeholder that `sealed` maps to the stored
+    ciphertext, so that saving the agent again keeps the secret as it is.
+    """
     config = dict(agent.config)
     config["custom_functions"] = [
         {
             **function,
             "headers": {
-                name: decrypt_secret(settings, value)
+                name: _open_secret(
+                    settings,
+                    value,
+                    f"header {name!r} of custom function {function.get('name')!r}",
+                    sealed,
+                )
                 for name, value in function.get("headers", {}).items()
             },
         }
         for function in config.get("custom_functions", [])
     ]
+    if config.get(LLM_KEY_FIELD):
+        config[LLM_KEY_FIELD] = _open_secret(settings, config[LLM_KEY_FIELD], LLM_KEY_FIELD, sealed)
     return config
 
 
 def public_config(settings: Settings, agent: Agent) -> dict[str, Any]:
-    """The agent's settings as the API shows them: header values masked."""
-    config = plain_config(settings, agent)
+    """The agent's settings as the API shows them: secrets masked.
+
+    A secret no configured key decrypts shows as null, and `unreadable_secrets` names it.
+    """
+    sealed: dict[str, str] = {}
+    config = plain_config(settings, agent, sealed=sealed)
+    unreadable: list[str] = []
+
+    def shown(value: str, field: str) -> str | None:
+        if value in sealed:
+            unreadable.append(field)
+            return None
+        return mask_secret(value)
+
     for function in config["custom_functions"]:
         function["headers"] = {
-            name: mask_secret(value) for name, value in function["headers"].items()
+            name: shown(value, f"custom_functions.{function['name']}.headers.{name}")
+            for name, value in function["headers"].items()
         }
+    if config.get(LLM_KEY_FIELD):
+        config[LLM_KEY_FIELD] = shown(config[LLM_KEY_FIELD], LLM_KEY_FIELD)
+    else:
+        config[LLM_KEY_FIELD] = None
+    config["unreadable_secrets"] = unreadable
     return config
 
 
-def _encrypted(settings: Settings, config: dict[str, Any]) -> dict[str, Any]:
+def _encrypted(
+    settings: Settings, config: dict[str, Any], sealed: dict[str, str] | None = None
+) -> dict[str, Any]:
+    sealed = sealed or {}
+
+    def seal(value: str) -> str:
+        return sealed[value] if value in sealed else encrypt_secret(settings, value)
+
     stored = dict(config)
     stored["custom_functions"] = [
         {
             **function,
-            "headers": {
-                name: encrypt_secret(settings, value) for name, value in function["headers"].items()
-            },
+            "headers": {name: seal(value) for name, value in function["headers"].items()},
         }
         for function in config["custom_functions"]
     ]
+    if stored.get(LLM_KEY_FIELD):
+        stored[LLM_KEY_FIELD] = seal(stored[LLM_KEY_FIELD])
+    else:
+        stored.pop(LLM_KEY_FIELD, None)
     return stored
 
 
@@ -91,6 +159,20 @@ def _validated(data: dict[str, Any]) -> AgentConfig:
 
 
 async def _check_urls(settings: Settings, config: AgentConfig) -> None:
+    if config.LLM_base_url:
+        # The agent's LLM endpoint is called from the control plane (chats, analysis) and the
+        # workers: the same SSRF policy as custom functions (checked again at call time).
+        try:
+            await check_url_allowed_async(
+                config.LLM_base_url, settings.allow_private_urls, unresolvable_ok=True
+            )
+        except URLNotAllowedError as error:
+            raise APIError(
+                400,
+                "URL_NOT_ALLOWED",
+                f"LLM_base_url: {error}",
+                errors=[{"field": "LLM_base_url", "message": str(error)}],
+            ) from error
     for function in config.custom_functions:
         try:
             await check_url_allowed_async(
@@ -105,27 +187,90 @@ async def _check_urls(settings: Settings, config: AgentConfig) -> None:
             ) from error
 
 
-async def _check_number_free(agent: Agent, phone_number: str | None) -> None:
-    """A number answers for one agent, and only agents of the workspace that registered it."""
-    if phone_number is None:
-        return
-    taken = Agent.filter(phone_number=phone_number).exclude(id=agent.id)
-    registered_elsewhere = PhoneNumber.filter(phone_number=phone_number).exclude(
-        workspace_id=agent.workspace_id
-    )
-    if await taken.exists() or await registered_elsewhere.exists():
+async def _answering_number(agent: Agent, phone_number: str | None) -> str | None:
+    """The number the agent answers on: the one it names, if its workspace registered it.
+
+    A number the workspace has not registered (`PhoneNumber`, the only proof of ownership) is
+    kept in the agent's settings but is inert: it routes nothing and blocks nobody.
+    """
+    if phone_number is None or not await PhoneNumber.exists(
+        workspace_id=agent.workspace_id, phone_number=phone_number
+    ):
+        return None
+    taken = Agent.filter(workspace_id=agent.workspace_id, phone_number=phone_number)
+    if await taken.exclude(id=agent.id).exists():
         raise APIError(
-            409, "PHONE_NUMBER_TAKEN", f"{phone_number} already belongs to another agent."
+            409,
+            "PHONE_NUMBER_TAKEN",
+            f"{phone_number} already answers for another agent of this workspace; move it with "
+            "PUT /phonenumbers/map_agent.",
         )
+    return phone_number
 
 
-async def _save(agent: Agent, settings: Settings, config: AgentConfig) -> Agent:
+def phone_number_status(agent: Agent) -> dict[str, Any]:
+    """Whether the number the agent names routes calls, as the agent detail shows it."""
+    named = agent.config.get("phone_number", agent.phone_number)
+    if named is None:
+        return {"phone_number_status": None}
+    if agent.phone_number == named:
+        return {"phone_number_status": "active"}
+    return {
+        "phone_number_status": "not_registered",
+        "phone_number_warning": (
+            f"This workspace has not registered {named}, so it routes no calls to this agent "
+            "and cannot place calls; register it with POST /phonenumbers/purchase or "
+            "POST /phonenumbers/sip_trunk."
+        ),
+    }
+
+
+WEB_CALL_KEY_FIELD = "web_call_public_key"
+WEB_CALL_KEY_PREFIX = "wpk_"
+
+
+def new_web_call_key(agent_id: uuid.UUID) -> str:
+    """A web-call public key; it names its agent, so generate-token needs no lookup by number."""
+    return f"{WEB_CALL_KEY_PREFIX}{agent_id.hex}_{secrets.token_urlsafe(24)}"
+
+
+def agent_id_of_web_call_key(key: str) -> uuid.UUID | None:
+    if not key.startswith(WEB_CALL_KEY_PREFIX):
+        return None
+    try:
+        return uuid.UUID(hex=key[len(WEB_CALL_KEY_PREFIX) :].split("_", 1)[0])
+    except ValueError:
+        return None
+
+
+async def rotate_web_call_key(workspace_id: uuid.UUID, agent_id: uuid.UUID) -> Agent:
+    """Give the agent a new web-call public key; the old one stops working at once."""
+    agent = await get_agent(workspace_id, agent_id)
+    if not agent.config.get("allow_web_calls"):
+        raise APIError(
+            409,
+            "WEB_CALLS_DISABLED",
+            "Set allow_web_calls to true first; then the agent has a key.",
+        )
+    agent.config = {**agent.config, WEB_CALL_KEY_FIELD: new_web_call_key(agent.id)}
+    await agent.save(update_fields=["config", "updated_at"])
+    return agent
+
+
+async def _save(
+    agent: Agent, settings: Settings, config: AgentConfig, sealed: dict[str, str] | None = None
+) -> Agent:
     await _check_urls(settings, config)
-    await _check_number_free(agent, config.phone_number)
-    stored = _encrypted(settings, config.model_dump(mode="json"))
+    answering = await _answering_number(agent, config.phone_number)
+    stored = _encrypted(settings, config.model_dump(mode="json"), sealed)
     agent.agent_name = config.agent_name
-    agent.phone_number = config.phone_number
-    agent.config = {k: v for k, v in stored.items() if k not in ("agent_name", "phone_number")}
+    web_call_key = agent.config.get(WEB_CALL_KEY_FIELD) if agent.config else None
+    if config.allow_web_calls and not web_call_key:
+        web_call_key = new_web_call_key(agent.id)
+    agent.phone_number = answering
+    agent.config = {k: v for k, v in stored.items() if k != "agent_name"}
+    if web_call_key:
+        agent.config[WEB_CALL_KEY_FIELD] = web_call_key
     try:
         await agent.save()
     except IntegrityError as error:  # a concurrent save took the number
@@ -140,25 +285,71 @@ async def create_agent(settings: Settings, workspace_id: uuid.UUID, data: dict[s
     return await _save(Agent(id=uuid.uuid4(), workspace_id=workspace_id), settings, config)
 
 
+def _origin(url: Any) -> tuple[str, str | None, int | None] | None:
+    """Scheme, host and port of a URL: where a stored secret may be sent."""
+    if not isinstance(url, str) or not url.strip():
+        return None
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme.lower())
+    except ValueError:
+        return None
+    return parts.scheme.lower(), parts.hostname, port
+
+
+def _secret_required(field: str, message: str) -> APIError:
+    return APIError(400, "SECRET_REQUIRED", message, errors=[{"field": field, "message": message}])
+
+
 def _keep_masked_headers(
     incoming: list[dict[str, Any]], current: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
-    """Header values sent back masked (as the API showed them) keep their stored secret."""
-    stored_by_name = {function["name"]: function["headers"] for function in current}
+    """Header values sent back masked (as the API showed them) keep their stored secret.
+
+    Only while the function's URL stays on the same host: a stored secret never follows a
+    function to a new host (the header must then be sent again in full).
+    """
+    stored_by_name = {function["name"]: function for function in current}
     merged = []
     for function in incoming:
         if not isinstance(function, dict) or not isinstance(function.get("headers"), dict):
             merged.append(function)
             continue
-        stored = stored_by_name.get(function.get("name"), {})
-        headers = {
-            name: stored[name]
-            if name in stored and isinstance(value, str) and value == mask_secret(stored[name])
-            else value
-            for name, value in function["headers"].items()
-        }
+        name = function.get("name")
+        stored_function = stored_by_name.get(name, {})
+        stored = stored_function.get("headers", {})
+        headers = {}
+        for header, value in function["headers"].items():
+            if header in stored and isinstance(value, str) and value == mask_secret(stored[header]):
+                if _origin(function.get("url")) != _origin(stored_function.get("url")):
+                    raise _secret_required(
+                        f"custom_functions.{name}.headers.{header}",
+                        f"custom function {name!r} now calls another host: send the value of "
+                        f"header {header!r} again in full (the stored one is not sent to a new "
+                        "host)",
+                    )
+                value = stored[header]
+            headers[header] = value
         merged.append({**function, "headers": headers})
     return merged
+
+
+def _keep_llm_key(changes: dict[str, Any], current: dict[str, Any], merged: dict[str, Any]) -> None:
+    """A masked `LLM_api_key` sent back keeps the stored key, as long as the LLM's host stays."""
+    stored = current.get(LLM_KEY_FIELD)
+    if not stored:
+        return
+    if LLM_KEY_FIELD in changes:
+        if changes[LLM_KEY_FIELD] != mask_secret(stored):
+            return  # a new key (or null): nothing stored goes anywhere
+        merged[LLM_KEY_FIELD] = stored
+    if merged.get(LLM_KEY_FIELD) == stored:  # kept (a provider change drops it)
+        if _origin(merged.get("LLM_base_url")) != _origin(current.get("LLM_base_url")):
+            raise _secret_required(
+                LLM_KEY_FIELD,
+                "LLM_base_url now names another host: send LLM_api_key again in full (or null "
+                "to send no key); the stored key is not sent to a new host",
+            )
 
 
 async def update_agent(
@@ -166,12 +357,14 @@ async def update_agent(
 ) -> Agent:
     """Merge `changes` (only the fields sent) into the agent and validate the result as a whole."""
     agent = await get_agent(workspace_id, agent_id)
+    sealed: dict[str, str] = {}  # secrets no key reads: kept as stored unless replaced
     current = {
         "agent_name": agent.agent_name,
         "phone_number": agent.phone_number,
-        **plain_config(settings, agent),
+        **plain_config(settings, agent, sealed=sealed),
     }
     merged = {**current, **changes}
+    merged.pop(WEB_CALL_KEY_FIELD, None)  # read-only; `_save` keeps the stored one
     for provider_field, dependents in PROVIDER_DEPENDENTS.items():
         if provider_field in changes:
             for dependent in dependents:
@@ -181,7 +374,8 @@ async def update_agent(
         merged["custom_functions"] = _keep_masked_headers(
             changes["custom_functions"], current["custom_functions"]
         )
-    return await _save(agent, settings, _validated(merged))
+    _keep_llm_key(changes, current, merged)
+    return await _save(agent, settings, _validated(merged), sealed)
 
 
 async def delete_agent(settings: Settings, workspace_id: uuid.UUID, agent_id: uuid.UUID) -> None:

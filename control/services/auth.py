@@ -44,7 +44,10 @@ def normalise_email(email: str) -> str:
 
 
 async def _create_user(email: str, password: str | None, full_name: str, **extra) -> User:
-    """A user with a personal workspace in which they are admin, plus their pending invites."""
+    """A user with a personal workspace in which they are admin.
+
+    Invitations to the email are not joined here: only their emailed token accepts them.
+    """
     async with in_transaction():
         try:
             user = await User.create(
@@ -60,7 +63,6 @@ async def _create_user(email: str, password: str | None, full_name: str, **extra
         workspace = await workspaces.create_workspace(
             user, f"{full_name or email.split('@')[0]}'s workspace"
         )
-        await workspaces.accept_pending_invitations(user)
         user.current_workspace_id = workspace.id
         await user.save(update_fields=["current_workspace_id"])
     return user
@@ -82,7 +84,6 @@ async def authenticate(email: str, password: str) -> User:
     )
     if user is None or not password_ok or not user.is_active:
         raise APIError(401, "INVALID_CREDENTIALS", "Wrong email or password.")
-    await workspaces.accept_pending_invitations(user)
     return user
 
 
@@ -205,7 +206,6 @@ async def google_login(settings: Settings, token: str) -> User:
     if user.google_sub is None:
         user.google_sub = claims["sub"]
         await user.save(update_fields=["google_sub"])
-    await workspaces.accept_pending_invitations(user)
     return user
 
 

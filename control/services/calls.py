@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
+import time
 import uuid
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,7 @@ from control import jobs
 from control.config import Settings
 from control.errors import APIError
 from control.models import Agent, Call, FileStatus, KnowledgeFile, PhoneNumber, Workspace
-from control.security import mask_phone, utcnow
+from control.security import SecretUnreadableError, mask_phone, utcnow
 from control.services import agents as agent_service
 from control.services import capacity, phone_numbers, webhooks
 from runtime.spec import AgentSpec, CallReport, CallSpec, CustomFunctionSpec
@@ -78,8 +80,17 @@ def _direction(call: Call) -> str:
 
 
 async def agent_spec(settings: Settings, agent: Agent) -> AgentSpec:
-    """The agent as a worker runs it: decrypted headers, defaults resolved, knowledge state."""
-    config = agent_service.plain_config(settings, agent)
+    """The agent as a worker runs it: decrypted secrets, defaults resolved, knowledge state.
+
+    Raises:
+        APIError: 409 `SECRET_UNREADABLE` when a secret the agent needs cannot be decrypted.
+    """
+    try:
+        config = agent_service.plain_config(settings, agent)
+    except SecretUnreadableError as error:
+        raise APIError(
+            409, "SECRET_UNREADABLE", f"Agent {agent.agent_name!r} cannot run: {error}."
+        ) from error
     knowledge_ready = await KnowledgeFile.filter(
         agent_id=agent.id, status=FileStatus.READY
     ).exists()
@@ -89,6 +100,7 @@ async def agent_spec(settings: Settings, agent: Agent) -> AgentSpec:
         llm_provider=config["LLM_provider"],
         llm_model=config["LLM_model"],
         llm_base_url=config.get("LLM_base_url"),
+        llm_api_key=config.get("LLM_api_key"),
         temperature=config["temperature"],
         max_tokens=config["max_tokens"],
         stt_provider=config["STT_provider"],
@@ -132,7 +144,9 @@ async def call_spec(settings: Settings, call: Call) -> CallSpec:
     agent = await Agent.get(id=call.agent_id)
     sip_trunk_id = None
     if call.call_direction == "outbound" and call.call_type == "phone":
-        number = await PhoneNumber.get_or_none(phone_number=call.from_number)
+        number = await PhoneNumber.get_or_none(
+            workspace_id=call.workspace_id, phone_number=call.from_number
+        )
         sip_trunk_id = number.outbound_trunk_id if number else None
     return CallSpec(
         call_id=str(call.id),
@@ -161,14 +175,21 @@ async def get_call(workspace_id: uuid.UUID | None, call_id: uuid.UUID) -> Call:
 
 
 async def find_agent_by_number(number: str) -> Agent:
-    agent = await Agent.get_or_none(phone_number=number)
+    """The agent a dialled number reaches: only ever one of the workspace that registered it."""
+    registered = await PhoneNumber.get_or_none(phone_number=number)
+    agent = (
+        await Agent.get_or_none(workspace_id=registered.workspace_id, phone_number=number)
+        if registered
+        else None
+    )
     if agent is None:
         raise APIError(404, "NUMBER_NOT_MAPPED", f"No agent answers {mask_phone(number)}.")
     return agent
 
 
 def _timestamp(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value) if value else None
+    # In UTC: SQLite compares stored times as text, so every stored time has one offset.
+    return datetime.fromisoformat(value).astimezone(UTC) if value else None
 
 
 async def _workspace_limit(workspace_id: uuid.UUID) -> int | None:
@@ -177,12 +198,19 @@ async def _workspace_limit(workspace_id: uuid.UUID) -> int | None:
 
 
 async def reserve_capacity(
-    settings: Settings, redis: Redis, call_id: uuid.UUID, workspace_id: uuid.UUID
+    settings: Settings,
+    redis: Redis,
+    call_id: uuid.UUID,
+    workspace_id: uuid.UUID,
+    *,
+    web: bool = False,
 ) -> None:
     """Take the call's slot under the platform's and the workspace's limits (429 when full)."""
     limits = capacity.limits_for(
         settings.max_agent_sessions, workspace_id, await _workspace_limit(workspace_id)
     )
+    if web:
+        limits.append(capacity.web_limit(workspace_id, settings.web_calls_max_concurrent))
     await capacity.reserve(redis, call_id, limits, _unjoined_hold(settings))
 
 
@@ -344,6 +372,14 @@ async def start_outbound_call(
     batch_id: uuid.UUID | None = None,
 ) -> tuple[Call, str]:
     """Take a capacity slot, queue a call log and dispatch the agent; the worker then dials."""
+    number = await PhoneNumber.get_or_none(workspace_id=workspace_id, phone_number=agent_number)
+    if number is None:
+        raise APIError(
+            404,
+            "NUMBER_NOT_REGISTERED",
+            f"This workspace has not registered {mask_phone(agent_number)}; register it "
+            "(POST /phonenumbers/purchase or /phonenumbers/sip_trunk) before calling from it.",
+        )
     agent = await Agent.get_or_none(workspace_id=workspace_id, phone_number=agent_number)
     if agent is None:
         raise APIError(
@@ -351,8 +387,7 @@ async def start_outbound_call(
             "AGENT_NOT_FOUND",
             f"No agent in this workspace is mapped to {mask_phone(agent_number)}.",
         )
-    number = await PhoneNumber.get_or_none(workspace_id=workspace_id, phone_number=agent_number)
-    if number is None or number.outbound_trunk_id is None:
+    if number.outbound_trunk_id is None:
         raise APIError(
             409,
             "NO_OUTBOUND_TRUNK",
@@ -386,16 +421,19 @@ async def start_web_call(
     redis: Redis,
     agent_number: str,
     session_id: str,
+    public_key: str | None,
+    origin: str | None,
 ) -> tuple[Call, str]:
-    """A web call: a call log, a new room with the agent dispatched, and a token for that room."""
-    agent = await Agent.get_or_none(phone_number=agent_number)
-    if agent is None:
-        raise APIError(404, "AGENT_NOT_FOUND", "No agent answers that number.")
-    if not agent.config.get("allow_web_calls", True):
-        raise APIError(403, "WEB_CALLS_DISABLED", "This agent does not take web calls.")
+    """A web call: a call log, a new room with the agent dispatched, and a token for that room.
+
+    Only for an agent that allows web calls, with its public key, from one of its origins (when
+    it lists any), within the workspace's web-call quotas (at once, and per hour).
+    """
+    agent = await _web_call_agent(agent_number, public_key, origin)
     call_id = uuid.uuid4()
-    await reserve_capacity(settings, redis, call_id, agent.workspace_id)
+    await reserve_capacity(settings, redis, call_id, agent.workspace_id, web=True)
     try:
+        await _count_web_call(settings, redis, agent.workspace_id)
         call = await create_call(
             agent, direction="web", room_name=f"web-{call_id}", call_id=call_id
         )
@@ -414,6 +452,55 @@ async def start_web_call(
         raise phone_numbers.telephony_error(error) from error
     await emit_once(call, "call_started", _event_data(call))
     return call, token
+
+
+async def _web_call_agent(agent_number: str, public_key: str | None, origin: str | None) -> Agent:
+    # One answer for every refusal, so the route tells nobody which agents or numbers exist.
+    agent_id = agent_service.agent_id_of_web_call_key(public_key) if public_key else None
+    agent = await Agent.get_or_none(id=agent_id) if agent_id else None
+    if agent is None or not _web_call_allowed(agent, agent_number, public_key or "", origin):
+        raise APIError(
+            403,
+            "WEB_CALL_FORBIDDEN",
+            "Web calls need an agent that allows them, its web_call_public_key as `public_key`, "
+            "and a page on one of its web_call_origins.",
+        )
+    return agent
+
+
+def _web_call_allowed(agent: Agent, agent_number: str, public_key: str, origin: str | None) -> bool:
+    config = agent.config
+    key = config.get(agent_service.WEB_CALL_KEY_FIELD) or ""
+    if not config.get("allow_web_calls") or not hmac.compare_digest(
+        key.encode(), public_key.encode()
+    ):
+        return False
+    if config.get("phone_number", agent.phone_number) != agent_number:
+        return False
+    origins = config.get("web_call_origins") or []
+    return not origins or (origin or "").strip().rstrip("/").lower() in origins
+
+
+WEB_CALLS_HOUR_KEY = "webcalls:hour:{}:{}"
+
+
+async def _count_web_call(settings: Settings, redis: Redis, workspace_id: uuid.UUID) -> None:
+    """Count a web call against the workspace's hourly quota (429 once it is used up)."""
+    if not settings.web_calls_per_hour:
+        return
+    hour, into_hour = divmod(int(time.time()), 3600)
+    key = WEB_CALLS_HOUR_KEY.format(workspace_id, hour)
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.incr(key)
+        pipe.expire(key, 3600)
+        started, _ = await pipe.execute()
+    if started > settings.web_calls_per_hour:
+        raise APIError(
+            429,
+            "WEB_CALL_QUOTA",
+            f"This workspace has used its {settings.web_calls_per_hour} web calls for this hour.",
+            headers={"Retry-After": str(3600 - into_hour)},
+        )
 
 
 def _event_data(call: Call) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from control.errors import APIError
 
 PLATFORM_KEY = "capacity:platform"
 WORKSPACE_KEY = "capacity:workspace:{}"
+WEB_KEY = "capacity:web:{}"
 
 # KEYS: the limits' sets. ARGV: now, expiry, call id, then each set's limit (0: none).
 # Returns 0 when the slot was taken (or refreshed, for a call already holding one), else the
@@ -58,6 +59,13 @@ def limits_for(
             f"this workspace's limit of {workspace_size} concurrent calls",
         ),
     ]
+
+
+def web_limit(workspace_id: uuid.UUID, size: int | None) -> Limit:
+    """The workspace's web calls (no login behind them) at once, beside its other limits."""
+    return Limit(
+        WEB_KEY.format(workspace_id), size, f"this workspace's limit of {size} concurrent web calls"
+    )
 
 
 async def reserve(
@@ -108,4 +116,4 @@ async def in_use(redis: Redis, key: str = PLATFORM_KEY) -> int:
 
 def keys_of(workspace_id: uuid.UUID) -> list[str]:
     """Every set a call of `workspace_id` may hold a slot in."""
-    return [PLATFORM_KEY, WORKSPACE_KEY.format(workspace_id)]
+    return [PLATFORM_KEY, WORKSPACE_KEY.format(workspace_id), WEB_KEY.format(workspace_id)]

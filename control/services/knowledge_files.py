@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tortoise.expressions import Q
 from tortoise.queryset import QuerySet
 
 import knowledge
@@ -17,8 +18,9 @@ from control import jobs
 from control.config import Settings
 from control.errors import APIError
 from control.models import Agent, FileStatus, KnowledgeFile
-from knowledge.errors import IngestError, KnowledgeError, UploadRejected
-from knowledge.uploads import check_uploads
+from knowledge.config import get_knowledge_settings
+from knowledge.errors import IngestError, KnowledgeError, UploadRejected, UploadTooLarge
+from knowledge.uploads import CheckedUpload, check_uploads
 
 logger = logging.getLogger(__name__)
 
@@ -46,11 +48,14 @@ async def store_uploads(
         raise APIError(400, "NO_FILES", "Send one or more files as multipart form fields `files`.")
     try:
         checked = check_uploads([(upload.filename, upload.data) for upload in uploads])
+    except UploadTooLarge as error:
+        raise APIError(413, "UPLOAD_TOO_LARGE", error.reason) from error
     except UploadRejected as error:
         raise APIError(400, "UPLOAD_REJECTED", error.reason) from error
     names = [item.safe_name for item in checked]
     if len(set(names)) != len(names):
         raise APIError(400, "DUPLICATE_FILE_NAMES", "Two of the files have the same name.")
+    await _check_workspace_room(workspace_id, agent.id, checked)
 
     directory = _agent_dir(settings, agent.id)
     await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)
@@ -70,7 +75,7 @@ async def store_uploads(
             FileStatus.PROCESSING,
             None,
             0,
-            None,
+            item.pages,  # counted already, so the workspace's page limit sees it at once
         )
         file.version += 1
         await asyncio.to_thread(_blob_path(settings, file).write_bytes, upload.data)
@@ -79,6 +84,41 @@ async def store_uploads(
     for file in stored:
         await _queue_ingestion(file)
     return stored
+
+
+async def _workspace_totals(
+    workspace_id: uuid.UUID, *, excluding: Q | None = None
+) -> tuple[int, int]:
+    """Pages and chunks the workspace's knowledge files hold (less the files `excluding` picks)."""
+    files = KnowledgeFile.filter(workspace_id=workspace_id).exclude(status=FileStatus.FAILED)
+    if excluding is not None:
+        files = files.exclude(excluding)
+    rows = await files.values_list("page_count", "chunk_count")
+    return sum(pages or 0 for pages, _ in rows), sum(chunks or 0 for _, chunks in rows)
+
+
+async def _check_workspace_room(
+    workspace_id: uuid.UUID, agent_id: uuid.UUID, checked: list[CheckedUpload]
+) -> None:
+    """Refuse (413) an upload the workspace's page or chunk limits leave no room for."""
+    limits = get_knowledge_settings()
+    replaced = Q(agent_id=agent_id, filename__in=[item.safe_name for item in checked])
+    pages, chunks = await _workspace_totals(workspace_id, excluding=replaced)
+    new_pages = sum(item.pages or 0 for item in checked)
+    if pages + new_pages > limits.max_workspace_pages:
+        raise APIError(
+            413,
+            "UPLOAD_TOO_LARGE",
+            f"The workspace's knowledge holds {pages} PDF pages; {new_pages} more would pass "
+            f"its limit of {limits.max_workspace_pages}. Delete files to make room.",
+        )
+    if chunks >= limits.max_workspace_chunks:
+        raise APIError(
+            413,
+            "UPLOAD_TOO_LARGE",
+            f"The workspace's knowledge is full ({chunks} of {limits.max_workspace_chunks} "
+            "chunks). Delete files to make room.",
+        )
 
 
 async def _queue_ingestion(file: KnowledgeFile) -> None:
@@ -101,7 +141,11 @@ async def ingest_file(settings: Settings, file_id: uuid.UUID, version: int) -> N
         return  # deleted or replaced since it was queued; the newer upload has its own task
     try:
         data = await asyncio.to_thread(_blob_path(settings, file).read_bytes)
-        result = await knowledge.ingest(str(file.agent_id), file.filename, file.kind, data)
+        _, chunks_elsewhere = await _workspace_totals(file.workspace_id, excluding=Q(id=file.id))
+        room = get_knowledge_settings().max_workspace_chunks - chunks_elsewhere
+        result = await knowledge.ingest(
+            str(file.agent_id), file.filename, file.kind, data, max_chunks=room
+        )
     except (IngestError, KnowledgeError) as error:
         await _finish(file_id, version, FileStatus.FAILED, error=error.reason)
         logger.info("knowledge file %s failed: %s", file_id, error.reason)

@@ -47,10 +47,30 @@ async def agents_by_number(workspace_id: uuid.UUID, numbers: list[str]) -> dict[
     return {agent.phone_number: agent for agent in agents}
 
 
-async def _ensure_free(workspace_id: uuid.UUID, number: str) -> None:
-    claimed_elsewhere = Agent.filter(phone_number=number).exclude(workspace_id=workspace_id)
-    if await PhoneNumber.exists(phone_number=number) or await claimed_elsewhere.exists():
+async def _ensure_free(number: str) -> None:
+    # Only a registration holds a number: an agent that merely names it blocks nobody.
+    if await PhoneNumber.exists(phone_number=number):
         raise APIError(409, "NUMBER_EXISTS", f"{number} is already registered on Voxline.")
+
+
+async def _drop_foreign_routes(workspace_id: uuid.UUID, number: str) -> None:
+    # Only the workspace holding a number routes it. Rows from before that rule may still route
+    # it to another workspace's agent; that agent keeps naming the number, inert.
+    foreign = Agent.filter(phone_number=number).exclude(workspace_id=workspace_id)
+    await foreign.update(phone_number=None)
+
+
+async def _route_to_naming_agent(workspace_id: uuid.UUID, number: str) -> None:
+    """A newly registered number answers for the workspace's agent that already names it."""
+    await _drop_foreign_routes(workspace_id, number)
+    if await Agent.exists(workspace_id=workspace_id, phone_number=number):
+        return
+    waiting = Agent.filter(workspace_id=workspace_id, phone_number=None).order_by("created_at")
+    naming = next(
+        (agent for agent in await waiting if agent.config.get("phone_number") == number), None
+    )
+    if naming is not None:
+        await Agent.filter(id=naming.id).update(phone_number=number)
 
 
 async def search(
@@ -74,7 +94,7 @@ async def _record(
     workspace_id: uuid.UUID, number: str, provisioning: sip.SipProvisioning, **fields
 ) -> PhoneNumber:
     try:
-        return await PhoneNumber.create(
+        phone_number = await PhoneNumber.create(
             workspace_id=workspace_id,
             phone_number=number,
             inbound_trunk_id=provisioning.inbound_trunk_id,
@@ -87,6 +107,8 @@ async def _record(
         raise APIError(
             409, "NUMBER_EXISTS", f"{number} is already registered on Voxline."
         ) from error
+    await _route_to_naming_agent(workspace_id, number)
+    return phone_number
 
 
 def _provisioning(phone_number: PhoneNumber) -> sip.SipProvisioning:
@@ -106,7 +128,7 @@ async def purchase(
     sip_address: str | None,
 ) -> PhoneNumber:
     """Buy the number, then provision LiveKit; a LiveKit failure releases the number again."""
-    await _ensure_free(workspace_id, number)
+    await _ensure_free(number)
     try:
         numbers = get_number_provider(provider, settings=telephony)
         purchased = await numbers.purchase(number, country_code=country_code)
@@ -144,7 +166,7 @@ async def register_trunk(
 ) -> PhoneNumber:
     """Register a customer's own SIP trunk for a number and provision LiveKit for it."""
     number = data["phone_number"]
-    await _ensure_free(workspace_id, number)
+    await _ensure_free(number)
     try:
         provisioning = await sip.provision_number(
             number,
@@ -219,7 +241,10 @@ async def delete_trunk(telephony: TelephonySettings, workspace_id: uuid.UUID, nu
         await sip.deprovision(_provisioning(phone_number), settings=telephony)
     except TelephonyError as error:
         raise telephony_error(error) from error
-    await phone_number.delete()
+    async with in_transaction():
+        # The agent keeps naming the number, inert, until the workspace registers it again.
+        await Agent.filter(workspace_id=workspace_id, phone_number=number).update(phone_number=None)
+        await phone_number.delete()
 
 
 async def map_agent(workspace_id: uuid.UUID, number: str, agent_id: uuid.UUID) -> Agent:
@@ -231,8 +256,47 @@ async def map_agent(workspace_id: uuid.UUID, number: str, agent_id: uuid.UUID) -
         )
         if agent is None:
             raise APIError(404, "AGENT_NOT_FOUND", "No agent with that id in this workspace.")
-        await Agent.filter(phone_number=number).exclude(id=agent.id).update(phone_number=None)
+        previous_agents = Agent.filter(workspace_id=workspace_id, phone_number=number)
+        for previous in await previous_agents.exclude(id=agent.id):
+            previous.phone_number = None
+            previous.config = {**previous.config, "phone_number": None}
+            await previous.save(update_fields=["phone_number", "config", "updated_at"])
+        await _drop_foreign_routes(workspace_id, number)
         agent.phone_number = number
-        await agent.save(update_fields=["phone_number", "updated_at"])
+        agent.config = {**agent.config, "phone_number": number}
+        await agent.save(update_fields=["phone_number", "config", "updated_at"])
     logger.info("number %s now routes to agent %s", mask_phone(number), agent.id)
     return agent
+
+
+async def release_all(telephony: TelephonySettings, workspace_id: uuid.UUID) -> None:
+    """Take down every number of the workspace, before the workspace itself goes.
+
+    Each number loses its LiveKit dispatch rule and trunks and, when it was bought through
+    Voxline, is given back to its provider (so it stops being billed); then its row goes. A
+    number that fails keeps its row, so a retry resumes where this one stopped.
+
+    Raises:
+        APIError: 502 `NUMBERS_NOT_RELEASED`, listing every number that could not be released.
+    """
+    failures = []
+    for phone_number in await numbers_of(workspace_id):
+        try:
+            await sip.deprovision(_provisioning(phone_number), settings=telephony)
+            if phone_number.source == "purchased":
+                provider = get_number_provider(phone_number.provider, settings=telephony)
+                await provider.release(phone_number.provider_id or phone_number.phone_number)
+        except (TelephonyError, ValueError) as error:
+            logger.warning("could not release %s: %s", mask_phone(phone_number.phone_number), error)
+            failures.append(f"{phone_number.phone_number} ({error})")
+            continue
+        await phone_number.delete()
+    if failures:
+        raise APIError(
+            502,
+            "NUMBERS_NOT_RELEASED",
+            "The workspace was not deleted: these numbers could not be released from LiveKit or "
+            "their provider, so they would still route calls or be billed: "
+            + "; ".join(failures)
+            + ". Try again, or delete each with DELETE /phonenumbers/delete_sip/{number}.",
+        )

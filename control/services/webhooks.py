@@ -12,7 +12,7 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
-import httpx
+import aiohttp
 from tortoise.exceptions import IntegrityError
 from tortoise.queryset import QuerySet
 
@@ -20,8 +20,15 @@ from control import jobs
 from control.config import Settings
 from control.errors import APIError
 from control.models import DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEndpoint
-from control.security import decrypt_secret, encrypt_secret, mask_secret, new_secret, utcnow
-from runtime.spec import URLNotAllowedError, check_url_allowed_async
+from control.security import (
+    SecretUnreadableError,
+    decrypt_secret,
+    encrypt_secret,
+    mask_secret,
+    new_secret,
+    utcnow,
+)
+from runtime.spec import URLNotAllowedError, check_url_allowed_async, pinned_resolver
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +37,6 @@ TIMESTAMP_HEADER = "X-Voxline-Timestamp"
 EVENT_HEADER = "X-Voxline-Event"
 SECRET_PREFIX = "whsec_"
 CLAIM_BATCH = 20
-ERROR_TEXT_LIMIT = 500
 
 
 def sign(secret: str, timestamp: int, body: bytes) -> str:
@@ -148,16 +154,25 @@ async def _claim_due(settings: Settings) -> list[WebhookDelivery]:
 
 
 async def _attempt(
-    settings: Settings, client: httpx.AsyncClient, delivery: WebhookDelivery
+    settings: Settings, client: aiohttp.ClientSession, delivery: WebhookDelivery
 ) -> None:
     endpoint = await WebhookEndpoint.get_or_none(workspace_id=delivery.workspace_id)
     number = delivery.attempts + 1
     started = time.perf_counter()
     status_code: int | None = None
     error: str | None = None
+    secret: str | None = None
     if endpoint is None:
         error = "the workspace's webhook was removed"
     else:
+        try:
+            secret = decrypt_secret(settings, endpoint.secret_encrypted)
+        except SecretUnreadableError:
+            error = (
+                "the signing secret cannot be decrypted with the configured encryption keys; "
+                "rotate it (POST /webhook/endpoint/rotate-secret)"
+            )
+    if endpoint is not None and secret is not None:
         body = json.dumps(delivery.payload, separators=(",", ":")).encode()
         timestamp = int(time.time())
         headers = {
@@ -165,20 +180,9 @@ async def _attempt(
             "User-Agent": "Voxline-Webhooks/1",
             EVENT_HEADER: delivery.event_type,
             TIMESTAMP_HEADER: str(timestamp),
-            SIGNATURE_HEADER: sign(
-                decrypt_secret(settings, endpoint.secret_encrypted), timestamp, body
-            ),
+            SIGNATURE_HEADER: sign(secret, timestamp, body),
         }
-        try:
-            await _check_url(settings, endpoint.url, at_save=False)
-            response = await client.post(endpoint.url, content=body, headers=headers)
-            status_code = response.status_code
-            if not 200 <= status_code < 300:
-                error = f"the receiver answered {status_code}"
-        except APIError as refused:
-            error = refused.detail
-        except httpx.HTTPError as failure:
-            error = f"{type(failure).__name__}: {failure}"[:ERROR_TEXT_LIMIT]
+        status_code, error = await _post(settings, client, endpoint.url, body, headers)
     duration_ms = (time.perf_counter() - started) * 1000
     await WebhookAttempt.create(
         delivery_id=delivery.id,
@@ -205,13 +209,56 @@ async def _attempt(
     await delivery.save()
 
 
-async def deliver_due(settings: Settings, client: httpx.AsyncClient) -> int:
+# What the log keeps of a failed attempt: a status and a short reason, never the receiver's body
+# or what an address or port turned out to be, so the log cannot map a network for anyone.
+REFUSED_REASON = "refused: the URL must lead to a public address, not a private or loopback one"
+
+
+async def _post(
+    settings: Settings,
+    client: aiohttp.ClientSession,
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
+) -> tuple[int | None, str | None]:
+    """Send one attempt; returns (HTTP status, short reason for a failure)."""
+    try:
+        # A literal IP never reaches the resolver, so it is checked here; a name is checked by
+        # the client's pinned resolver on the addresses it then connects to.
+        await check_url_allowed_async(url, settings.allow_private_urls, unresolvable_ok=True)
+        async with client.post(url, data=body, headers=headers, allow_redirects=False) as response:
+            status = response.status
+    except URLNotAllowedError:
+        return None, REFUSED_REASON
+    except TimeoutError:
+        return None, "timed out"
+    except aiohttp.ClientConnectorError:
+        return None, "could not connect"
+    except aiohttp.ClientError as failure:
+        return None, f"failed ({type(failure).__name__})"
+    if not 200 <= status < 300:
+        return status, f"the receiver answered {status}"
+    return status, None
+
+
+async def deliver_due(settings: Settings, client: aiohttp.ClientSession) -> int:
     """Attempt every due delivery once; returns how many were attempted."""
     due = await _claim_due(settings)
     await asyncio.gather(*(_attempt(settings, client, delivery) for delivery in due))
     return len(due)
 
 
-def delivery_client(settings: Settings) -> httpx.AsyncClient:
-    """The HTTP client webhook deliveries are sent with (no redirects: each URL is checked)."""
-    return httpx.AsyncClient(timeout=settings.webhook_timeout_seconds, follow_redirects=False)
+def delivery_client(settings: Settings) -> aiohttp.ClientSession:
+    """The HTTP client webhook deliveries are sent with; use it as `async with`.
+
+    It connects only to addresses its resolver approved (the resolver custom functions use), so
+    a name that resolves to a public address when checked and to a private one when connecting
+    is refused. Redirects are not followed (each attempt sends to the endpoint's URL).
+    """
+    connector = aiohttp.TCPConnector(
+        resolver=pinned_resolver(settings.allow_private_urls), force_close=True
+    )
+    return aiohttp.ClientSession(
+        connector=connector,
+        timeout=aiohttp.ClientTimeout(total=settings.webhook_timeout_seconds),
+    )

@@ -8,6 +8,7 @@ import secrets
 import unicodedata
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 
 from tortoise.exceptions import IntegrityError
 from tortoise.queryset import QuerySet
@@ -19,11 +20,13 @@ from control.mail import MailError, send_email
 from control.models import Agent, ApiKey, Invitation, Membership, Role, User, Workspace
 from control.principal import API_KEY_PREFIX, workspace_role
 from control.security import hash_secret, new_secret, utcnow
-from control.services import knowledge_files
+from control.services import knowledge_files, phone_numbers
+from telephony.config import TelephonySettings
 
 logger = logging.getLogger(__name__)
 
 API_KEY_ROLES = (Role.MEMBER, Role.DEVELOPER)
+INVITATION_TTL = timedelta(days=7)
 
 
 def slugify(name: str) -> str:
@@ -71,9 +74,16 @@ async def update_workspace(workspace_id: uuid.UUID, changes: dict) -> Workspace:
     return workspace
 
 
-async def delete_workspace(settings: Settings, workspace_id: uuid.UUID) -> None:
-    """Delete the workspace and, through the cascades, everything it owns."""
+async def delete_workspace(
+    settings: Settings, telephony: TelephonySettings, workspace_id: uuid.UUID
+) -> None:
+    """Delete the workspace and, through the cascades, everything it owns.
+
+    Its numbers go first, outside the database too: LiveKit's trunks and dispatch rules, and
+    the numbers bought through Voxline. If any cannot be released the workspace stays (502).
+    """
     workspace = await get_workspace(workspace_id)
+    await phone_numbers.release_all(telephony, workspace_id)
     # Outside the database: each agent's knowledge index and stored files.
     for agent_id in await Agent.filter(workspace_id=workspace_id).values_list("id", flat=True):
         await knowledge_files.forget_agent(settings, agent_id)
@@ -114,23 +124,46 @@ async def invite(
         membership = await Membership.create(workspace=workspace, user=invitee, role=role)
         await membership.fetch_related("user")
         return InviteOutcome(membership=membership, invitation=None, email_sent=False)
-    invitation, created = await Invitation.get_or_create(
-        workspace_id=workspace_id,
-        email=email,
-        accepted_at=None,
-        defaults={"role": role, "invited_by": inviter},
-    )
-    if not created:
-        invitation.role = role
-        await invitation.save(update_fields=["role"])
+    token = new_secret()
+    # One row per workspace and email: inviting again renews it with a new token (the older
+    # email's link stops working), a new role and a new week.
+    renewal = {
+        "role": role,
+        "invited_by": inviter,
+        "token_hash": hash_secret(token),
+        "expires_at": utcnow() + INVITATION_TTL,
+        "accepted_at": None,
+    }
+    try:
+        async with in_transaction():
+            invitation = (
+                await Invitation.filter(workspace_id=workspace_id, email=email)
+                .select_for_update()
+                .first()
+            )
+            if invitation is None:
+                invitation = await Invitation.create(
+                    workspace_id=workspace_id, email=email, **renewal
+                )
+            else:
+                invitation.update_from_dict(renewal)
+                await invitation.save()
+    except IntegrityError as error:  # the same email invited by two requests at once
+        raise APIError(
+            409, "INVITATION_CONFLICT", f"{email} is being invited already; try again."
+        ) from error
+    days = INVITATION_TTL.days
     email_sent = True
     try:
         await send_email(
             settings,
             email,
             f"You are invited to {workspace.name} on Voxline",
-            f'{inviter.email} invited you to the workspace "{workspace.name}" as {role.value}.\n'
-            f"Sign up with this email address at {settings.public_url} to join.\n",
+            f'{inviter.email} invited you to the workspace "{workspace.name}" as {role.value}.\n\n'
+            f"Accept it here, logged in as {email} (the link works once, for {days} days):\n"
+            f"{settings.public_url}/accept-invite?token={token}\n\n"
+            f"No account yet? Sign up with this email address first, then open the link.\n"
+            f"Or POST the token to /auth/accept-invite while logged in.\n",
         )
     except MailError as error:
         logger.warning("invitation recorded but not emailed: %s", error)
@@ -138,18 +171,61 @@ async def invite(
     return InviteOutcome(membership=None, invitation=invitation, email_sent=email_sent)
 
 
-async def accept_pending_invitations(user: User) -> int:
-    """Turn the invitations addressed to the user's email into memberships."""
-    invitations = await Invitation.filter(email=user.email, accepted_at=None)
-    for invitation in invitations:
-        await Membership.get_or_create(
+async def accept_invitation(user: User, token: str) -> Membership:
+    """Join the workspace of the invitation whose emailed token this is.
+
+    Only the invited address may accept, once, within the week; the role is the invitation's
+    unless the user is a member already (then their role stays as it is).
+    """
+    async with in_transaction():
+        invitation = (
+            await Invitation.filter(token_hash=hash_secret(token)).select_for_update().first()
+        )
+        if (
+            invitation is None
+            or invitation.accepted_at is not None
+            or invitation.expires_at is None
+            or invitation.expires_at < utcnow()
+        ):
+            raise APIError(
+                400,
+                "INVALID_INVITATION",
+                "The invitation is invalid, used, revoked or expired; ask for a new one.",
+            )
+        if invitation.email != user.email:
+            raise APIError(
+                403,
+                "INVITATION_FOR_ANOTHER_EMAIL",
+                "This invitation is for another email address; log in as that address.",
+            )
+        membership, _ = await Membership.get_or_create(
             workspace_id=invitation.workspace_id,
             user_id=user.id,
             defaults={"role": invitation.role},
         )
         invitation.accepted_at = utcnow()
         await invitation.save(update_fields=["accepted_at"])
-    return len(invitations)
+    await membership.fetch_related("workspace")
+    return membership
+
+
+def pending_invitations(workspace_id: uuid.UUID) -> QuerySet[Invitation]:
+    """The workspace's invitations nobody has accepted yet, expired ones included."""
+    return (
+        Invitation.filter(workspace_id=workspace_id, accepted_at=None)
+        .order_by("created_at")
+        .prefetch_related("invited_by")
+    )
+
+
+async def revoke_invitation(workspace_id: uuid.UUID, invitation_id: uuid.UUID) -> None:
+    revoked = await Invitation.filter(
+        workspace_id=workspace_id, id=invitation_id, accepted_at=None
+    ).delete()
+    if not revoked:
+        raise APIError(
+            404, "INVITATION_NOT_FOUND", "No pending invitation with that id in this workspace."
+        )
 
 
 async def remove_member(workspace_id: uuid.UUID, user_id: uuid.UUID) -> None:

@@ -131,6 +131,7 @@ async def main(rows: int, repeat: int) -> None:
         database_url=f"postgres://postgres@127.0.0.1:5432/{DATABASE}",
         redis_url="redis://127.0.0.1:6379/14",
         jwt_secret="bench-secret-" + "x" * 40,
+        service_token="bench-service-token",
         background_workers=False,
     )
     telephony = TelephonySettings(

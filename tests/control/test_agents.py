@@ -226,17 +226,53 @@ async def test_put_invalid_leaves_the_agent_unchanged(client, developer):
     assert (await Agent.get(id=created["id"])).agent_name == "Sales Agent"
 
 
-async def test_phone_number_belongs_to_one_agent_across_the_platform(client, developer, settings):
-    assert (await create(client, developer[0])).status_code == 201
+async def test_a_number_no_workspace_registered_is_accepted_but_inert(client, developer, settings):
+    # The API.md body names a number before any is registered: it is kept, and routes nothing.
+    created = await create(client, developer[0])
+    assert created.status_code == 201
+    body = await created.get_json()
+    assert body["phone_number"] == "+16505551234"
+    assert body["phone_number_status"] == "not_registered"
+    assert "/phonenumbers/sip_trunk" in body["phone_number_warning"]
+    assert (await Agent.get(id=body["id"])).phone_number is None
+    # Naming a number claims nothing: another workspace may name it too.
     other_user, _ = await make_user("other@example.com", role=Role.ADMIN)
-    response = await create(client, auth_headers(settings, other_user))
-    assert response.status_code == 409
-    assert (await response.get_json())["code"] == "PHONE_NUMBER_TAKEN"
-    second = await (await create(client, developer[0], phone_number="+16505550000")).get_json()
-    clash = await client.put(
-        f"/agents/{second['id']}", json={"phone_number": "+16505551234"}, headers=developer[0]
+    assert (await create(client, auth_headers(settings, other_user))).status_code == 201
+    unnumbered = await (await create(client, developer[0], phone_number=None)).get_json()
+    assert unnumbered["phone_number_status"] is None
+
+
+async def test_web_calls_are_off_by_default_and_get_a_key_when_allowed(client, developer):
+    created = await (await create(client, developer[0])).get_json()
+    assert created["allow_web_calls"] is False and "web_call_public_key" not in created
+    forged = await create(client, developer[0], web_call_public_key="wpk_mine", phone_number=None)
+    assert forged.status_code == 400  # read-only
+    allowed = await client.put(
+        f"/agents/{created['id']}",
+        json={"allow_web_calls": True, "web_call_origins": ["https://Shop.example.com/"]},
+        headers=developer[0],
     )
-    assert clash.status_code == 409
+    assert allowed.status_code == 200, await allowed.get_json()
+    body = await allowed.get_json()
+    key = body["web_call_public_key"]
+    assert key.startswith("wpk_") and body["web_call_origins"] == ["https://shop.example.com"]
+    kept = await client.put(
+        f"/agents/{created['id']}", json={"temperature": 0.3}, headers=developer[0]
+    )
+    assert (await kept.get_json())["web_call_public_key"] == key
+    assert (
+        await client.put(
+            f"/agents/{created['id']}",
+            json={"web_call_public_key": "wpk_mine"},
+            headers=developer[0],
+        )
+    ).status_code == 400
+    bad_origin = await client.put(
+        f"/agents/{created['id']}",
+        json={"web_call_origins": ["https://shop.example.com/path"]},
+        headers=developer[0],
+    )
+    assert bad_origin.status_code == 400
 
 
 async def test_list_get_delete_and_pagination(client, developer):
@@ -289,3 +325,103 @@ async def test_agent_routes_role_matrix(client, settings, db):
     assert (
         await client.delete(f"/agents/{agent_id}", headers=callers["developer_key"][0])
     ).status_code == 204
+
+
+@pytest.mark.parametrize(
+    "base_url",
+    [
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[fd00:ec2::254]/v1",
+        "http://127.0.0.1:11434/v1",
+        "http://10.0.0.5/v1",
+        "file:///etc/passwd",
+    ],
+)
+async def test_a_private_or_metadata_llm_base_url_is_refused_at_save(client, developer, base_url):
+    response = await create(client, developer[0], LLM_base_url=base_url, LLM_model="x")
+    assert response.status_code == 400
+    body = await response.get_json()
+    assert "LLM_base_url" in body["detail"]
+    assert await Agent.all().count() == 0
+
+
+async def test_llm_api_key_is_write_only_and_masked_on_read(client, developer):
+    created = await create(
+        client,
+        developer[0],
+        LLM_base_url="https://llm.example.com/v1",
+        LLM_model="llama3.1:8b",
+        LLM_api_key="sk-agent-own-12345678",
+    )
+    assert created.status_code == 201, await created.get_json()
+    agent = await created.get_json()
+    assert agent["LLM_api_key"] == "****5678"
+    stored = await Agent.get(id=agent["id"])
+    assert "sk-agent-own" not in str(stored.config)
+    fetched = await client.get(f"/agents/{agent['id']}", headers=developer[0])
+    assert "sk-agent-own" not in await fetched.get_data(as_text=True)
+    # the masked value sent back keeps the key; the same host keeps it too
+    put = await client.put(
+        f"/agents/{agent['id']}",
+        json={"LLM_api_key": "****5678", "LLM_base_url": "https://llm.example.com/v2"},
+        headers=developer[0],
+    )
+    assert put.status_code == 200, await put.get_json()
+    from control.services.agents import plain_config
+
+    kept = plain_config(client.app.config["SETTINGS"], await Agent.get(id=agent["id"]))
+    assert kept["LLM_api_key"] == "sk-agent-own-12345678"
+
+
+async def test_the_stored_llm_key_does_not_follow_a_new_llm_host(client, developer):
+    created = await (
+        await create(
+            client,
+            developer[0],
+            LLM_base_url="https://llm.example.com/v1",
+            LLM_model="llama3.1:8b",
+            LLM_api_key="sk-agent-own-12345678",
+        )
+    ).get_json()
+    url = f"/agents/{created['id']}"
+    for body in (
+        {"LLM_base_url": "https://attacker.example.net/v1"},
+        {"LLM_base_url": "https://attacker.example.net/v1", "LLM_api_key": "****5678"},
+    ):
+        moved = await client.put(url, json=body, headers=developer[0])
+        assert moved.status_code == 400
+        assert "LLM_api_key" in (await moved.get_json())["detail"]
+    fresh = await client.put(
+        url,
+        json={"LLM_base_url": "https://other.example.net/v1", "LLM_api_key": "sk-new-key-000000"},
+        headers=developer[0],
+    )
+    assert fresh.status_code == 200 and (await fresh.get_json())["LLM_api_key"] == "****0000"
+
+
+async def test_a_masked_header_does_not_follow_its_function_to_a_new_host(client, developer):
+    function = {
+        "name": "crm",
+        "url": "https://crm.example.com/lookup",
+        "headers": {"Authorization": "Bearer sk-live-abcdef123456"},
+    }
+    created = await (await create(client, developer[0], custom_functions=[function])).get_json()
+    url = f"/agents/{created['id']}"
+    masked = created["custom_functions"][0]
+    moved = {**masked, "url": "https://attacker.example.net/collect"}
+    response = await client.put(url, json={"custom_functions": [moved]}, headers=developer[0])
+    assert response.status_code == 400
+    body = await response.get_json()
+    assert "Authorization" in body["detail"] and "again" in body["detail"]
+    from control.services.agents import plain_config
+
+    settings = client.app.config["SETTINGS"]
+    stored = plain_config(settings, await Agent.get(id=created["id"]))
+    assert stored["custom_functions"][0]["url"] == "https://crm.example.com/lookup"
+    # the same host keeps it; a value sent in full goes anywhere
+    same_host = {**masked, "url": "https://crm.example.com/v2/lookup"}
+    response = await client.put(url, json={"custom_functions": [same_host]}, headers=developer[0])
+    assert response.status_code == 200
+    resent = {**moved, "headers": {"Authorization": "Bearer sk-other-999999"}}
+    response = await client.put(url, json={"custom_functions": [resent]}, headers=developer[0])
+    assert response.status_code == 200

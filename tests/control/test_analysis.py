@@ -21,6 +21,12 @@ REPORT = {
 }
 
 
+@pytest.fixture
+def loopback(settings):
+    """The scripted LLM listens on loopback: private URLs allowed (at save and at call time)."""
+    return settings.model_copy(update={"allow_private_urls": True})
+
+
 @pytest.fixture(scope="module")
 def analyst_llm():
     server = FakeOpenAI().start()
@@ -37,7 +43,7 @@ async def analysed(call_id, settings, redis):
 
 
 async def test_completed_call_is_analysed_and_fires_call_analyzed(
-    client, db, settings, redis, analyst_llm
+    client, db, loopback, redis, analyst_llm
 ):
     analyst_llm.reset()
     analyst_llm.on(
@@ -47,7 +53,7 @@ async def test_completed_call_is_analysed_and_fires_call_analyzed(
     )
     _, workspace = await make_user("dev@example.com", role=Role.DEVELOPER)
     agent = await create_agent(
-        settings,
+        loopback,
         workspace.id,
         {
             "agent_name": "Solar",
@@ -63,11 +69,11 @@ async def test_completed_call_is_analysed_and_fires_call_analyzed(
             },
         },
     )
-    await set_endpoint(settings, workspace.id, "https://hooks.example.com/x")
+    await set_endpoint(loopback, workspace.id, "https://hooks.example.com/x")
     call = await call_service.create_call(agent, direction="web")
     response = await client.post(f"/internal/calls/{call.id}/report", json=REPORT, headers=SERVICE)
     assert response.status_code == 200
-    call = await analysed(call.id, settings, redis)
+    call = await analysed(call.id, loopback, redis)
     assert call.summary == "Caller wants solar panels."
     assert (call.disposition, call.sentiment) == ("interested", "positive")
     assert call.extracted_data == {"budget": 9000, "success": True}
@@ -81,13 +87,13 @@ async def test_completed_call_is_analysed_and_fires_call_analyzed(
 
 
 async def test_a_disposition_outside_the_list_is_not_stored(
-    client, db, settings, redis, analyst_llm
+    client, db, loopback, redis, analyst_llm
 ):
     analyst_llm.reset()
     analyst_llm.on("Analyse this call", '{"summary": "Short call.", "disposition": "on_mars"}')
     _, workspace = await make_user("dev@example.com", role=Role.DEVELOPER)
     agent = await create_agent(
-        settings,
+        loopback,
         workspace.id,
         {
             "agent_name": "Solar",
@@ -98,5 +104,28 @@ async def test_a_disposition_outside_the_list_is_not_stored(
     )
     call = await call_service.create_call(agent, direction="web")
     await client.post(f"/internal/calls/{call.id}/report", json=REPORT, headers=SERVICE)
-    call = await analysed(call.id, settings, redis)
+    call = await analysed(call.id, loopback, redis)
     assert call.summary == "Short call." and call.disposition is None
+
+
+@pytest.mark.parametrize(
+    "own_key, received", [(None, None), ("sk-agent-own", "Bearer sk-agent-own")]
+)
+async def test_analysis_never_sends_the_platform_key_to_an_agents_endpoint(
+    client, db, loopback, redis, analyst_llm, monkeypatch, own_key, received
+):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-platform-secret")
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    analyst_llm.reset()
+    analyst_llm.on("Analyse this call", '{"summary": "Short call."}')
+    _, workspace = await make_user("dev@example.com", role=Role.DEVELOPER)
+    fields = {"LLM_base_url": analyst_llm.base_url, "LLM_model": "scripted"}
+    if own_key:
+        fields["LLM_api_key"] = own_key
+    agent = await create_agent(loopback, workspace.id, {"agent_name": "Solar", **fields})
+    assert own_key is None or agent.config["LLM_api_key"] != own_key  # encrypted at rest
+    call = await call_service.create_call(agent, direction="web")
+    await client.post(f"/internal/calls/{call.id}/report", json=REPORT, headers=SERVICE)
+    call = await analysed(call.id, loopback, redis)
+    assert call.summary == "Short call."
+    assert analyst_llm.authorizations == [received]

@@ -270,13 +270,21 @@ async def test_expired_reset_token_is_refused(client):
     assert response.status_code == 400
 
 
-async def test_pending_invitation_is_accepted_at_signup(client, settings):
+async def test_signup_and_login_never_take_a_pending_invitation(client, settings):
+    # Signup verifies no email: whoever signs up first with an invited address must not join.
     admin, workspace = await make_user("admin@example.com")
-    await Invitation.create(workspace=workspace, email="newbie@example.com", role=Role.DEVELOPER)
-    await signup(client, email="newbie@example.com")
+    await Invitation.create(
+        workspace=workspace,
+        email="newbie@example.com",
+        role=Role.ADMIN,
+        token_hash=hash_secret("emailed-token"),
+        expires_at=utcnow() + timedelta(days=7),
+    )
+    assert (await signup(client, email="newbie@example.com")).status_code == 201
+    assert (await login(client, email="newbie@example.com")).status_code == 200
     newbie = await User.get(email="newbie@example.com")
-    membership = await Membership.get(user_id=newbie.id, workspace_id=workspace.id)
-    assert membership.role == Role.DEVELOPER
+    assert not await Membership.exists(user_id=newbie.id, workspace_id=workspace.id)
+    assert (await Invitation.get(email="newbie@example.com")).accepted_at is None
 
 
 # --- Google login, verified against a locally generated key set served over HTTP ---------

@@ -6,7 +6,9 @@ import jwt
 import pytest
 from livekit import api as lk
 
+from control.config import Settings
 from control.models import Call, PhoneNumber, WebhookDelivery
+from control.services.calls import finish_call
 from control.services.livekit_events import ACTIVE_CALLS_KEY
 from control.services.webhooks import set_endpoint
 from tests.conftest import TEST_AGENT_NAME
@@ -74,10 +76,27 @@ async def test_dispatch_failure_marks_the_call_failed(client, line, livekit):
     assert call.status == "failed" and "dispatch failed" in call.error
 
 
+TOKEN_URL = "/calls/generate-token"
+AGENT = "+16505551234"
+
+
+async def allow_web_calls(client, line, **changes) -> str:
+    response = await client.put(
+        f"/agents/{line['agent'].id}",
+        json={"allow_web_calls": True, **changes},
+        headers=line["headers"],
+    )
+    assert response.status_code == 200, await response.get_json()
+    return (await response.get_json())["web_call_public_key"]
+
+
 async def test_generate_token_is_room_scoped_and_dispatches(
     client, line, livekit, telephony_settings
 ):
-    response = await client.get("/calls/generate-token?phone=%2B16505551234&id=browser-1")
+    key = await allow_web_calls(client, line)
+    response = await client.get(
+        TOKEN_URL, query_string={"phone": AGENT, "id": "browser-1", "public_key": key}
+    )
     assert response.status_code == 200, await response.get_json()
     body = await response.get_json()
     claims = jwt.decode(
@@ -98,22 +117,78 @@ async def test_generate_token_is_room_scoped_and_dispatches(
     assert call.call_type == "web"
 
 
-async def test_generate_token_refusals(client, line, settings):
-    assert (await client.get("/calls/generate-token?phone=%2B19995550000")).status_code == 404
-    assert (await client.get("/calls/generate-token?phone=12")).status_code == 400
+async def forbidden(client, query, **headers) -> None:
+    response = await client.get(TOKEN_URL, query_string=query, headers=headers)
+    assert response.status_code == 403, (query, await response.get_json())
+    assert (await response.get_json())["code"] == "WEB_CALL_FORBIDDEN"
+
+
+async def test_generate_token_needs_the_agents_key_and_origin(client, line, livekit):
+    # Web calls are off by default: the agent has no key, and nothing answers without one.
+    await forbidden(client, {"phone": AGENT})
+    await forbidden(client, {"phone": "+19995550000"})
+    assert (await client.get(TOKEN_URL, query_string={"phone": "12"})).status_code == 400
+    key = await allow_web_calls(client, line, web_call_origins=["https://shop.example.com"])
+    await forbidden(client, {"phone": AGENT})
+    await forbidden(client, {"phone": AGENT, "public_key": key[:-1] + "x"})
+    await forbidden(client, {"phone": "+19995550000", "public_key": key})
+    await forbidden(client, {"phone": AGENT, "public_key": key})  # no Origin
+    await forbidden(client, {"phone": AGENT, "public_key": key}, Origin="https://evil.example")
+    assert livekit.dispatches == {} and await Call.all().count() == 0
+    allowed = await client.get(
+        TOKEN_URL,
+        query_string={"phone": AGENT, "public_key": key},
+        headers={"Origin": "https://shop.example.com"},
+    )
+    assert allowed.status_code == 200, await allowed.get_json()
+
+    rotated = await client.post(
+        f"/agents/{line['agent'].id}/web-call-key/rotate", headers=line["headers"]
+    )
+    assert rotated.status_code == 200
+    new_key = (await rotated.get_json())["web_call_public_key"]
+    assert new_key != key
+    origin = {"Origin": "https://shop.example.com"}
+    await forbidden(client, {"phone": AGENT, "public_key": key}, **origin)
+    assert (
+        await client.get(
+            TOKEN_URL, query_string={"phone": AGENT, "public_key": new_key}, headers=origin
+        )
+    ).status_code == 200
     await client.put(
         f"/agents/{line['agent'].id}", json={"allow_web_calls": False}, headers=line["headers"]
     )
-    refused = await client.get("/calls/generate-token?phone=%2B16505551234")
-    assert refused.status_code == 403
+    await forbidden(client, {"phone": AGENT, "public_key": new_key}, **origin)
+    assert len(livekit.dispatches) == 2
+
+
+async def test_web_calls_have_per_workspace_quotas(client, line, livekit, settings, monkeypatch):
+    quotas = {"web_calls_max_concurrent": 2, "web_calls_per_hour": 3}
+    monkeypatch.setitem(
+        client.app.config, "SETTINGS", Settings(**{**settings.model_dump(), **quotas})
+    )
+    query = {"phone": AGENT, "public_key": await allow_web_calls(client, line)}
+    started = [await client.get(TOKEN_URL, query_string=query) for _ in range(2)]
+    assert [response.status_code for response in started] == [200, 200]
+    full = await client.get(TOKEN_URL, query_string=query)
+    assert full.status_code == 429 and "web calls" in (await full.get_json())["detail"]
+    # A finished call frees its slot, but the hour's quota stays used.
+    for response in started:
+        call = await Call.get(id=(await response.get_json())["call_id"])
+        await finish_call(client.app.extensions["redis"], call, status="completed")
+    assert (await client.get(TOKEN_URL, query_string=query)).status_code == 200
+    over = await client.get(TOKEN_URL, query_string=query)
+    assert over.status_code == 429
+    assert (await over.get_json())["code"] == "WEB_CALL_QUOTA"
+    assert len(livekit.dispatches) == 3
 
 
 async def test_generate_token_is_rate_limited(client, line):
     statuses = [
-        (await client.get("/calls/generate-token?phone=%2B19995550000")).status_code
+        (await client.get(TOKEN_URL, query_string={"phone": "+19995550000"})).status_code
         for _ in range(25)
     ]
-    assert statuses[0] == 404 and 429 in statuses
+    assert statuses[0] == 403 and 429 in statuses
 
 
 async def post_webhook(client, livekit, event, **kwargs):

@@ -3,12 +3,14 @@
 import csv
 import io
 import uuid
-from datetime import UTC, datetime, timedelta
+import wave
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
 from control.models import Call, Role
 from control.services.agents import create_agent
+from control.services.calls import store_recording
 from tests.conftest import auth_headers, make_user
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
@@ -101,6 +103,18 @@ async def test_each_filter(client, world):
     ) == {c[2], c[3]}
 
 
+async def test_time_filters_with_an_offset_are_the_same_instant_in_utc(client, world):
+    c = [str(call.id) for call in world["calls"]]  # created at 12:00 UTC on Nov 1, 2, 3, 4
+    # 08:00-05:00 is 13:00 UTC: after the call of Nov 3, 12:00 UTC, before the one of Nov 4.
+    window = "start_datetime=2026-11-03T08:00:00-05:00&end_datetime=2026-11-04T13:00:00%2B02:00"
+    assert set(await ids(client, world, f"?{window}")) == set()
+    window = "start_datetime=2026-11-03T06:59:00-05:00&end_datetime=2026-11-04T14:00:00%2B02:00"
+    assert set(await ids(client, world, f"?{window}")) == {c[2], c[3]}
+    export = await client.get(f"/calls/export?{window}", headers=world["headers"])
+    rows = list(csv.DictReader(io.StringIO(await export.get_data(as_text=True))))
+    assert {row["id"] for row in rows} == {c[2], c[3]}
+
+
 @pytest.mark.parametrize(
     "query",
     [
@@ -168,3 +182,53 @@ async def test_export_pages_through_more_than_one_batch(client, world):
     response = await client.get("/calls/export", headers=world["headers"])
     rows = list(csv.DictReader(io.StringIO(await response.get_data(as_text=True))))
     assert len(rows) == 2504 and len({row["id"] for row in rows}) == 2504
+
+
+async def test_export_writes_the_same_cells_on_every_database(client, world):
+    """Times are ISO 8601 in UTC with microseconds, whichever database (COPY or keyset) serves."""
+    call = world["calls"][0]
+    await Call.filter(id=call.id).update(
+        started_at=datetime(2026, 11, 1, 12, 0, 5, tzinfo=UTC),
+        answered_at=datetime(2026, 11, 1, 7, 0, 7, 250, tzinfo=timezone(timedelta(hours=-5))),
+        duration_seconds=42.5,
+        summary="+ wants a demo",
+    )
+    response = await client.get("/calls/export?call_direction=outbound", headers=world["headers"])
+    rows = list(csv.DictReader(io.StringIO(await response.get_data(as_text=True))))
+    row = next(row for row in rows if row["id"] == str(call.id))
+    assert {column: row[column] for column in ("created_at", "started_at", "answered_at")} == {
+        "created_at": "2026-11-01T12:00:00.000000+00:00",
+        "started_at": "2026-11-01T12:00:05.000000+00:00",
+        "answered_at": "2026-11-01T12:00:07.000250+00:00",
+    }
+    assert row["ended_at"] == "" and row["duration_seconds"] == "42.5"
+    assert row["summary"] == "'+ wants a demo"
+
+
+def _wav(seconds: float = 0.1, rate: int = 8000) -> bytes:
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(b"\x00\x00" * int(seconds * rate))
+    return buffer.getvalue()
+
+
+async def test_recordings_transcripts_and_exports_are_private_no_store(client, world, settings):
+    call = world["calls"][0]
+    await store_recording(settings, call, _wav())
+    responses = {
+        "recording": await client.get(f"/calls/{call.id}/recording", headers=world["headers"]),
+        "ranged recording": await client.get(
+            f"/calls/{call.id}/recording", headers={**world["headers"], "Range": "bytes=0-99"}
+        ),
+        "detail": await client.get(f"/calls/{call.id}", headers=world["headers"]),
+        "export": await client.get("/calls/export", headers=world["headers"]),
+    }
+    for name, response in responses.items():
+        assert response.status_code in (200, 206), (name, response.status_code)
+        assert response.headers["Cache-Control"] == "private, no-store", name
+        assert "Expires" not in response.headers, name
+    assert responses["ranged recording"].status_code == 206
+    assert (await responses["recording"].get_data())[:4] == b"RIFF"

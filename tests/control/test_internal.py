@@ -4,7 +4,7 @@ import uuid
 
 import pytest
 
-from control.models import Call, Role
+from control.models import Call, PhoneNumber, Role
 from control.services import calls as call_service
 from control.services.agents import create_agent
 from runtime.spec import CallSpec
@@ -16,6 +16,15 @@ SERVICE = {"Authorization": "Bearer test-service-token"}
 @pytest.fixture
 async def agent(db, settings):
     _, workspace = await make_user("dev@example.com", role=Role.DEVELOPER)
+    # The workspace holds the number (as /phonenumbers/sip_trunk records it), so it routes.
+    await PhoneNumber.create(
+        workspace_id=workspace.id,
+        phone_number="+16505551234",
+        source="sip_trunk",
+        provider="sip",
+        inbound_trunk_id="ST_inbound",
+        dispatch_rule_id="SDR_rule",
+    )
     return await create_agent(
         settings,
         workspace.id,

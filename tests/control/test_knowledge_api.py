@@ -10,6 +10,7 @@ from docx import Document
 from control import jobs
 from control.models import KnowledgeFile, Role
 from knowledge import retrieve
+from knowledge.config import get_knowledge_settings
 from tests.conftest import auth_headers, make_user
 from tests.knowledge.pdfgen import make_pdf
 
@@ -209,3 +210,62 @@ async def test_deleting_the_agent_drops_its_chunks(client, agent):
     assert (await client.delete(f"/agents/{agent['id']}", headers=agent["dev"])).status_code == 204
     assert await retrieve(agent["id"], "cat", 3) == []
     assert await KnowledgeFile.all().count() == 0
+
+
+@pytest.fixture
+def small_limits(monkeypatch):
+    """Knowledge limits small enough to reach in a test (read from the environment)."""
+    limits = {
+        "VOXLINE_MAX_PDF_PAGES": "3",
+        "VOXLINE_MAX_WORKSPACE_PAGES": "5",
+        "VOXLINE_MAX_FILE_CHUNKS": "6",
+        "VOXLINE_MAX_WORKSPACE_CHUNKS": "8",
+    }
+    for name, value in limits.items():
+        monkeypatch.setenv(name, value)
+    get_knowledge_settings.cache_clear()
+    yield
+    monkeypatch.undo()
+    get_knowledge_settings.cache_clear()
+
+
+def numbered_pdf(pages: int) -> bytes:
+    return make_pdf([[f"Page {number} of the handbook."] for number in range(1, pages + 1)])
+
+
+def numbered_text(paragraphs: int) -> bytes:
+    return "\n\n".join(
+        f"Paragraph {number}. " + "Opening hours are nine to five on weekdays. " * 8
+        for number in range(paragraphs)
+    ).encode()
+
+
+async def test_pdf_pages_are_capped_per_file_and_per_workspace(client, agent, small_limits):
+    too_long = await upload(client, agent, [("long.pdf", numbered_pdf(4))])
+    assert too_long.status_code == 413
+    error = await too_long.get_json()
+    assert error["code"] == "UPLOAD_TOO_LARGE" and "4 pages" in error["detail"]
+    assert await KnowledgeFile.all().count() == 0
+    assert (await upload(client, agent, [("a.pdf", numbered_pdf(3))])).status_code == 202
+    over = await upload(client, agent, [("b.pdf", numbered_pdf(3))])
+    assert over.status_code == 413 and "limit of 5" in (await over.get_json())["detail"]
+    # Replacing a file frees its own pages first.
+    assert (await upload(client, agent, [("a.pdf", numbered_pdf(2))])).status_code == 202
+    assert await KnowledgeFile.all().count() == 1
+
+
+async def test_chunks_are_capped_per_file_and_per_workspace(client, agent, small_limits):
+    await upload(client, agent, [("big.txt", numbered_text(20)), ("ok.txt", numbered_text(5))])
+    files = await wait_until_settled(client, agent)
+    assert files["big.txt"]["status"] == "failed"
+    assert "limit of 6 per file" in files["big.txt"]["error"]
+    assert files["ok.txt"]["status"] == "ready" and files["ok.txt"]["chunk_count"] == 6
+    assert all("Paragraph 19" not in p.text for p in await retrieve(agent["id"], "hours", 20))
+    await upload(client, agent, [("more.txt", numbered_text(2))])  # 3 chunks; room for 2
+    files = await wait_until_settled(client, agent)
+    assert files["more.txt"]["status"] == "failed" and "room" in files["more.txt"]["error"]
+    await upload(client, agent, [("one.txt", b"Closed on Sundays."), ("two.txt", b"Cash only.")])
+    files = await wait_until_settled(client, agent)
+    assert files["one.txt"]["status"] == files["two.txt"]["status"] == "ready"  # 8 of 8
+    full = await upload(client, agent, [("late.txt", b"One more line.")])
+    assert full.status_code == 413 and "full" in (await full.get_json())["detail"]

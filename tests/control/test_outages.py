@@ -221,6 +221,7 @@ async def serve(env_overrides: dict[str, str]) -> AsyncIterator[tuple[str, Proce
         "VOXLINE_DATA_DIR": TEST_DATA_DIR,
         "VOXLINE_BACKGROUND_WORKERS": "false",
         "VOXLINE_ENV": "test",
+        "VOXLINE_SERVICE_TOKEN": "test-service-token",  # outside development, never the default
         **env_overrides,
     }
     log = tempfile.TemporaryFile("w+")  # a file, not a pipe: a full pipe would stall the child

@@ -136,14 +136,93 @@ async def test_map_agent_routes_inbound_calls(client, team, settings):
     assert foreign.status_code == 404
 
 
-async def test_another_workspace_cannot_claim_a_registered_number(client, team, settings):
-    await client.post("/phonenumbers/sip_trunk", json=TRUNK_BODY, headers=team["dev"])
-    response = await client.post(
+INBOUND = "/internal/numbers/+16505551234/calls"
+SERVICE = {"Authorization": "Bearer test-service-token"}
+
+
+async def test_naming_a_number_squats_nothing_and_routes_nothing(client, team, settings):
+    squatter = await client.post(
         "/agents",
-        json={"agent_name": "Hijack", "phone_number": "+16505551234"},
+        json={"agent_name": "Squatter", "phone_number": "+16505551234"},
         headers=team["outsider"],
     )
-    assert response.status_code == 409
+    assert squatter.status_code == 201
+    squatter_id = (await squatter.get_json())["id"]
+    assert (await client.post(INBOUND, json={}, headers=SERVICE)).status_code == 404
+    dial = {"agent_phone_number": "+16505551234", "phone_number_to_dial": "+14155559876"}
+    refused = await client.post("/calls/outbound_call", json=dial, headers=team["outsider"])
+    assert refused.status_code == 404
+    assert (await refused.get_json())["code"] == "NUMBER_NOT_REGISTERED"
+
+    # The real owner registers the number and puts it on an agent: nothing stands in the way.
+    registered = await client.post("/phonenumbers/sip_trunk", json=TRUNK_BODY, headers=team["dev"])
+    assert registered.status_code == 201, await registered.get_json()
+    owner = await client.post(
+        "/agents",
+        json={"agent_name": "Reception", "phone_number": "+16505551234"},
+        headers=team["dev"],
+    )
+    assert owner.status_code == 201, await owner.get_json()
+    owner_body = await owner.get_json()
+    assert owner_body["phone_number_status"] == "active"
+    inbound = await client.post(INBOUND, json={}, headers=SERVICE)
+    assert (await inbound.get_json())["agent"]["agent_id"] == owner_body["id"]
+    # A second agent of the owner cannot take it silently; map_agent moves it.
+    clash = await client.post(
+        "/agents", json={"agent_name": "Two", "phone_number": "+16505551234"}, headers=team["dev"]
+    )
+    assert clash.status_code == 409
+
+    # map_agent touches only the owner's agents; the squatter still names the number, inert.
+    spare = await create_agent(settings, team["workspace"].id, {"agent_name": "Spare"})
+    mapped = await client.put(
+        "/phonenumbers/map_agent",
+        json={"phone_number": "+16505551234", "agent_id": str(spare.id)},
+        headers=team["dev"],
+    )
+    assert mapped.status_code == 200
+    squatter_now = await (
+        await client.get(f"/agents/{squatter_id}", headers=team["outsider"])
+    ).get_json()
+    assert squatter_now["phone_number"] == "+16505551234"
+    assert squatter_now["phone_number_status"] == "not_registered"
+    inbound = await client.post(INBOUND, json={}, headers=SERVICE)
+    assert (await inbound.get_json())["agent"]["agent_id"] == str(spare.id)
+    refused = await client.post("/calls/outbound_call", json=dial, headers=team["outsider"])
+    assert refused.status_code == 404
+
+
+async def test_registering_routes_the_agent_that_named_the_number(client, team, twilio):
+    named = await client.post(
+        "/agents",
+        json={"agent_name": "Early", "phone_number": "+14155550123"},
+        headers=team["dev"],
+    )
+    squatter = await client.post(
+        "/agents",
+        json={"agent_name": "Squatter", "phone_number": "+14155550123"},
+        headers=team["outsider"],
+    )
+    assert named.status_code == squatter.status_code == 201
+    bought = await client.post(
+        "/phonenumbers/purchase",
+        json={"phone_number": "+14155550123", "provider": "twilio", "country_code": "US"},
+        headers=team["dev"],
+    )
+    assert bought.status_code == 201, await bought.get_json()
+    agent_id = (await named.get_json())["id"]
+    shown = await (await client.get(f"/agents/{agent_id}", headers=team["dev"])).get_json()
+    assert shown["phone_number_status"] == "active"
+    inbound = await client.post("/internal/numbers/+14155550123/calls", json={}, headers=SERVICE)
+    assert (await inbound.get_json())["agent"]["agent_id"] == agent_id
+    # Deleting the number leaves the agent naming it, inert.
+    deleted = await client.delete("/phonenumbers/delete_sip/+14155550123", headers=team["dev"])
+    assert deleted.status_code == 204
+    shown = await (await client.get(f"/agents/{agent_id}", headers=team["dev"])).get_json()
+    assert shown["phone_number_status"] == "not_registered"
+    assert (
+        await client.post("/internal/numbers/+14155550123/calls", json={}, headers=SERVICE)
+    ).status_code == 404
 
 
 async def test_search_is_public_and_purchase_provisions(client, team, livekit, twilio):

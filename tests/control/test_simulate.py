@@ -27,7 +27,10 @@ def scripted_llm():
 @pytest.fixture
 async def control_plane(settings, db, tmp_path):
     """`voxline serve` in a child process on the test database: what `simulate` talks to."""
-    server = ControlPlaneProcess(settings, tmp_path / "serve.log")
+    # the scripted LLM listens on loopback: private URLs allowed
+    server = ControlPlaneProcess(
+        settings, tmp_path / "serve.log", VOXLINE_ALLOW_PRIVATE_URLS="true"
+    )
     server.start()
     try:
         await server.wait_until_up()
@@ -57,7 +60,7 @@ async def test_simulate_runs_a_spoken_call_and_stores_its_log(
 ):
     user, workspace = await make_user("dev@example.com", role=Role.DEVELOPER)
     agent = await create_agent(
-        settings,
+        settings.model_copy(update={"allow_private_urls": True}),
         workspace.id,
         {
             "agent_name": "Cafe",

@@ -1,10 +1,12 @@
 """Tenant isolation and the role matrix for every workspace route: two workspaces, every role."""
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 import pytest
 
 from control.models import ApiKey, Invitation, Membership, Role, User, Workspace
+from control.security import hash_secret, utcnow
 from control.services.workspaces import create_api_key
 from tests.conftest import auth_headers, make_user
 
@@ -16,6 +18,7 @@ class Tenant:
     admin: User
     member: User
     api_key_id: str
+    invitation_id: str
 
 
 async def build_tenant(settings, name: str) -> Tenant:
@@ -33,7 +36,14 @@ async def build_tenant(settings, name: str) -> Tenant:
         "developer_key": {"X-API-Key": dev_secret},
         "member_key": {"X-API-Key": member_secret},
     }
-    return Tenant(workspace, callers, admin, member, str(dev_key.id))
+    invitation = await Invitation.create(
+        workspace=workspace,
+        email=f"invited@{name}.example.com",
+        role=Role.MEMBER,
+        token_hash=hash_secret(f"token-{name}"),
+        expires_at=utcnow() + timedelta(days=7),
+    )
+    return Tenant(workspace, callers, admin, member, str(dev_key.id), str(invitation.id))
 
 
 @pytest.fixture
@@ -53,6 +63,8 @@ def workspace_routes(target: Tenant):
         ("GET", f"{base}/api-keys", None),
         ("POST", f"{base}/api-keys", {"name": "stolen", "role": "developer"}),
         ("DELETE", f"{base}/api-keys/{target.api_key_id}", None),
+        ("GET", f"{base}/invitations", None),
+        ("DELETE", f"{base}/invitations/{target.invitation_id}", None),
         ("DELETE", base, None),
     ]
 
@@ -99,6 +111,7 @@ ROLE_MATRIX = {
     ("GET", "/api-keys"): "admin",
     ("POST", "/api-keys"): "admin",
     ("POST", "/invite"): "admin",
+    ("GET", "/invitations"): "admin",
     ("PATCH", ""): "admin",
 }
 RANK = {"member": 1, "member_key": 1, "developer": 2, "developer_key": 2, "admin": 3}
@@ -140,8 +153,15 @@ async def test_destructive_routes_need_admin(client, tenants):
         assert (
             await client.delete(f"{base}/api-keys/{a.api_key_id}", headers=headers)
         ).status_code == 403
+        assert (
+            await client.delete(f"{base}/invitations/{a.invitation_id}", headers=headers)
+        ).status_code == 403
         assert (await client.delete(base, headers=headers)).status_code == 403
     assert await Workspace.exists(id=a.workspace.id)
+    assert await Invitation.exists(id=a.invitation_id)
+    assert (
+        await client.delete(f"{base}/invitations/{a.invitation_id}", headers=a.callers["admin"])
+    ).status_code == 204
     assert (
         await client.delete(f"{base}/members/{a.member.id}", headers=a.callers["admin"])
     ).status_code == 204

@@ -3,11 +3,11 @@
 import hashlib
 import hmac
 import json
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import httpx
 import pytest
 
 from control.config import Settings
@@ -77,7 +77,7 @@ async def workspace(db):
 
 
 async def drain(settings, rounds=40):
-    async with httpx.AsyncClient(timeout=5) as client:
+    async with webhooks.delivery_client(settings) as client:
         for _ in range(rounds):
             await webhooks.deliver_due(settings, client)
             pending = await WebhookDelivery.filter(status=DeliveryStatus.PENDING).count()
@@ -158,6 +158,37 @@ async def test_ssrf_guard_at_send_time(settings, workspace):
     await drain(settings, rounds=1)
     attempt = await WebhookAttempt.get(delivery_id=delivery.id)
     assert attempt.status_code is None and "private" in attempt.error
+    assert "127.0.0.1" not in attempt.error and ":9" not in attempt.error
+
+
+async def test_dns_rebinding_cannot_reach_an_internal_receiver(settings, workspace, monkeypatch):
+    # The name is public when the URL is checked and points at loopback when connecting: the
+    # check and the connection must use the same answer.
+    internal = Receiver()
+    port = internal.server.server_address[1]
+    real_getaddrinfo = socket.getaddrinfo
+    answers = []
+
+    def rebinding_dns(host, *args, **kwargs):
+        if host not in ("hooks.rebind.test", b"hooks.rebind.test"):  # some clients send bytes
+            return real_getaddrinfo(host, *args, **kwargs)
+        address = "93.184.215.14" if not answers else "127.0.0.1"
+        answers.append(address)
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding_dns)
+    try:
+        await webhooks.set_endpoint(settings, workspace.id, f"http://hooks.rebind.test:{port}/x")
+        delivery = await webhooks.emit(workspace.id, "call_started", {}, event_key="c5")
+        answers.clear()  # public for the check at send time, loopback after it
+        await drain(settings, rounds=1)
+        assert "127.0.0.1" in answers  # the connection did look the name up again
+        assert internal.received == []
+        attempt = await WebhookAttempt.get(delivery_id=delivery.id)
+        assert attempt.status_code is None and attempt.error.startswith("refused")
+        assert "127.0.0.1" not in attempt.error and str(port) not in attempt.error
+    finally:
+        internal.close()
 
 
 async def test_no_endpoint_no_event(workspace):

@@ -1,12 +1,25 @@
 """`/workspaces`: create, list, get, update, delete, switch, members, invite and API keys."""
 
+import re
 import uuid
+from datetime import timedelta
 
 import pytest
 
-from control.models import ApiKey, Invitation, Membership, RefreshToken, Role, User, Workspace
-from control.security import hash_secret
-from tests.conftest import auth_headers, make_user
+from control.models import (
+    ApiKey,
+    Invitation,
+    Membership,
+    PhoneNumber,
+    RefreshToken,
+    Role,
+    User,
+    Workspace,
+)
+from control.security import hash_secret, utcnow
+from control.services.workspaces import create_api_key
+from tests.conftest import PASSWORD, auth_headers, make_user
+from tests.fakes.livekit_server import object_count
 
 
 @pytest.fixture
@@ -98,6 +111,50 @@ async def test_delete_cascades_to_everything_the_workspace_owns(client, settings
     assert (await User.get(id=member.id)).current_workspace_id is None
 
 
+async def test_delete_releases_numbers_and_livekit_objects_first(
+    client, settings, admin, livekit, twilio
+):
+    user, workspace = admin
+    headers = auth_headers(settings, user)
+    bought = await client.post(
+        "/phonenumbers/purchase",
+        json={"phone_number": "+14155550123", "provider": "twilio", "country_code": "US"},
+        headers=headers,
+    )
+    trunk = await client.post(
+        "/phonenumbers/sip_trunk",
+        json={"sip_address": "sip.example.com", "phone_number": "+16505551234"},
+        headers=headers,
+    )
+    assert bought.status_code == trunk.status_code == 201
+    assert twilio.owned_numbers() == ["+14155550123"] and object_count(livekit) > 0
+    numbers = await PhoneNumber.filter(workspace_id=workspace.id)
+    created = {n.dispatch_rule_id for n in numbers} | {n.inbound_trunk_id for n in numbers}
+
+    # The provider refuses: nothing is deleted, and the answer names the number left.
+    twilio.fail("release", 500, {"code": 20500, "message": "Internal Server Error"})
+    refused = await client.delete(f"/workspaces/{workspace.id}", headers=headers)
+    assert refused.status_code == 502
+    error = await refused.get_json()
+    assert error["code"] == "NUMBERS_NOT_RELEASED" and "+14155550123" in error["detail"]
+    assert "+16505551234" not in error["detail"]
+    assert await Workspace.exists(id=workspace.id)
+    assert await PhoneNumber.filter(workspace_id=workspace.id).count() == 1
+    assert twilio.owned_numbers() == ["+14155550123"]
+
+    # Retried: the rest is released, then the workspace goes.
+    deleted = await client.delete(f"/workspaces/{workspace.id}", headers=headers)
+    assert deleted.status_code == 204
+    assert not await Workspace.exists(id=workspace.id)
+    assert twilio.owned_numbers() == [] and object_count(livekit) == 0
+    deleted_ids = {
+        call.request.get("sip_trunk_id") or call.request.get("sip_dispatch_rule_id")
+        for call in livekit.calls()
+        if call.method in ("DeleteSIPTrunk", "DeleteSIPDispatchRule")
+    }
+    assert created <= deleted_ids
+
+
 async def test_switch_sets_the_current_workspace(client, settings, admin):
     user, first = admin
     headers = auth_headers(settings, user)
@@ -165,9 +222,19 @@ async def test_members_list_and_invite_existing_user(client, settings, admin):
     assert again.status_code == 409
 
 
-async def test_invite_new_email_records_and_emails_then_accepts_at_signup(
-    client, settings, admin, mailbox
-):
+def invitation_token(message) -> str:
+    return re.search(r"token=([\w-]+)", message.get_content()).group(1)
+
+
+async def accept(client, token, email, password=PASSWORD):
+    """Log in as `email` (a fresh client, so no other session's cookies) and accept `token`."""
+    session = client.app.test_client()
+    logged_in = await session.post("/auth/login", json={"email": email, "password": password})
+    assert logged_in.status_code == 200
+    return await session.post("/auth/accept-invite", json={"token": token})
+
+
+async def test_invitation_is_joined_only_with_its_emailed_token(client, settings, admin, mailbox):
     user, workspace = admin
     headers = auth_headers(settings, user)
     response = await client.post(
@@ -181,26 +248,106 @@ async def test_invite_new_email_records_and_emails_then_accepts_at_signup(
     )
     message = await mailbox.wait_for("carol@example.com")
     assert workspace.name in message["Subject"]
+    token = invitation_token(message)
+    stored = await Invitation.get(email="carol@example.com")
+    assert stored.token_hash == hash_secret(token) and token not in (await response.get_data(True))
+    # Signing up, then logging in, as the invited address joins nothing.
     signup = await client.post(
-        "/auth/signup", json={"email": "carol@example.com", "password": "carol-pass-123"}
+        "/auth/signup", json={"email": "carol@example.com", "password": PASSWORD}
     )
     assert signup.status_code == 201
     carol = await User.get(email="carol@example.com")
+    login = await client.post(
+        "/auth/login", json={"email": "carol@example.com", "password": PASSWORD}
+    )
+    assert login.status_code == 200
+    assert not await Membership.exists(user_id=carol.id, workspace_id=workspace.id)
+    # Someone else holding the token cannot use it; a made-up token does nothing.
+    mallory, _ = await make_user("mallory@example.com")
+    stolen = await accept(client, token, "mallory@example.com")
+    assert stolen.status_code == 403
+    assert (await stolen.get_json())["code"] == "INVITATION_FOR_ANOTHER_EMAIL"
+    assert not await Membership.exists(user_id=mallory.id, workspace_id=workspace.id)
+    assert (await accept(client, "made-up", "carol@example.com")).status_code == 400
+    # The invited address with the token joins, with the invitation's role, once.
+    accepted = await accept(client, token, "carol@example.com")
+    assert accepted.status_code == 200, await accepted.get_json()
+    assert await accepted.get_json() == {
+        "workspace_id": str(workspace.id),
+        "workspace_name": workspace.name,
+        "role": "developer",
+    }
     assert (
         await Membership.get(user_id=carol.id, workspace_id=workspace.id)
     ).role == Role.DEVELOPER
     assert (await Invitation.get(email="carol@example.com")).accepted_at is not None
+    again = await accept(client, token, "carol@example.com")
+    assert again.status_code == 400 and (await again.get_json())["code"] == "INVALID_INVITATION"
 
 
-async def test_invite_accepted_at_login_for_user_created_after(client, settings, admin):
-    user, workspace = admin
-    await Invitation.create(workspace=workspace, email="dave@example.com", role=Role.MEMBER)
-    dave, _ = await make_user("dave@example.com")
-    response = await client.post(
-        "/auth/login", json={"email": "dave@example.com", "password": "correct-horse-9"}
+async def test_accepting_needs_a_logged_in_user(client, settings, admin):
+    _, workspace = admin
+    _, secret = await create_api_key(workspace.id, None, "ci", Role.DEVELOPER)
+    anonymous = await client.post("/auth/accept-invite", json={"token": "x"})
+    assert anonymous.status_code == 401
+    with_key = await client.post(
+        "/auth/accept-invite", json={"token": "x"}, headers={"X-API-Key": secret}
     )
-    assert response.status_code == 200
-    assert await Membership.exists(user_id=dave.id, workspace_id=workspace.id, role=Role.MEMBER)
+    assert with_key.status_code == 403
+
+
+async def test_invitations_expire_after_seven_days(client, settings, admin, mailbox):
+    user, workspace = admin
+    before = utcnow()
+    await client.post(
+        f"/workspaces/{workspace.id}/invite",
+        json={"email": "erin@example.com"},
+        headers=auth_headers(settings, user),
+    )
+    token = invitation_token(await mailbox.wait_for("erin@example.com"))
+    invitation = await Invitation.get(email="erin@example.com")
+    assert before + timedelta(days=7) <= invitation.expires_at <= utcnow() + timedelta(days=7)
+    await Invitation.filter(id=invitation.id).update(expires_at=utcnow() - timedelta(seconds=1))
+    erin, _ = await make_user("erin@example.com")
+    expired = await accept(client, token, "erin@example.com")
+    assert expired.status_code == 400
+    assert (await expired.get_json())["code"] == "INVALID_INVITATION"
+    assert not await Membership.exists(user_id=erin.id, workspace_id=workspace.id)
+
+
+async def test_admins_list_renew_and_revoke_invitations(client, settings, admin, mailbox):
+    user, workspace = admin
+    headers = auth_headers(settings, user)
+    base = f"/workspaces/{workspace.id}"
+    for email in ("f@example.com", "g@example.com"):
+        await client.post(f"{base}/invite", json={"email": email}, headers=headers)
+    first_token = invitation_token(await mailbox.wait_for("f@example.com"))
+    g_token = invitation_token(await mailbox.wait_for("g@example.com"))
+    listed = await (await client.get(f"{base}/invitations", headers=headers)).get_json()
+    assert [item["email"] for item in listed["items"]] == ["f@example.com", "g@example.com"]
+    item = listed["items"][0]
+    assert item["invited_by"] == "admin@example.com" and item["expired"] is False
+    assert "token" not in item and "token_hash" not in item
+    # Inviting again renews the invitation: a new token, and the first email's link is dead.
+    mailbox.messages.clear()
+    await client.post(
+        f"{base}/invite", json={"email": "f@example.com", "role": "admin"}, headers=headers
+    )
+    renewed_token = invitation_token(await mailbox.wait_for("f@example.com"))
+    assert renewed_token != first_token
+    await make_user("f@example.com")
+    assert (await accept(client, first_token, "f@example.com")).status_code == 400
+    # Revoked: gone from the list, and its link no longer works.
+    g_id = next(i["id"] for i in listed["items"] if i["email"] == "g@example.com")
+    assert (await client.delete(f"{base}/invitations/{g_id}", headers=headers)).status_code == 204
+    assert (await client.delete(f"{base}/invitations/{g_id}", headers=headers)).status_code == 404
+    await make_user("g@example.com")
+    assert (await accept(client, g_token, "g@example.com")).status_code == 400
+    listed = await (await client.get(f"{base}/invitations", headers=headers)).get_json()
+    assert [(i["email"], i["role"]) for i in listed["items"]] == [("f@example.com", "admin")]
+    assert (await accept(client, renewed_token, "f@example.com")).status_code == 200
+    listed = await (await client.get(f"{base}/invitations", headers=headers)).get_json()
+    assert listed["items"] == []
 
 
 async def test_remove_member_but_never_the_last_admin(client, settings, admin):

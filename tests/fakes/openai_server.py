@@ -111,7 +111,8 @@ def last_tool_result(body: dict[str, Any]) -> tuple[str, str] | None:
 
 
 class FakeOpenAI(BackgroundServer):
-    """The server. Inspect `requests` (JSON bodies of chat requests) in assertions."""
+    """The server. Inspect `requests` (JSON bodies of chat requests) in assertions, and
+    `authorizations` (each chat request's Authorization header, None when it had none)."""
 
     def __init__(self, *, ttft: float = 0.0, default_reply: str = "Sorry, I did not get that."):
         super().__init__()
@@ -119,6 +120,7 @@ class FakeOpenAI(BackgroundServer):
         self.default_reply = default_reply
         self.rules: list[Rule] = []
         self.requests: list[dict[str, Any]] = []
+        self.authorizations: list[str | None] = []
         self.speech_requests: list[dict[str, Any]] = []
         self._ids = itertools.count(1)
 
@@ -160,6 +162,7 @@ class FakeOpenAI(BackgroundServer):
     def reset(self) -> None:
         self.rules.clear()
         self.requests.clear()
+        self.authorizations.clear()
         self.speech_requests.clear()
 
     def _choose(self, body: dict[str, Any]) -> Reply:
@@ -197,6 +200,7 @@ class FakeOpenAI(BackgroundServer):
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
         self.requests.append(body)
+        self.authorizations.append(request.headers.get("Authorization"))
         reply = self._choose(body)
         ttft = self.ttft if reply.ttft is None else reply.ttft
         completion_id = f"chatcmpl-{next(self._ids)}"

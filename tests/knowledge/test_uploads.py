@@ -7,6 +7,8 @@ import os
 import pytest
 
 from knowledge import KnowledgeSettings, UploadRejected, check_upload, check_uploads
+from knowledge.errors import IngestError, UploadTooLarge
+from knowledge.loaders import load
 from tests.knowledge.builders import make_docx, make_zip, make_zip_bomb
 from tests.knowledge.pdfgen import make_pdf
 
@@ -85,6 +87,15 @@ def test_refuses_file_over_the_limit(limits: KnowledgeSettings) -> None:
 
     with pytest.raises(UploadRejected, match="limit per file"):
         check_upload("big.txt", b"x" * 1001, limits)
+
+
+def test_counts_pdf_pages_and_refuses_too_many_before_extracting() -> None:
+    three_pages = make_pdf([["one"], ["two"], ["three"]])
+    assert check_upload("ok.pdf", three_pages, KnowledgeSettings(max_pdf_pages=3)).pages == 3
+    with pytest.raises(UploadTooLarge, match="3 pages, over the limit of 2"):
+        check_upload("long.pdf", three_pages, KnowledgeSettings(max_pdf_pages=2))
+    with pytest.raises(IngestError, match="3 pages"):
+        load("pdf", three_pages, max_pages=2)
 
 
 def test_refuses_request_over_the_limit(limits: KnowledgeSettings) -> None:

@@ -149,7 +149,8 @@ async def text_call(
 ) -> AsyncIterator[TextCall]:
     """A room-less session running the call's agent on text (LLM from the provider registry)."""
     state = CallState(call=call)
-    pipeline = build_pipeline(call.agent, audio=False)
+    # the scripted LLM listens on loopback
+    pipeline = build_pipeline(call.agent, audio=False, allow_private_urls=True)
     session = create_session(call, pipeline, state, **(session_overrides or {}))
     recorder = CallRecorder(session, state)
     guard = CallGuard(session, state)

@@ -15,7 +15,6 @@ pytest.importorskip("piper", reason="the 'local' extra is not installed")
 from runtime.local.stt import WhisperSTT  # noqa: E402
 from runtime.local.tts import PiperTTS  # noqa: E402
 
-
 FIXED_WAV = Path(__file__).parent / "data" / "book_a_table_for_two.wav"  # Piper, 16 kHz mono
 
 

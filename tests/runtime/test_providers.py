@@ -1,6 +1,8 @@
 """The provider registry: factories, keys, missing extras, and the plugins it builds."""
 
 import pytest
+from livekit.agents import APIConnectionError, APIConnectOptions
+from livekit.agents import llm as lk_llm
 from livekit.agents import stt as lk_stt
 from livekit.plugins import deepgram, openai
 
@@ -41,7 +43,7 @@ def test_openai_llm_with_base_url_needs_no_key(monkeypatch):
     agent = AgentSpec(
         agent_id="a", llm_model="llama3.2", llm_base_url="http://127.0.0.1:11434/v1", max_tokens=99
     )
-    llm = build_llm(agent)
+    llm = build_llm(agent, allow_private_urls=True)  # a local Ollama: private URLs allowed
     assert isinstance(llm, openai.LLM)
     assert llm.model == "llama3.2"
     assert llm._opts.max_completion_tokens == 99
@@ -87,7 +89,8 @@ def test_vad_and_turn_detector_run_offline():
 
 
 def test_text_pipeline_has_only_an_llm(fake_llm):
-    pipeline = build_pipeline(make_call(fake_llm.base_url).agent, audio=False)
+    agent = make_call(fake_llm.base_url).agent
+    pipeline = build_pipeline(agent, audio=False, allow_private_urls=True)
     assert pipeline.stt is None and pipeline.tts is None and pipeline.vad is None
     assert isinstance(pipeline.llm, openai.LLM)
 
@@ -99,3 +102,58 @@ def test_local_providers_build(monkeypatch):
     stt = build_stt(agent)
     assert isinstance(stt, lk_stt.STT) and stt.model == "tiny.en"
     assert build_tts(agent).sample_rate == 22050
+
+
+async def _say_hello(llm) -> str:
+    chat_ctx = lk_llm.ChatContext.empty()
+    chat_ctx.add_message(role="user", content="hello")
+    text = ""
+    once = APIConnectOptions(max_retry=0)
+    async with llm.chat(chat_ctx=chat_ctx, conn_options=once) as stream:
+        async for chunk in stream:
+            if chunk.delta and chunk.delta.content:
+                text += chunk.delta.content
+    return text
+
+
+async def test_the_platform_key_never_goes_to_an_agents_own_endpoint(fake_llm, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-platform-secret")
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    fake_llm.on("hello", "Hi there.")
+    agent = AgentSpec(agent_id="a", llm_model="scripted", llm_base_url=fake_llm.base_url)
+    assert await _say_hello(build_llm(agent, allow_private_urls=True)) == "Hi there."
+    assert fake_llm.authorizations == [None]  # no key at all, certainly not the platform's
+
+    own = agent.replace(llm_api_key="sk-agent-own")
+    assert "sk-agent-own" not in repr(own)
+    await _say_hello(build_llm(own, allow_private_urls=True))
+    assert fake_llm.authorizations[-1] == "Bearer sk-agent-own"
+
+
+async def test_the_operators_own_base_url_gets_the_platform_key(fake_llm, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-platform-secret")
+    monkeypatch.setenv("OPENAI_BASE_URL", fake_llm.base_url)
+    fake_llm.on("hello", "Hi there.")
+    await _say_hello(build_llm(AgentSpec(agent_id="a", llm_model="gpt-4o")))
+    await _say_hello(build_llm(AgentSpec(agent_id="a", llm_base_url=fake_llm.base_url)))
+    assert fake_llm.authorizations == ["Bearer sk-platform-secret"] * 2
+
+
+def test_a_metadata_address_as_llm_base_url_is_refused(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-platform-secret")
+    agent = AgentSpec(agent_id="a", llm_base_url="http://169.254.169.254/latest/v1")
+    with pytest.raises(ProviderError, match="not allowed"):
+        build_llm(agent)
+    with pytest.raises(ProviderError, match="not allowed"):
+        build_llm(agent.replace(llm_base_url="file:///etc/passwd"), allow_private_urls=True)
+
+
+async def test_an_llm_host_name_is_checked_when_connecting(fake_llm, monkeypatch):
+    """A name that resolves to a loopback address is refused at connect time (pinned)."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-platform-secret")
+    fake_llm.on("hello", "Hi there.")
+    base_url = fake_llm.base_url.replace("127.0.0.1", "localhost")
+    llm = build_llm(AgentSpec(agent_id="a", llm_model="scripted", llm_base_url=base_url))
+    with pytest.raises(APIConnectionError, match="private, loopback or reserved"):
+        await _say_hello(llm)
+    assert fake_llm.requests == []

@@ -21,7 +21,7 @@ import pytest
 from livekit import api as lk
 from livekit.agents import NOT_GIVEN
 
-from control.models import Call, PhoneNumber, Role
+from control.models import Agent, Call, PhoneNumber, Role
 from control.services.agents import create_agent
 from runtime.config import RuntimeSettings
 from runtime.control_client import ControlPlane
@@ -96,7 +96,9 @@ async def new_runner(
     """Makes call runners that talk to the app with the service token; closes their sessions."""
     runners: list[CallRunner] = []
     runtime_settings = RuntimeSettings(
-        api_url="http://control-plane.test", service_token=settings.service_token
+        api_url="http://control-plane.test",
+        service_token=settings.service_token,
+        allow_private_urls=True,  # the scripted LLM listens on loopback
     )
 
     def make() -> CallRunner:
@@ -119,7 +121,7 @@ async def line(client: Any, settings: Any, livekit: FakeLiveKit, fake_llm: FakeO
     trunk = await client.post("/phonenumbers/sip_trunk", json=TRUNK_BODY, headers=headers)
     assert trunk.status_code == 201, await trunk.get_json()
     agent = await create_agent(
-        settings,
+        settings.model_copy(update={"allow_private_urls": True}),  # the LLM is on loopback
         workspace.id,
         {
             "agent_name": "Acme",
@@ -128,6 +130,7 @@ async def line(client: Any, settings: Any, livekit: FakeLiveKit, fake_llm: FakeO
             "LLM_base_url": fake_llm.base_url,
             "LLM_model": "scripted",
             "first_message": GREETING,
+            "allow_web_calls": True,
         },
     )
     return {"headers": headers, "workspace": workspace, "agent": agent}
@@ -154,7 +157,11 @@ async def outbound_job(client: Any, line: dict, livekit: FakeLiveKit) -> Job:
 
 
 async def web_job(client: Any, livekit: FakeLiveKit, phone: str = AGENT_NUMBER) -> Job:
-    response = await client.get("/calls/generate-token", query_string={"phone": phone})
+    [agent] = [agent for agent in await Agent.all() if agent.config["phone_number"] == phone]
+    key = agent.config["web_call_public_key"]
+    response = await client.get(
+        "/calls/generate-token", query_string={"phone": phone, "public_key": key}
+    )
     assert response.status_code == 200, await response.get_json()
     return dispatched_job(livekit, (await response.get_json())["call_id"])
 
@@ -328,7 +335,12 @@ async def test_a_call_whose_llm_cannot_be_built_is_still_reported(
     await create_agent(
         settings,
         line["workspace"].id,
-        {"agent_name": "Keyless", "phone_number": "+16505550000", "LLM_provider": "openai"},
+        {
+            "agent_name": "Keyless",
+            "phone_number": "+16505550000",
+            "LLM_provider": "openai",
+            "allow_web_calls": True,
+        },
     )
     job = await web_job(client, livekit, phone="+16505550000")
     runner = new_runner()
