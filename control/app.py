@@ -64,6 +64,9 @@ def create_app(
             "apiKey": {"type": "apiKey", "in_": "header", "name": "X-API-Key"},
         },
         security=[{"cookie": []}, {"bearer": []}, {"apiKey": []}],
+        # Response models are written as JSON types: ISO timestamps, UUIDs and enums as strings
+        # (Quart's own encoder would write datetimes as HTTP dates).
+        pydantic_dump_options={"mode": "json"},
     )
     redis = Redis.from_url(
         settings.redis_url, socket_connect_timeout=1.0, socket_timeout=2.0, decode_responses=True

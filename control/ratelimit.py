@@ -15,7 +15,6 @@ import hashlib
 import ipaddress
 import logging
 import math
-import time
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -35,17 +34,22 @@ FAIL_OPEN_ATTRIBUTE = "_voxline_rate_limit_fail_open"
 
 # GCRA (the algorithm quart-rate-limiter uses) in one round trip: read the theoretical arrival
 # time, refuse if it is too far ahead, else move it on. Returns the seconds to wait, or "0".
+# Times are Redis's own clock in whole microseconds: requests stamped by different processes (or
+# stamped before they waited for the event loop) cannot skew each other, and no rounding can
+# refuse the last request of a burst.
 _GCRA = """
-local now = tonumber(ARGV[1])
-local interval = tonumber(ARGV[2])
-local period = tonumber(ARGV[3])
-local tat = tonumber(redis.call('GET', KEYS[1]) or ARGV[1])
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+local interval = tonumber(ARGV[1])
+local period = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tat < now then tat = now end
 local limit = period - interval
 if tat - now > limit then
-  return tostring(tat - limit - now)
+  return tostring((tat - limit - now) / 1000000)
 end
-redis.call('SET', KEYS[1], tostring(tat + interval), 'EX', math.ceil(period) + 1)
+local expiry_ms = math.ceil(period / 1000) + 1000
+redis.call('SET', KEYS[1], string.format('%d', tat + interval), 'PX', expiry_ms)
 return '0'
 """
 
@@ -215,7 +219,11 @@ class RedisRateLimiter(RateLimiter):
             try:
                 wait = float(
                     await self._redis.eval(
-                        _GCRA, 1, key, time.time(), limit.inverse, limit.period.total_seconds()
+                        _GCRA,
+                        1,
+                        key,
+                        round(limit.inverse * 1_000_000),
+                        round(limit.period.total_seconds() * 1_000_000),
                     )
                 )
             except Exception as error:

@@ -15,6 +15,7 @@ import json
 import logging
 import re
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -31,6 +32,7 @@ from livekit.agents.voice.events import (
     UserStateChangedEvent,
 )
 
+from runtime.grounding import ANSWER_SCORE, best_fact
 from runtime.providers import Pipeline
 from runtime.spec import (
     CallReport,
@@ -39,9 +41,10 @@ from runtime.spec import (
     EndReason,
     call_variables,
     mask_phone,
+    provider_info,
     render_template,
 )
-from runtime.tools import Retrieve, build_tools
+from runtime.tools import Retrieve, build_tools, lookup_passages
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +52,13 @@ DEFAULT_INSTRUCTIONS = "You are a helpful, concise voice assistant. Keep answers
 VOICE_STYLE = (
     "You are speaking on a live call: answer in short, plain sentences without markdown, "
     "lists or emoji."
+)
+#: How many knowledge passages are looked up per turn for an LLM that cannot call tools.
+GROUNDING_TOP_K = 3
+NO_FACTS_NOTE = (
+    "Nothing in the knowledge base answers the caller's next message. If they ask for a fact, "
+    "say that you don't know it. If they say goodbye, thank them and say goodbye. Never make up "
+    "a price, time or product."
 )
 
 
@@ -93,7 +103,10 @@ class VoxlineAgent(Agent):
         greet_on_enter: bool = True,
         voice: bool = True,
         chat_ctx: llm.ChatContext | None = None,
+        ground: bool | None = None,
     ) -> None:
+        """`ground`: put the knowledge passages for the caller's message into every turn
+        (default: when the agent has knowledge and its LLM cannot call the lookup tool)."""
         self.call = call
         self.state = state or CallState(call=call)
         self.variables = call_variables(call, now)
@@ -104,6 +117,11 @@ class VoxlineAgent(Agent):
             instructions = f"{instructions}\n\n{VOICE_STYLE}"
         self.first_message = render_template(spec.first_message, self.variables).strip()
         self._greet_on_enter = greet_on_enter
+        self._retrieve = retrieve
+        if ground is None:
+            calls_tools = provider_info("llm", spec.llm_provider).calls_tools
+            ground = spec.knowledge_ready and not calls_tools
+        self._ground = ground
         self.greeting: SpeechHandle | None = None
         super().__init__(
             instructions=instructions,
@@ -119,6 +137,47 @@ class VoxlineAgent(Agent):
     async def on_enter(self) -> None:
         if self._greet_on_enter:
             self.greet()
+
+    async def llm_node(
+        self, chat_ctx: llm.ChatContext, tools: list[llm.Tool], model_settings: Any
+    ) -> AsyncIterator[llm.ChatChunk | str]:
+        if self._ground:
+            answer, chat_ctx = await self._grounded(chat_ctx)
+            if answer:
+                yield answer
+                return
+        async for chunk in Agent.default.llm_node(self, chat_ctx, tools, model_settings):
+            yield chunk
+
+    async def _grounded(self, chat_ctx: llm.ChatContext) -> tuple[str | None, llm.ChatContext]:
+        """The answer from the knowledge for the last user message, or the context for the LLM.
+
+        See `runtime.grounding`: a sentence of the retrieved passages that matches the message
+        closely is the answer (and its passages the turn's `sources`); otherwise the LLM answers,
+        told that the knowledge has nothing on it.
+        """
+        items = chat_ctx.items
+        last = next(
+            (i for i in range(len(items) - 1, -1, -1) if getattr(items[i], "role", "") == "user"),
+            None,
+        )
+        question = (items[last].text_content or "").strip() if last is not None else ""
+        if not question:
+            return None, chat_ctx
+        try:
+            passages = await lookup_passages(
+                self.call.agent.agent_id, question, GROUNDING_TOP_K, self._retrieve
+            )
+            found = await best_fact(question, passages)
+        except Exception:  # the knowledge is unavailable: the LLM answers on its own
+            logger.exception("grounding failed for agent %s", self.call.agent.agent_id)
+            return None, chat_ctx
+        if found is not None and found[1] >= ANSWER_SCORE:
+            self.state.sources.extend(passages)
+            return found[0].sentence, chat_ctx
+        grounded = chat_ctx.copy()
+        grounded.items.insert(last, llm.ChatMessage(role="system", content=[NO_FACTS_NOTE]))
+        return None, grounded
 
     def greet(self) -> SpeechHandle | None:
         """Say the first message (on outbound calls, once the callee answered)."""

@@ -384,6 +384,11 @@ def _split_url(url: str) -> tuple[str, int]:
     host = parts.hostname
     if not host:
         raise URLNotAllowedError(f"the URL {url!r} has no host")
+    if _literal_ip(host) is None:
+        try:
+            host.encode("idna")  # what getaddrinfo does first: it raises UnicodeError, not OSError
+        except UnicodeError as e:
+            raise URLNotAllowedError(f"the host {host!r} is not a valid host name") from e
     return host, port or (443 if scheme == "https" else 80)
 
 

@@ -8,11 +8,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from quart import Blueprint, current_app, request
-from quart_schema import DataSource, validate_querystring, validate_request
+from quart_schema import DataSource, validate_querystring, validate_request, validate_response
 
 from control.models import Agent, KnowledgeFile, Role
-from control.pagination import PageQuery, paginate
+from control.pagination import Page, PageQuery, paginate
 from control.principal import current_principal, require_role
+from control.schemas import IsoTime
 from control.services import agents as agent_service
 from control.services import knowledge_files
 from control.services.agent_config import AgentConfig, AgentUpdate
@@ -24,6 +25,24 @@ UPLOAD_FIELDS = ("files", "file")
 
 def _settings():
     return current_app.config["SETTINGS"]
+
+
+class AgentOut(BaseModel):
+    """An agent: its identity, and every `AgentConfig` field as stored, secrets masked.
+
+    `phone_number_warning` (a string) is present only when the named number routes no calls.
+    """
+
+    model_config = ConfigDict(extra="allow")  # the AgentConfig fields, and that warning
+
+    id: str
+    workspace_id: str
+    agent_name: str
+    phone_number: str | None
+    phone_number_status: str | None = Field(description="`active`, `not_registered` or null")
+    unreadable_secrets: list[str]
+    created_at: IsoTime
+    updated_at: IsoTime
 
 
 def agent_out(agent: Agent) -> dict[str, Any]:
@@ -85,9 +104,19 @@ class PassageOut(BaseModel):
     text: str
 
 
+class UploadedOut(BaseModel):
+    files: list[KnowledgeFileOut]
+
+
+class QueryOut(BaseModel):
+    query: str
+    results: list[PassageOut]
+
+
 @blueprint.get("")
 @require_role(Role.MEMBER)
 @validate_querystring(PageQuery)
+@validate_response(Page[AgentOut])
 async def list_agents(query_args: PageQuery) -> dict:
     """List the workspace's agents.
 
@@ -100,6 +129,7 @@ async def list_agents(query_args: PageQuery) -> dict:
 @blueprint.post("")
 @require_role(Role.DEVELOPER)
 @validate_request(AgentConfig)
+@validate_response(AgentOut, 201)
 async def create_agent(data: AgentConfig) -> tuple[dict, int]:
     """Create an agent.
 
@@ -113,6 +143,7 @@ async def create_agent(data: AgentConfig) -> tuple[dict, int]:
 
 @blueprint.get("/<uuid:agent_id>")
 @require_role(Role.MEMBER)
+@validate_response(AgentOut)
 async def get_agent(agent_id: uuid.UUID) -> dict:
     """Get an agent.
 
@@ -124,6 +155,7 @@ async def get_agent(agent_id: uuid.UUID) -> dict:
 @blueprint.put("/<uuid:agent_id>")
 @require_role(Role.DEVELOPER)
 @validate_request(AgentUpdate)
+@validate_response(AgentOut)
 async def update_agent(agent_id: uuid.UUID, data: AgentUpdate) -> dict:
     """Update an agent.
 
@@ -148,6 +180,7 @@ async def delete_agent(agent_id: uuid.UUID) -> tuple[str, int]:
 
 @blueprint.post("/<uuid:agent_id>/web-call-key/rotate")
 @require_role(Role.DEVELOPER)
+@validate_response(AgentOut)
 async def rotate_web_call_key(agent_id: uuid.UUID) -> dict:
     """Give the agent a new web-call public key.
 
@@ -160,6 +193,7 @@ async def rotate_web_call_key(agent_id: uuid.UUID) -> dict:
 @blueprint.post("/<uuid:agent_id>/upload")
 @require_role(Role.DEVELOPER)
 @validate_request(UploadForm, source=DataSource.FORM_MULTIPART)
+@validate_response(UploadedOut, 202)
 async def upload_files(agent_id: uuid.UUID, data: UploadForm) -> tuple[dict, int]:
     """Upload knowledge files (multipart field `files`, several allowed).
 
@@ -180,6 +214,7 @@ async def upload_files(agent_id: uuid.UUID, data: UploadForm) -> tuple[dict, int
 @blueprint.get("/<uuid:agent_id>/files")
 @require_role(Role.MEMBER)
 @validate_querystring(PageQuery)
+@validate_response(Page[KnowledgeFileOut])
 async def list_files(agent_id: uuid.UUID, query_args: PageQuery) -> dict:
     """List the agent's knowledge files.
 
@@ -207,6 +242,7 @@ async def delete_file(agent_id: uuid.UUID, filename: str) -> tuple[str, int]:
 @blueprint.post("/<uuid:agent_id>/query")
 @require_role(Role.MEMBER)
 @validate_request(QueryIn)
+@validate_response(QueryOut)
 async def query_knowledge(agent_id: uuid.UUID, data: QueryIn) -> dict:
     """Query the agent's knowledge base.
 

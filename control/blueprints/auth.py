@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field
-from quart import Blueprint, Response, current_app, jsonify, request
-from quart_schema import validate_request
+from quart import Blueprint, Response, after_this_request, current_app, request
+from quart_schema import validate_request, validate_response
 
 from control.errors import APIError
 from control.models import Role, User
@@ -97,16 +97,25 @@ async def _presented_refresh_token() -> str | None:
     return request.cookies.get(REFRESH_COOKIE)
 
 
-def _session_response(user: User, tokens: auth_service.TokenPair, status: int = 200) -> Response:
+def _session_response(
+    user: User, tokens: auth_service.TokenPair, status: int = 200
+) -> tuple[TokensOut, int]:
     """The tokens in the body for API clients, and as HttpOnly cookies for browsers."""
+
+    @after_this_request
+    async def set_cookies(response: Response) -> Response:
+        return _set_session_cookies(response, tokens)
+
     body = TokensOut(
         access_token=tokens.access_token,
         refresh_token=tokens.refresh_token,
         expires_in=tokens.expires_in,
         user=UserOut.of(user),
     )
-    response = jsonify(body.model_dump())
-    response.status_code = status
+    return body, status
+
+
+def _set_session_cookies(response: Response, tokens: auth_service.TokenPair) -> Response:
     secure = _settings().cookie_secure
     response.set_cookie(
         ACCESS_COOKIE,
@@ -129,11 +138,18 @@ def _session_response(user: User, tokens: auth_service.TokenPair, status: int = 
     return response
 
 
+async def _clear_session_cookies(response: Response) -> Response:
+    response.delete_cookie(ACCESS_COOKIE, path="/")
+    response.delete_cookie(REFRESH_COOKIE, path=REFRESH_COOKIE_PATH)
+    return response
+
+
 @blueprint.post("/login")
 @per_minute(10)
 @public
 @validate_request(LoginIn)
-async def login(data: LoginIn) -> Response:
+@validate_response(TokensOut)
+async def login(data: LoginIn) -> tuple[TokensOut, int]:
     """Log in with email and password.
 
     Sets the `access_token` and `refresh_token` cookies and returns both tokens. After 10 failed
@@ -148,7 +164,8 @@ async def login(data: LoginIn) -> Response:
 @per_minute(5)
 @public
 @validate_request(SignupIn)
-async def signup(data: SignupIn) -> Response:
+@validate_response(TokensOut, 201)
+async def signup(data: SignupIn) -> tuple[TokensOut, int]:
     """Register a new user.
 
     Creates the user's personal workspace (as admin) and logs them in.
@@ -161,7 +178,8 @@ async def signup(data: SignupIn) -> Response:
 @per_minute(30)
 @public
 @fail_open  # a refresh token is single-use and unguessable: nothing to brute-force
-async def refresh() -> Response:
+@validate_response(TokensOut)
+async def refresh() -> tuple[TokensOut, int]:
     """Exchange the refresh token (cookie or body) for new tokens.
 
     Each refresh token works once; presenting a spent one ends the whole session.
@@ -177,7 +195,8 @@ async def refresh() -> Response:
 
 @blueprint.post("/logout")
 @require_user
-async def logout() -> Response:
+@validate_response(MessageOut)
+async def logout() -> MessageOut:
     """Log out.
 
     Revokes the refresh token and clears both cookies.
@@ -187,17 +206,16 @@ async def logout() -> Response:
         await auth_service.revoke_refresh_token(
             _settings(), token, current_principal().require_user()
         )
-    response = jsonify(MessageOut(detail="Logged out.").model_dump())
-    response.delete_cookie(ACCESS_COOKIE, path="/")
-    response.delete_cookie(REFRESH_COOKIE, path=REFRESH_COOKIE_PATH)
-    return response
+    after_this_request(_clear_session_cookies)
+    return MessageOut(detail="Logged out.")
 
 
 @blueprint.post("/google")
 @per_minute(10)
 @public
 @validate_request(GoogleIn)
-async def google(data: GoogleIn) -> Response:
+@validate_response(TokensOut)
+async def google(data: GoogleIn) -> tuple[TokensOut, int]:
     """Log in with a Google ID token.
 
     The token is verified against Google's keys, the configured client id, issuer and expiry.
@@ -210,6 +228,7 @@ async def google(data: GoogleIn) -> Response:
 @per_minute(5)
 @public
 @validate_request(ForgotPasswordIn)
+@validate_response(MessageOut)
 async def forgot_password(data: ForgotPasswordIn) -> tuple[dict, int]:
     """Email a password reset link.
 
@@ -228,6 +247,7 @@ async def forgot_password(data: ForgotPasswordIn) -> tuple[dict, int]:
 @per_minute(10)
 @public
 @validate_request(ResetPasswordIn)
+@validate_response(MessageOut)
 async def reset_password(data: ResetPasswordIn) -> tuple[dict, int]:
     """Set a new password with the emailed token.
 
@@ -251,6 +271,7 @@ class AcceptedOut(BaseModel):
 @per_minute(10)
 @require_user
 @validate_request(AcceptInviteIn)
+@validate_response(AcceptedOut)
 async def accept_invite(data: AcceptInviteIn) -> tuple[dict, int]:
     """Accept a workspace invitation with the token from its email.
 

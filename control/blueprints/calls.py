@@ -7,14 +7,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
-from quart import Blueprint, Response, current_app, jsonify, request, send_file
-from quart_schema import validate_querystring, validate_request
+from quart import Blueprint, Response, current_app, request, send_file
+from quart_schema import validate_querystring, validate_request, validate_response
 
 from control.errors import APIError
 from control.models import Call, Role
-from control.pagination import PageQuery, paginate
+from control.pagination import Page, PageQuery, paginate
 from control.principal import current_principal, public, require_role
 from control.ratelimit import per_minute
+from control.schemas import IsoTime
 from control.services import call_logs, idempotency
 from control.services import calls as call_service
 from control.services.agent_config import E164
@@ -24,9 +25,12 @@ blueprint = Blueprint("calls", __name__, url_prefix="/calls")
 MAX_RANGE = timedelta(days=3660)
 
 
+NO_STORE = {"Cache-Control": "private, no-store"}
+
+
 def private_no_store(response: Response) -> Response:
     """Recordings, transcripts and exports: no shared cache or proxy may keep a copy."""
-    response.headers["Cache-Control"] = "private, no-store"
+    response.headers.update(NO_STORE)
     response.headers.pop("Expires", None)
     return response
 
@@ -78,6 +82,40 @@ class CallListQuery(CallFilterQuery, PageQuery):
     pass
 
 
+class CallSummaryOut(BaseModel):
+    id: str
+    workspace_id: str
+    agent_id: str | None
+    call_type: str
+    call_direction: str
+    from_number: str | None
+    to_number: str | None
+    status: str
+    end_reason: str | None
+    sip_status: int | None
+    created_at: IsoTime
+    started_at: IsoTime | None
+    answered_at: IsoTime | None
+    ended_at: IsoTime | None
+    duration_seconds: float | None
+    disposition: str | None
+    sentiment: str | None
+    summary: str | None
+    recording_url: str | None
+    batch_id: str | None
+    campaign: str | None
+
+
+class CallOut(CallSummaryOut):
+    room_name: str | None
+    transcript: Any
+    usage: Any
+    latencies: Any
+    extracted_data: Any
+    dynamic_variables: Any
+    error: str | None
+
+
 def call_summary(call: Call) -> dict[str, Any]:
     return {
         "id": str(call.id),
@@ -120,6 +158,7 @@ def call_detail(call: Call) -> dict[str, Any]:
 @blueprint.get("")
 @require_role(Role.MEMBER)
 @validate_querystring(CallListQuery)
+@validate_response(Page[CallSummaryOut])
 async def list_calls(query_args: CallListQuery) -> dict:
     """List call logs, newest first.
 
@@ -150,13 +189,14 @@ async def export_calls(query_args: CallFilterQuery) -> Response:
 
 @blueprint.get("/<uuid:call_id>")
 @require_role(Role.MEMBER)
-async def get_call(call_id: uuid.UUID) -> Response:
+@validate_response(CallOut)
+async def get_call(call_id: uuid.UUID) -> tuple[dict, int, dict[str, str]]:
     """Get one call log.
 
     With its transcript, latencies, usage, recording and analysis.
     """
     call = await call_service.get_call(current_principal().workspace_id, call_id)
-    return private_no_store(jsonify(call_detail(call)))
+    return call_detail(call), 200, NO_STORE
 
 
 class OutboundCallIn(BaseModel):
@@ -183,9 +223,24 @@ class GenerateTokenQuery(BaseModel):
     )
 
 
+class OutboundCallOut(CallSummaryOut):
+    call_id: str
+    room_name: str | None
+    dispatch_id: str | None
+
+
+class WebCallTokenOut(BaseModel):
+    token: str
+    room_name: str | None
+    url: str | None
+    call_id: str
+
+
 @blueprint.post("/outbound_call")
 @require_role(Role.MEMBER)
 @validate_request(OutboundCallIn)
+@validate_response(OutboundCallOut, 201)
+@validate_response(OutboundCallOut, 200)
 async def outbound_call(data: OutboundCallIn) -> tuple[dict, int]:
     """Start an outbound call.
 
@@ -223,6 +278,7 @@ async def outbound_call(data: OutboundCallIn) -> tuple[dict, int]:
 @per_minute(20)
 @public
 @validate_querystring(GenerateTokenQuery)
+@validate_response(WebCallTokenOut)
 async def generate_token(query_args: GenerateTokenQuery) -> dict:
     """Get a token for a web call with an agent.
 

@@ -7,11 +7,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from quart import Blueprint, current_app
-from quart_schema import validate_querystring, validate_request
+from quart_schema import validate_querystring, validate_request, validate_response
 
 from control.models import ChatMessage, Role
-from control.pagination import PageQuery, paginate
+from control.pagination import Page, PageQuery, paginate
 from control.principal import current_principal, require_role
+from control.schemas import IsoTime
 from control.services import chats as chat_service
 
 blueprint = Blueprint("chats", __name__, url_prefix="/chats")
@@ -32,6 +33,24 @@ class ChatListQuery(PageQuery):
     session_id: str | None = SessionId
 
 
+class ChatOut(BaseModel):
+    session_id: str
+    reply: str
+    tool_calls: Any
+    sources: Any
+
+
+class ChatMessageOut(BaseModel):
+    id: str
+    session_id: str
+    agent_id: str
+    role: str
+    text: str
+    tool_calls: Any
+    sources: Any
+    created_at: IsoTime
+
+
 def message_out(message: ChatMessage) -> dict[str, Any]:
     return {
         "id": str(message.id),
@@ -48,6 +67,7 @@ def message_out(message: ChatMessage) -> dict[str, Any]:
 @blueprint.post("")
 @require_role(Role.MEMBER)
 @validate_request(ChatIn)
+@validate_response(ChatOut)
 async def chat(data: ChatIn) -> dict:
     """Send a message to an agent and get its reply.
 
@@ -72,6 +92,7 @@ async def chat(data: ChatIn) -> dict:
 @blueprint.get("")
 @require_role(Role.MEMBER)
 @validate_querystring(ChatListQuery)
+@validate_response(Page[ChatMessageOut])
 async def list_chats(query_args: ChatListQuery) -> dict:
     """List chat messages, newest first.
 

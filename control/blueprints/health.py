@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 
+from pydantic import BaseModel
 from quart import Blueprint, current_app
+from quart_schema import validate_response
 
 from control import jobs
 from control.errors import RETRY_AFTER_SECONDS, APIError
@@ -17,10 +19,25 @@ logger = logging.getLogger(__name__)
 blueprint = Blueprint("health", __name__)
 
 
+class JobQueueOut(BaseModel):
+    due: int
+    scheduled: int
+    running: int
+    failed: int
+
+
+class HealthOut(BaseModel):
+    status: str
+    database: str
+    redis: str
+    jobs: JobQueueOut
+
+
 @blueprint.get("/health")
 @per_minute(600)
 @public
 @fail_open
+@validate_response(HealthOut)
 async def health() -> dict:
     """Report whether the database and Redis answer, and how the background jobs fare.
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from quart import Blueprint, current_app, request
+from quart_schema import validate_response
 
 from control.errors import APIError, field_errors
 from control.models import Agent
@@ -57,6 +58,16 @@ async def _joined_spec(call) -> dict:
     return spec.to_dict()
 
 
+class CallSpecOut(BaseModel):
+    """The call spec a worker runs (`runtime.spec.CallSpec.to_dict()`)."""
+
+    model_config = ConfigDict(extra="allow")  # the rest of CallSpec, as its dataclass defines
+
+    call_id: str
+    workspace_id: str
+    agent: dict[str, Any]
+
+
 class NewCallIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     direction: str = Field(default="web", pattern="^(inbound|outbound|web)$")
@@ -84,6 +95,7 @@ async def _json_body(model: type[BaseModel]) -> Any:
 
 @blueprint.get("/calls/<uuid:call_id>/spec")
 @require_service_token
+@validate_response(CallSpecOut)
 async def spec_by_call(call_id: uuid.UUID) -> dict:
     """The call spec of a dispatched call (outbound or web)."""
     call = await call_service.get_call(None, call_id)
@@ -94,6 +106,7 @@ async def spec_by_call(call_id: uuid.UUID) -> dict:
 
 @blueprint.post("/agents/<uuid:agent_id>/calls")
 @require_service_token
+@validate_response(CallSpecOut, 201)
 async def spec_by_agent(agent_id: uuid.UUID) -> tuple[dict, int]:
     """Open a call log for an agent and return its spec (web rooms, simulations)."""
     data = await _json_body(NewCallIn)
@@ -110,6 +123,7 @@ class _Number(BaseModel):
 
 @blueprint.post("/numbers/<number>/calls")
 @require_service_token
+@validate_response(CallSpecOut, 201)
 async def spec_by_number(number: str) -> tuple[dict, int]:
     """Open an inbound call log for the agent that answers the dialled number."""
     try:
@@ -128,8 +142,29 @@ async def spec_by_number(number: str) -> tuple[dict, int]:
     return await _joined_spec(call), 201
 
 
+class ReportedOut(BaseModel):
+    id: str
+    status: str
+    applied: bool
+
+
+class CallStatusOut(BaseModel):
+    id: str
+    status: str
+
+
+class DemoAgentOut(BaseModel):
+    agent_id: str
+    agent_name: str
+
+
+class RecordingOut(BaseModel):
+    recording_url: str
+
+
 @blueprint.post("/calls/<uuid:call_id>/report")
 @require_service_token
+@validate_response(ReportedOut)
 async def report(call_id: uuid.UUID) -> dict:
     """Store a call's report: transcript, usage, latencies and how it ended."""
     payload = await request.get_json(silent=True)
@@ -147,6 +182,7 @@ async def report(call_id: uuid.UUID) -> dict:
 
 @blueprint.post("/calls/<uuid:call_id>/heartbeat")
 @require_service_token
+@validate_response(CallStatusOut)
 async def heartbeat(call_id: uuid.UUID) -> dict:
     """The worker's word that the call is alive: the reaper leaves it and its slot is kept."""
     call = await call_service.get_call(None, call_id)
@@ -156,6 +192,7 @@ async def heartbeat(call_id: uuid.UUID) -> dict:
 
 @blueprint.get("/demo-agent")
 @require_service_token
+@validate_response(DemoAgentOut)
 async def demo_agent() -> dict:
     """The demo agent seeded by `voxline demo` (what `voxline simulate` calls by default)."""
     agent = await demo.find_demo_agent()
@@ -166,6 +203,7 @@ async def demo_agent() -> dict:
 
 @blueprint.put("/calls/<uuid:call_id>/recording")
 @require_service_token
+@validate_response(RecordingOut)
 async def store_recording(call_id: uuid.UUID) -> dict:
     """Store a call's WAV recording; it is then served at `/calls/{id}/recording`."""
     call = await call_service.get_call(None, call_id)

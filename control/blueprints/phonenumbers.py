@@ -7,13 +7,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 from quart import Blueprint, current_app
-from quart_schema import validate_querystring, validate_request
+from quart_schema import validate_querystring, validate_request, validate_response
 
 from control.errors import APIError
 from control.models import PhoneNumber, Role
-from control.pagination import PageQuery, paginate
+from control.pagination import Page, PageQuery, paginate
 from control.principal import current_principal, public, require_role
 from control.ratelimit import per_minute
+from control.schemas import IsoTime
 from control.services import phone_numbers as number_service
 from control.services.agent_config import E164, check_e164
 
@@ -28,6 +29,45 @@ def _settings():
 
 def _telephony():
     return current_app.config["TELEPHONY"]
+
+
+class LiveKitObjectsOut(BaseModel):
+    inbound_trunk_id: str | None
+    outbound_trunk_id: str | None
+    dispatch_rule_id: str | None
+
+
+class PhoneNumberOut(BaseModel):
+    id: str
+    phone_number: str
+    source: str
+    provider: str
+    label: str | None
+    email: str | None
+    sip_address: str | None
+    auth_username: str | None
+    has_auth_password: bool
+    krisp_enabled: bool
+    agent_id: str | None
+    agent_name: str | None
+    livekit: LiveKitObjectsOut
+    created_at: IsoTime
+    updated_at: IsoTime
+
+
+class AvailableNumberOut(BaseModel):
+    phone_number: str
+    country_code: str
+    region: str | None
+    locality: str | None
+    capabilities: dict[str, bool]
+    monthly_price: str | None
+    currency: str | None
+    provider: str
+
+
+class AvailableNumbersOut(BaseModel):
+    items: list[AvailableNumberOut]
 
 
 def number_out(phone_number: PhoneNumber, agent=None) -> dict[str, Any]:
@@ -119,6 +159,7 @@ def _path_number(number: str) -> str:
 @blueprint.get("")
 @require_role(Role.MEMBER)
 @validate_querystring(PageQuery)
+@validate_response(Page[PhoneNumberOut])
 async def list_numbers(query_args: PageQuery) -> dict:
     """List the workspace's phone numbers.
 
@@ -137,6 +178,7 @@ async def list_numbers(query_args: PageQuery) -> dict:
 @per_minute(30)
 @public
 @validate_querystring(SearchQuery)
+@validate_response(AvailableNumbersOut)
 async def search_numbers(query_args: SearchQuery) -> dict:
     """Search numbers available to buy.
 
@@ -170,6 +212,7 @@ async def search_numbers(query_args: SearchQuery) -> dict:
 @blueprint.post("/purchase")
 @require_role(Role.DEVELOPER)
 @validate_request(PurchaseIn)
+@validate_response(PhoneNumberOut, 201)
 async def purchase_number(data: PurchaseIn) -> tuple[dict, int]:
     """Buy a number and provision it on LiveKit.
 
@@ -189,6 +232,7 @@ async def purchase_number(data: PurchaseIn) -> tuple[dict, int]:
 @blueprint.post("/sip_trunk")
 @require_role(Role.DEVELOPER)
 @validate_request(SipTrunkIn)
+@validate_response(PhoneNumberOut, 201)
 async def register_sip_trunk(data: SipTrunkIn) -> tuple[dict, int]:
     """Register your own SIP trunk for a number.
 
@@ -203,6 +247,7 @@ async def register_sip_trunk(data: SipTrunkIn) -> tuple[dict, int]:
 @blueprint.put("/map_agent")
 @require_role(Role.MEMBER)
 @validate_request(MapAgentIn)
+@validate_response(PhoneNumberOut)
 async def map_agent(data: MapAgentIn) -> dict:
     """Route a number's calls to an agent.
 
@@ -216,6 +261,7 @@ async def map_agent(data: MapAgentIn) -> dict:
 @blueprint.put("/update_sip/<number>")
 @require_role(Role.DEVELOPER)
 @validate_request(SipTrunkUpdate)
+@validate_response(PhoneNumberOut)
 async def update_sip(number: str, data: SipTrunkUpdate) -> dict:
     """Update a number's SIP configuration.
 

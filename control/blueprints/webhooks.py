@@ -7,13 +7,14 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from quart import Blueprint, current_app, request
-from quart_schema import validate_querystring, validate_request
+from quart_schema import validate_querystring, validate_request, validate_response
 
 from control.errors import APIError
 from control.models import Role, WebhookDelivery, WebhookEndpoint
-from control.pagination import PageQuery, paginate
+from control.pagination import Page, PageQuery, paginate
 from control.principal import current_principal, public, require_role
 from control.ratelimit import per_minute
+from control.schemas import IsoTime
 from control.security import secret_readable
 from control.services import livekit_events
 from control.services import webhooks as webhook_service
@@ -56,6 +57,33 @@ class EndpointOut(BaseModel):
         )
 
 
+class AttemptOut(BaseModel):
+    number: int
+    attempted_at: IsoTime
+    status_code: int | None
+    error: str | None
+    duration_ms: float
+
+
+class DeliveryOut(BaseModel):
+    id: str
+    event_type: str
+    status: str
+    attempts: int
+    next_attempt_at: IsoTime
+    last_status_code: int | None
+    last_error: str | None
+    created_at: IsoTime
+    delivered_at: IsoTime | None
+    attempt_log: list[AttemptOut]
+    payload: Any
+
+
+class LiveKitEventOut(BaseModel):
+    received: str
+    duplicate: bool
+
+
 def delivery_out(delivery: WebhookDelivery) -> dict[str, Any]:
     return {
         "id": str(delivery.id),
@@ -83,6 +111,7 @@ def delivery_out(delivery: WebhookDelivery) -> dict[str, Any]:
 
 @blueprint.get("/endpoint")
 @require_role(Role.ADMIN)
+@validate_response(EndpointOut)
 async def get_endpoint() -> dict:
     """Get the workspace's webhook URL.
 
@@ -95,6 +124,7 @@ async def get_endpoint() -> dict:
 @blueprint.put("/endpoint")
 @require_role(Role.ADMIN)
 @validate_request(EndpointIn)
+@validate_response(EndpointOut)
 async def set_endpoint(data: EndpointIn) -> dict:
     """Set the workspace's webhook URL.
 
@@ -108,6 +138,7 @@ async def set_endpoint(data: EndpointIn) -> dict:
 
 @blueprint.post("/endpoint/rotate-secret")
 @require_role(Role.ADMIN)
+@validate_response(EndpointOut)
 async def rotate_secret() -> dict:
     """Replace the signing secret.
 
@@ -133,6 +164,7 @@ async def delete_endpoint() -> tuple[str, int]:
 @blueprint.get("/deliveries")
 @require_role(Role.ADMIN)
 @validate_querystring(PageQuery)
+@validate_response(Page[DeliveryOut])
 async def list_deliveries(query_args: PageQuery) -> dict:
     """List webhook deliveries, newest first.
 
@@ -145,6 +177,7 @@ async def list_deliveries(query_args: PageQuery) -> dict:
 @blueprint.post("/livekit")
 @per_minute(60_000)
 @public
+@validate_response(LiveKitEventOut)
 async def livekit_webhook() -> dict:
     """Receive LiveKit's webhook events.
 

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
 from quart import Blueprint, current_app
-from quart_schema import validate_querystring, validate_request
+from quart_schema import validate_querystring, validate_request, validate_response
 
 from control.models import ApiKey, Invitation, Membership, Role, Workspace
 from control.pagination import Page, PageQuery, paginate
@@ -153,6 +153,7 @@ class ApiKeyCreated(ApiKeyOut):
 @blueprint.post("")
 @require_user
 @validate_request(WorkspaceCreate)
+@validate_response(WorkspaceOut, 201)
 async def create_workspace(data: WorkspaceCreate) -> tuple[dict, int]:
     """Create a workspace.
 
@@ -167,6 +168,7 @@ async def create_workspace(data: WorkspaceCreate) -> tuple[dict, int]:
 @blueprint.get("")
 @require_user
 @validate_querystring(PageQuery)
+@validate_response(Page[WorkspaceOut])
 async def list_workspaces(query_args: PageQuery) -> dict:
     """List the caller's workspaces.
 
@@ -182,6 +184,7 @@ async def list_workspaces(query_args: PageQuery) -> dict:
 @blueprint.post("/switch")
 @require_user
 @validate_request(SwitchIn)
+@validate_response(WorkspaceOut)
 async def switch_workspace(data: SwitchIn) -> dict:
     """Switch the caller's current workspace.
 
@@ -195,6 +198,7 @@ async def switch_workspace(data: SwitchIn) -> dict:
 
 @blueprint.get("/<uuid:workspace_id>")
 @require_role(Role.MEMBER)
+@validate_response(WorkspaceOut)
 async def get_workspace(workspace_id: uuid.UUID) -> dict:
     """Get a workspace.
 
@@ -208,6 +212,7 @@ async def get_workspace(workspace_id: uuid.UUID) -> dict:
 @blueprint.patch("/<uuid:workspace_id>")
 @require_role(Role.ADMIN)
 @validate_request(WorkspaceUpdate)
+@validate_response(WorkspaceOut)
 async def update_workspace(workspace_id: uuid.UUID, data: WorkspaceUpdate) -> dict:
     """Update a workspace: its name, and its limit of concurrent calls.
 
@@ -236,6 +241,7 @@ async def delete_workspace(workspace_id: uuid.UUID) -> tuple[str, int]:
 @blueprint.get("/<uuid:workspace_id>/members")
 @require_role(Role.MEMBER)
 @validate_querystring(PageQuery)
+@validate_response(Page[MemberOut])
 async def list_members(workspace_id: uuid.UUID, query_args: PageQuery) -> dict:
     """List the workspace's members.
 
@@ -248,6 +254,7 @@ async def list_members(workspace_id: uuid.UUID, query_args: PageQuery) -> dict:
 @blueprint.post("/<uuid:workspace_id>/invite")
 @require_role(Role.ADMIN)
 @validate_request(InviteIn)
+@validate_response(InviteOut, 201)
 async def invite_member(workspace_id: uuid.UUID, data: InviteIn) -> tuple[dict, int]:
     """Invite someone by email.
 
@@ -273,6 +280,7 @@ async def invite_member(workspace_id: uuid.UUID, data: InviteIn) -> tuple[dict, 
 @blueprint.get("/<uuid:workspace_id>/invitations")
 @require_role(Role.ADMIN)
 @validate_querystring(PageQuery)
+@validate_response(Page[InvitationOut])
 async def list_invitations(workspace_id: uuid.UUID, query_args: PageQuery) -> dict:
     """List the workspace's pending invitations.
 
@@ -309,6 +317,7 @@ async def remove_member(workspace_id: uuid.UUID, user_id: uuid.UUID) -> tuple[st
 @blueprint.get("/<uuid:workspace_id>/api-keys")
 @require_role(Role.ADMIN)
 @validate_querystring(PageQuery)
+@validate_response(Page[ApiKeyOut])
 async def list_api_keys(workspace_id: uuid.UUID, query_args: PageQuery) -> dict:
     """List the workspace's API keys.
 
@@ -321,6 +330,7 @@ async def list_api_keys(workspace_id: uuid.UUID, query_args: PageQuery) -> dict:
 @blueprint.post("/<uuid:workspace_id>/api-keys")
 @require_role(Role.ADMIN)
 @validate_request(ApiKeyCreate)
+@validate_response(ApiKeyCreated, 201)
 async def create_api_key(workspace_id: uuid.UUID, data: ApiKeyCreate) -> tuple[dict, int]:
     """Create an API key with the member or developer role.
 

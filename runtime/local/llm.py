@@ -17,29 +17,23 @@ from livekit.agents.llm import ChatContext, Tool, ToolChoice
 from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, NOT_GIVEN, NotGivenOr
 from llama_cpp import Llama
 
-from runtime.local._models import gguf_path, load_once
+from runtime.local._models import gguf_path, load_once, local_llm
+from runtime.local.chat_format import MAX_SENTENCES, cut_after_sentences, to_llama_messages
 
 logger = logging.getLogger(__name__)
 
 _generate_lock = threading.Lock()  # a Llama instance is not thread-safe
+REPEAT_PENALTY = 1.3  # small models otherwise loop on a phrase ("I'm sorry. I'm sorry. ...")
 
 
 def _load(model: str) -> Llama:
-    return Llama(model_path=str(gguf_path(model)), n_ctx=4096, n_threads=2, verbose=False)
-
-
-def to_llama_messages(chat_ctx: ChatContext) -> list[dict[str, str]]:
-    """Plain system/user/assistant messages; tool results become system notes."""
-    messages: list[dict[str, str]] = []
-    for item in chat_ctx.items:
-        if item.type == "message":
-            text = item.text_content or ""
-            role = "system" if item.role in ("system", "developer") else item.role
-            if text:
-                messages.append({"role": role, "content": text})
-        elif item.type == "function_call_output":
-            messages.append({"role": "system", "content": f"Result of {item.name}: {item.output}"})
-    return messages
+    return Llama(
+        model_path=str(gguf_path(model)),
+        chat_format=local_llm(model).chat_format,
+        n_ctx=4096,
+        n_threads=2,
+        verbose=False,
+    )
 
 
 class LlamaCppLLM(llm.LLM):
@@ -51,11 +45,16 @@ class LlamaCppLLM(llm.LLM):
         model: str = "SmolLM2-135M-Instruct",
         temperature: float = 0.7,
         max_tokens: int | None = None,
+        max_sentences: int | None = MAX_SENTENCES,
     ) -> None:
+        """`max_sentences`: generation stops after this many sentences (a spoken reply is short;
+        left alone, small models ramble and repeat themselves). A reply that opens with a JSON
+        object is never cut."""
         super().__init__()
         self._model_name = model
         self._temperature = temperature
         self._max_tokens = max_tokens or 256
+        self._max_sentences = max_sentences
         self._llama = load_once("llama.cpp", model, lambda: _load(model))
 
     @property
@@ -94,21 +93,31 @@ class _LlamaStream(llm.LLMStream):
             completion_tokens = 0
             with _generate_lock:
                 llama = self._owner._llama
+                text = ""
                 for chunk in llama.create_chat_completion(
                     messages=messages,
                     temperature=self._owner._temperature,
                     max_tokens=self._owner._max_tokens,
+                    repeat_penalty=REPEAT_PENALTY,
                     stream=True,
                 ):
                     if cancelled.is_set():
                         break
                     content = chunk["choices"][0]["delta"].get("content")
+                    if not content:
+                        continue
+                    completion_tokens += 1
+                    cut = cut_after_sentences(text + content, self._owner._max_sentences)
+                    if cut is not None:
+                        content = (text + content)[len(text) : cut]
+                    text += content
                     if content:
-                        completion_tokens += 1
                         delta = llm.ChoiceDelta(role="assistant", content=content)
                         loop.call_soon_threadsafe(
                             self._event_ch.send_nowait, llm.ChatChunk(id=request_id, delta=delta)
                         )
+                    if cut is not None:
+                        break
                 total = llama.n_tokens
             return max(total - completion_tokens, 0), completion_tokens
 

@@ -226,3 +226,21 @@ async def test_admin_routes(client, settings, workspace):
         )
     ).status_code == 403
     assert (await client.delete("/webhook/endpoint", headers=headers)).status_code == 204
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["j\u00ab\u00e0\u0093\u0005v.example", "a" * 64 + ".example.com"],
+    ids=["invalid-idna-character", "label-over-63-characters"],
+)
+async def test_a_host_that_is_no_host_name_is_refused_not_a_500(client, settings, host):
+    """Found by the schema fuzzer: getaddrinfo raised UnicodeError (a 500) for such hosts."""
+    admin, workspace = await make_user("idna@example.com", role=Role.ADMIN)
+    refused = await client.put(
+        "/webhook/endpoint",
+        json={"url": f"https://{host}/hook"},
+        headers=auth_headers(settings, admin, workspace),
+    )
+    body = await refused.get_json()
+    assert refused.status_code == 400, body
+    assert body["code"] == "URL_NOT_ALLOWED" and "not a valid host name" in body["detail"]
