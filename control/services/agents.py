@@ -159,31 +159,25 @@ def _validated(data: dict[str, Any]) -> AgentConfig:
 
 
 async def _check_urls(settings: Settings, config: AgentConfig) -> None:
-    if config.LLM_base_url:
-        # The agent's LLM endpoint is called from the control plane (chats, analysis) and the
-        # workers: the same SSRF policy as custom functions (checked again at call time).
-        try:
-            await check_url_allowed_async(
-                config.LLM_base_url, settings.allow_private_urls, unresolvable_ok=True
-            )
-        except URLNotAllowedError as error:
-            raise APIError(
-                400,
-                "URL_NOT_ALLOWED",
-                f"LLM_base_url: {error}",
-                errors=[{"field": "LLM_base_url", "message": str(error)}],
-            ) from error
+    """The SSRF policy on every URL an agent calls (checked again at call time, after DNS).
+
+    The LLM endpoint is called from the control plane (chats, analysis) and the workers alike.
+    """
+    urls = [("LLM_base_url", "LLM_base_url", config.LLM_base_url)]
     for function in config.custom_functions:
+        field = f"custom_functions.{function.name}.url"
+        urls.append((f"custom function {function.name!r}", field, function.url))
+    for what, field, url in urls:
+        if not url:
+            continue
         try:
-            await check_url_allowed_async(
-                function.url, settings.allow_private_urls, unresolvable_ok=True
-            )
+            await check_url_allowed_async(url, settings.allow_private_urls, unresolvable_ok=True)
         except URLNotAllowedError as error:
             raise APIError(
                 400,
                 "URL_NOT_ALLOWED",
-                f"custom function {function.name!r}: {error}",
-                errors=[{"field": f"custom_functions.{function.name}.url", "message": str(error)}],
+                f"{what}: {error}",
+                errors=[{"field": field, "message": str(error)}],
             ) from error
 
 
