@@ -249,6 +249,7 @@ def _local_llm(agent: AgentSpec, resolved: ResolvedProvider, _: RuntimeSettings)
         "model": resolved.model,
         "temperature": agent.temperature,
         "max_tokens": agent.max_tokens,
+        "reply_schema": agent.reply_schema,
     }
 
 

@@ -790,6 +790,9 @@ class AgentSpec(_Serialisable):
     end_call_phrases: tuple[str, ...] = ()
     custom_functions: tuple[CustomFunctionSpec, ...] = ()
     knowledge_ready: bool = False
+    #: When set, each reply is one JSON object of this JSON Schema (post-call analysis); the
+    #: local LLM constrains its decoding to it, so even a tiny model answers in that shape.
+    reply_schema: dict[str, Any] | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if not 0 <= self.temperature <= 2:

@@ -45,6 +45,25 @@ def _wanted(config: dict[str, Any]) -> dict[str, str]:
     return keys
 
 
+JSON_TYPES = {"number": "number", "integer": "integer", "boolean": "boolean"}
+
+
+def reply_schema(config: dict[str, Any]) -> dict[str, Any]:
+    """The JSON Schema of the analysis asked for: what a local LLM's decoding is held to."""
+    properties: dict[str, Any] = {}
+    if config.get("summary"):
+        properties["summary"] = {"type": "string"}
+    if config.get("dispositions"):
+        properties["disposition"] = {"enum": [item["name"] for item in config["dispositions"]]}
+    if config.get("sentiment"):
+        properties["sentiment"] = {"enum": list(SENTIMENTS)}
+    for point in config.get("data_points", []):
+        properties[point["name"]] = {"type": JSON_TYPES.get(point.get("type"), "string")}
+    if config.get("success_evaluation"):
+        properties["success"] = {"type": "boolean"}
+    return {"type": "object", "properties": properties, "required": list(properties)}
+
+
 def _transcript_text(call: Call) -> str:
     lines = [
         f"{turn['role']}: {turn['text']}"
@@ -81,6 +100,7 @@ async def analyse_call(settings: Settings, call_id: uuid.UUID) -> Call | None:
         custom_functions=(),
         knowledge_ready=False,
         temperature=0.0,
+        reply_schema=reply_schema(config),
     )
     try:
         reply = await chats.run_turn(

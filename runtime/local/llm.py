@@ -46,15 +46,20 @@ class LlamaCppLLM(llm.LLM):
         temperature: float = 0.7,
         max_tokens: int | None = None,
         max_sentences: int | None = MAX_SENTENCES,
+        reply_schema: dict[str, Any] | None = None,
     ) -> None:
         """`max_sentences`: generation stops after this many sentences (a spoken reply is short;
         left alone, small models ramble and repeat themselves). A reply that opens with a JSON
-        object is never cut."""
+        object is never cut. `reply_schema`: decoding is constrained to a JSON object of this
+        JSON Schema (llama.cpp turns it into a grammar)."""
         super().__init__()
         self._model_name = model
         self._temperature = temperature
         self._max_tokens = max_tokens or 256
-        self._max_sentences = max_sentences
+        self._max_sentences = None if reply_schema else max_sentences
+        self._response_format = (
+            {"type": "json_object", "schema": reply_schema} if reply_schema else None
+        )
         self._llama = load_once("llama.cpp", model, lambda: _load(model))
 
     @property
@@ -99,6 +104,7 @@ class _LlamaStream(llm.LLMStream):
                     temperature=self._owner._temperature,
                     max_tokens=self._owner._max_tokens,
                     repeat_penalty=REPEAT_PENALTY,
+                    response_format=self._owner._response_format,
                     stream=True,
                 ):
                     if cancelled.is_set():

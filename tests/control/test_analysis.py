@@ -4,6 +4,7 @@ import pytest
 
 from control import jobs
 from control.models import Call, Role, WebhookDelivery
+from control.services import analysis
 from control.services import calls as call_service
 from control.services.agents import create_agent
 from control.services.webhooks import set_endpoint
@@ -129,3 +130,37 @@ async def test_analysis_never_sends_the_platform_key_to_an_agents_endpoint(
     call = await analysed(call.id, loopback, redis)
     assert call.summary == "Short call."
     assert analyst_llm.authorizations == [received]
+
+
+ANALYSIS_CONFIG = {
+    "summary": True,
+    "sentiment": True,
+    "dispositions": [{"name": "interested"}, {"name": "not_interested"}],
+    "data_points": [{"name": "budget", "type": "number", "description": "in USD"}],
+}
+
+
+def test_the_reply_schema_holds_the_analysis_to_the_allowed_values():
+    schema = analysis.reply_schema(ANALYSIS_CONFIG)
+    assert schema["required"] == ["summary", "disposition", "sentiment", "budget"]
+    assert schema["properties"]["disposition"] == {"enum": ["interested", "not_interested"]}
+    assert schema["properties"]["sentiment"] == {"enum": ["positive", "neutral", "negative"]}
+    assert schema["properties"]["budget"] == {"type": "number"}
+
+
+async def test_the_local_llm_fills_summary_and_disposition(client, db, settings, redis):
+    pytest.importorskip("llama_cpp", reason="llama-cpp-python (the 'local' extra) is not installed")
+    _, workspace = await make_user("dev@example.com", role=Role.DEVELOPER)
+    agent = await create_agent(
+        settings,
+        workspace.id,
+        {"agent_name": "Solar", "LLM_provider": "local", "post_call_analysis": ANALYSIS_CONFIG},
+    )
+    call = await call_service.create_call(agent, direction="web")
+    await client.post(f"/internal/calls/{call.id}/report", json=REPORT, headers=SERVICE)
+    call = await analysed(call.id, settings, redis)
+    # Whatever the tiny model thinks, its decoding was held to the schema: the values are valid.
+    assert call.summary
+    assert call.disposition in ("interested", "not_interested")
+    assert call.sentiment in ("positive", "neutral", "negative")
+    assert isinstance(call.extracted_data.get("budget"), int | float)
