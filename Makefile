@@ -30,6 +30,10 @@ setup: $(STAMP)
 	  echo "installing docker-compose (Debian package) to validate docker-compose.yml"; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null) \
 	  || echo "warning: could not install docker-compose; the deployment test will fail"; }
+	@{ command -v promtool && command -v prometheus; } >/dev/null 2>&1 || { \
+	  echo "installing prometheus (Debian package: promtool and the server) for the metrics tests"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null) \
+	  || echo "warning: could not install prometheus; the metrics tests will fail"; }
 
 # The offline LLM: llama.cpp compiles once (about 3 minutes on 2 idle cores), so `make run`
 # builds it in the background while the platform installs and starts; agents on LLM "local"

@@ -10,17 +10,21 @@ from control.background import BackgroundWork
 from control.blueprints import (
     agents,
     auth,
+    batch,
     calls,
     chats,
     health,
     internal,
+    metrics,
     phonenumbers,
+    reports,
     webhooks,
     workspaces,
 )
 from control.config import Settings, get_settings
 from control.db import close_db, init_db
 from control.errors import APIError, register_error_handlers
+from control.metrics import instrument
 from control.ratelimit import init_rate_limiter
 from control.request import VoxlineRequest
 from control.services.health import DependencyWatch
@@ -33,10 +37,13 @@ BLUEPRINTS = (
     workspaces.blueprint,
     agents.blueprint,
     calls.blueprint,
+    batch.blueprint,
     chats.blueprint,
     phonenumbers.blueprint,
     internal.blueprint,
     webhooks.blueprint,
+    reports.blueprint,
+    metrics.blueprint,
 )
 
 
@@ -74,6 +81,7 @@ def create_app(
     app.extensions["redis"] = redis
     init_rate_limiter(app, redis)
     register_error_handlers(app)
+    instrument(app)
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)
 

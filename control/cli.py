@@ -247,7 +247,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return asyncio.run(simulate(args.agent, args.line or [], args.fast))
 
 
-async def _run_jobs(settings: Settings, once: bool) -> None:
+async def _run_jobs(
+    settings: Settings, once: bool, metrics_at: tuple[str, int] | None = None
+) -> None:
     import signal
 
     from redis.asyncio import Redis
@@ -271,14 +273,27 @@ async def _run_jobs(settings: Settings, once: bool) -> None:
             f"Background jobs (ingestion, analysis, webhooks, the call reaper every "
             f"{settings.reaper_period_seconds:g} s) on {_describe_database(settings)}; Ctrl-C stops"
         )
-        await run_background_work(settings, redis, stop)
+        metrics_server = None
+        if metrics_at is not None:
+            from control.metrics import serve_process_metrics
+
+            metrics_server = await serve_process_metrics(*metrics_at, settings.metrics_token)
+            print(f"Metrics on http://{metrics_at[0]}:{metrics_at[1]}/metrics")
+        try:
+            await run_background_work(settings, redis, stop)
+        finally:
+            if metrics_server is not None:
+                await metrics_server.cleanup()
     finally:
         await redis.aclose()
         await close_db()
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:
-    asyncio.run(_run_jobs(get_settings(), args.once))
+    metrics_at = (
+        None if args.once or not args.metrics_port else (args.metrics_host, args.metrics_port)
+    )
+    asyncio.run(_run_jobs(get_settings(), args.once, metrics_at))
     return 0
 
 
@@ -342,10 +357,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     jobs = commands.add_parser(
         "jobs",
-        help="run the background work alone (ingestion, analysis, webhooks, the call reaper); "
+        help="run the background work alone (ingestion, analysis, webhooks, the call reaper, "
+        "the batch dialer); "
         "pair with VOXLINE_BACKGROUND_WORKERS=false on `serve`",
     )
     jobs.add_argument("--once", action="store_true", help="run what is due now, then exit")
+    jobs.add_argument("--metrics-host", default="127.0.0.1", help="address of its /metrics")
+    jobs.add_argument(
+        "--metrics-port", type=int, default=9101, help="port of its /metrics (0: not served)"
+    )
     jobs.set_defaults(handler=cmd_jobs)
 
     demo = commands.add_parser("demo", help="seed the demo workspace, user and agent")
@@ -357,6 +377,10 @@ def build_parser() -> argparse.ArgumentParser:
         "VOXLINE_ENCRYPTION_KEYS, newest first, comma-separated)",
     )
     rotate.set_defaults(handler=cmd_rotate_keys)
+
+    from control.batch_cli import add_parser as add_batch_parser
+
+    add_batch_parser(commands)
     return parser
 
 

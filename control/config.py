@@ -85,10 +85,18 @@ class Settings(BaseSettings):
     heartbeat_timeout_seconds: float = 60.0
     reaper_period_seconds: float = 15.0
     reaper_grace_seconds: float = 60.0
+    # Batch dialing: how often the dialer ticks, and how long a claimed item is held before a
+    # replica that died while dialing it gives it up (then it is looked up on LiveKit first).
+    dialer_tick_seconds: float = Field(default=1.0, gt=0)
+    dialer_claim_seconds: float = Field(default=60.0, gt=0)
+    batch_progress_seconds: float = Field(default=5.0, ge=0)
     max_agent_sessions: int = Field(
         default=10,
         validation_alias=AliasChoices("VOXLINE_MAX_AGENT_SESSIONS", "MAX_AGENT_SESSIONS"),
     )
+
+    # Scrapes of `/metrics` and `/reports/workload` must carry this bearer token when it is set.
+    metrics_token: str | None = None
 
     # The LiveKit address browsers use for web calls (LIVEKIT_URL is often internal).
     livekit_public_url: str | None = None

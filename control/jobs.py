@@ -29,6 +29,7 @@ from tortoise.models import Model
 from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
+from control import metrics
 from control.config import Settings
 from control.errors import outage_of
 from control.models import Job, JobStatus
@@ -113,11 +114,19 @@ async def enqueue(
 
 
 async def claim_due(
-    query: QuerySet[ModelT], due_field: str, lease: timedelta, limit: int, **claimed: Any
+    query: QuerySet[ModelT],
+    due_field: str,
+    lease: timedelta,
+    limit: int,
+    *,
+    now: datetime | None = None,
+    **claimed: Any,
 ) -> list[ModelT]:
     """Claim up to `limit` due rows of `query`: lock them (skipping rows another replica holds),
-    push their due time out by `lease` and set `claimed` fields, in one transaction."""
-    now = utcnow()
+    push their due time out by `lease` and set `claimed` fields, in one transaction.
+
+    The rows are returned as they were before the claim."""
+    now = now or utcnow()
     async with in_transaction():
         rows = (
             await query.filter(**{f"{due_field}__lte": now})
@@ -153,7 +162,13 @@ async def _run(context: JobContext, claimed: Job) -> None:
         await spec.handler(context, claimed.payload)
     except Exception as error:
         last_error = "".join(traceback.format_exception_only(error)).strip()[-ERROR_TEXT_LIMIT:]
-        if spec is None or attempt >= claimed.max_attempts:
+        gave_up = spec is None or attempt >= claimed.max_attempts
+        metrics.observe_job(
+            claimed.kind if spec else "unknown",
+            "failed" if gave_up else "retry",
+            time.perf_counter() - started,
+        )
+        if gave_up:
             logger.exception("job %s (%s) failed for good", claimed.id, claimed.kind)
             await Job.filter(id=claimed.id).update(
                 status=JobStatus.FAILED, attempts=attempt, last_error=last_error
@@ -172,6 +187,7 @@ async def _run(context: JobContext, claimed: Job) -> None:
             )
         return
     await Job.filter(id=claimed.id).update(status=JobStatus.DONE, attempts=attempt)
+    metrics.observe_job(claimed.kind, "done", time.perf_counter() - started)
     elapsed_ms = 1000 * (time.perf_counter() - started)
     logger.debug("job %s (%s) done in %.0f ms", claimed.id, claimed.kind, elapsed_ms)
 

@@ -399,3 +399,88 @@ class IdempotencyKey(Model):
     class Meta:
         table = "idempotency_keys"
         unique_together = (("workspace", "key"),)
+
+
+class BatchStatus(StrEnum):
+    SCHEDULED = "scheduled"
+    RUNNING = "running"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+
+
+class ItemStatus(StrEnum):
+    PENDING = "pending"
+    CALLING = "calling"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    RETRYING = "retrying"
+    CANCELLED = "cancelled"
+
+
+# A batch of outbound calls from an uploaded CSV: its schedule, pace, window and retry policy.
+class Batch(Model):
+    id = fields.UUIDField(primary_key=True)
+    workspace: fields.ForeignKeyRelation[Workspace] = fields.ForeignKeyField(
+        "models.Workspace", related_name="batches", on_delete=fields.CASCADE
+    )
+    agent: fields.ForeignKeyNullableRelation[Agent] = fields.ForeignKeyField(
+        "models.Agent", related_name="batches", null=True, on_delete=fields.SET_NULL
+    )
+    name = fields.CharField(max_length=200)
+    agent_phone_number = fields.CharField(max_length=20)
+    status = fields.CharEnumField(BatchStatus, max_length=16, default=BatchStatus.SCHEDULED)
+    scheduled_time = fields.DatetimeField(null=True)
+    timezone = fields.CharField(max_length=64, default="UTC")
+    earliest_time = fields.CharField(max_length=5, null=True)  # HH:MM in `timezone`
+    latest_time = fields.CharField(max_length=5, null=True)
+    calls_per_minute = fields.IntField(default=60)
+    max_attempts = fields.IntField(default=1)
+    retry_delay_minutes = fields.IntField(default=30)
+    retry_on = fields.JSONField(default=list)  # outcomes that retry: busy, no_answer, failed
+    total_items = fields.IntField(default=0)
+    rejected_count = fields.IntField(default=0)
+    rejects = fields.JSONField(default=list)  # the first rejected rows: line and reason
+    # Pacing: no dial before this time; each dial pushes it on by 60 / calls_per_minute seconds.
+    next_dial_at = fields.DatetimeField(null=True)
+    progress_seq = fields.IntField(default=0)
+    progress_sent_at = fields.DatetimeField(null=True)
+    progress_digest = fields.CharField(max_length=64, null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    started_at = fields.DatetimeField(null=True)
+    finished_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "batches"
+        indexes = (("workspace_id", "created_at"), ("status",))
+
+
+# One row of a batch: the number to call, its variables, and each attempt's call.
+class BatchItem(Model):
+    id = fields.UUIDField(primary_key=True)
+    batch: fields.ForeignKeyRelation[Batch] = fields.ForeignKeyField(
+        "models.Batch", related_name="items", on_delete=fields.CASCADE
+    )
+    workspace_id = fields.UUIDField()
+    line = fields.IntField()  # its line in the uploaded file (the header is line 1)
+    phone_number = fields.CharField(max_length=20)
+    variables = fields.JSONField(default=dict)
+    status = fields.CharEnumField(ItemStatus, max_length=16, default=ItemStatus.PENDING)
+    attempts = fields.IntField(default=0)
+    # When a pending or retrying item is due; for a calling item being dialed, when its claim
+    # runs out (null once its call is dispatched).
+    next_attempt_at = fields.DatetimeField(null=True)
+    call_id = fields.UUIDField(null=True)  # the current (or last) attempt's call
+    outcome = fields.CharField(max_length=16, null=True)
+    error = fields.TextField(null=True)
+    attempt_log = fields.JSONField(default=list)  # [{attempt, call_id, room_name, outcome, ...}]
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    class Meta:
+        table = "batch_items"
+        indexes = (
+            ("batch_id", "status", "next_attempt_at"),
+            ("batch_id", "line"),
+            ("batch_id", "phone_number"),  # duplicates within an upload
+            ("call_id",),
+        )

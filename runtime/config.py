@@ -39,6 +39,11 @@ class RuntimeSettings(BaseSettings):
     outbox_dir: Path | None = None
     #: How often a live call tells the control plane it is alive (its reaper waits 60 s).
     heartbeat_seconds: float = 15.0
+    #: The worker's Prometheus endpoint (`/metrics`), served whether or not LiveKit is reachable.
+    metrics_host: str = "0.0.0.0"
+    metrics_port: int = 9100
+    #: When set, scrapes of `/metrics` must carry it as a bearer token (as on the control plane).
+    metrics_token: str | None = None
 
     @model_validator(mode="after")
     def _refuse_the_default_service_token(self) -> RuntimeSettings:

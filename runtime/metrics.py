@@ -1,10 +1,34 @@
-"""Prometheus metrics of the worker; job subprocesses write them to PROMETHEUS_MULTIPROC_DIR."""
+"""Prometheus metrics of the worker; job subprocesses write them to PROMETHEUS_MULTIPROC_DIR.
+
+The worker's own `/metrics` endpoint (`serve_metrics`) adds them up across processes, and serves
+whether or not LiveKit is reachable. Series with known labels (each stage by each provider of the
+catalogue) are there from the start, at zero, so dashboards and alerts have something to read.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+import asyncio
+import hmac
+import logging
+import os
+from collections.abc import Iterator
 
-from runtime.spec import CallReport
+from aiohttp import web
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.metrics_core import Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.utils import floatToGoString
+
+from runtime.spec import PROVIDERS, AgentSpec, CallReport, normalise_provider
+
+logger = logging.getLogger(__name__)
 
 LATENCY_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
 # Per-turn latency fields of a call report and the stage each one measures.
@@ -14,6 +38,15 @@ STAGES = {
     "tts_ttfb_ms": "tts_ttfb",
     "end_to_end_ms": "end_to_end",
 }
+# The provider a stage is labelled with: end of utterance by the STT, end of speech to first
+# audio by the LLM (it dominates that figure), the others by their own service.
+STAGE_PROVIDER_KIND = {
+    "end_of_utterance": "stt",
+    "llm_ttft": "llm",
+    "tts_ttfb": "tts",
+    "end_to_end": "llm",
+}
+OTHER_PROVIDER = "other"  # keeps the label bounded to the catalogue
 
 active_sessions = Gauge(
     "voxline_active_sessions",
@@ -22,8 +55,8 @@ active_sessions = Gauge(
 )
 stage_latency = Histogram(
     "voxline_turn_latency_seconds",
-    "Per-turn latency of each pipeline stage",
-    ["stage"],
+    "Per-turn latency of each pipeline stage, by the provider of that stage",
+    ["stage", "provider"],
     buckets=LATENCY_BUCKETS,
 )
 tool_calls = Counter("voxline_tool_calls_total", "Tool calls made by agents", ["tool", "outcome"])
@@ -32,13 +65,30 @@ calls_finished = Counter(
 )
 
 
-def observe_report(report: CallReport) -> None:
-    """Record a finished call's latencies, tool calls and outcome."""
+def provider_label(kind: str, name: str | None) -> str:
+    """The catalogue's name of a provider, or `other` (never free text in a label)."""
+    normalised = normalise_provider(name or "")
+    return normalised if normalised in PROVIDERS[kind] else OTHER_PROVIDER
+
+
+def stage_providers(agent: AgentSpec | None) -> dict[str, str]:
+    """Each stage's provider label for calls of `agent` (`other` when unknown)."""
+    names = {
+        "stt": agent.stt_provider if agent else None,
+        "llm": agent.llm_provider if agent else None,
+        "tts": agent.tts_provider if agent else None,
+    }
+    return {stage: provider_label(kind, names[kind]) for stage, kind in STAGE_PROVIDER_KIND.items()}
+
+
+def observe_report(report: CallReport, agent: AgentSpec | None = None) -> None:
+    """Record a finished call's latencies (by provider), tool calls and outcome."""
+    providers = stage_providers(agent)
     for turn in report.latencies:
         for field, stage in STAGES.items():
             value = turn.get(field)
             if isinstance(value, int | float) and value >= 0:
-                stage_latency.labels(stage).observe(value / 1000)
+                stage_latency.labels(stage, providers[stage]).observe(value / 1000)
     for entry in report.transcript:
         if entry.get("role") == "tool_result":
             outcome = "error" if entry.get("is_error") else "ok"
@@ -46,3 +96,86 @@ def observe_report(report: CallReport) -> None:
     calls_finished.labels(
         report.status.value, report.end_reason.value if report.end_reason else "unknown"
     ).inc()
+
+
+def _precreated_labels() -> list[dict[str, str]]:
+    return [
+        {"stage": stage, "provider": provider}
+        for stage, kind in STAGE_PROVIDER_KIND.items()
+        for provider in (*sorted(PROVIDERS[kind]), OTHER_PROVIDER)
+    ]
+
+
+def _zero_histogram(family: Metric, labels: dict[str, str]) -> None:
+    for bound in (*LATENCY_BUCKETS, float("inf")):
+        family.add_sample(f"{family.name}_bucket", {**labels, "le": floatToGoString(bound)}, 0.0)
+    family.add_sample(f"{family.name}_count", labels, 0.0)
+    family.add_sample(f"{family.name}_sum", labels, 0.0)
+
+
+class WorkerCollector(MultiProcessCollector):
+    """Every process's samples, plus the known series no call has touched yet, at zero.
+
+    Zeros are added at collection, not written by this process: livekit-agents empties the
+    multiprocess directory each time its server starts, which would drop them.
+    """
+
+    def collect(self) -> Iterator[Metric]:
+        families = {family.name: family for family in super().collect()}
+        latency = families.setdefault(
+            stage_latency._name,
+            Metric(stage_latency._name, stage_latency._documentation, "histogram"),
+        )
+        seen = {
+            (sample.labels.get("stage"), sample.labels.get("provider"))
+            for sample in latency.samples
+        }
+        for labels in _precreated_labels():
+            if (labels["stage"], labels["provider"]) not in seen:
+                _zero_histogram(latency, labels)
+        sessions = families.setdefault(
+            "voxline_active_sessions",
+            Metric("voxline_active_sessions", active_sessions._documentation, "gauge"),
+        )
+        if not sessions.samples:
+            sessions.add_sample("voxline_active_sessions", {}, 0.0)
+        return iter(families.values())
+
+
+def exposition(directory: str) -> bytes:
+    """The text exposition of every process writing to `directory`."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(WorkerCollector(registry=None, path=directory))
+    return generate_latest(registry)
+
+
+async def serve_metrics(
+    host: str, port: int, *, token: str | None = None, directory: str | None = None
+) -> web.AppRunner:
+    """Serve `/metrics` (all job processes added up) until the returned runner is cleaned up.
+
+    Args:
+        host: the address to listen on.
+        port: the port (9100 by default, as livekit-agents uses).
+        token: when set, a scrape must carry it as `Authorization: Bearer <token>`.
+        directory: the multiprocess directory (PROMETHEUS_MULTIPROC_DIR when None).
+    """
+    path = directory or os.environ["PROMETHEUS_MULTIPROC_DIR"]
+
+    async def metrics(request: web.Request) -> web.Response:
+        if token:
+            scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(
+                presented.encode(), token.encode()
+            ):
+                return web.Response(status=401, text="metrics token required\n")
+        body = await asyncio.get_running_loop().run_in_executor(None, exposition, path)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    logger.info("worker metrics on http://%s:%s/metrics", host, port)
+    return runner

@@ -43,7 +43,6 @@ from runtime.spec import (
 
 logger = logging.getLogger(__name__)
 
-METRICS_PORT = 9100
 METRICS_DIR = Path(tempfile.gettempdir()) / "voxline-worker-metrics"
 RETRY_SECONDS = 10.0
 # SIP attributes LiveKit sets on the caller of an inbound call.
@@ -171,7 +170,7 @@ class CallRunner:
         try:
             report = self._report()
             if report is not None:
-                metrics.observe_report(report)
+                metrics.observe_report(report, self.call.agent if self.call else None)
                 # retried until taken; if the process dies first, the file is sent on restart
                 await self.spool.deliver(self.control, report)
         except Exception:
@@ -346,7 +345,7 @@ def worker_options(settings: RuntimeSettings) -> WorkerOptions:
         entrypoint_fnc=entrypoint,
         prewarm_fnc=prewarm,
         agent_name=settings.agent_name,
-        prometheus_port=METRICS_PORT,
+        # `/metrics` is the worker's own (`metrics.serve_metrics`), up even without LiveKit.
         prometheus_multiproc_dir=os.environ.get("PROMETHEUS_MULTIPROC_DIR", str(METRICS_DIR)),
     )
 
@@ -368,17 +367,43 @@ async def run_worker(
     """
     settings = settings or RuntimeSettings()
     options = options or worker_options(settings)
-    # Reports earlier processes could not deliver go out while the worker waits and works.
-    async with ControlPlane(settings) as control:
-        resend = asyncio.create_task(
-            ReportSpool(settings.report_outbox).resend_forever(control), name="report-resend"
+    metrics_server = await _serve_metrics(settings, options)
+    try:
+        # Reports earlier processes could not deliver go out while the worker waits and works.
+        async with ControlPlane(settings) as control:
+            resend = asyncio.create_task(
+                ReportSpool(settings.report_outbox).resend_forever(control), name="report-resend"
+            )
+            try:
+                await _serve(options, retry_seconds)
+            finally:
+                resend.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await resend
+    finally:
+        if metrics_server is not None:
+            await metrics_server.cleanup()
+
+
+async def _serve_metrics(settings: RuntimeSettings, options: WorkerOptions):
+    """The worker's `/metrics`, before and whatever LiveKit does; calls go on without it."""
+    directory = options.prometheus_multiproc_dir or str(METRICS_DIR)
+    os.makedirs(directory, exist_ok=True)
+    try:
+        return await metrics.serve_metrics(
+            settings.metrics_host,
+            settings.metrics_port,
+            token=settings.metrics_token,
+            directory=directory,
         )
-        try:
-            await _serve(options, retry_seconds)
-        finally:
-            resend.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await resend
+    except OSError as error:
+        logger.warning(
+            "worker metrics not served on %s:%s: %s",
+            settings.metrics_host,
+            settings.metrics_port,
+            error,
+        )
+        return None
 
 
 async def _serve(options: WorkerOptions, retry_seconds: float) -> None:

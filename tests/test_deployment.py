@@ -1,5 +1,6 @@
 """The docker-compose deployment: it validates, it is complete, and it refuses missing secrets."""
 
+import json
 import os
 import re
 import shutil
@@ -22,6 +23,7 @@ SERVICES = {
     "control",
     "worker",
     "prometheus",
+    "grafana",
 }
 
 # Dummy values for every variable docker-compose.yml requires.
@@ -32,6 +34,7 @@ SECRETS = {
     "VOXLINE_ENCRYPTION_KEY": "dummy-encryption-key",
     "LIVEKIT_API_KEY": "dummy-api-key",
     "LIVEKIT_API_SECRET": "dummy-api-secret",
+    "GRAFANA_ADMIN_PASSWORD": "dummy-grafana-password",
 }
 
 
@@ -138,6 +141,27 @@ def test_prometheus_scrapes_control_workload_and_worker_metrics():
     assert control["metrics_path"] == "/reports/workload"
     assert control["dns_sd_configs"][0] == {"names": ["control"], "type": "A", "port": 8000}
     assert worker["dns_sd_configs"][0] == {"names": ["worker"], "type": "A", "port": 9100}
+    control_metrics = jobs["voxline-control-metrics"]
+    assert control_metrics["metrics_path"] == "/metrics"
+    assert control_metrics["dns_sd_configs"][0] == control["dns_sd_configs"][0]
+
+
+def test_grafana_is_provisioned_with_prometheus_and_the_dashboard(rendered):
+    grafana = rendered["services"]["grafana"]
+    # docker-compose v1 renders `source:target:mode`.
+    mounts = {volume.split(":")[1]: volume.split(":")[0] for volume in grafana["volumes"]}
+    assert Path(mounts["/etc/grafana/provisioning"]) == DEPLOY_DIR / "grafana" / "provisioning"
+    assert Path(mounts["/var/lib/grafana/dashboards"]) == DEPLOY_DIR / "grafana" / "dashboards"
+    provisioning = DEPLOY_DIR / "grafana" / "provisioning"
+    [source] = yaml.safe_load((provisioning / "datasources" / "prometheus.yml").read_text())[
+        "datasources"
+    ]
+    assert source["url"] == "http://prometheus:9090"
+    dashboard = json.loads((DEPLOY_DIR / "grafana" / "dashboards" / "voxline.json").read_text())
+    datasources = {
+        target["datasource"]["uid"] for panel in dashboard["panels"] for target in panel["targets"]
+    }
+    assert datasources == {source["uid"]}
 
 
 def test_env_example_lists_every_variable_the_compose_file_reads():

@@ -52,12 +52,13 @@ class CallFilters:
     start: datetime | None = None
     end: datetime | None = None
     batch_id: uuid.UUID | None = None
+    campaign: str | None = None
 
 
 def filtered_calls(workspace_id: uuid.UUID, filters: CallFilters) -> QuerySet[Call]:
     """The workspace's calls matching `filters`, newest first (served by the composite indexes)."""
     query = Call.filter(workspace_id=workspace_id)
-    for field in ("call_type", "call_direction", "agent_id", "disposition", "batch_id"):
+    for field in ("call_type", "call_direction", "agent_id", "disposition", "batch_id", "campaign"):
         value = getattr(filters, field)
         if value is not None:
             query = query.filter(**{field: value})

@@ -370,8 +370,13 @@ async def start_outbound_call(
     to_number: str,
     dynamic_variables: dict[str, Any],
     batch_id: uuid.UUID | None = None,
+    call_id: uuid.UUID | None = None,
 ) -> tuple[Call, str]:
-    """Take a capacity slot, queue a call log and dispatch the agent; the worker then dials."""
+    """Take a capacity slot, queue a call log and dispatch the agent; the worker then dials.
+
+    A dialer passes the `call_id` it recorded before dialing (its room is `call-<call_id>`), so
+    that after a crash it can find the call, and its room on LiveKit, instead of dialing again.
+    """
     number = await PhoneNumber.get_or_none(workspace_id=workspace_id, phone_number=agent_number)
     if number is None:
         raise APIError(
@@ -393,7 +398,7 @@ async def start_outbound_call(
             "NO_OUTBOUND_TRUNK",
             "That number has no outbound SIP trunk; register one (POST /phonenumbers/sip_trunk).",
         )
-    call_id = uuid.uuid4()
+    call_id = call_id or uuid.uuid4()
     await reserve_capacity(settings, redis, call_id, workspace_id)
     try:
         call = await create_call(

@@ -5,7 +5,7 @@ from datetime import timedelta
 
 import pytest
 
-from control.models import ApiKey, Invitation, Membership, Role, User, Workspace
+from control.models import ApiKey, Batch, BatchItem, Invitation, Membership, Role, User, Workspace
 from control.security import hash_secret, utcnow
 from control.services.workspaces import create_api_key
 from tests.conftest import auth_headers, make_user
@@ -19,6 +19,7 @@ class Tenant:
     member: User
     api_key_id: str
     invitation_id: str
+    batch_id: str = ""
 
 
 async def build_tenant(settings, name: str) -> Tenant:
@@ -43,7 +44,15 @@ async def build_tenant(settings, name: str) -> Tenant:
         token_hash=hash_secret(f"token-{name}"),
         expires_at=utcnow() + timedelta(days=7),
     )
-    return Tenant(workspace, callers, admin, member, str(dev_key.id), str(invitation.id))
+    batch = await Batch.create(
+        workspace=workspace, name=f"batch {name}", agent_phone_number="+16505551234"
+    )
+    await BatchItem.create(
+        batch=batch, workspace_id=workspace.id, line=2, phone_number="+14155550100"
+    )
+    return Tenant(
+        workspace, callers, admin, member, str(dev_key.id), str(invitation.id), str(batch.id)
+    )
 
 
 @pytest.fixture
@@ -69,6 +78,16 @@ def workspace_routes(target: Tenant):
     ]
 
 
+def resource_routes(target: Tenant):
+    """(method, path, body) for routes that address a workspace's resource by its own id."""
+    return [
+        ("GET", f"/batch/{target.batch_id}", None),
+        ("GET", f"/batch/{target.batch_id}/items", None),
+        ("PATCH", f"/batch/{target.batch_id}", {"action": "pause"}),
+        ("DELETE", f"/batch/{target.batch_id}", None),
+    ]
+
+
 async def snapshot(tenant: Tenant):
     workspace = await Workspace.get_or_none(id=tenant.workspace.id)
     return (
@@ -76,6 +95,7 @@ async def snapshot(tenant: Tenant):
         await Membership.filter(workspace_id=tenant.workspace.id).count(),
         await ApiKey.filter(workspace_id=tenant.workspace.id).count(),
         await Invitation.filter(workspace_id=tenant.workspace.id).count(),
+        await Batch.filter(workspace_id=tenant.workspace.id).values_list("status", flat=True),
     )
 
 
@@ -88,6 +108,15 @@ async def test_no_cross_workspace_read_or_write_succeeds(client, tenants):
             assert response.status_code == 404, (caller, method, path, response.status_code)
             text = await response.get_data(as_text=True)
             assert b.workspace.name not in text and str(b.admin.email) not in text
+        for method, path, body in resource_routes(b):
+            response = await client.open(path, method=method, json=body, headers=headers)
+            # A role too low to write is refused before any lookup, so it tells nothing either.
+            refused = (await response.get_json()).get("code")
+            assert response.status_code == 404 or refused == "INSUFFICIENT_ROLE", (
+                caller, method, path, response.status_code,
+            )  # fmt: skip
+            text = await response.get_data(as_text=True)
+            assert "batch b" not in text and str(b.admin.email) not in text
     # Switching into the other workspace, or naming it in X-Workspace-Id, fails too.
     for caller in ("admin", "developer", "member"):
         headers = a.callers[caller]

@@ -30,9 +30,10 @@ REPORT = {
 JOB = """
 import json, sys
 from runtime import metrics
-from runtime.spec import CallReport
+from runtime.spec import AgentSpec, CallReport
 metrics.active_sessions.inc()
-metrics.observe_report(CallReport.from_dict(json.loads(sys.argv[1])))
+agent = AgentSpec(agent_id="a1", llm_provider="Open AI", stt_provider="local", tts_provider="x")
+metrics.observe_report(CallReport.from_dict(json.loads(sys.argv[1])), agent)
 """
 
 
@@ -46,5 +47,11 @@ def test_metrics_from_two_job_processes_are_summed(tmp_path):
     assert 'voxline_tool_calls_total{outcome="ok",tool="crm"} 2.0' in text
     assert 'voxline_tool_calls_total{outcome="error",tool="crm"} 2.0' in text
     assert 'voxline_calls_total{end_reason="user_hangup",status="completed"} 2.0' in text
-    assert 'voxline_turn_latency_seconds_count{stage="llm_ttft"} 2.0' in text
-    assert 'voxline_turn_latency_seconds_bucket{le="0.3",stage="llm_ttft"} 2.0' in text
+    # Each stage by its own provider: STT for the end of utterance, the LLM for end to end, and
+    # `other` for a name the catalogue does not know (labels stay bounded).
+    latency = "voxline_turn_latency_seconds"
+    assert f'{latency}_count{{provider="openai",stage="llm_ttft"}} 2.0' in text
+    assert f'{latency}_bucket{{le="0.3",provider="openai",stage="llm_ttft"}} 2.0' in text
+    assert f'{latency}_count{{provider="local",stage="end_of_utterance"}} 2.0' in text
+    assert f'{latency}_count{{provider="openai",stage="end_to_end"}} 2.0' in text
+    assert f'{latency}_count{{provider="other",stage="tts_ttfb"}} 2.0' in text
