@@ -27,18 +27,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 os.environ.setdefault("VOXLINE_DATA_DIR", tempfile.mkdtemp(prefix="voxline-bench-"))
 
-import asyncpg  # noqa: E402
 
-from control.app import create_app  # noqa: E402
-from control.config import Settings  # noqa: E402
-from control.db import apply_migrations  # noqa: E402
-from control.models import Batch, Membership, PhoneNumber, Role, User, Workspace  # noqa: E402
-from control.security import encode_token, utcnow  # noqa: E402
+from control.models import Batch, PhoneNumber, Workspace  # noqa: E402
+from control.security import utcnow  # noqa: E402
 from control.services import batch_csv, dialer  # noqa: E402
 from control.services.agents import create_agent  # noqa: E402
-from telephony.config import TelephonySettings  # noqa: E402
+from tests.bench.harness import admin_headers, bench_app  # noqa: E402
 from tests.control.batching import multipart  # noqa: E402
-from tests.fakes.livekit_server import FakeLiveKit  # noqa: E402
 
 DATABASE = "voxline_bench_batch"
 BASE_URL = os.environ.get("VOXLINE_BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
@@ -75,42 +70,18 @@ def parser_peak_kib(rows: int) -> float:
     return peak / 1024
 
 
-async def recreate_database() -> None:
-    admin = await asyncpg.connect(f"{BASE_URL}/postgres")
-    await admin.execute(f'DROP DATABASE IF EXISTS "{DATABASE}"')
-    await admin.execute(f'CREATE DATABASE "{DATABASE}"')
-    await admin.close()
-
 
 async def main(rows: int, due: int) -> None:
     print("CSV reader alone (tracemalloc peak):")
     for size in (rows // 10, rows):
         print(f"  {size:>8,} rows: {parser_peak_kib(size):8.0f} KiB")
 
-    await recreate_database()
-    livekit = FakeLiveKit().start()
-    settings = Settings(
-        env="test",
-        database_url=f"postgres://postgres@127.0.0.1:5432/{DATABASE}",
-        redis_url="redis://127.0.0.1:6379/13",
-        jwt_secret="bench-secret-" + "x" * 40,
-        service_token="bench-service-token",
-        background_workers=False,
-        max_agent_sessions=due * 2,
-    )
-    telephony = TelephonySettings(
-        env="test",
-        livekit_url=livekit.url,
-        livekit_api_key=livekit.api_key,
-        livekit_api_secret=livekit.api_secret,
-    )
-    await apply_migrations(settings)
-    app = create_app(settings, telephony)
-    async with app.test_app() as test_app:
+    app = bench_app(DATABASE, "redis://127.0.0.1:6379/13", max_agent_sessions=due * 2)
+    async with app as (settings, test_app, livekit):
+        telephony = test_app.app.config["TELEPHONY"]
         await test_app.app.extensions["redis"].flushdb()
         workspace = await Workspace.create(name="Bench", slug="bench")
-        user = await User.create(email="bench@example.com")
-        await Membership.create(user=user, workspace=workspace, role=Role.ADMIN)
+        headers = await admin_headers(settings, workspace)
         await PhoneNumber.create(
             workspace=workspace,
             phone_number=AGENT_NUMBER,
@@ -123,8 +94,6 @@ async def main(rows: int, due: int) -> None:
         agent = await create_agent(
             settings, workspace.id, {"agent_name": "Bench", "phone_number": AGENT_NUMBER}
         )
-        token = encode_token(settings, {"sub": str(user.id), "typ": "access"}, 3600)
-        headers = {"Authorization": f"Bearer {token}"}
         client = test_app.test_client()
 
         fields = {
@@ -174,7 +143,6 @@ async def main(rows: int, due: int) -> None:
             f"(wall {1000 * wall / dispatched:.2f} ms per call, LiveKit stand-in included); "
             f"LiveKit saw {len(livekit.dispatches):,} dispatches"
         )
-    livekit.stop()
 
 
 if __name__ == "__main__":

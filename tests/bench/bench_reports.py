@@ -26,16 +26,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 os.environ.setdefault("VOXLINE_DATA_DIR", tempfile.mkdtemp(prefix="voxline-bench-"))
 
-import asyncpg  # noqa: E402
 from tortoise import connections  # noqa: E402
 
-from control.app import create_app  # noqa: E402
-from control.config import Settings  # noqa: E402
-from control.db import apply_migrations  # noqa: E402
-from control.models import Membership, Role, User, Workspace  # noqa: E402
-from control.security import encode_token  # noqa: E402
-from telephony.config import TelephonySettings  # noqa: E402
-from tests.fakes.livekit_server import FakeLiveKit  # noqa: E402
+from control.models import Workspace  # noqa: E402
+from tests.bench.harness import admin_headers, bench_app  # noqa: E402
 
 DATABASE = "voxline_bench_reports"
 BASE_URL = os.environ.get("VOXLINE_BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
@@ -52,12 +46,6 @@ def nearest_rank(samples: list[float], fraction: float) -> float:
 def percentiles(samples: list[float]) -> str:
     return f"p50 {nearest_rank(samples, 0.5):7.1f} ms   p95 {nearest_rank(samples, 0.95):7.1f} ms"
 
-
-async def recreate_database() -> None:
-    admin = await asyncpg.connect(f"{BASE_URL}/postgres")
-    await admin.execute(f'DROP DATABASE IF EXISTS "{DATABASE}"')
-    await admin.execute(f'CREATE DATABASE "{DATABASE}"')
-    await admin.close()
 
 
 async def fill(rows: int) -> list[Workspace]:
@@ -157,31 +145,10 @@ async def explain(sql: str, values: list) -> str:
 
 
 async def main(rows: int, repeat: int) -> None:
-    await recreate_database()
-    livekit = FakeLiveKit().start()
-    settings = Settings(
-        env="test",
-        database_url=f"postgres://postgres@127.0.0.1:5432/{DATABASE}",
-        redis_url=REDIS_URL,
-        jwt_secret="bench-secret-" + "x" * 40,
-        service_token="bench-service-token",
-        background_workers=False,
-    )
-    telephony = TelephonySettings(
-        env="test",
-        livekit_url=livekit.url,
-        livekit_api_key=livekit.api_key,
-        livekit_api_secret=livekit.api_secret,
-    )
-    await apply_migrations(settings)
-    app = create_app(settings, telephony)
-    async with app.test_app() as test_app:
+    async with bench_app(DATABASE, REDIS_URL) as (settings, test_app, livekit):
         workspaces = await fill(rows)
         workspace = workspaces[3]
-        user = await User.create(email="bench@example.com")
-        await Membership.create(user=user, workspace=workspace, role=Role.ADMIN)
-        token = encode_token(settings, {"sub": str(user.id), "typ": "access"}, 3600)
-        headers = {"Authorization": f"Bearer {token}", "X-Workspace-Id": str(workspace.id)}
+        headers = await admin_headers(settings, workspace)
         client = test_app.test_client()
         in_range = (
             await connections.get("default").execute_query_dict(
@@ -229,7 +196,6 @@ async def main(rows: int, repeat: int) -> None:
         print("\nIndexes on calls:")
         for index in indexes:
             print(f"  {index['indexdef']}")
-    livekit.stop()
 
 
 if __name__ == "__main__":
