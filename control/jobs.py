@@ -19,7 +19,7 @@ import logging
 import time
 import traceback
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -50,6 +50,9 @@ class JobContext:
 
     settings: Settings
     redis: Redis
+    #: The period slot each periodic kind was last scheduled for by this runner: a runner tries
+    #: to insert a slot's job once, not on every loop iteration.
+    scheduled_slots: dict[str, int] = field(default_factory=dict, compare=False)
 
 
 Handler = Callable[[JobContext, dict[str, Any]], Awaitable[None]]
@@ -142,14 +145,17 @@ async def claim_due(
     return rows
 
 
-async def _schedule_periodic(settings: Settings) -> None:
+async def _schedule_periodic(context: JobContext) -> None:
     now = time.time()
     for spec in KINDS.values():
         if spec.every_seconds is None:
             continue
-        period = spec.every_seconds(settings)
+        slot = int(now // spec.every_seconds(context.settings))
+        if context.scheduled_slots.get(spec.name) == slot:
+            continue
         # One job per period slot: whichever replica inserts it first runs it.
-        await enqueue(spec.name, key=f"{spec.name}@{int(now // period)}")
+        await enqueue(spec.name, key=f"{spec.name}@{slot}")
+        context.scheduled_slots[spec.name] = slot
 
 
 async def _run(context: JobContext, claimed: Job) -> None:
@@ -194,7 +200,7 @@ async def _run(context: JobContext, claimed: Job) -> None:
 
 async def run_due(context: JobContext, limit: int = CLAIM_BATCH) -> int:
     """Schedule periodic jobs, then run the due ones once; returns how many ran."""
-    await _schedule_periodic(context.settings)
+    await _schedule_periodic(context)
     lease = max((spec.lease_seconds for spec in KINDS.values()), default=300.0)
     claimed = await claim_due(
         Job.filter(status__in=(JobStatus.PENDING, JobStatus.RUNNING)),
