@@ -34,6 +34,10 @@ setup: $(STAMP)
 	  echo "installing prometheus (Debian package: promtool and the server) for the metrics tests"; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null) \
 	  || echo "warning: could not install prometheus; the metrics tests will fail"; }
+	@[ -x /usr/bin/chromium ] || { \
+	  echo "installing chromium (Debian package) for the dashboard's browser tests"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null) \
+	  || echo "warning: could not install chromium; the browser tests (tests/web) will be skipped"; }
 
 # The offline LLM: llama.cpp compiles once (about 3 minutes on 2 idle cores), so `make run`
 # builds it in the background while the platform installs and starts; agents on LLM "local"

@@ -12,7 +12,9 @@ from control.blueprints import (
     auth,
     batch,
     calls,
+    campaigns,
     chats,
+    dashboard,
     health,
     internal,
     metrics,
@@ -38,18 +40,23 @@ BLUEPRINTS = (
     agents.blueprint,
     calls.blueprint,
     batch.blueprint,
+    campaigns.blueprint,
     chats.blueprint,
     phonenumbers.blueprint,
     internal.blueprint,
     webhooks.blueprint,
     reports.blueprint,
     metrics.blueprint,
+    dashboard.blueprint,
 )
+
+# /docs loads Swagger UI from the dashboard's vendored copy, never from a CDN.
+SWAGGER_UI_ASSETS = "/app/static/vendor/swagger-ui"
 
 
 # Bodies that may be larger than a JSON request: uploads and call recordings (bounded by
 # MAX_CONTENT_LENGTH and by their own routes).
-BULK_MIMETYPES = frozenset({"multipart/form-data", "audio/wav"})
+BULK_MIMETYPES = frozenset({"multipart/form-data", "audio/wav", "audio/ogg"})
 
 
 def create_app(
@@ -61,6 +68,8 @@ def create_app(
     app.config["SETTINGS"] = settings
     app.config["TELEPHONY"] = telephony or get_telephony_settings()
     app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_request_bytes
+    app.config["QUART_SCHEMA_SWAGGER_JS_URL"] = f"{SWAGGER_UI_ASSETS}/swagger-ui-bundle.js"
+    app.config["QUART_SCHEMA_SWAGGER_CSS_URL"] = f"{SWAGGER_UI_ASSETS}/swagger-ui.css"
 
     QuartSchema(
         app,
@@ -74,6 +83,9 @@ def create_app(
         # Response models are written as JSON types: ISO timestamps, UUIDs and enums as strings
         # (Quart's own encoder would write datetimes as HTTP dates).
         pydantic_dump_options={"mode": "json"},
+        # ReDoc and Scalar exist only as CDN scripts; /docs (Swagger UI) is served offline.
+        redoc_ui_path=None,
+        scalar_ui_path=None,
     )
     redis = Redis.from_url(
         settings.redis_url, socket_connect_timeout=1.0, socket_timeout=2.0, decode_responses=True

@@ -11,7 +11,15 @@ from control import jobs
 from control.config import Settings
 
 # Importing the services registers their job kinds (ingestion, analysis, the reaper).
-from control.services import analysis, calls, dialer, knowledge_files, webhooks  # noqa: F401
+from control.services import (  # noqa: F401
+    analysis,
+    calls,
+    dialer,
+    knowledge_files,
+    prospects,
+    recordings,
+    webhooks,
+)
 
 logger = logging.getLogger(__name__)
 

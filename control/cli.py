@@ -9,6 +9,7 @@ import logging
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from control.config import Settings, get_settings
 
@@ -244,7 +245,25 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def cmd_simulate(args: argparse.Namespace) -> int:
     from runtime.cli import simulate
 
-    return asyncio.run(simulate(args.agent, args.line or [], args.fast))
+    return asyncio.run(
+        simulate(args.agent, args.line or [], args.fast, voicemail_greeting=args.voicemail_greeting)
+    )
+
+
+def cmd_capacity(args: argparse.Namespace) -> int:
+    from runtime.capacity import main
+
+    return main(args.calls, args.duration, args.wav)
+
+
+def _call_steps(text: str) -> list[int]:
+    try:
+        steps = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of call counts: {text!r}") from None
+    if not steps or min(steps) < 1:
+        raise argparse.ArgumentTypeError("call counts are whole numbers of at least 1")
+    return steps
 
 
 async def _run_jobs(
@@ -353,7 +372,27 @@ def build_parser() -> argparse.ArgumentParser:
         "--line", action="append", help="what the caller says; repeat for several turns"
     )
     simulate.add_argument("--fast", action="store_true", help="feed audio faster than real time")
+    simulate.add_argument(
+        "--voicemail-greeting",
+        metavar="TEXT",
+        help="an answering machine picks up an outbound call: says TEXT, then beeps",
+    )
     simulate.set_defaults(handler=cmd_simulate)
+
+    capacity = commands.add_parser(
+        "capacity", help="measure how many real-time calls this machine holds"
+    )
+    capacity.add_argument(
+        "--calls",
+        type=_call_steps,
+        default=[1, 10, 20, 30, 40],
+        help="simulated calls at once, per step (comma-separated; default 1,10,20,30,40)",
+    )
+    capacity.add_argument(
+        "--duration", type=float, default=30.0, help="seconds each step runs (default 30)"
+    )
+    capacity.add_argument("--wav", type=Path, help="the caller's speech (16-bit mono WAV)")
+    capacity.set_defaults(handler=cmd_capacity)
 
     jobs = commands.add_parser(
         "jobs",

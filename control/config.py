@@ -5,9 +5,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import ipaddress
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -27,6 +29,40 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 def _split(items: str) -> list[str]:
     return [item.strip() for item in items.replace(" ", ",").split(",") if item.strip()]
+
+
+@dataclass(frozen=True)
+class RecordingsLocation:
+    """Where recordings are stored, as `VOXLINE_RECORDINGS_URL` says (see `Settings`)."""
+
+    scheme: Literal["file", "s3"]
+    path: str  # the directory (file), or the bucket (s3)
+    prefix: str = ""
+    endpoint: str | None = None
+    region: str | None = None
+
+
+RECORDINGS_URL_OPTIONS = frozenset({"endpoint", "region"})
+
+
+def parse_recordings_url(url: str) -> RecordingsLocation:
+    """`file:///dir` or `s3://bucket[/prefix][?endpoint=URL&region=NAME]`; ValueError if not."""
+    parts = urlsplit(url)
+    options = dict(parse_qsl(parts.query))
+    unknown = set(options) - RECORDINGS_URL_OPTIONS
+    if parts.scheme == "file" and parts.path and not parts.netloc and not options:
+        return RecordingsLocation("file", parts.path)
+    if parts.scheme == "s3" and parts.netloc and not unknown:
+        endpoint = options.get("endpoint")
+        if endpoint and urlsplit(endpoint).scheme not in ("http", "https"):
+            raise ValueError("VOXLINE_RECORDINGS_URL: `endpoint` must be an http(s) URL")
+        return RecordingsLocation(
+            "s3", parts.netloc, parts.path.strip("/"), endpoint, options.get("region")
+        )
+    raise ValueError(
+        f"VOXLINE_RECORDINGS_URL {url!r} is not `file:///directory` or "
+        "`s3://bucket[/prefix][?endpoint=URL&region=NAME]`"
+    )
 
 
 class Settings(BaseSettings):
@@ -95,6 +131,13 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("VOXLINE_MAX_AGENT_SESSIONS", "MAX_AGENT_SESSIONS"),
     )
 
+    # Call recordings (`services.recordings`): unset, files under `<data_dir>/recordings`;
+    # `file:///path` a directory; `s3://bucket[/prefix][?endpoint=URL&region=NAME]` any
+    # S3-compatible store, with the credentials of the standard `AWS_*` variables.
+    recordings_url: str | None = None
+    # How often the job that deletes recordings past their workspace's retention runs.
+    recording_cleanup_seconds: float = Field(default=3600.0, gt=0)
+
     # Scrapes of `/metrics` and `/reports/workload` must carry this bearer token when it is set.
     metrics_token: str | None = None
 
@@ -116,6 +159,13 @@ class Settings(BaseSettings):
                     f"VOXLINE_TRUSTED_PROXIES: {item!r} is not an IP address or CIDR"
                 ) from error
         return value
+
+    @field_validator("recordings_url")
+    @classmethod
+    def _recordings_url_is_a_store(cls, value: str | None) -> str | None:
+        if value:
+            parse_recordings_url(value)
+        return value or None
 
     @property
     def trusted_proxy_networks(self) -> tuple[IPNetwork, ...]:

@@ -20,7 +20,8 @@ async def send_email(settings: Settings, to: str, subject: str, body: str) -> No
     message = EmailMessage()
     message["From"] = settings.mail_from
     message["To"] = to
-    message["Subject"] = subject
+    # A header holds one line: a name with a line break (a workspace's, say) must not end it.
+    message["Subject"] = " ".join(subject.split())
     message.set_content(body)
     try:
         await aiosmtplib.send(

@@ -1,7 +1,8 @@
 """The agent a call runs (built from its CallSpec), its per-call state, limits and recorder.
 
 `VoxlineAgent` is the one `Agent` subclass: prompt and first message come from the call spec
-with `{{variables}}` rendered, and its tools from `runtime.tools`. `CallGuard` enforces the
+with `{{variables}}` rendered, and its tools from `runtime.tools` (and, on calls, the transfer,
+keypad and voicemail tools of `runtime.call_control`). `CallGuard` enforces the
 call's limits (maximum duration, idle nudge and hang-up, end-call phrases). `CallRecorder`
 turns session events into the `CallReport` posted when the call ends, however it ends.
 """
@@ -15,12 +16,13 @@ import json
 import logging
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from livekit.agents import Agent, AgentSession, llm
+from livekit import rtc
+from livekit.agents import Agent, AgentSession, llm, stt
 from livekit.agents.metrics import LLMModelUsage, STTModelUsage, TTSModelUsage
 from livekit.agents.voice import SpeechHandle
 from livekit.agents.voice.events import (
@@ -32,6 +34,7 @@ from livekit.agents.voice.events import (
     UserStateChangedEvent,
 )
 
+from runtime.call_control import CallControl
 from runtime.grounding import ANSWER_SCORE, best_fact
 from runtime.providers import Pipeline
 from runtime.spec import (
@@ -82,6 +85,8 @@ class CallState:
     sources: list[dict[str, Any]] = field(default_factory=list)
     started_at: float = field(default_factory=time.time)
     answered_at: float | None = None
+    #: each transfer attempt (see `CallReport.transfers`)
+    transfers: list[dict[str, Any]] = field(default_factory=list)
 
     def end(self, reason: EndReason) -> None:
         """Record why the call ends; the first reason wins."""
@@ -104,10 +109,14 @@ class VoxlineAgent(Agent):
         voice: bool = True,
         chat_ctx: llm.ChatContext | None = None,
         ground: bool | None = None,
+        control: CallControl | None = None,
     ) -> None:
         """`ground`: put the knowledge passages for the caller's message into every turn
-        (default: when the agent has knowledge and its LLM cannot call the lookup tool)."""
+        (default: when the agent has knowledge and its LLM cannot call the lookup tool).
+        `control`: the call's transfers, keypad and voicemail handling (phone and simulated
+        calls); its tools join the agent's."""
         self.call = call
+        self.control = control
         self.state = state or CallState(call=call)
         self.variables = call_variables(call, now)
         spec = call.agent
@@ -115,6 +124,8 @@ class VoxlineAgent(Agent):
         instructions = prompt or DEFAULT_INSTRUCTIONS
         if voice:
             instructions = f"{instructions}\n\n{VOICE_STYLE}"
+        if control is not None and control.instructions():
+            instructions = f"{instructions}\n\n{control.instructions()}"
         self.first_message = render_template(spec.first_message, self.variables).strip()
         self._greet_on_enter = greet_on_enter
         self._retrieve = retrieve
@@ -130,7 +141,8 @@ class VoxlineAgent(Agent):
                 on_end=self.state.end,
                 retrieve=retrieve,
                 end_call=voice,
-            ),
+            )
+            + (control.tools() if control is not None else []),
             chat_ctx=chat_ctx,
         )
 
@@ -141,6 +153,8 @@ class VoxlineAgent(Agent):
     async def llm_node(
         self, chat_ctx: llm.ChatContext, tools: list[llm.Tool], model_settings: Any
     ) -> AsyncIterator[llm.ChatChunk | str]:
+        if self.control is not None and self.control.at_voicemail:
+            return  # an answering machine: nothing to answer, the message follows the beep
         if self._ground:
             answer, chat_ctx = await self._grounded(chat_ctx)
             if answer:
@@ -148,6 +162,14 @@ class VoxlineAgent(Agent):
                 return
         async for chunk in Agent.default.llm_node(self, chat_ctx, tools, model_settings):
             yield chunk
+
+    async def stt_node(
+        self, audio: AsyncIterable[rtc.AudioFrame], model_settings: Any
+    ) -> AsyncIterator[stt.SpeechEvent | str]:
+        if self.control is not None and self.control.detects_voicemail:
+            audio = self.control.listen(audio)  # the beep of an answering machine
+        async for event in Agent.default.stt_node(self, audio, model_settings):
+            yield event
 
     async def _grounded(self, chat_ctx: llm.ChatContext) -> tuple[str | None, llm.ChatContext]:
         """The answer from the knowledge for the last user message, or the context for the LLM.
@@ -499,6 +521,7 @@ class CallRecorder:
             latencies=self.latencies,
             recording_path=recording_path,
             error=error,
+            transfers=[dict(transfer) for transfer in self.state.transfers],
         )
 
 

@@ -40,15 +40,23 @@ def _print_turn_latencies(report: CallReport) -> None:
         print(f"  turn {turn.get('turn', '?'):>2}: {shown}")
 
 
-async def simulate(agent_id: str | None, lines: list[str], fast: bool) -> int:
-    """A whole voice call against an agent with no LiveKit server; returns the exit code."""
+async def simulate(
+    agent_id: str | None, lines: list[str], fast: bool, *, voicemail_greeting: str | None = None
+) -> int:
+    """A whole voice call against an agent with no LiveKit server; returns the exit code.
+
+    With `voicemail_greeting`, the call is outbound and an answering machine takes it: the
+    greeting, then a beep (the agent's voicemail settings decide what follows).
+    """
+    from runtime.recording import CONTENT_TYPE, FILE_SUFFIX
     from runtime.simulate import DEFAULT_CALLER_LINES, simulate_call
 
     settings = RuntimeSettings()
     async with ControlPlane(settings) as control:
         try:
             agent_id = agent_id or await control.demo_agent_id()
-            call = await control.open_call(agent_id, direction="web")
+            direction = "web" if voicemail_greeting is None else "outbound"
+            call = await control.open_call(agent_id, direction=direction)
         except ControlPlaneError as error:
             print(f"error: {error}", file=sys.stderr)
             print(
@@ -62,7 +70,8 @@ async def simulate(agent_id: str | None, lines: list[str], fast: bool) -> int:
         spec = call.agent
         print(f"  (LLM {spec.llm_provider}, STT {spec.stt_provider}, TTS {spec.tts_provider})\n")
         with tempfile.TemporaryDirectory() as folder:
-            recording = Path(folder) / "call.wav"
+            # a recording is true to time only at real-time pace (`runtime.recording`)
+            recording = None if fast else Path(folder) / f"call{FILE_SUFFIX}"
             try:
                 result = await simulate_call(
                     call,
@@ -71,6 +80,7 @@ async def simulate(agent_id: str | None, lines: list[str], fast: bool) -> int:
                     recording_path=recording,
                     on_line=lambda text: print(f"caller: {text}", flush=True),
                     on_agent_text=lambda text: print(f"agent:  {text}", flush=True),
+                    voicemail_greeting=voicemail_greeting,
                 )
             except ProviderError as error:
                 heartbeat.cancel()
@@ -89,8 +99,9 @@ async def simulate(agent_id: str | None, lines: list[str], fast: bool) -> int:
             report = result.report
             recording_url = None
             if result.recording_path is not None:
-                wav = await asyncio.to_thread(result.recording_path.read_bytes)
-                recording_url = await control.upload_recording(call.call_id, wav)
+                recording_url = await control.upload_recording(
+                    call.call_id, result.recording_path, content_type=CONTENT_TYPE
+                )
         heartbeat.cancel()
         await control.report(report)
     _print_turn_latencies(report)
@@ -98,6 +109,8 @@ async def simulate(agent_id: str | None, lines: list[str], fast: bool) -> int:
     print(f"\nCall {call.call_id}: {report.status.value} ({reason})")
     if recording_url:
         print(f"Recording: {settings.api_url.rstrip('/')}{recording_url}")
+    elif fast:
+        print("Recording: none with --fast (recordings are made in real time)")
     print(f"Call log:  {settings.api_url.rstrip('/')}/calls/{call.call_id}")
     print(call.call_id)
     return 0 if report.status == CallStatus.COMPLETED else 1

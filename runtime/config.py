@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 from typing import Literal
 
-from pydantic import model_validator
+from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: Values of VOXLINE_SERVICE_TOKEN that only VOXLINE_ENV=development accepts.
@@ -44,6 +44,11 @@ class RuntimeSettings(BaseSettings):
     metrics_port: int = 9100
     #: When set, scrapes of `/metrics` must carry it as a bearer token (as on the control plane).
     metrics_token: str | None = None
+    #: The platform's call capacity (the control plane's variable): a worker never holds more.
+    max_agent_sessions: int = Field(
+        default=10,
+        validation_alias=AliasChoices("VOXLINE_MAX_AGENT_SESSIONS", "MAX_AGENT_SESSIONS"),
+    )
 
     @model_validator(mode="after")
     def _refuse_the_default_service_token(self) -> RuntimeSettings:

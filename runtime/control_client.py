@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -150,12 +152,30 @@ class ControlPlane:
             except ControlPlaneError as error:
                 logger.warning("call %s: heartbeat not taken: %s", call_id, error)
 
-    async def upload_recording(self, call_id: str, wav: bytes) -> str:
-        """Store a call's WAV recording with the control plane; returns its API path."""
+    async def upload_recording(
+        self, call_id: str, path: Path, *, content_type: str = "audio/ogg"
+    ) -> str:
+        """Stream a call's recording file to the control plane; returns its API path.
+
+        The file is sent in chunks as it is read (chunked transfer), never read whole.
+        """
         body = await self._request(
             "PUT",
             f"/internal/calls/{call_id}/recording",
-            content=wav,
-            headers={"Content-Type": "audio/wav"},
+            content=_file_chunks(path),
+            headers={"Content-Type": content_type},
         )
         return body["recording_url"]
+
+
+UPLOAD_CHUNK_BYTES = 256 * 1024
+
+
+async def _file_chunks(path: Path) -> AsyncIterator[bytes]:
+    """A file's bytes, a chunk at a time, read off the event loop."""
+    file = await asyncio.to_thread(path.open, "rb")
+    try:
+        while chunk := await asyncio.to_thread(file.read, UPLOAD_CHUNK_BYTES):
+            yield chunk
+    finally:
+        await asyncio.to_thread(file.close)

@@ -63,6 +63,16 @@ tool_calls = Counter("voxline_tool_calls_total", "Tool calls made by agents", ["
 calls_finished = Counter(
     "voxline_calls_total", "Calls finished by this worker", ["status", "end_reason"]
 )
+LOOP_LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+event_loop_lag = Histogram(
+    "voxline_event_loop_lag_seconds",
+    "How late the worker's event loops wake up: time a callback waits behind other work",
+    buckets=LOOP_LAG_BUCKETS,
+)
+turn_predictions_late = Counter(
+    "voxline_turn_predictions_late_total",
+    "End-of-turn predictions not ready by their deadline (the turn fell back to VAD endpointing)",
+)
 
 
 def provider_label(kind: str, name: str | None) -> str:
@@ -106,8 +116,10 @@ def _precreated_labels() -> list[dict[str, str]]:
     ]
 
 
-def _zero_histogram(family: Metric, labels: dict[str, str]) -> None:
-    for bound in (*LATENCY_BUCKETS, float("inf")):
+def _zero_histogram(
+    family: Metric, labels: dict[str, str], buckets: tuple[float, ...] = LATENCY_BUCKETS
+) -> None:
+    for bound in (*buckets, float("inf")):
         family.add_sample(f"{family.name}_bucket", {**labels, "le": floatToGoString(bound)}, 0.0)
     family.add_sample(f"{family.name}_count", labels, 0.0)
     family.add_sample(f"{family.name}_sum", labels, 0.0)
@@ -139,7 +151,67 @@ class WorkerCollector(MultiProcessCollector):
         )
         if not sessions.samples:
             sessions.add_sample("voxline_active_sessions", {}, 0.0)
+        lag = families.setdefault(
+            event_loop_lag._name,
+            Metric(event_loop_lag._name, event_loop_lag._documentation, "histogram"),
+        )
+        if not lag.samples:
+            _zero_histogram(lag, {}, LOOP_LAG_BUCKETS)
+        late_name = turn_predictions_late._name
+        late = families.setdefault(
+            late_name, Metric(late_name, turn_predictions_late._documentation, "counter")
+        )
+        if not late.samples:
+            late.add_sample(f"{late_name}_total", {}, 0.0)
         return iter(families.values())
+
+
+class LoopLagMonitor:
+    """Measures how late its event loop wakes up, into `voxline_event_loop_lag_seconds`.
+
+    A task sleeps `interval` seconds at a time; whatever it wakes up later than asked is time
+    the loop spent on something else (a blocking call, a long callback, a GC pause). One per
+    event loop: the worker's own, and each job thread's.
+    """
+
+    def __init__(self, interval: float = 0.25) -> None:
+        self.interval = interval
+        #: the largest lag seen in the last few seconds (the worker's load reads it)
+        self.recent_max = 0.0
+        self.samples = 0
+        self._window: list[float] = []
+        self._task: asyncio.Task | None = None
+        self._observed: asyncio.Event | None = None
+
+    def start(self) -> LoopLagMonitor:
+        self._observed = asyncio.Event()
+        self._task = asyncio.create_task(self._run(), name="voxline-loop-lag")
+        return self
+
+    async def next_sample(self) -> None:
+        """Wait for the next measurement (tests)."""
+        assert self._observed is not None, "start() the monitor first"
+        self._observed.clear()
+        await self._observed.wait()
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        window = max(int(5.0 / self.interval), 1)
+        while True:
+            asked = loop.time()
+            await asyncio.sleep(self.interval)
+            lag = max(loop.time() - asked - self.interval, 0.0)
+            event_loop_lag.observe(lag)
+            self._window = [*self._window[-(window - 1) :], lag]
+            self.recent_max = max(self._window)
+            self.samples += 1
+            assert self._observed is not None
+            self._observed.set()
 
 
 def exposition(directory: str) -> bytes:

@@ -9,11 +9,16 @@ runs cloud agents) and maps the agent's settings onto the factory's keyword argu
 from __future__ import annotations
 
 import asyncio
+import collections
+import concurrent.futures
+import functools
 import importlib
 import ipaddress
 import logging
 import os
 import socket
+import threading
+import time
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +27,7 @@ from urllib.parse import urlsplit
 
 from runtime.config import RuntimeSettings
 from runtime.spec import (
+    PROVIDERS,
     AgentSpec,
     ProviderInfo,
     ResolvedProvider,
@@ -328,29 +334,284 @@ def build_tts(agent: AgentSpec, settings: RuntimeSettings | None = None):
 _VAD: Any = None
 
 
+class InlineExecutor(concurrent.futures.Executor):
+    """Runs each job at once, on the submitting thread.
+
+    For the VAD's 32 ms windows: the native Silero model takes about 15 µs of CPU a window,
+    far less than handing each window to a thread and waking the loop when it is done (the
+    Silero plugin's ONNX model plus that hand-off cost a third more CPU per call).
+    """
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any):
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as error:
+            future.set_exception(error)
+        return future
+
+
 def build_vad():
-    """Silero VAD (its model ships inside the plugin's wheel); loaded once per process."""
+    """Silero VAD, the native build in `livekit-local-inference` (its model ships in the wheel),
+    with the Silero plugin's defaults; one instance per process, a stream per call."""
     global _VAD
     if _VAD is None:
-        try:
-            from livekit.plugins import silero
-        except ImportError as e:
-            raise MissingExtraError(
-                "silero VAD is not installed; install with: pip install voxline"
-            ) from e
-        _VAD = silero.VAD.load()
+        from livekit.agents import inference
+
+        _VAD = inference.VAD(
+            min_speech_duration=0.05,
+            min_silence_duration=0.55,
+            prefix_padding_duration=0.5,
+            activation_threshold=0.5,
+            executor=InlineExecutor(),
+        )
     return _VAD
 
 
-def build_turn_detector():
+# --------------------------------------------------------------------------------------------
+# End of turn: one model per process, every call's predictions batched through it
+# --------------------------------------------------------------------------------------------
+
+#: How long a call waits for its end-of-turn prediction before it falls back to VAD endpointing.
+#: The framework asks when the caller has been silent 200 ms and needs the answer when VAD ends
+#: the speech (Silero's 550 ms of silence), so 300 ms is what a prediction can take unseen.
+EOT_DEADLINE_SECONDS = 0.3
+#: The most requests one pass of the inference thread takes.
+EOT_MAX_BATCH = 32
+#: What a late or failed prediction answers: "the turn ended", the framework's own default for
+#: a prediction it has no answer to, so the session commits after `min_endpointing_delay`
+#: (VAD endpointing) instead of waiting `max_endpointing_delay`.
+EOT_FALLBACK_PROBABILITY = 1.0
+
+BatchRunner = Callable[[list[Any]], list[float]]
+
+
+def native_eot_runner() -> BatchRunner:
+    """The end-of-turn model of `livekit-local-inference` (loaded once; about 108 MB).
+
+    Its API takes one 1.2 s window per call (no batch dimension), and releases the GIL.
+    """
+    from livekit.local_inference import EOT, init_eot
+
+    init_eot()
+    model = EOT()
+
+    def run(windows: list[Any]) -> list[float]:
+        return [float(model.predict(window)) for window in windows]
+
+    return run
+
+
+class _Request:
+    __slots__ = ("window", "deadline", "future")
+
+    def __init__(self, window: Any, deadline: float) -> None:
+        self.window = window
+        self.deadline = deadline
+        self.future: concurrent.futures.Future[float] = concurrent.futures.Future()
+
+
+class TurnPredictor:
+    """The process's one end-of-turn inference path, shared by every call it runs.
+
+    Calls submit 16 kHz windows from their own event loops (one per job thread, or one for
+    all); a single inference thread takes whatever has queued up as one batch and answers each
+    request's future. A request whose deadline passed while it waited is not run at all: its
+    call has already fallen back to VAD endpointing, and skipping it sheds load when the
+    process is behind.
+    """
+
+    def __init__(
+        self, runner: BatchRunner | None = None, *, max_batch: int = EOT_MAX_BATCH
+    ) -> None:
+        """`runner` defaults to the native model (loaded here, on the caller's thread)."""
+        self._runner = runner or native_eot_runner()
+        self.max_batch = max_batch
+        self._queue: collections.deque[_Request] = collections.deque()
+        self._ready = threading.Condition()
+        self._closed = False
+        #: size of every batch run so far, newest last (bounded)
+        self.batch_sizes: collections.deque[int] = collections.deque(maxlen=1000)
+        self.expired = 0
+        self._thread = threading.Thread(target=self._serve, name="voxline-eot", daemon=True)
+        self._thread.start()
+
+    def submit(self, window: Any, *, deadline: float) -> concurrent.futures.Future[float]:
+        """Queue one prediction; `deadline` is a `time.monotonic()` instant."""
+        request = _Request(window, deadline)
+        with self._ready:
+            if self._closed:
+                raise RuntimeError("the turn predictor is closed")
+            self._queue.append(request)
+            self._ready.notify()
+        return request.future
+
+    async def predict(self, window: Any, *, within: float = EOT_DEADLINE_SECONDS) -> float | None:
+        """The end-of-turn probability of `window`, or None when it is not ready `within` s."""
+        future = self.submit(window, deadline=time.monotonic() + within)
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(future), within)
+        except TimeoutError:
+            future.cancel()
+            return None
+
+    def close(self) -> None:
+        with self._ready:
+            self._closed = True
+            self._ready.notify()
+        self._thread.join(timeout=5)
+
+    def _take_batch(self) -> list[_Request] | None:
+        with self._ready:
+            while not self._queue and not self._closed:
+                self._ready.wait()
+            if self._closed:
+                return None
+            batch = []
+            now = time.monotonic()
+            while self._queue and len(batch) < self.max_batch:
+                request = self._queue.popleft()
+                if request.deadline < now:
+                    request.future.cancel()  # its call has fallen back already
+                if not request.future.set_running_or_notify_cancel():
+                    self.expired += 1
+                    continue
+                batch.append(request)
+            return batch
+
+    def _serve(self) -> None:
+        while (batch := self._take_batch()) is not None:
+            if not batch:
+                continue
+            self.batch_sizes.append(len(batch))
+            try:
+                probabilities = self._runner([request.window for request in batch])
+            except Exception as error:
+                logger.exception("end-of-turn batch of %d failed", len(batch))
+                for request in batch:
+                    request.future.set_exception(error)
+                continue
+            for request, probability in zip(batch, probabilities, strict=True):
+                request.future.set_result(probability)
+
+
+_PREDICTOR: TurnPredictor | None = None
+_PREDICTOR_LOCK = threading.Lock()
+
+
+def turn_predictor() -> TurnPredictor:
+    """The process's shared `TurnPredictor` (model loaded on first use; `preload_models`)."""
+    global _PREDICTOR
+    with _PREDICTOR_LOCK:
+        if _PREDICTOR is None:
+            _PREDICTOR = TurnPredictor()
+        return _PREDICTOR
+
+
+@functools.cache
+def _batched_transport_class():
+    from livekit.agents.inference.eot.transports import _LocalTransport
+
+    class BatchedLocalTransport(_LocalTransport):
+        """The framework's local transport, predicting through the shared `TurnPredictor`.
+
+        Keeps its per-call audio window; only the model run is shared. A prediction later than
+        the deadline answers `EOT_FALLBACK_PROBABILITY`.
+        """
+
+        def __init__(self, *, opts: Any, predictor: TurnPredictor, deadline: float) -> None:
+            # the parent's __init__ would open a native model handle per call: set up by hand
+            from livekit.agents import utils
+            from livekit.agents.inference.eot.base import DEFAULT_SAMPLE_RATE
+            from livekit.agents.inference.eot.transports import _CLIENT_BUFFER_SAMPLES
+
+            self._opts = opts
+            self._buf = utils.AudioArrayBuffer(
+                buffer_size=_CLIENT_BUFFER_SAMPLES, sample_rate=DEFAULT_SAMPLE_RATE
+            )
+            self._stream_ref = None
+            self._tasks = set()
+            self._predictor = predictor
+            self._deadline = deadline
+
+        async def _predict(self, request_id: str, pcm_snapshot: Any) -> None:
+            started = time.monotonic()
+            try:
+                probability = await self._predictor.predict(pcm_snapshot, within=self._deadline)
+            except Exception:
+                logger.exception("end-of-turn prediction failed")
+                probability = None
+            if probability is None:
+                from runtime import metrics
+
+                metrics.turn_predictions_late.inc()
+                probability = EOT_FALLBACK_PROBABILITY
+            stream = self._stream_ref() if self._stream_ref is not None else None
+            if stream is not None:
+                stream._resolve_prediction(
+                    request_id, probability, inference_duration=time.monotonic() - started
+                )
+
+    return BatchedLocalTransport
+
+
+def build_turn_detector(
+    predictor: TurnPredictor | None = None, *, deadline: float = EOT_DEADLINE_SECONDS
+):
     """LiveKit's local end-of-turn model (`turn-detector-v1-mini`), which runs offline.
 
     It listens to the audio itself (it is not a text model), so it only helps with audio
     input. The separate turn-detector plugin downloads from a model hub and is not used.
+    Every call's predictions go through the process's one `TurnPredictor` (batched, on its
+    own thread), and one later than `deadline` seconds falls back to VAD endpointing.
     """
-    from livekit.agents import inference
+    return _shared_detector_class()(predictor or turn_predictor(), deadline)
 
-    return inference.TurnDetector(version="v1-mini")
+
+@functools.cache
+def _shared_detector_class():
+    from livekit.agents import inference
+    from livekit.agents.inference.eot.base import _BaseStreamingTurnDetectorStream
+
+    transport_class = _batched_transport_class()
+
+    class SharedTurnDetector(inference.TurnDetector):
+        """`TurnDetector("v1-mini")` whose streams predict through a shared `TurnPredictor`."""
+
+        def __init__(self, predictor: TurnPredictor, deadline: float) -> None:
+            super().__init__(version="v1-mini")
+            self.predictor = predictor
+            self.deadline = deadline
+
+        def stream(self, **_: Any) -> _BaseStreamingTurnDetectorStream:
+            transport = transport_class(
+                opts=self._opts, predictor=self.predictor, deadline=self.deadline
+            )
+            return _BaseStreamingTurnDetectorStream(
+                detector=self, opts=self._opts, transport=transport, model=self._model
+            )
+
+    return SharedTurnDetector
+
+
+def preload_models(*, local: bool = False) -> None:
+    """Load what every call shares, once per process, before the first call arrives.
+
+    Imports the cloud plugins (importing openai alone blocked the event loop for most of a
+    second when a call did it), loads Silero VAD and the end-of-turn model, and, with
+    `local`, the offline STT and TTS plugins when the `local` extra is installed (their models
+    load once, on first use, through `runtime.local`).
+    """
+    for providers in PROVIDERS.values():
+        for info in providers.values():
+            if info.extra and not local:
+                continue
+            try:
+                load_factory(info)
+            except MissingExtraError as error:
+                logger.info("not preloaded: %s", error)
+    build_vad()
+    turn_predictor()
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 No LiveKit server is needed. The caller's lines are synthesised to audio (Piper, offline), fed in
 real time (or faster) through VAD, STT, turn detection, LLM and TTS, and the agent's speech is
-captured. The result is the call's report and a WAV recording of both sides.
+captured. The result is the call's report and a recording of both sides (`runtime.recording`).
 """
 
 from __future__ import annotations
@@ -22,8 +22,10 @@ from livekit.agents.utils import http_context
 from livekit.agents.voice.events import AgentStateChangedEvent
 
 from runtime.agent import CallGuard, CallRecorder, CallState, VoxlineAgent, create_session
-from runtime.audio_io import CaptureAudioOutput, PacedAudioInput, to_frames
+from runtime.audio_io import CaptureAudioOutput, PacedAudioInput, silence, to_frames
+from runtime.call_control import CallControl
 from runtime.providers import Pipeline, build_pipeline
+from runtime.recording import CallRecording
 from runtime.spec import CallReport, CallSpec, EndReason
 
 logger = logging.getLogger(__name__)
@@ -36,6 +38,17 @@ DEFAULT_CALLER_LINES = (
 )
 
 Speak = Callable[[str], tuple[bytes, int]]
+
+#: The answering machine's beep after a simulated voicemail greeting.
+BEEP_HZ = 1000.0
+BEEP_SECONDS = 0.5
+
+
+def tone(hz: float, seconds: float, sample_rate: int = SAMPLE_RATE) -> list[rtc.AudioFrame]:
+    """A sine tone (an answering machine's beep) as 20 ms frames."""
+    t = np.arange(int(seconds * sample_rate)) / sample_rate
+    pcm = (np.sin(2 * np.pi * hz * t) * 8000).astype(np.int16).tobytes()
+    return to_frames(pcm, sample_rate, sample_rate)
 
 
 def piper_caller() -> Speak:
@@ -96,6 +109,9 @@ async def simulate_call(
     on_line: Callable[[str], Any] | None = None,
     on_agent_text: Callable[[str], Any] | None = None,
     session_overrides: dict[str, Any] | None = None,
+    voicemail_greeting: str | None = None,
+    livekit_api: Any = None,
+    caller_identity: str | None = None,
 ) -> SimulationResult:
     """Run one simulated call and return its report (and the recording, when asked).
 
@@ -105,9 +121,14 @@ async def simulate_call(
         lines: what the caller says, one line per turn; each waits for the agent's answer.
         speak: text -> (16-bit mono PCM, sample rate) for the caller; Piper by default.
         speed: 1.0 is real time; higher feeds and plays audio faster.
-        recording_path: where to write a WAV of both sides.
+        recording_path: where to write the call's recording: Ogg/Opus, stereo, the caller on
+            the left and the agent on the right (`runtime.recording`; needs `speed` 1).
         on_line: called with each caller line as it is spoken (for live output).
         on_agent_text: called with each thing the agent says, as it is added to the history.
+        voicemail_greeting: an answering machine picks up instead: this greeting, then a beep
+            and silence, until the agent hangs up or leaves its message (`lines` are not said).
+        livekit_api, caller_identity: a LiveKit server API and the caller's SIP participant
+            there, so that transfers go out as on a phone call (`transfer_call`).
     """
     speak = speak or piper_caller()
     pipeline = pipeline or build_pipeline(call.agent, allow_private_urls=call.allow_private_urls)
@@ -120,6 +141,12 @@ async def simulate_call(
         audio_out = CaptureAudioOutput(speed=speed)
         session.input.audio = audio_in
         session.output.audio = audio_out
+        recording = None
+        if recording_path is not None:
+            if speed != 1.0:
+                raise ValueError("a recording is made in real time: simulate it at speed 1")
+            # the same recorder as a worker's call, attached before the greeting
+            recording = await CallRecording.start(session, recording_path)
         watcher = _ReplyWatcher(quiet_for=1.0 / speed)
         session.on("agent_state_changed", watcher.on_state)
         if on_agent_text is not None:
@@ -132,13 +159,25 @@ async def simulate_call(
                 ),
             )
 
-        t0 = time.time()
-        agent = VoxlineAgent(call, state=state)
+        control = CallControl(
+            call,
+            state,
+            session,
+            api=livekit_api,
+            room_name=call.room_name,
+            caller_identity=caller_identity,
+        )
+        agent = VoxlineAgent(call, state=state, control=control)
         await session.start(agent)
         state.answered_at = time.time()
+        control.answered()
         guard.start()
         try:
-            if agent.first_message:
+            if voicemail_greeting is not None:
+                lines = ()
+                await _answering_machine(voicemail_greeting, speak, audio_in, on_line)
+                await _wait(recorder.closed, reply_timeout)
+            elif agent.first_message:
                 await _wait(watcher.done, reply_timeout)
             for line in lines:
                 if recorder.closed.is_set():
@@ -149,16 +188,15 @@ async def simulate_call(
                 pcm, rate = await asyncio.to_thread(speak, line)
                 audio_in.push(to_frames(pcm, rate, SAMPLE_RATE))
                 await audio_in.drained()
-                await _wait(watcher.done, reply_timeout)
+                # the agent answers, or ends the call (a hang-up, a transfer)
+                await _wait_any((watcher.done, recorder.closed), reply_timeout)
         finally:
             if not recorder.closed.is_set():
                 state.end(EndReason.USER_HANGUP)  # the simulated caller hangs up
                 await session.aclose()
             audio_in.close()
 
-    path = None
-    if recording_path is not None:
-        path = write_call_recording(recording_path, audio_in.recorded, audio_out, t0, speed)
+    path = await recording.stop() if recording is not None else None
     report = recorder.report(recording_path=str(path) if path else None)
     return SimulationResult(
         report=report,
@@ -168,44 +206,24 @@ async def simulate_call(
     )
 
 
+async def _answering_machine(
+    greeting: str, speak: Speak, audio_in: PacedAudioInput, on_line: Callable[[str], Any] | None
+) -> None:
+    if on_line is not None:
+        on_line(f"{greeting} <beep>")
+    pcm, rate = await asyncio.to_thread(speak, greeting)
+    audio_in.push(to_frames(pcm, rate, SAMPLE_RATE) + silence(0.4) + tone(BEEP_HZ, BEEP_SECONDS))
+
+
+async def _wait_any(events: tuple[asyncio.Event, ...], seconds: float) -> None:
+    waits = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()
+
+
 async def _wait(event: asyncio.Event, seconds: float) -> None:
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(event.wait(), seconds)
-
-
-def _pcm16k(frames: list[rtc.AudioFrame]) -> np.ndarray:
-    if not frames:
-        return np.zeros(0, dtype=np.int16)
-    rate = frames[0].sample_rate
-    pcm = b"".join(bytes(frame.data) for frame in frames)
-    if rate == SAMPLE_RATE:
-        return np.frombuffer(pcm, dtype=np.int16)
-    resampled = to_frames(pcm, rate, SAMPLE_RATE)
-    return np.frombuffer(b"".join(bytes(f.data) for f in resampled), dtype=np.int16)
-
-
-def write_call_recording(
-    path: str | Path,
-    caller: list[rtc.AudioFrame],
-    agent: CaptureAudioOutput,
-    t0: float,
-    speed: float = 1.0,
-) -> Path:
-    """Mix the caller's audio and the agent's speech on one 16 kHz mono timeline (WAV)."""
-    import wave
-
-    mix = _pcm16k(caller).astype(np.int32)
-    for segment in agent.segments:
-        start = max(int((segment.started_at - t0) * speed * SAMPLE_RATE), 0)
-        audio = _pcm16k(segment.frames).astype(np.int32)
-        end = start + len(audio)
-        if end > len(mix):
-            mix = np.pad(mix, (0, end - len(mix)))
-        mix[start:end] += audio
-    path = Path(path)
-    with wave.open(str(path), "wb") as wav:
-        wav.setnchannels(1)
-        wav.setsampwidth(2)
-        wav.setframerate(SAMPLE_RATE)
-        wav.writeframes(np.clip(mix, -32768, 32767).astype(np.int16).tobytes())
-    return path

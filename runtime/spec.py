@@ -41,13 +41,16 @@ __all__ = [
     "CallStatus",
     "CallType",
     "CustomFunctionSpec",
+    "DTMF_DIGITS",
     "EndReason",
     "ProviderInfo",
     "ResolvedProvider",
+    "TransferDestinationSpec",
     "URLNotAllowedError",
     "UnknownProviderError",
     "address_allowed",
     "builtin_variables",
+    "check_dtmf_menu",
     "call_variables",
     "check_url_allowed",
     "check_url_allowed_async",
@@ -682,7 +685,15 @@ CALL_DIRECTIONS: tuple[str, ...] = ("inbound", "outbound", "web")
 CALL_TYPES: tuple[str, ...] = ("phone", "web")
 HTTP_METHODS: tuple[str, ...] = ("GET", "POST", "PUT", "PATCH", "DELETE")
 #: Tool names the runtime defines itself; custom functions may not use them.
-RESERVED_TOOL_NAMES: frozenset[str] = frozenset({"end_call", "lookup_knowledge"})
+RESERVED_TOOL_NAMES: frozenset[str] = frozenset(
+    {"end_call", "lookup_knowledge", "transfer_call", "send_dtmf", "detected_answering_machine"}
+)
+#: The keys of a telephone keypad, as DTMF carries them.
+DTMF_DIGITS = "0123456789*#"
+VOICEMAIL_ACTIONS: tuple[str, ...] = ("hang_up", "leave_message")
+_E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+_SIP_URI = re.compile(r"^sips?:[^@\s]+@[^@\s]+$")
+_DESTINATION_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 
 
 class _Serialisable:
@@ -753,6 +764,53 @@ class CustomFunctionSpec(_Serialisable):
 
 
 @dataclass(frozen=True, kw_only=True)
+class TransferDestinationSpec(_Serialisable):
+    """Where `transfer_call` may send the caller: chosen by `name`, described to the LLM.
+
+    `destination` is an E.164 number or a SIP URI; `transfer_to` is what a SIP REFER carries.
+    """
+
+    name: str
+    destination: str
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if not _DESTINATION_NAME.match(self.name or ""):
+            raise ValueError(
+                f"transfer destination name {self.name!r} is invalid; use lower-case letters, "
+                "digits, '_' or '-' (at most 40 characters)"
+            )
+        if not (_E164.match(self.destination or "") or _SIP_URI.match(self.destination or "")):
+            raise ValueError("a transfer destination must be an E.164 number or a SIP URI")
+
+    @property
+    def transfer_to(self) -> str:
+        """The REFER target: `tel:+1...` for a number, the SIP URI as it is otherwise."""
+        return self.destination if self.destination.startswith("sip") else f"tel:{self.destination}"
+
+    @property
+    def masked(self) -> str:
+        """The destination as logs and call logs show it (numbers masked, SIP users too)."""
+        if self.destination.startswith("sip"):
+            scheme, _, rest = self.destination.partition(":")
+            user, _, host = rest.partition("@")
+            return f"{scheme}:{mask_phone(user)}@{host}"
+        return mask_phone(self.destination)
+
+
+def check_dtmf_menu(menu: Mapping[str, str]) -> dict[str, str]:
+    """A keypad menu, digit -> instruction; raises ValueError naming a key that is no digit."""
+    checked: dict[str, str] = {}
+    for digit, instruction in menu.items():
+        if len(str(digit)) != 1 or str(digit) not in DTMF_DIGITS:
+            raise ValueError(f"dtmf_menu key {digit!r} is not a keypad digit (0-9, * or #)")
+        if not isinstance(instruction, str) or not instruction.strip():
+            raise ValueError(f"dtmf_menu instruction for {digit!r} must be non-empty text")
+        checked[str(digit)] = instruction.strip()
+    return checked
+
+
+@dataclass(frozen=True, kw_only=True)
 class AgentSpec(_Serialisable):
     """An agent's settings as one call runs them.
 
@@ -790,6 +848,15 @@ class AgentSpec(_Serialisable):
     end_call_phrases: tuple[str, ...] = ()
     custom_functions: tuple[CustomFunctionSpec, ...] = ()
     knowledge_ready: bool = False
+    #: Outbound calls only: tell a person from an answering machine in the first seconds.
+    voicemail_detection: bool = False
+    voicemail_action: Literal["hang_up", "leave_message"] = "hang_up"
+    #: Said after the beep with `leave_message` (may hold `{{variables}}`).
+    voicemail_message: str = ""
+    transfer_destinations: tuple[TransferDestinationSpec, ...] = ()
+    #: digit -> instruction the agent follows when the caller presses it
+    dtmf_menu: dict[str, str] = field(default_factory=dict)
+    recording_enabled: bool = False
     #: When set, each reply is one JSON object of this JSON Schema (post-call analysis); the
     #: local LLM constrains its decoding to it, so even a tiny model answers in that shape.
     reply_schema: dict[str, Any] | None = field(default=None, compare=False)
@@ -805,6 +872,14 @@ class AgentSpec(_Serialisable):
             raise ValueError(f"duplicate custom function name(s): {', '.join(duplicates)}")
         object.__setattr__(self, "end_call_phrases", tuple(self.end_call_phrases))
         object.__setattr__(self, "custom_functions", tuple(self.custom_functions))
+        object.__setattr__(self, "transfer_destinations", tuple(self.transfer_destinations))
+        names = [destination.name for destination in self.transfer_destinations]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate transfer destination name(s): {', '.join(duplicates)}")
+        if self.voicemail_action not in VOICEMAIL_ACTIONS:
+            raise ValueError(f"voicemail_action must be one of {', '.join(VOICEMAIL_ACTIONS)}")
+        object.__setattr__(self, "dtmf_menu", check_dtmf_menu(self.dtmf_menu))
 
     def resolved_llm(self) -> ResolvedProvider:
         return resolve_provider("llm", self.llm_provider, self.llm_model, None, self.llm_base_url)
@@ -830,6 +905,8 @@ class CallSpec(_Serialisable):
     agent: AgentSpec
     room_name: str | None = None
     sip_trunk_id: str | None = None
+    #: noise cancellation on the SIP leg the worker dials (the calling number's setting)
+    krisp_enabled: bool = False
     allow_private_urls: bool = False
 
     def __post_init__(self) -> None:
@@ -882,6 +959,9 @@ class CallReport(_Serialisable):
     latencies: list[dict[str, Any]] = field(default_factory=list)
     recording_path: str | None = None
     error: str | None = None
+    #: each transfer attempt: `{destination_name, destination (masked), at, outcome, error}`,
+    #: outcome "succeeded" or "failed"
+    transfers: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "status", CallStatus(self.status))

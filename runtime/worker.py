@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import os
 import tempfile
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -20,6 +22,7 @@ from livekit.agents import (
     AgentServer,
     AgentSession,
     JobContext,
+    JobExecutorType,
     JobProcess,
     WorkerOptions,
     io,
@@ -27,9 +30,17 @@ from livekit.agents import (
 
 from runtime import metrics
 from runtime.agent import CallGuard, CallRecorder, CallState, VoxlineAgent, create_session
+from runtime.call_control import CallControl
 from runtime.config import RuntimeSettings
 from runtime.control_client import ControlPlane, ControlPlaneError
-from runtime.providers import ProviderError, build_pipeline, build_tts, build_vad
+from runtime.providers import (
+    ProviderError,
+    build_pipeline,
+    build_tts,
+    build_vad,
+    preload_models,
+)
+from runtime.recording import FILE_SUFFIX, CallRecording
 from runtime.report_spool import ReportSpool
 from runtime.spec import (
     AgentSpec,
@@ -55,9 +66,80 @@ BUSY_WAIT_SECONDS = 10.0
 BUSY_SAY_SECONDS = 15.0
 
 
+#: Calls share a process (one event loop per call, in its own thread): LiveKit's thread
+#: executor. A job process per call cost 49-83 MB private and about 1 s of CPU to set up each.
+JOB_EXECUTOR = JobExecutorType.THREAD
+#: Job threads kept started and warmed, ready for the next calls.
+IDLE_JOB_THREADS = 2
+#: The share of one core this worker's calls may use before it says it is full: a worker is
+#: one Python process (one GIL), so it is run once per core.
+CPU_TARGET = 0.8
+#: Garbage collection for long-lived sessions: young collections rarer than the default 700
+#: allocations, and full collections (which walk every session's objects) rarer still.
+GC_THRESHOLDS = (10_000, 20, 50)
+
+_warm_lock = threading.Lock()
+_warm = False
+
+
+def warm_up(*, local: bool = False) -> None:
+    """Get this process ready for calls; the first call pays nothing. Idempotent.
+
+    Loads every shared model and imports the provider plugins (`preload_models`), then sets
+    the GC thresholds and freezes what exists now: the modules and models stay out of every
+    later collection, so a full collection only walks the calls' own objects.
+    """
+    global _warm
+    with _warm_lock:
+        if _warm:
+            return
+        preload_models(local=local)
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(*GC_THRESHOLDS)
+        _warm = True
+
+
 def prewarm(process: JobProcess) -> None:
-    """Load the VAD once per job process, before a call arrives."""
+    """Ready a job thread before a call arrives (the models are the process's, loaded once)."""
+    warm_up()
     process.userdata["vad"] = build_vad()
+
+
+class WorkerLoad:
+    """The worker's load for LiveKit's admission (`load_fnc`): measured, and capped.
+
+    The larger of this process's CPU use over `CPU_TARGET` (a moving average) and its calls
+    over `max_sessions` (MAX_AGENT_SESSIONS, a hard cap). At 1.0 the worker is full and
+    LiveKit sends calls elsewhere.
+    """
+
+    SAMPLE_SECONDS = 0.5
+
+    def __init__(self, max_sessions: int, cpu_target: float = CPU_TARGET) -> None:
+        import psutil
+
+        self.max_sessions = max_sessions
+        self.cpu_target = cpu_target
+        self._process = psutil.Process()
+        self._process.cpu_percent(None)
+        self._sampled_at = time.monotonic()
+        self._samples: list[float] = []
+
+    def cpu(self) -> float:
+        """Cores this process used recently (moving average of about 2.5 s)."""
+        now = time.monotonic()
+        if now - self._sampled_at >= self.SAMPLE_SECONDS or not self._samples:
+            self._samples = [*self._samples[-4:], self._process.cpu_percent(None) / 100]
+            self._sampled_at = now
+        return sum(self._samples) / len(self._samples)
+
+    def load(self, active_calls: int) -> float:
+        cap = active_calls / self.max_sessions if self.max_sessions > 0 else 1.0
+        return max(self.cpu() / self.cpu_target, cap)
+
+    def __call__(self, server: AgentServer) -> float:
+        return self.load(len(server.active_jobs))
 
 
 class CallRunner:
@@ -88,6 +170,7 @@ class CallRunner:
         self.session: AgentSession[CallState] | None = None
         self.agent: VoxlineAgent | None = None
         self._recorder: CallRecorder | None = None
+        self._recording: CallRecording | None = None
         self._dial_status: int | None = None
         self._error: str | None = None
         self._finished = False
@@ -137,7 +220,15 @@ class CallRunner:
             metrics.active_sessions.inc()
             guard = CallGuard(session, state)
             outbound = call.direction == "outbound"
-            agent = self.agent = VoxlineAgent(call, state=state, greet_on_enter=not outbound)
+            # transfers, keypad and voicemail act on the room and LiveKit's API
+            control = CallControl(
+                call, state, session, api=api, room=session_room, room_name=room_name
+            )
+            # a recorded call greets once the recorder is on, so the greeting is on it too
+            recorded = call.agent.recording_enabled and self.audio
+            agent = self.agent = VoxlineAgent(
+                call, state=state, greet_on_enter=not outbound and not recorded, control=control
+            )
             # room-less (NOT_GIVEN) when there is no room: `room=None` would still open room I/O
             await session.start(agent=agent, room=session_room or NOT_GIVEN)
             if outbound:
@@ -146,6 +237,11 @@ class CallRunner:
                     self._dial_status = failure
                     state.end(EndReason.DIAL_FAILED)
                     return f"dial failed: {call_status_for_sip(failure).value}"
+                control.answered()
+            if recorded:  # both sides, from the answer on (`runtime.recording`)
+                path = self.settings.data_dir / "recordings" / f"{call.call_id}{FILE_SUFFIX}"
+                self._recording = await CallRecording.start(session, path)
+            if outbound or recorded:
                 agent.greet()
         except Exception as error:
             # the job's shutdown reports the call; say what broke it
@@ -167,6 +263,9 @@ class CallRunner:
         self._finished = True
         if self._heartbeat is not None:
             self._heartbeat.cancel()
+        if self._recording is not None and self.call is not None:
+            # before the report, so that the analysed call's webhook carries the recording
+            await self._recording.upload(self.control, self.call.call_id)
         try:
             report = self._report()
             if report is not None:
@@ -263,7 +362,7 @@ class CallRunner:
                     participant_identity=f"sip-{call.call_id}",
                     participant_name="Callee",
                     wait_until_answered=True,
-                    krisp_enabled=True,
+                    krisp_enabled=call.krisp_enabled,
                 )
             )
         except lk.TwirpError as error:
@@ -332,6 +431,8 @@ async def entrypoint(ctx: JobContext) -> None:
     settings = RuntimeSettings()
     runner = CallRunner(ControlPlane(settings), settings=settings)
     ctx.add_shutdown_callback(runner.finish)
+    lag = metrics.LoopLagMonitor().start()  # this call's event loop
+    ctx.add_shutdown_callback(lambda *_: lag.stop())
     await ctx.connect()
     ended = await runner.run(
         ctx.job.metadata, ctx.room.name, ctx.api, ctx.wait_for_participant, ctx.room
@@ -345,6 +446,10 @@ def worker_options(settings: RuntimeSettings) -> WorkerOptions:
         entrypoint_fnc=entrypoint,
         prewarm_fnc=prewarm,
         agent_name=settings.agent_name,
+        job_executor_type=JOB_EXECUTOR,
+        num_idle_processes=IDLE_JOB_THREADS,
+        load_fnc=WorkerLoad(settings.max_agent_sessions),
+        load_threshold=1.0,
         # `/metrics` is the worker's own (`metrics.serve_metrics`), up even without LiveKit.
         prometheus_multiproc_dir=os.environ.get("PROMETHEUS_MULTIPROC_DIR", str(METRICS_DIR)),
     )
@@ -368,7 +473,10 @@ async def run_worker(
     settings = settings or RuntimeSettings()
     options = options or worker_options(settings)
     metrics_server = await _serve_metrics(settings, options)
+    lag = metrics.LoopLagMonitor().start()
     try:
+        # models and plugins before the first call, off this loop (it serves /metrics)
+        await asyncio.to_thread(warm_up)
         # Reports earlier processes could not deliver go out while the worker waits and works.
         async with ControlPlane(settings) as control:
             resend = asyncio.create_task(
@@ -381,6 +489,7 @@ async def run_worker(
                 with contextlib.suppress(asyncio.CancelledError):
                     await resend
     finally:
+        lag.stop()
         if metrics_server is not None:
             await metrics_server.cleanup()
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
-from quart import Blueprint, Response, current_app, request, send_file
+from quart import Blueprint, Response, current_app, request
 from quart_schema import validate_querystring, validate_request, validate_response
 
 from control.errors import APIError
@@ -16,7 +16,7 @@ from control.pagination import Page, PageQuery, paginate
 from control.principal import current_principal, public, require_role
 from control.ratelimit import per_minute
 from control.schemas import IsoTime
-from control.services import call_logs, idempotency
+from control.services import call_logs, idempotency, recordings
 from control.services import calls as call_service
 from control.services.agent_config import E164
 
@@ -51,6 +51,9 @@ class CallFilterQuery(BaseModel):
         default=None, validation_alias=AliasChoices("end_datetime", "end_date")
     )
     batch_id: uuid.UUID | None = None
+    campaign: str | None = Field(
+        default=None, max_length=100, description="A campaign's id or slug"
+    )
 
     @model_validator(mode="after")
     def _sane_range(self) -> CallFilterQuery:
@@ -75,6 +78,7 @@ class CallFilterQuery(BaseModel):
             start=self.start_datetime,
             end=self.end_datetime,
             batch_id=self.batch_id,
+            campaign=self.campaign,
         )
 
 
@@ -104,6 +108,7 @@ class CallSummaryOut(BaseModel):
     recording_url: str | None
     batch_id: str | None
     campaign: str | None
+    campaign_id: str | None
 
 
 class CallOut(CallSummaryOut):
@@ -111,6 +116,9 @@ class CallOut(CallSummaryOut):
     transcript: Any
     usage: Any
     latencies: Any
+    transfers: Any = Field(
+        description="each transfer attempt: destination_name, destination (masked), at, outcome"
+    )
     extracted_data: Any
     dynamic_variables: Any
     error: str | None
@@ -139,6 +147,7 @@ def call_summary(call: Call) -> dict[str, Any]:
         "recording_url": call.recording_url,
         "batch_id": str(call.batch_id) if call.batch_id else None,
         "campaign": call.campaign,
+        "campaign_id": str(call.campaign_id) if call.campaign_id else None,
     }
 
 
@@ -149,6 +158,7 @@ def call_detail(call: Call) -> dict[str, Any]:
         "transcript": call.transcript,
         "usage": call.usage,
         "latencies": call.latencies,
+        "transfers": call.transfers,
         "extracted_data": call.extracted_data,
         "dynamic_variables": call.dynamic_variables,
         "error": call.error,
@@ -162,7 +172,8 @@ def call_detail(call: Call) -> dict[str, Any]:
 async def list_calls(query_args: CallListQuery) -> dict:
     """List call logs, newest first.
 
-    Filters: call_type, call_direction, agent_id, disposition, start/end datetime, batch_id.
+    Filters: call_type, call_direction, agent_id, disposition, start/end datetime, batch_id,
+    campaign (id or slug).
     """
     calls = call_logs.filtered_calls(current_principal().workspace_id, query_args.filters())
     return (await paginate(calls, query_args, call_summary)).model_dump(mode="json")
@@ -307,10 +318,19 @@ async def generate_token(query_args: GenerateTokenQuery) -> dict:
 @blueprint.get("/<uuid:call_id>/recording")
 @require_role(Role.MEMBER)
 async def get_recording(call_id: uuid.UUID) -> Response:
-    """Download a call's recording (WAV, both sides)."""
+    """Download a call's recording: both sides (Ogg/Opus, caller left, agent right; or WAV).
+
+    Honours `Range: bytes=a-b` (206, or 416 when outside the recording); streamed from storage.
+    """
     settings = current_app.config["SETTINGS"]
     call = await call_service.get_call(current_principal().workspace_id, call_id)
-    path = call_service.recording_path(settings, call)
-    if not call.recording_url or not path.exists():
-        raise APIError(404, "NO_RECORDING", "This call has no recording.")
-    return private_no_store(await send_file(path, mimetype="audio/wav", conditional=True))
+    recording = await recordings.find_recording(settings, call)
+    requested = recordings.requested_range(request.headers.get("Range"), recording.size)
+    start, end = requested or (0, recording.size)
+    body = await recordings.read_recording(settings, recording, start, end)
+    response = Response(body, status=206 if requested else 200, mimetype=recording.content_type)
+    response.headers["Accept-Ranges"] = "bytes"
+    response.headers["Content-Length"] = str(end - start)
+    if requested:
+        response.headers["Content-Range"] = f"bytes {start}-{end - 1}/{recording.size}"
+    return private_no_store(response)

@@ -16,7 +16,7 @@ from control.models import Agent
 from control.principal import GUARD_ATTRIBUTE
 from control.security import constant_time_equals
 from control.services import calls as call_service
-from control.services import demo
+from control.services import demo, recordings
 from control.services.agent_config import E164
 from runtime.spec import CallReport
 
@@ -205,8 +205,10 @@ async def demo_agent() -> dict:
 @require_service_token
 @validate_response(RecordingOut)
 async def store_recording(call_id: uuid.UUID) -> dict:
-    """Store a call's WAV recording; it is then served at `/calls/{id}/recording`."""
+    """Store a call's recording (`audio/ogg` or `audio/wav`, streamed in, never held whole).
+
+    It is then served at `/calls/{id}/recording`.
+    """
     call = await call_service.get_call(None, call_id)
-    wav = await request.get_data()
-    url = await call_service.store_recording(_settings(), call, wav)
+    url = await recordings.store_recording(_settings(), call, request.mimetype, request.body)
     return {"recording_url": url}

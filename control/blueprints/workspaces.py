@@ -34,6 +34,12 @@ class WorkspaceUpdate(BaseModel):
         le=100_000,
         description="Calls this workspace may hold at once; null leaves only platform capacity.",
     )
+    recording_retention_days: int | None = Field(
+        default=None,
+        ge=1,
+        le=36_500,
+        description="Days call recordings are kept, then deleted; null keeps them forever.",
+    )
 
     @field_validator("name")
     @classmethod
@@ -48,6 +54,7 @@ class WorkspaceOut(BaseModel):
     name: str
     slug: str
     max_concurrent_calls: int | None
+    recording_retention_days: int | None
     created_at: datetime
 
     @classmethod
@@ -57,6 +64,7 @@ class WorkspaceOut(BaseModel):
             name=workspace.name,
             slug=workspace.slug,
             max_concurrent_calls=workspace.max_concurrent_calls,
+            recording_retention_days=workspace.recording_retention_days,
             created_at=workspace.created_at,
         )
 
@@ -214,7 +222,7 @@ async def get_workspace(workspace_id: uuid.UUID) -> dict:
 @validate_request(WorkspaceUpdate)
 @validate_response(WorkspaceOut)
 async def update_workspace(workspace_id: uuid.UUID, data: WorkspaceUpdate) -> dict:
-    """Update a workspace: its name, and its limit of concurrent calls.
+    """Update a workspace: its name, its limit of concurrent calls, its recordings' retention.
 
     Admins only; the slug stays stable.
     """

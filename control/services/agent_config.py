@@ -15,8 +15,11 @@ from pydantic import (
 )
 
 from runtime.spec import (
+    DTMF_DIGITS,
     CustomFunctionSpec,
+    TransferDestinationSpec,
     UnknownProviderError,
+    check_dtmf_menu,
     resolve_provider,
 )
 
@@ -93,6 +96,18 @@ class CustomFunction(Strict):
 
 
 class TransferDestination(Strict):
+    """A cold-transfer target (SIP REFER); the LLM picks it by `name` and sees `description`.
+
+    Without a name, the agent saves it as `destination_<n>` (its place in the list).
+    """
+
+    name: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=40,
+        pattern=r"^[a-z0-9][a-z0-9_-]*$",
+        description="lower-case name the agent uses, e.g. billing",
+    )
     destination: str = Field(description="E.164 number or SIP URI")
     description: str = Field(default="", max_length=500)
 
@@ -103,6 +118,26 @@ class TransferDestination(Strict):
         if E164_PATTERN.match(destination) or SIP_URI_PATTERN.match(destination):
             return destination
         raise ValueError("must be an E.164 number or a SIP URI (sip:user@host)")
+
+
+MAX_DTMF_INSTRUCTION = 500
+
+
+def _dtmf_menu(menu: dict[str, str]) -> dict[str, str]:
+    if any(len(instruction) > MAX_DTMF_INSTRUCTION for instruction in menu.values()):
+        raise ValueError(f"dtmf_menu instructions are at most {MAX_DTMF_INSTRUCTION} characters")
+    return check_dtmf_menu(menu)
+
+
+DtmfMenu = Annotated[
+    dict[str, str],
+    AfterValidator(_dtmf_menu),
+    Field(
+        default_factory=dict,
+        max_length=len(DTMF_DIGITS),
+        description="keypad digit (0-9, *, #) -> what the agent does when the caller presses it",
+    ),
+]
 
 
 class Disposition(Strict):
@@ -161,6 +196,7 @@ class AgentConfig(Strict):
     voicemail_action: Literal["hang_up", "leave_message"] = "hang_up"
     voicemail_message: str = Field(default="", max_length=1000)
     transfer_destinations: list[TransferDestination] = Field(default_factory=list, max_length=20)
+    dtmf_menu: DtmfMenu
     recording_enabled: bool = False
     allow_web_calls: bool = False
     web_call_origins: list[Annotated[str, AfterValidator(check_origin)]] = Field(
@@ -199,6 +235,13 @@ class AgentConfig(Strict):
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
             raise ValueError(f"custom function names must be unique: {', '.join(duplicates)}")
+        for index, destination in enumerate(self.transfer_destinations, start=1):
+            destination.name = destination.name or f"destination_{index}"
+            TransferDestinationSpec(**destination.model_dump())  # as the runtime will run it
+        targets = [destination.name for destination in self.transfer_destinations]
+        duplicates = sorted({name for name in targets if targets.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"transfer destination names must be unique: {', '.join(duplicates)}")
         if self.min_endpointing_delay > self.max_endpointing_delay:
             raise ValueError("min_endpointing_delay must not exceed max_endpointing_delay")
         if (
@@ -244,6 +287,7 @@ class AgentUpdate(Strict):
     voicemail_action: str | None = None
     voicemail_message: str | None = None
     transfer_destinations: list[dict[str, Any]] | None = None
+    dtmf_menu: dict[str, Any] | None = None
     recording_enabled: bool | None = None
     allow_web_calls: bool | None = None
     web_call_origins: list[str] | None = None

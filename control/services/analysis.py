@@ -6,13 +6,17 @@ import json
 import logging
 import re
 import uuid
+from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
+
+from redis.asyncio import Redis
 
 from control import jobs
 from control.config import Settings
 from control.errors import APIError
-from control.models import Agent, Call
-from control.services import chats
+from control.models import Agent, Call, Campaign, Prospect
+from control.services import campaign_dialer, campaigns, chats
 from control.services.calls import agent_spec, emit_once
 
 logger = logging.getLogger(__name__)
@@ -84,13 +88,62 @@ def _parse(text: str) -> dict[str, Any]:
     return parsed if isinstance(parsed, dict) else {}
 
 
-async def analyse_call(settings: Settings, call_id: uuid.UUID) -> Call | None:
-    """Analyse a finished call as its agent configures, store the result, fire `call_analyzed`."""
+CALLBACK_POINT = "callback_at"
+
+
+def campaign_analysis(
+    config: dict[str, Any], campaign: Campaign, zones: tuple[str, ...], ended_at: datetime
+) -> dict[str, Any]:
+    """The analysis of a campaign's call: the disposition is one of the campaign's, and the
+    time the person asked to be called back at ("call me tomorrow at 3") is captured."""
+    zone = ZoneInfo(zones[0])
+    local_now = ended_at.astimezone(zone).isoformat(timespec="minutes")
+    callback = {
+        "name": CALLBACK_POINT,
+        "type": "string",
+        "description": (
+            "when the person asked to be called back, as an ISO 8601 date-time with its UTC "
+            f"offset in their time zone {zone.key} (the call ended at {local_now} there); "
+            "empty if they did not ask"
+        ),
+    }
+    points = [point for point in config.get("data_points", []) if point["name"] != CALLBACK_POINT]
+    return {**config, "dispositions": campaign.dispositions, "data_points": [*points, callback]}
+
+
+def callback_time(value: Any, zones: tuple[str, ...], ended_at: datetime) -> datetime | None:
+    """The callback time the analysis captured, in UTC (None: none, unreadable or past)."""
+    try:
+        moment = datetime.fromisoformat(str(value).strip()) if value else None
+    except ValueError:
+        return None
+    if moment is None:
+        return None
+    if moment.tzinfo is None:  # a local time: the prospect's
+        moment = moment.replace(tzinfo=ZoneInfo(zones[0]))
+    moment = moment.astimezone(UTC)
+    return moment if moment > ended_at else None
+
+
+async def analyse_call(settings: Settings, call_id: uuid.UUID, redis: Redis) -> Call | None:
+    """Analyse a finished call as its agent configures, store the result, fire `call_analyzed`.
+
+    A campaign's call is analysed with the campaign's dispositions; its prospect is then settled
+    and given the disposition (a callback at the time the person asked for, or do-not-call).
+    """
     call = await Call.get_or_none(id=call_id)
     if call is None or call.agent_id is None or not _transcript_text(call):
         return None
     agent = await Agent.get(id=call.agent_id)
     config = agent.config.get("post_call_analysis", {})
+    campaign = await Campaign.get_or_none(id=call.campaign_id) if call.campaign_id else None
+    if campaign is not None and not campaign.dispositions:
+        campaign = None  # a campaign's dispositions, when it has any, replace the agent's
+    prospect = await Prospect.get_or_none(call_id=call.id) if campaign else None
+    ended_at = call.ended_at or call.created_at
+    if campaign is not None and prospect is not None:
+        zones = campaign_dialer.zones_of(prospect, campaign.locale_name)
+        config = campaign_analysis(config, campaign, zones, ended_at)
     keys = _wanted(config)
     if not keys:
         return None
@@ -140,9 +193,17 @@ async def analyse_call(settings: Settings, call_id: uuid.UUID) -> Call | None:
             "recording_url": call.recording_url,
         },
     )
+    if campaign is not None and prospect is not None and call.disposition:
+        # Settled first: the dialer's settling of the attempt must not overwrite the disposition.
+        prospect = await campaign_dialer.settle_call(call, redis)
+        if prospect is not None:
+            when = callback_time(call.extracted_data.get(CALLBACK_POINT), zones, ended_at)
+            await campaigns.apply_disposition(
+                prospect, call.disposition, callback_at=when, source="dialer"
+            )
     return call
 
 
 @jobs.job("analyse_call", max_attempts=3, lease_seconds=600)
 async def _analyse_call_job(context: jobs.JobContext, payload: dict[str, Any]) -> None:
-    await analyse_call(context.settings, uuid.UUID(payload["call_id"]))
+    await analyse_call(context.settings, uuid.UUID(payload["call_id"]), context.redis)

@@ -12,10 +12,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tortoise import connections
-from tortoise.expressions import Q
+from tortoise.expressions import Q, Subquery
 from tortoise.queryset import QuerySet
 
-from control.models import Call
+from control.models import Call, Campaign
 
 EXPORT_BATCH = 1000
 COPY_QUEUE_CHUNKS = 16
@@ -58,16 +58,27 @@ class CallFilters:
 def filtered_calls(workspace_id: uuid.UUID, filters: CallFilters) -> QuerySet[Call]:
     """The workspace's calls matching `filters`, newest first (served by the composite indexes)."""
     query = Call.filter(workspace_id=workspace_id)
-    for field in ("call_type", "call_direction", "agent_id", "disposition", "batch_id", "campaign"):
+    for field in ("call_type", "call_direction", "agent_id", "disposition", "batch_id"):
         value = getattr(filters, field)
         if value is not None:
             query = query.filter(**{field: value})
+    if filters.campaign is not None:
+        query = query.filter(_campaign_filter(workspace_id, filters.campaign))
     # In UTC, as times are stored: SQLite compares them as text, so an offset would mislead it.
     if filters.start is not None:
         query = query.filter(created_at__gte=filters.start.astimezone(UTC))
     if filters.end is not None:
         query = query.filter(created_at__lte=filters.end.astimezone(UTC))
     return query.order_by("-created_at", "-id")
+
+
+def _campaign_filter(workspace_id: uuid.UUID, campaign: str) -> Q:
+    """A campaign by id or slug (the calls its dialer placed), or a call's `campaign` label."""
+    try:
+        return Q(campaign_id=uuid.UUID(campaign)) | Q(campaign=campaign)
+    except ValueError:
+        slugs = Campaign.filter(workspace_id=workspace_id, slug=campaign).values("id")
+        return Q(campaign_id__in=Subquery(slugs)) | Q(campaign=campaign)
 
 
 def _safe_cell(value: object) -> str:

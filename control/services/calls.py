@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import logging
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from redis.asyncio import Redis
@@ -22,7 +20,13 @@ from control.models import Agent, Call, FileStatus, KnowledgeFile, PhoneNumber, 
 from control.security import SecretUnreadableError, mask_phone, utcnow
 from control.services import agents as agent_service
 from control.services import capacity, phone_numbers, webhooks
-from runtime.spec import AgentSpec, CallReport, CallSpec, CustomFunctionSpec
+from runtime.spec import (
+    AgentSpec,
+    CallReport,
+    CallSpec,
+    CustomFunctionSpec,
+    TransferDestinationSpec,
+)
 from telephony import sip
 from telephony.config import TelephonySettings
 from telephony.errors import TelephonyError
@@ -47,9 +51,13 @@ async def create_call(
     dynamic_variables: dict[str, Any] | None = None,
     room_name: str | None = None,
     batch_id: uuid.UUID | None = None,
+    campaign_id: uuid.UUID | None = None,
     call_id: uuid.UUID | None = None,
+    created_at: datetime | None = None,
 ) -> Call:
-    """A new call log (queued) for `agent`; `direction` is inbound, outbound or web."""
+    """A new call log (queued) for `agent`; `direction` is inbound, outbound or web.
+
+    A dialer passes its (injectable) clock as `created_at`; otherwise it is now."""
     call_id = call_id or uuid.uuid4()
     call = await Call.create(
         id=call_id,
@@ -64,6 +72,8 @@ async def create_call(
         },
         room_name=room_name or f"call-{call_id}",
         batch_id=batch_id,
+        campaign_id=campaign_id,
+        **({"created_at": created_at} if created_at is not None else {}),
     )
     logger.info(
         "call %s queued: %s %s -> %s",
@@ -135,6 +145,20 @@ async def agent_spec(settings: Settings, agent: Agent) -> AgentSpec:
             for function in config["custom_functions"]
         ),
         knowledge_ready=knowledge_ready,
+        voicemail_detection=config.get("voicemail_detection", False),
+        voicemail_action=config.get("voicemail_action", "hang_up"),
+        voicemail_message=config.get("voicemail_message", ""),
+        transfer_destinations=tuple(
+            TransferDestinationSpec(
+                # agents saved before destinations had names get one the LLM can still pick
+                name=destination.get("name") or f"destination_{index}",
+                destination=destination["destination"],
+                description=destination.get("description", ""),
+            )
+            for index, destination in enumerate(config.get("transfer_destinations", []), 1)
+        ),
+        dtmf_menu=config.get("dtmf_menu", {}),
+        recording_enabled=config.get("recording_enabled", False),
     )
 
 
@@ -143,11 +167,14 @@ async def call_spec(settings: Settings, call: Call) -> CallSpec:
         raise APIError(410, "AGENT_GONE", "The agent of this call has been deleted.")
     agent = await Agent.get(id=call.agent_id)
     sip_trunk_id = None
+    krisp_enabled = False
     if call.call_direction == "outbound" and call.call_type == "phone":
         number = await PhoneNumber.get_or_none(
             workspace_id=call.workspace_id, phone_number=call.from_number
         )
         sip_trunk_id = number.outbound_trunk_id if number else None
+        # the number's noise-cancellation setting, on the leg the worker dials
+        krisp_enabled = bool(number and number.krisp_enabled)
     return CallSpec(
         call_id=str(call.id),
         workspace_id=str(call.workspace_id),
@@ -159,6 +186,7 @@ async def call_spec(settings: Settings, call: Call) -> CallSpec:
         agent=await agent_spec(settings, agent),
         room_name=call.room_name,
         sip_trunk_id=sip_trunk_id,
+        krisp_enabled=krisp_enabled,
         allow_private_urls=settings.allow_private_urls,
     )
 
@@ -255,11 +283,20 @@ async def finish_call(redis: Redis, call: Call, **fields: Any) -> bool:
 
 
 async def apply_report(redis: Redis, call: Call, report: CallReport) -> bool:
-    """Store what the worker reports when the call ends; False when the call was already final."""
+    """Store what the worker reports when the call ends; False when the call was already final.
+
+    The call's transfer attempts fire their events (`transfer_initiated`, then
+    `transfer_succeeded` or `transfer_failed`) before its final ones.
+    """
     if report.status.value not in FINAL_STATUSES:
         raise APIError(
             400, "VALIDATION_ERROR", f"A report needs a final status, not {report.status.value}."
         )
+    transfers = [_transfer_record(transfer) for transfer in report.transfers]
+    replaceable = Q(status__in=LIVE_STATUSES) | Q(status="failed", end_reason=LOST)
+    if transfers and await Call.filter(replaceable, id=call.id).exists():
+        # ids derive from the call and the attempt: a report sent twice fires them once
+        await emit_transfers(call, transfers)
     return await finish_call(
         redis,
         call,
@@ -273,6 +310,7 @@ async def apply_report(redis: Redis, call: Call, report: CallReport) -> bool:
         transcript=report.transcript,
         usage=dict(report.usage),
         latencies=report.latencies,
+        transfers=transfers,
         error=report.error,
     )
 
@@ -371,11 +409,14 @@ async def start_outbound_call(
     dynamic_variables: dict[str, Any],
     batch_id: uuid.UUID | None = None,
     call_id: uuid.UUID | None = None,
+    campaign_id: uuid.UUID | None = None,
+    now: datetime | None = None,
 ) -> tuple[Call, str]:
     """Take a capacity slot, queue a call log and dispatch the agent; the worker then dials.
 
     A dialer passes the `call_id` it recorded before dialing (its room is `call-<call_id>`), so
-    that after a crash it can find the call, and its room on LiveKit, instead of dialing again.
+    that after a crash it can find the call, and its room on LiveKit, instead of dialing again,
+    and its clock as `now` (the call log's `created_at`), which a simulation may inject.
     """
     number = await PhoneNumber.get_or_none(workspace_id=workspace_id, phone_number=agent_number)
     if number is None:
@@ -408,7 +449,9 @@ async def start_outbound_call(
             to_number=to_number,
             dynamic_variables=dynamic_variables,
             batch_id=batch_id,
+            campaign_id=campaign_id,
             call_id=call_id,
+            created_at=now,
         )
     except BaseException:
         await capacity.release(redis, call_id, capacity.keys_of(workspace_id))
@@ -520,6 +563,50 @@ def _event_data(call: Call) -> dict[str, Any]:
     }
 
 
+TRANSFER_OUTCOMES = ("initiated", "succeeded", "failed")
+TRANSFER_FIELDS = ("destination_name", "destination", "at", "outcome", "error", "sip_status")
+
+
+def _transfer_record(transfer: dict[str, Any]) -> dict[str, Any]:
+    """A reported transfer attempt as the call log keeps it (known fields, destination masked)."""
+    record = {key: transfer.get(key) for key in TRANSFER_FIELDS}
+    if record["outcome"] not in TRANSFER_OUTCOMES:
+        raise APIError(
+            400, "VALIDATION_ERROR", f"A transfer's outcome must be one of {TRANSFER_OUTCOMES}."
+        )
+    destination = str(record["destination"] or "")
+    if "***" not in destination:  # the runtime masks it; a number in clear is masked here
+        record["destination"] = mask_phone(destination) if destination else None
+    return record
+
+
+async def emit_transfers(call: Call, transfers: list[dict[str, Any]]) -> None:
+    """`transfer_initiated` for each attempt, then its outcome; ids from the call and attempt."""
+    for attempt, transfer in enumerate(transfers, start=1):
+        data = {
+            "call_id": str(call.id),
+            "agent_id": str(call.agent_id) if call.agent_id else None,
+            "attempt": attempt,
+            "destination_name": transfer["destination_name"],
+            "destination": transfer["destination"],
+            "at": transfer["at"],
+        }
+        await webhooks.emit(
+            call.workspace_id,
+            "transfer_initiated",
+            data,
+            event_key=f"{call.id}:transfer:{attempt}:initiated",
+        )
+        if transfer["outcome"] in ("succeeded", "failed"):
+            outcome = {**data, "error": transfer.get("error"), "sip_status": transfer["sip_status"]}
+            await webhooks.emit(
+                call.workspace_id,
+                f"transfer_{transfer['outcome']}",
+                outcome,
+                event_key=f"{call.id}:transfer:{attempt}:{transfer['outcome']}",
+            )
+
+
 # The event a call's final status fires, beside `call_ended` (PARITY.md).
 OUTCOME_EVENTS = {
     "no_answer": "call_no_answer",
@@ -544,23 +631,3 @@ async def emit_outcome(call: Call, revision: str | None = None) -> None:
     await emit_once(
         call, "call_ended", {**data, "duration_seconds": call.duration_seconds}, revision
     )
-
-
-RIFF_MAGIC = b"RIFF"
-MAX_RECORDING_BYTES = 200 * 1024 * 1024
-
-
-def recording_path(settings: Settings, call: Call) -> Path:
-    # Named by the call's id only: nothing from the client reaches the path.
-    return settings.data_dir / "recordings" / f"{call.id}.wav"
-
-
-async def store_recording(settings: Settings, call: Call, wav: bytes) -> str:
-    if not wav.startswith(RIFF_MAGIC) or len(wav) > MAX_RECORDING_BYTES:
-        raise APIError(400, "INVALID_RECORDING", "Send a WAV file (at most 200 MiB).")
-    path = recording_path(settings, call)
-    await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
-    await asyncio.to_thread(path.write_bytes, wav)
-    call.recording_url = f"/calls/{call.id}/recording"
-    await call.save(update_fields=["recording_url"])
-    return call.recording_url

@@ -18,6 +18,12 @@ ACTIVE_CALLS_KEY = "livekit:active_calls"
 ACTIVE_CALLS_TTL_SECONDS = 600  # heals a count left wrong by a crash (PARITY.md)
 SEEN_EVENT_TTL_SECONDS = 24 * 3600
 SEEN_EVENT_PREFIX = "livekit:event:"
+# The SIP participant's call status (LiveKit's `sip.callStatus` attribute): a callee whose phone
+# still rings is in the room already, but has not answered.
+CALL_STATUS_ATTRIBUTE = "sip.callStatus"
+NOT_ANSWERED_YET = frozenset({"dialing", "ringing"})
+# A caller joining, or publishing its audio (a SIP callee publishes it once it picked up).
+ANSWER_EVENTS = frozenset({"participant_joined", "track_published"})
 
 # One round trip per event, after its database effects are written: mark the event id seen
 # (a duplicate returns 0 and changes nothing), move the room count (never below zero) and
@@ -77,7 +83,19 @@ async def _move_call(redis: Redis, event: lk.WebhookEvent) -> None:
         # still brings the call log to its final state.
         for call_id, workspace_id in await calls.values_list("id", "workspace_id"):
             await capacity.release(redis, call_id, capacity.keys_of(workspace_id))
-    elif event.event == "participant_joined" and _is_caller(event.participant):
+    elif (
+        event.event == "participant_joined"
+        and event.participant.kind == lk.ParticipantInfo.Kind.SIP
+        and event.participant.attributes.get(CALL_STATUS_ATTRIBUTE) in NOT_ANSWERED_YET
+    ):
+        ringing = calls.filter(answered_at=None, status__in=("queued", "dialing"))
+        call = await ringing.first()
+        if call is None or not await ringing.filter(id=call.id).update(status="ringing"):
+            return
+        await call_service.emit_once(
+            call, "call_ringing", {"call_id": str(call.id), "at": now.isoformat()}
+        )
+    elif event.event in ANSWER_EVENTS and _is_caller(event.participant):
         answering = calls.filter(answered_at=None, status__in=("queued", "dialing", "ringing"))
         call = await answering.first()
         if call is None or not await answering.filter(id=call.id).update(

@@ -20,7 +20,7 @@ from control.mail import MailError, send_email
 from control.models import Agent, ApiKey, Invitation, Membership, Role, User, Workspace
 from control.principal import API_KEY_PREFIX, workspace_role
 from control.security import hash_secret, new_secret, utcnow
-from control.services import knowledge_files, phone_numbers
+from control.services import knowledge_files, phone_numbers, recordings
 from telephony.config import TelephonySettings
 
 logger = logging.getLogger(__name__)
@@ -66,7 +66,8 @@ async def get_workspace(workspace_id: uuid.UUID) -> Workspace:
 
 
 async def update_workspace(workspace_id: uuid.UUID, changes: dict) -> Workspace:
-    """Apply `changes` (name, max_concurrent_calls; None clears the call limit)."""
+    """Apply `changes` (name, max_concurrent_calls, recording_retention_days; None clears the
+    call limit, or keeps recordings forever)."""
     workspace = await get_workspace(workspace_id)
     if changes:
         workspace.update_from_dict(changes)
@@ -87,6 +88,7 @@ async def delete_workspace(
     # Outside the database: each agent's knowledge index and stored files.
     for agent_id in await Agent.filter(workspace_id=workspace_id).values_list("id", flat=True):
         await knowledge_files.forget_agent(settings, agent_id)
+    await recordings.forget_workspace(settings, workspace_id)
     await workspace.delete()
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from control.models import Call, Role
 from control.services.agents import create_agent
-from control.services.calls import store_recording
+from control.services.recordings import store_recording
 from tests.conftest import auth_headers, make_user
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
@@ -215,9 +215,13 @@ def _wav(seconds: float = 0.1, rate: int = 8000) -> bytes:
     return buffer.getvalue()
 
 
+async def _chunks(data: bytes):
+    yield data
+
+
 async def test_recordings_transcripts_and_exports_are_private_no_store(client, world, settings):
     call = world["calls"][0]
-    await store_recording(settings, call, _wav())
+    await store_recording(settings, call, "audio/wav", _chunks(_wav()))
     responses = {
         "recording": await client.get(f"/calls/{call.id}/recording", headers=world["headers"]),
         "ranged recording": await client.get(

@@ -438,3 +438,23 @@ async def test_user_with_no_workspace_gets_a_clear_message(client, settings):
     listed = await client.get("/workspaces", headers=auth_headers(settings, lonely))
     assert listed.status_code == 200 and (await listed.get_json())["total"] == 0
     assert await RefreshToken.all().count() == 0
+
+
+async def test_a_workspace_name_with_line_breaks_cannot_add_mail_headers(
+    client, settings, admin, mailbox
+):
+    user, workspace = admin
+    headers = auth_headers(settings, user)
+    renamed = await client.patch(
+        f"/workspaces/{workspace.id}", json={"name": "Sales\r\nBcc: eve@example.com"}, headers=headers
+    )
+    assert renamed.status_code == 200
+    response = await client.post(
+        f"/workspaces/{workspace.id}/invite",
+        json={"email": "dave@example.com", "role": "member"},
+        headers=headers,
+    )
+    assert response.status_code == 201 and (await response.get_json())["email_sent"] is True
+    message = await mailbox.wait_for("dave@example.com")
+    assert message["Bcc"] is None and "\n" not in message["Subject"]
+    assert "Sales Bcc: eve@example.com" in message["Subject"]

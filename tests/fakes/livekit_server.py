@@ -12,6 +12,8 @@ recorded, so tests assert exactly what was created, updated and deleted:
     assert livekit.calls("CreateSIPDispatchRule")[0].request["dispatch_rule"]["trunk_ids"] == [...]
     livekit.fail("CreateSIPDispatchRule")          # the next such request answers an error
     livekit.fail_dial(486)                          # the next call is busy
+    livekit.add_participant("call-1", "sip-caller")  # a SIP caller already in a room
+    livekit.fail_transfer(603)                      # the next transfer's REFER is declined
 
 Fixtures for other test packages: `livekit_server` (one per session) and `livekit` (the same
 server, emptied for the test). Use them with `from tests.fakes.livekit_server import livekit,
@@ -141,6 +143,13 @@ def _room_admin(claims: lk.access_token.Claims, request: Message) -> bool:
     return bool(video and video.room_admin and video.room == request.room)
 
 
+def _sip_transfer(claims: lk.access_token.Claims, request: Message) -> bool:
+    # LiveKit wants both: the SIP call grant and room admin of the caller's room.
+    video = claims.video
+    room_admin = bool(video and video.room_admin and video.room == request.room_name)
+    return room_admin and bool(claims.sip and claims.sip.call)
+
+
 def _room_create(claims: lk.access_token.Claims, _: Message) -> bool:
     return bool(claims.video and claims.video.room_create)
 
@@ -210,6 +219,9 @@ class FakeLiveKit(BackgroundServer):
             ("SIP", "CreateSIPParticipant"): (
                 lk.CreateSIPParticipantRequest, _sip_call, self._create_participant
             ),
+            ("SIP", "TransferSIPParticipant"): (
+                lk.TransferSIPParticipantRequest, _sip_transfer, self._transfer_participant
+            ),
             ("AgentDispatchService", "CreateDispatch"): (
                 lk.CreateAgentDispatchRequest, _room_admin, self._create_dispatch
             ),
@@ -267,15 +279,37 @@ class FakeLiveKit(BackgroundServer):
 
     def fail_dial(self, sip_status: int, reason: str | None = None, *, times: int = 1) -> None:
         """Makes the next CreateSIPParticipant fail as LiveKit does with that SIP status."""
+        self._fail_sip("CreateSIPParticipant", sip_status, reason, times)
+
+    def fail_transfer(self, sip_status: int, reason: str | None = None) -> None:
+        """Makes the next TransferSIPParticipant fail as LiveKit does when the REFER is refused."""
+        self._fail_sip("TransferSIPParticipant", sip_status, reason, 1)
+
+    def _fail_sip(self, method: str, sip_status: int, reason: str | None, times: int) -> None:
         default_reason, code = SIP_STATUSES.get(sip_status, ("Error", "failed_precondition"))
         reason = reason or default_reason
         self.fail(
-            "CreateSIPParticipant",
+            method,
             code=code,
             message=f"sip status {sip_status}: {reason}",
             times=times,
             meta={"sip_status_code": str(sip_status), "sip_status": reason},
         )
+
+    def add_participant(
+        self, room_name: str, identity: str, kind: int = lk.ParticipantInfo.Kind.SIP
+    ) -> None:
+        """Puts a participant (a SIP caller by default) in a room, creating the room."""
+        with self._lock:
+            room = self._ensure_room(room_name)
+            self.participants.setdefault(room_name, {})[identity] = lk.ParticipantInfo(
+                sid=self._new_id("PA"),
+                identity=identity,
+                kind=kind,
+                state=lk.ParticipantInfo.State.ACTIVE,
+                joined_at=int(time.time()),
+            )
+            room.num_participants = len(self.participants[room_name])
 
     def calls(self, method: str | None = None) -> list[Recorded]:
         """Recorded requests, oldest first, optionally only those to `method`."""
@@ -298,6 +332,7 @@ class FakeLiveKit(BackgroundServer):
         room_name: str | None = None,
         participant_identity: str | None = None,
         participant_kind: int = lk.ParticipantInfo.Kind.STANDARD,
+        participant_attributes: dict[str, str] | None = None,
         event_id: str | None = None,
         created_at: int | None = None,
         **extra: Any,
@@ -309,6 +344,8 @@ class FakeLiveKit(BackgroundServer):
             room_name: the room the event is about (its sid is derived from the name).
             participant_identity: the participant, for participant events.
             participant_kind: e.g. `lk.ParticipantInfo.Kind.SIP` for a phone caller.
+            participant_attributes: e.g. `{"sip.callStatus": "ringing"}` for a callee whose
+                phone rings.
             event_id: the event's unique id; random when None.
             created_at: unix seconds; now when None.
             **extra: more WebhookEvent fields, as in its JSON form.
@@ -328,6 +365,8 @@ class FakeLiveKit(BackgroundServer):
                 "identity": participant_identity,
                 "kind": lk.ParticipantInfo.Kind.Name(participant_kind),
             }
+            if participant_attributes:
+                message["participant"]["attributes"] = dict(participant_attributes)
         event_message = json_format.ParseDict(message, lk.WebhookEvent())
         body = json_format.MessageToJson(event_message, indent=None)
         return body, self.sign_webhook(body)
@@ -658,6 +697,29 @@ class FakeLiveKit(BackgroundServer):
             participant_identity=identity,
             room_name=room.name,
             sip_call_id=self._new_id("SCL"),
+        )
+
+    def _transfer_participant(self, request: lk.TransferSIPParticipantRequest) -> Message:
+        # As LiveKit: the REFER goes to a SIP participant of the room; once the far end
+        # accepts it, the caller leaves the room.
+        if not request.transfer_to.startswith(("tel:", "sip:", "sips:")):
+            raise TwirpFailure("invalid_argument", "transfer_to must be a tel: or sip: URI")
+        participants = self.participants.get(request.room_name)
+        if request.room_name not in self.rooms or participants is None:
+            raise TwirpFailure("not_found", f"room {request.room_name} does not exist")
+        participant = participants.get(request.participant_identity)
+        if participant is None:
+            raise TwirpFailure(
+                "not_found", f"participant {request.participant_identity} does not exist"
+            )
+        if participant.kind != lk.ParticipantInfo.Kind.SIP:
+            raise TwirpFailure("failed_precondition", "participant is not a SIP participant")
+        del participants[request.participant_identity]
+        self.rooms[request.room_name].num_participants = len(participants)
+        return lk.TransferSIPParticipantResponse(
+            transfer_id=self._new_id("TR"),
+            status=lk.SIPTransferStatus.STS_TRANSFER_SUCCESSFUL,
+            reason=lk.SIPTransferReason.STR_COMPLETED,
         )
 
     def _ensure_room(self, name: str, **fields: Any) -> lk.Room:

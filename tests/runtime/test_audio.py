@@ -4,8 +4,7 @@ The local test runs faster-whisper and Piper (the `local` extra); the cloud test
 Deepgram and OpenAI plugins against the stand-ins in tests/fakes. Both use the scripted LLM.
 """
 
-import wave
-
+import av
 import numpy as np
 import pytest
 
@@ -56,7 +55,7 @@ async def test_local_voice_call_end_to_end(fake_llm, backend, tmp_path):
         first_message="Hello, this is Sunny.",
     )
     lines = ["What is the weather in Paris?", "Thank you, goodbye."]
-    result = await simulate_call(call, lines, recording_path=tmp_path / "call.wav")
+    result = await simulate_call(call, lines, recording_path=tmp_path / "call.ogg")
     report = result.report
 
     roles = [e["role"] for e in report.transcript]
@@ -81,8 +80,8 @@ async def test_local_voice_call_end_to_end(fake_llm, backend, tmp_path):
     assert report.usage["tts_characters"] >= len("Hello, this is Sunny.")
 
     assert result.agent_audio_seconds > 1.0
-    with wave.open(str(result.recording_path)) as wav:
-        seconds = wav.getnframes() / wav.getframerate()
+    with av.open(str(result.recording_path)) as recording:  # stereo Ogg/Opus, both sides
+        seconds = float(recording.duration or 0) / av.time_base
     assert seconds >= result.caller_audio_seconds - 0.1
     assert report.recording_path == str(result.recording_path)
 

@@ -1,0 +1,18 @@
+from tortoise import migrations
+from tortoise.migrations import operations as ops
+from orjson import loads
+from tortoise.fields.data import JSON_DUMPS
+from tortoise import fields
+
+class Migration(migrations.Migration):
+    dependencies = [('models', '0011_campaigns')]
+
+    initial = False
+
+    operations = [
+        ops.AddField(
+            model_name='Call',
+            name='transfers',
+            field=fields.JSONField(default=list, encoder=JSON_DUMPS, decoder=loads),
+        ),
+    ]

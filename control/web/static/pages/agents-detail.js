@@ -1,0 +1,261 @@
+import { api, upload } from "../api.js";
+import { catalogue, fillChoices, fillProviders } from "../catalogue.js";
+import { $, attempt, badge, el, formatTime, itemId, poll, rowAction, say, show, table } from "../ui.js";
+
+const agentId = itemId();
+const form = $("#agent-form");
+const SIMPLE_FIELDS = [
+  "agent_name", "phone_number", "language", "first_message", "system_prompt", "LLM_model",
+  "LLM_base_url", "temperature", "max_tokens", "max_call_duration", "max_duration_message",
+  "min_endpointing_delay", "max_endpointing_delay", "idle_warning_after", "idle_warning_message",
+  "idle_hangup_after", "voicemail_action", "voicemail_message",
+];
+const NUMBER_FIELDS = new Set([
+  "temperature", "max_tokens", "max_call_duration", "min_endpointing_delay",
+  "max_endpointing_delay", "idle_warning_after", "idle_hangup_after",
+]);
+const NULLABLE_FIELDS = new Set(["phone_number", "LLM_base_url", "idle_warning_after", "idle_hangup_after"]);
+const CHECKBOXES = ["interruptible", "recording_enabled", "voicemail_detection", "allow_web_calls"];
+
+const lines = (text) => text.split("\n").map((line) => line.trim()).filter(Boolean);
+// "name: description" -> [name, description]
+const split = (line, separator) => {
+  const at = line.indexOf(separator);
+  return at < 0 ? [line.trim(), ""] : [line.slice(0, at).trim(), line.slice(at + separator.length).trim()];
+};
+
+function refreshModels(agent = {}) {
+  const llm = catalogue.llm[$("#LLM_provider").value];
+  fillChoices($("#LLM_models"), llm ? llm.models : [], null);
+  const stt = catalogue.stt[$("#STT_provider").value];
+  fillChoices($("#STT_model"), stt ? stt.models : [], agent.STT_model);
+  const tts = catalogue.tts[$("#TTS_provider").value];
+  fillChoices($("#TTS_model"), tts ? tts.models : [], agent.TTS_model);
+  fillChoices($("#TTS_voice"), tts ? tts.voices : [], agent.TTS_voice);
+}
+
+let functionCount = 0;
+
+function functionFieldset(fn = {}) {
+  const index = functionCount++;
+  const id = (name) => `fn-${index}-${name}`;
+  const input = (name, label, attributes = {}) =>
+    el("div", { class: "field" }, el("label", { for: id(name) }, label),
+      el("input", { id: id(name), "data-key": name, value: fn[name] ?? "", ...attributes }));
+  const area = (name, label, value) =>
+    el("div", { class: "field" }, el("label", { for: id(name) }, label),
+      el("textarea", { id: id(name), "data-key": name, rows: 3 }, value));
+  const fieldset = el("fieldset", { class: "function" },
+    el("legend", {}, fn.name ? `Function ${fn.name}` : "New function"),
+    el("div", { class: "grid" },
+      input("name", "Name", { required: true }),
+      input("url", "URL", { type: "url", required: true }),
+      el("div", { class: "field" }, el("label", { for: id("method") }, "Method"),
+        el("select", { id: id("method"), "data-key": "method" },
+          ["GET", "POST", "PUT", "PATCH", "DELETE"].map((method) =>
+            el("option", { selected: (fn.method || "POST") === method }, method)))),
+      input("timeout", "Timeout (s)", { type: "number", min: 1, max: 30, step: "0.5" }),
+      input("speak_during", "Say while it runs"),
+      input("speak_after", "Say when it is done"),
+    ),
+    input("description", "Description (tells the model when to call it)"),
+    area("parameters", "Parameters (JSON Schema)", JSON.stringify(fn.parameters || {}, null, 2)),
+    area("headers", "Headers (JSON object; secrets stay masked)", JSON.stringify(fn.headers || {}, null, 2)),
+    el("button", { type: "button", class: "secondary", onclick: () => fieldset.remove() }, "Remove this function"),
+  );
+  return fieldset;
+}
+
+function readFunctions() {
+  return [...document.querySelectorAll("fieldset.function")].map((fieldset) => {
+    const fn = {};
+    for (const field of fieldset.querySelectorAll("[data-key]")) {
+      const key = field.dataset.key;
+      if (key === "parameters" || key === "headers") {
+        try {
+          fn[key] = JSON.parse(field.value || "{}");
+        } catch {
+          throw new Error(`The ${key} of function "${fn.name || "?"}" are not valid JSON.`);
+        }
+      } else if (key === "timeout") {
+        if (field.value) fn.timeout = Number(field.value);
+      } else if (field.value !== "" || key === "name" || key === "url") {
+        fn[key] = field.value;
+      }
+    }
+    return fn;
+  });
+}
+
+function fill(agent) {
+  $("#agent-title").textContent = agent.agent_name;
+  document.title = `${agent.agent_name} · Voxline`;
+  $("#chat-link").href = `/app/chat?agent=${agent.id}`;
+  $("#calls-link").href = `/app/calls?agent_id=${agent.id}`;
+  fillProviders($("#LLM_provider"), "llm", agent.LLM_provider);
+  fillProviders($("#STT_provider"), "stt", agent.STT_provider);
+  fillProviders($("#TTS_provider"), "tts", agent.TTS_provider);
+  refreshModels(agent);
+  for (const name of SIMPLE_FIELDS) form.elements[name].value = agent[name] ?? "";
+  for (const name of CHECKBOXES) form.elements[name].checked = Boolean(agent[name]);
+  $("#LLM_api_key").placeholder = agent.LLM_api_key || "";
+  form.elements.end_call_phrases.value = (agent.end_call_phrases || []).join("\n");
+  form.elements.transfer_destinations.value = (agent.transfer_destinations || [])
+    .map((item) => [item.destination, item.description].filter(Boolean).join(", ")).join("\n");
+  form.elements.web_call_origins.value = (agent.web_call_origins || []).join("\n");
+  const analysis = agent.post_call_analysis || {};
+  form.elements.analysis_summary.checked = analysis.summary !== false;
+  form.elements.analysis_sentiment.checked = analysis.sentiment !== false;
+  form.elements.analysis_dispositions.value = (analysis.dispositions || [])
+    .map((item) => (item.description ? `${item.name}: ${item.description}` : item.name)).join("\n");
+  form.elements.analysis_data_points.value = (analysis.data_points || [])
+    .map((item) => `${item.name} (${item.type})${item.description ? `: ${item.description}` : ""}`).join("\n");
+  form.elements.analysis_success.value = analysis.success_evaluation || "";
+  $("#web-call-key").textContent = agent.web_call_public_key || "—";
+  functionCount = 0;
+  show($("#functions"), (agent.custom_functions || []).map(functionFieldset));
+}
+
+function readForm() {
+  const body = {};
+  for (const name of SIMPLE_FIELDS) {
+    const value = form.elements[name].value.trim();
+    if (value === "") {
+      if (NULLABLE_FIELDS.has(name)) body[name] = null;
+      continue;
+    }
+    body[name] = NUMBER_FIELDS.has(name) ? Number(value) : value;
+  }
+  for (const name of ["LLM_provider", "STT_provider", "STT_model", "TTS_provider", "TTS_model", "TTS_voice"]) {
+    body[name] = form.elements[name].value;
+  }
+  for (const name of CHECKBOXES) body[name] = form.elements[name].checked;
+  if (form.elements.LLM_api_key.value) body.LLM_api_key = form.elements.LLM_api_key.value;
+  body.end_call_phrases = lines(form.elements.end_call_phrases.value);
+  body.transfer_destinations = lines(form.elements.transfer_destinations.value).map((line) => {
+    const [destination, description] = split(line, ",");
+    return { destination, description };
+  });
+  body.web_call_origins = lines(form.elements.web_call_origins.value);
+  body.post_call_analysis = {
+    summary: form.elements.analysis_summary.checked,
+    sentiment: form.elements.analysis_sentiment.checked,
+    dispositions: lines(form.elements.analysis_dispositions.value).map((line) => {
+      const [name, description] = split(line, ":");
+      return { name, description };
+    }),
+    data_points: lines(form.elements.analysis_data_points.value).map((line) => {
+      const [head, description] = split(line, ":");
+      const match = head.match(/^(\S+)\s*(?:\((\w+)\))?$/);
+      return { name: match ? match[1] : head, type: (match && match[2]) || "string", description };
+    }),
+    success_evaluation: form.elements.analysis_success.value.trim() || null,
+  };
+  body.custom_functions = readFunctions();
+  return body;
+}
+
+async function loadAgent() {
+  fill(await api("GET", `/agents/${agentId}`));
+}
+
+let filesPending = true;
+
+async function loadFiles() {
+  const page = await api("GET", `/agents/${agentId}/files?page_size=100`);
+  filesPending = page.items.some((file) => !["ready", "failed"].includes(file.status));
+  show(
+    $("#files"),
+    table(
+      [
+        ["File", (file) => file.filename],
+        ["Status", (file) => el("span", {}, badge(file.status), file.error ? ` ${file.error}` : "")],
+        ["Chunks", (file) => String(file.chunk_count)],
+        ["Size", (file) => `${Math.ceil(file.size_bytes / 1024)} KB`],
+        ["Updated", (file) => formatTime(file.updated_at)],
+        ["", (file) => rowAction("Delete", `Delete ${file.filename}`, async () => {
+          await api("DELETE", `/agents/${agentId}/files/${encodeURIComponent(file.filename)}`);
+          say(`Deleted ${file.filename}.`);
+          await loadFiles();
+        })],
+      ],
+      page.items,
+      "No knowledge files yet. Upload a document above and the agent will answer from it.",
+      "Knowledge files",
+    ),
+  );
+}
+
+function watchFiles() {
+  poll(() => attempt(loadFiles), 1.5, () => filesPending);
+}
+
+["#LLM_provider", "#STT_provider", "#TTS_provider"].forEach((selector) =>
+  $(selector).addEventListener("change", () => refreshModels()));
+
+$("#add-function").addEventListener("click", () => {
+  const fieldset = functionFieldset();
+  $("#functions").append(fieldset);
+  fieldset.querySelector("input").focus();
+});
+
+form.addEventListener("submit", (event) => {
+  event.preventDefault();
+  attempt(async () => {
+    fill(await api("PUT", `/agents/${agentId}`, readForm()));
+    say("Saved.");
+  }, { busy: event.submitter });
+});
+
+$("#delete-agent").addEventListener("click", () => {
+  if (!confirm("Delete this agent and its knowledge?")) return;
+  attempt(async () => {
+    await api("DELETE", `/agents/${agentId}`);
+    location.assign("/app/agents");
+  });
+});
+
+$("#rotate-key").addEventListener("click", () =>
+  attempt(async () => {
+    const rotated = await api("POST", `/agents/${agentId}/web-call-key/rotate`);
+    $("#web-call-key").textContent = rotated.web_call_public_key || "—";
+    say("The web-call key is rotated: pages using the old key must be updated.");
+  }));
+
+$("#upload-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const chosen = $("#knowledge-files").files;
+  if (!chosen.length) {
+    say("Choose one or more files to upload first.", "error");
+    return;
+  }
+  const data = new FormData();
+  for (const file of chosen) data.append("files", file);
+  const progress = $("#upload-progress");
+  attempt(async () => {
+    await upload(`/agents/${agentId}/upload`, data, (percent) => { progress.value = percent; });
+    progress.value = 100;
+    say("Uploaded; the files are being read. Their status turns to ready when the agent can use them.");
+    event.target.reset();
+    watchFiles();
+  }, { busy: event.submitter });
+});
+
+$("#query-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  attempt(async () => {
+    const answer = await api("POST", `/agents/${agentId}/query`, { query: $("#query").value });
+    show(
+      $("#query-results"),
+      answer.results.length
+        ? el("ol", { class: "passages" }, answer.results.map((passage) =>
+          el("li", {},
+            el("p", { class: "muted" }, `${passage.file_name}${passage.page ? `, page ${passage.page}` : ""} · score ${passage.score.toFixed(2)}`),
+            el("blockquote", {}, passage.text))))
+        : el("p", { class: "empty" }, "Nothing in the knowledge matches that question."),
+    );
+  }, { busy: event.submitter });
+});
+
+attempt(loadAgent);
+watchFiles();

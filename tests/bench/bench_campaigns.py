@@ -1,0 +1,244 @@
+"""Benchmark: the campaign dialer's tick over 1,000,000 prospects in 50 campaigns (PostgreSQL).
+
+Run by hand (needs PostgreSQL and Redis at their standard local ports):
+
+    .venv/bin/python tests/bench/bench_campaigns.py [--prospects 1000000] [--campaigns 50]
+
+The prospects are bulk-loaded with `generate_series` (not the ORM), in a steady state: most
+pending and due, some retrying, finished or waiting for a callback, and the Indian quarter
+outside its window (pushed to its next opening, as earlier ticks would have left it). The
+clock is injected: noon in New York, so the US is inside its window. The job ticks once a
+second and each campaign every `dialer_interval` (10 s), so a tick handles about a tenth of the
+campaigns. Calls are dispatched to the LiveKit stand-in and ended in bulk between ticks.
+
+Printed: per tick, the wall time and the number of SQL statements (counted from tortoise's
+query log) in three states of the platform's 100 agent sessions: steady (two calls end each
+second, so a tick dials about two), full (no call ends: the tick settles, recovers and looks at
+its campaigns, and dials nothing) and a burst (every call ends before each tick); and the
+`EXPLAIN (ANALYZE, BUFFERS)` of the due-prospect query. The control plane's CPU per tick is
+its thread's CPU time (`time.thread_time`: PostgreSQL, Redis and the stand-in left out), which
+a busy machine inflates less than the wall time. Nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import statistics
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+os.environ.setdefault("VOXLINE_DATA_DIR", tempfile.mkdtemp(prefix="voxline-bench-"))
+
+from tortoise import connections  # noqa: E402
+
+from control.models import Call, Campaign, PhoneNumber, ProspectStatus, Workspace  # noqa: E402
+from control.security import utcnow  # noqa: E402
+from control.services import calls as call_service  # noqa: E402
+from control.services import campaign_dialer  # noqa: E402
+from control.services.agents import create_agent  # noqa: E402
+from tests.bench.harness import bench_app  # noqa: E402
+from tests.control.campaign_dialing import release_slots  # noqa: E402
+
+DATABASE = "voxline_bench_campaigns"
+REDIS_URL = os.environ.get("VOXLINE_BENCH_REDIS", "redis://127.0.0.1:6379/2")
+AGENT_NUMBER = "+16505551234"
+
+# Of every eight rows: two in New York, one in Chicago, one in Denver, two in Los Angeles, two
+# in India. Statuses by a hash of the row; India's due time is its next opening.
+LOAD_SQL = """
+INSERT INTO prospects (
+    id, campaign_id, workspace_id, phone_number, name, timezones, variables, priority,
+    status, attempts, next_attempt_at, attempt_log, last_called_at, created_at
+)
+SELECT
+    gen_random_uuid(), c.id, c.workspace_id,
+    CASE WHEN g % 8 >= 6 THEN '+9198' || lpad((c.n * $2 + g)::text, 8, '0')
+         ELSE '+1' || (ARRAY['212', '212', '312', '303', '415', '415'])[g % 8 + 1]
+              || (2000000 + c.n * $2 + g)::text END,
+    'Person ' || g,
+    (CASE WHEN g % 8 >= 6 THEN '["Asia/Calcutta"]'
+          ELSE (ARRAY['["America/New_York"]', '["America/New_York"]', '["America/Chicago"]',
+                      '["America/Denver"]', '["America/Los_Angeles"]',
+                      '["America/Los_Angeles"]'])[g % 8 + 1] END)::jsonb,
+    '{"plan": "gold"}'::jsonb,
+    CASE WHEN g % 3 = 0 THEN 5 ELSE 0 END,
+    s.status,
+    CASE s.status WHEN 'pending' THEN 0 WHEN 'failed' THEN 3 WHEN 'retrying' THEN 1 + g % 2
+                  ELSE 1 END,
+    CASE
+        WHEN s.status NOT IN ('pending', 'retrying', 'callback') THEN NULL
+        WHEN g % 8 >= 6 THEN $4::timestamptz  -- India: its next opening
+        WHEN s.status = 'pending' THEN $3::timestamptz - (g % 5000) * interval '1 minute'
+        ELSE $3::timestamptz + (g % 120 - 60) * interval '1 minute'
+    END,
+    '[]'::jsonb,
+    CASE WHEN s.status = 'pending' THEN NULL
+         ELSE $3::timestamptz - (1 + g % 20) * interval '1 day' END,
+    $3::timestamptz - (g % 80) * interval '1 day'
+FROM (SELECT id, workspace_id, row_number() OVER (ORDER BY created_at) - 1 AS n
+      FROM campaigns) AS c
+CROSS JOIN generate_series(0, $1 - 1) AS g
+CROSS JOIN LATERAL (SELECT CASE
+    WHEN (g * 7919) % 100 < 55 THEN 'pending'
+    WHEN (g * 7919) % 100 < 65 THEN 'retrying'
+    WHEN (g * 7919) % 100 < 85 THEN 'completed'
+    WHEN (g * 7919) % 100 < 97 THEN 'failed'
+    WHEN (g * 7919) % 100 < 98 THEN 'callback'
+    ELSE 'dnc' END AS status) AS s
+"""
+
+
+class QueryCounter(logging.Handler):
+    """Counts the statements tortoise sends (its db_client logger logs each at DEBUG)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.count += 1
+
+
+async def end_calls(redis, count: int | None = None) -> int:
+    """The stand-in workers: the `count` oldest calls in progress end, answered (every one
+    when `count` is None), in one UPDATE."""
+    live = Call.filter(status__in=call_service.LIVE_STATUSES).order_by("created_at")
+    ending = await (live if count is None else live.limit(count)).values_list("id", flat=True)
+    if ending:
+        await Call.filter(id__in=ending).update(
+            status="completed", end_reason="user_hangup", ended_at=utcnow()
+        )
+        await release_slots(redis, ending)
+    return len(ending)
+
+
+def summary(label: str, samples: list[float], queries: list[int], dials: list[int]) -> None:
+    ms = sorted(1000 * sample for sample in samples)
+    print(
+        f"  {label}: {len(ms)} ticks; time per tick median {statistics.median(ms):.1f} ms, "
+        f"p95 {ms[int(0.95 * (len(ms) - 1))]:.1f} ms, max {ms[-1]:.1f} ms; "
+        f"queries per tick median {statistics.median(queries):.0f}, max {max(queries)}; "
+        f"dials per tick median {statistics.median(dials):.0f}"
+    )
+
+
+async def main(prospects: int, campaign_count: int, ticks: int) -> None:
+    per_campaign = prospects // campaign_count
+    app = bench_app(DATABASE, REDIS_URL, max_agent_sessions=100)
+    async with app as (settings, test_app, livekit):
+        telephony = test_app.app.config["TELEPHONY"]
+        redis = test_app.app.extensions["redis"]
+        await redis.flushdb()
+        workspace = await Workspace.create(name="Bench", slug="bench")
+        await PhoneNumber.create(
+            workspace=workspace,
+            phone_number=AGENT_NUMBER,
+            source="sip_trunk",
+            provider="vonage",
+            inbound_trunk_id="ST_in",
+            outbound_trunk_id="ST_out",
+            dispatch_rule_id="SDR_1",
+        )
+        agent = await create_agent(
+            settings, workspace.id, {"agent_name": "Bench", "phone_number": AGENT_NUMBER}
+        )
+        # Noon in New York tomorrow; 22:30 in India, which opens at 09:00 (03:30 UTC).
+        start = (utcnow() + timedelta(days=1)).replace(hour=17, minute=0, second=0, microsecond=0)
+        india_opens = start.replace(hour=3, minute=30) + timedelta(days=1)
+        for index in range(campaign_count):
+            await Campaign.create(
+                workspace=workspace,
+                agent=agent,
+                name=f"Campaign {index}",
+                slug=f"campaign-{index}",
+                agent_phone_number=AGENT_NUMBER,
+                max_number_calls=3,
+                # Staggered: a tenth of the campaigns is due each second.
+                next_dial_at=start + timedelta(seconds=index % 10),
+            )
+        connection = connections.get("default")
+        started = time.perf_counter()
+        await connection.execute_query(LOAD_SQL, [per_campaign, per_campaign, start, india_opens])
+        await connection.execute_script("VACUUM ANALYZE prospects")
+        loaded = await connection.execute_query_dict("SELECT count(*) AS n FROM prospects")
+        print(
+            f"loaded {loaded[0]['n']:,} prospects in {campaign_count} campaigns "
+            f"({per_campaign:,} each) in {time.perf_counter() - started:.1f} s "
+            f"(generate_series, then VACUUM ANALYZE)"
+        )
+        sizes = await connection.execute_query_dict(
+            "SELECT pg_size_pretty(pg_relation_size('prospects')) AS heap, "
+            "pg_size_pretty(pg_relation_size('idx_prospects_due')) AS due_index"
+        )
+        print(f"  table {sizes[0]['heap']}, due-prospect index {sizes[0]['due_index']}")
+
+        counter = QueryCounter()
+        query_log = logging.getLogger("tortoise.db_client")
+        query_log.setLevel(logging.DEBUG)
+        query_log.addHandler(counter)
+        query_log.propagate = False
+
+        cpu: list[float] = []
+
+        async def measure(now) -> tuple[float, int, int]:
+            counter.count = 0
+            began, cpu_began = time.perf_counter(), time.thread_time()
+            dialed = await campaign_dialer.tick(settings, telephony, redis, now=now)
+            cpu.append(time.thread_time() - cpu_began)
+            return time.perf_counter() - began, counter.count, dialed
+
+        async def phase(label: str, now, ending: int | None, hold: bool = False):
+            samples, queries, dials = [], [], []
+            cpu.clear()
+            for _ in range(ticks):
+                if ending != 0:
+                    await end_calls(redis, ending)
+                elapsed, count, dialed = await measure(now)
+                samples.append(elapsed)
+                queries.append(count)
+                dials.append(dialed)
+                now += timedelta(seconds=1)
+            summary(label, samples, queries, dials)
+            print(f"    control-plane CPU per tick median {1000 * statistics.median(cpu):.1f} ms")
+            if sum(dials):
+                per_dial = 1000 * sum(samples) / sum(dials)
+                print(
+                    f"    ({per_dial:.1f} ms of tick time per dispatched call, stand-in included)"
+                )
+            return now
+
+        now = start
+        for _ in range(10):  # warm-up: every campaign ticks once and fills the capacity
+            await measure(now)
+            now += timedelta(seconds=1)
+        print(f"\n{ticks} ticks in each state, one simulated second apart:")
+        # 100 sessions, calls of about a minute: a couple of sessions free up each second.
+        now = await phase("steady state (2 calls end a second)", now, ending=2)
+        now = await phase("capacity full (no call ends)", now, ending=0)
+        now = await phase("burst (every call ends before each tick)", now, ending=None)
+        query_log.removeHandler(counter)
+
+        campaign = await Campaign.get(slug="campaign-0")
+        due = campaign_dialer.due_prospects(campaign.id, ProspectStatus.PENDING, now, 40)
+        plan = await connection.execute_query_dict(
+            "EXPLAIN (ANALYZE, BUFFERS) " + due.sql(params_inline=True)
+        )
+        print("\nEXPLAIN (ANALYZE, BUFFERS) of the due-prospect query (pending; one of three):")
+        for row in plan:
+            print("  " + row["QUERY PLAN"])
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--prospects", type=int, default=1_000_000)
+    parser.add_argument("--campaigns", type=int, default=50)
+    parser.add_argument("--ticks", type=int, default=30)
+    arguments = parser.parse_args()
+    asyncio.run(main(arguments.prospects, arguments.campaigns, arguments.ticks))

@@ -1,0 +1,139 @@
+"""The worker's call recorder: both sides on their own channels, in time; streamed up at the end.
+
+The recording test needs no speech models: the agent says a tone (`session.say` with audio), the
+caller answers with another through the paced microphone. The upload test streams a file to the
+real control-plane app (over ASGI) and reads it back through the API.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import av
+import httpx
+import numpy as np
+from livekit import rtc
+from livekit.agents import Agent, AgentSession
+from livekit.agents.voice.recorder_io import RecorderIO
+
+from control.models import Call, Role
+from control.services.agents import create_agent
+from runtime.audio_io import CaptureAudioOutput, PacedAudioInput, silence, to_frames
+from runtime.config import RuntimeSettings
+from runtime.control_client import ControlPlane
+from runtime.recording import CONTENT_TYPE, CallRecording
+from tests.conftest import auth_headers, make_user
+
+RATE = 16000
+LOUD = 0.02
+
+
+def _tone(hz: float, seconds: float) -> list[rtc.AudioFrame]:
+    t = np.arange(int(seconds * RATE)) / RATE
+    return to_frames((np.sin(2 * np.pi * hz * t) * 8000).astype(np.int16).tobytes(), RATE, RATE)
+
+
+async def _frames(frames: list[rtc.AudioFrame]) -> AsyncIterator[rtc.AudioFrame]:
+    for frame in frames:
+        yield frame
+
+
+def _loud_spans(channel: np.ndarray, rate: int) -> list[tuple[float, float]]:
+    """(start, end) seconds of each run of loud 20 ms windows."""
+    hop = rate // 50
+    windows = channel[: len(channel) // hop * hop].reshape(-1, hop)
+    loud = np.sqrt((windows**2).mean(axis=1)) > LOUD
+    spans, start = [], None
+    for index, is_loud in enumerate([*loud, False]):
+        if is_loud and start is None:
+            start = index
+        elif not is_loud and start is not None:
+            spans.append((start * hop / rate, index * hop / rate))
+            start = None
+    return spans
+
+
+async def test_each_side_is_on_its_own_channel_with_the_silence_between(tmp_path):
+    session = AgentSession(turn_handling={"turn_detection": None})  # no models at all
+    microphone = PacedAudioInput(sample_rate=RATE)
+    session.input.audio = microphone
+    session.output.audio = CaptureAudioOutput()
+    recording = await CallRecording.start(session, tmp_path / "call.ogg")
+    assert recording is not None
+    await session.start(Agent(instructions=""))
+    try:
+        # the agent speaks for a second; half a second after it stops, the caller for a second
+        spoken = session.say("(tone)", audio=_frames(_tone(440, 1.0)), add_to_chat_ctx=False)
+        await spoken.wait_for_playout()
+        microphone.push(silence(0.5, RATE) + _tone(300, 1.0) + silence(0.3, RATE))
+        await microphone.drained()
+        path = await recording.stop()
+    finally:
+        await session.aclose()
+        microphone.close()
+
+    assert path is not None and path.read_bytes()[:4] == b"OggS"
+    with av.open(str(path)) as container:
+        stream = container.streams.audio[0]
+        assert (stream.codec_context.name, stream.channels) == ("opus", 2)
+        samples = np.concatenate([frame.to_ndarray() for frame in container.decode(stream)], 1)
+        rate = stream.rate
+    caller, agent = _loud_spans(samples[0], rate), _loud_spans(samples[1], rate)
+    assert len(agent) == 1 and len(caller) == 1, (agent, caller)
+    (agent_start, agent_end), (caller_start, caller_end) = agent[0], caller[0]
+    # each side keeps its length (nothing squeezed or doubled) ...
+    assert 0.8 < agent_end - agent_start < 1.2 and 0.8 < caller_end - caller_start < 1.2
+    # ... and its place: the caller after the agent, the gap kept as silence on both channels
+    assert 0.3 < caller_start - agent_end < 1.5, (agent, caller)
+    gap = samples[:, int(agent_end * rate) + rate // 20 : int(caller_start * rate) - rate // 20]
+    assert np.abs(gap).max() < LOUD
+
+
+class RecordingTransport(httpx.AsyncBaseTransport):
+    """The real control-plane app over ASGI, keeping the headers of each request sent to it."""
+
+    def __init__(self, app: Any) -> None:
+        self._app = httpx.ASGITransport(app=app)
+        self.headers: list[httpx.Headers] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.headers.append(request.headers)
+        return await self._app.handle_async_request(request)
+
+
+async def test_the_recording_is_streamed_up_then_deleted_and_kept_when_refused(
+    app, db, client, settings, tmp_path
+):
+    user, workspace = await make_user("dev@example.com", role=Role.DEVELOPER)
+    agent = await create_agent(settings, workspace.id, {"agent_name": "Sales"})
+    call = await Call.create(
+        workspace_id=workspace.id,
+        agent=agent,
+        call_type="web",
+        call_direction="inbound",
+        status="completed",
+    )
+    path = tmp_path / "call.ogg"
+    data = b"OggS" + bytes(range(256)) * 4000  # about 1 MB: several chunks
+    path.write_bytes(data)
+    recording = CallRecording(RecorderIO(agent_session=AgentSession()), path)
+    transport = RecordingTransport(app.app)
+    runtime_settings = RuntimeSettings(
+        api_url="http://control-plane.test", service_token=settings.service_token
+    )
+    async with ControlPlane(runtime_settings, transport=transport) as control:
+        # refused (no such call): nothing raised, the file is kept for another try
+        assert await recording.upload(control, str(uuid.uuid4())) is None
+        assert path.exists()
+        url = await recording.upload(control, str(call.id))
+
+    assert url == f"/calls/{call.id}/recording"
+    assert not path.exists()
+    sent = transport.headers[-1]
+    assert sent["Content-Type"] == CONTENT_TYPE
+    # streamed: chunked transfer, not a body read whole to learn its length
+    assert sent.get("Transfer-Encoding") == "chunked" and "Content-Length" not in sent
+    served = await client.get(url, headers=auth_headers(settings, user))
+    assert served.status_code == 200 and await served.get_data() == data
