@@ -14,6 +14,7 @@ from control.config import Settings
 from control.services import (  # noqa: F401
     analysis,
     calls,
+    campaign_dialer,
     dialer,
     knowledge_files,
     prospects,

@@ -52,6 +52,7 @@ async def create_call(
     room_name: str | None = None,
     batch_id: uuid.UUID | None = None,
     campaign_id: uuid.UUID | None = None,
+    campaign: str | None = None,
     call_id: uuid.UUID | None = None,
     created_at: datetime | None = None,
 ) -> Call:
@@ -73,6 +74,7 @@ async def create_call(
         room_name=room_name or f"call-{call_id}",
         batch_id=batch_id,
         campaign_id=campaign_id,
+        campaign=campaign,
         **({"created_at": created_at} if created_at is not None else {}),
     )
     logger.info(
@@ -410,6 +412,7 @@ async def start_outbound_call(
     batch_id: uuid.UUID | None = None,
     call_id: uuid.UUID | None = None,
     campaign_id: uuid.UUID | None = None,
+    campaign: str | None = None,
     now: datetime | None = None,
 ) -> tuple[Call, str]:
     """Take a capacity slot, queue a call log and dispatch the agent; the worker then dials.
@@ -450,6 +453,7 @@ async def start_outbound_call(
             dynamic_variables=dynamic_variables,
             batch_id=batch_id,
             campaign_id=campaign_id,
+            campaign=campaign,
             call_id=call_id,
             created_at=now,
         )

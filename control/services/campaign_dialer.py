@@ -64,6 +64,7 @@ class Rules:
     """A campaign's configuration as the dialer applies it (read from the cached config)."""
 
     id: uuid.UUID
+    slug: str
     workspace_id: uuid.UUID
     agent_phone_number: str
     locale_name: str
@@ -81,6 +82,7 @@ class Rules:
     def of(cls, config: dict[str, Any]) -> Rules:
         return cls(
             id=uuid.UUID(str(config["id"])),
+            slug=config["slug"],
             workspace_id=uuid.UUID(str(config["workspace_id"])),
             agent_phone_number=config["agent_phone_number"],
             locale_name=config["locale_name"],
@@ -101,7 +103,7 @@ class Rules:
             key_prefix=PROSPECT_KEY,
             workspace_id=self.workspace_id,
             agent_phone_number=self.agent_phone_number,
-            call_fields={"campaign_id": self.id},
+            call_fields={"campaign_id": self.id, "campaign": self.slug},
             claimed_fields=CLAIMED_FIELDS,
         )
 

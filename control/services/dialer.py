@@ -64,7 +64,7 @@ class Dialing:
     key_prefix: str
     workspace_id: uuid.UUID
     agent_phone_number: str
-    call_fields: dict[str, uuid.UUID]  # {"batch_id": …} or {"campaign_id": …}
+    call_fields: dict[str, Any]  # {"batch_id": …} or {"campaign_id": …, "campaign": slug}
     claimed_fields: tuple[str, ...] = CLAIMED_FIELDS
 
 

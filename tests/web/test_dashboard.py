@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -187,7 +188,9 @@ async def test_a_batch_upload_shows_rejected_rows_and_its_progress(
                 ended.add(call_id)
         return len(ended) >= 2
 
+    deadline = time.monotonic() + WAIT_MS / 1000
     while not await end_dispatched_calls():
+        assert time.monotonic() < deadline, f"the dialer dispatched only {len(ended)} calls"
         await page.wait_for_timeout(250)  # the dialer's pace, not an assertion's wait
     await expect(page.get_by_text("100% done")).to_be_visible()
     await expect(page.get_by_role("table", name="Numbers of the batch")).to_contain_text(
@@ -349,3 +352,18 @@ async def test_a_campaign_is_set_up_within_the_servers_ranges_and_takes_a_prospe
     await page.goto("/app/campaigns")
     await expect(page.get_by_role("table", name="Campaigns")).to_contain_text("Winter follow-up")
     await screenshot(page, "campaigns")
+
+
+async def test_a_voice_call_from_the_chat_page_dispatches_the_agent_to_its_room(
+    page, scripted_llm, livekit_server
+):
+    await sign_up(page)
+    agent_id = await create_agent(page, scripted_llm)
+    allowed = await page.request.put(f"/agents/{agent_id}", data={"allow_web_calls": True})
+    assert allowed.status == 200, await allowed.text()
+    await page.goto(f"/app/chat?agent={agent_id}")
+    await page.get_by_role("button", name="Talk by voice").click()
+    # The stand-in mints rooms but speaks no WebRTC: the agent is dispatched to the call's room,
+    # then the browser's connection fails and the page says so.
+    await expect(page.get_by_role("status")).to_contain_text("Could not connect the voice call")
+    assert len(livekit_server.dispatches) == 1

@@ -46,8 +46,13 @@ export async function startVoiceCall(agent, stateLine, conversation) {
     button.textContent = "Talk by voice";
     room = null;
   });
-  await room.connect(grant.url, grant.token);
-  await room.localParticipant.setMicrophoneEnabled(true);
+  try {
+    await room.connect(grant.url, grant.token);
+    await room.localParticipant.setMicrophoneEnabled(true);
+  } catch (error) {
+    room = null;
+    throw new Error(`Could not connect the voice call to LiveKit (${grant.url}): ${error.message}`);
+  }
   stateLine.hidden = false;
   stateLine.textContent = "Connected: speak to the agent.";
   button.textContent = "Hang up";
