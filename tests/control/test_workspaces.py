@@ -446,7 +446,9 @@ async def test_a_workspace_name_with_line_breaks_cannot_add_mail_headers(
     user, workspace = admin
     headers = auth_headers(settings, user)
     renamed = await client.patch(
-        f"/workspaces/{workspace.id}", json={"name": "Sales\r\nBcc: eve@example.com"}, headers=headers
+        f"/workspaces/{workspace.id}",
+        json={"name": "Sales\r\nBcc: eve@example.com"},
+        headers=headers,
     )
     assert renamed.status_code == 200
     response = await client.post(

@@ -3,6 +3,7 @@ its text meets WCAG AA contrast."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -116,6 +117,18 @@ async def test_every_page_loads_with_only_the_server_reachable(
     await expect(page.get_by_text("Voxline API").first).to_be_visible()
     await expect(page.get_by_text("/agents").first).to_be_visible()
     await screenshot(page, "docs")
+
+    # A scheduled batch can be paused and resumed, and cancelled.
+    await page.goto(f"/app/batches/{ids['batch']}")
+    await page.get_by_role("button", name="Pause").click()
+    await expect(page.get_by_role("status")).to_have_text(re.compile("^Paused"))
+    await expect(page.get_by_role("button", name="Pause")).to_be_hidden()
+    await page.get_by_role("button", name="Resume").click()
+    await expect(page.get_by_role("status")).to_have_text("Resumed.")
+    page.once("dialog", lambda dialog: dialog.accept())
+    await page.get_by_role("button", name="Cancel the batch").click()
+    await expect(page.get_by_role("status")).to_have_text("Cancelled.")
+    await expect(page.get_by_role("table", name="Numbers by status")).to_contain_text("cancelled")
     for path in ("/app/login", "/app/signup", "/app/forgot-password", "/app/reset-password"):
         await page.goto(path)
         await page.wait_for_load_state("networkidle")
