@@ -1,4 +1,7 @@
-"""The LiveKit agent worker: one job per call, whether outbound, inbound SIP or a web room."""
+"""The LiveKit agent worker: one job per call, whether outbound, inbound SIP or a web room.
+
+Calls share the process (a thread and an event loop each) and the process's models.
+"""
 
 from __future__ import annotations
 
@@ -432,7 +435,11 @@ async def entrypoint(ctx: JobContext) -> None:
     runner = CallRunner(ControlPlane(settings), settings=settings)
     ctx.add_shutdown_callback(runner.finish)
     lag = metrics.LoopLagMonitor().start()  # this call's event loop
-    ctx.add_shutdown_callback(lambda *_: lag.stop())
+
+    async def stop_lag_monitor(_: str) -> None:
+        lag.stop()
+
+    ctx.add_shutdown_callback(stop_lag_monitor)
     await ctx.connect()
     ended = await runner.run(
         ctx.job.metadata, ctx.room.name, ctx.api, ctx.wait_for_participant, ctx.room
