@@ -42,6 +42,7 @@ from runtime.providers import (
     build_tts,
     build_vad,
     preload_models,
+    turn_predictor,
 )
 from runtime.recording import FILE_SUFFIX, CallRecording
 from runtime.report_spool import ReportSpool
@@ -88,9 +89,10 @@ _warm = False
 def warm_up(*, local: bool = False) -> None:
     """Get this process ready for calls; the first call pays nothing. Idempotent.
 
-    Loads every shared model and imports the provider plugins (`preload_models`), then sets
-    the GC thresholds and freezes what exists now: the modules and models stay out of every
-    later collection, so a full collection only walks the calls' own objects.
+    Loads every shared model and imports the provider plugins (`preload_models`; on the main
+    thread, as livekit requires of plugins), then sets the GC thresholds and freezes what
+    exists now: the modules and models stay out of every later collection, so a full
+    collection only walks the calls' own objects.
     """
     global _warm
     with _warm_lock:
@@ -104,9 +106,10 @@ def warm_up(*, local: bool = False) -> None:
 
 
 def prewarm(process: JobProcess) -> None:
-    """Ready a job thread before a call arrives (the models are the process's, loaded once)."""
-    warm_up()
+    """Ready a job thread before a call arrives: the models are the process's, loaded once
+    (`warm_up` at the worker's start); a job thread may load models, not import plugins."""
     process.userdata["vad"] = build_vad()
+    turn_predictor()
 
 
 class WorkerLoad:
@@ -479,11 +482,12 @@ async def run_worker(
     """
     settings = settings or RuntimeSettings()
     options = options or worker_options(settings)
+    # Models and plugins before anything else: nothing waits on this loop yet, and livekit
+    # plugins may only be imported on the main thread.
+    warm_up()
     metrics_server = await _serve_metrics(settings, options)
     lag = metrics.LoopLagMonitor().start()
     try:
-        # models and plugins before the first call, off this loop (it serves /metrics)
-        await asyncio.to_thread(warm_up)
         # Reports earlier processes could not deliver go out while the worker waits and works.
         async with ControlPlane(settings) as control:
             resend = asyncio.create_task(

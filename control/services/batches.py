@@ -20,6 +20,7 @@ from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
 from control import jobs
+from control.db import insert_many
 from control.errors import APIError
 from control.models import (
     Agent,
@@ -78,19 +79,18 @@ def in_window(batch: Batch, now: datetime) -> bool:
     return local >= earliest or local < latest  # a window across midnight
 
 
-async def _check_line(workspace_id: uuid.UUID, options: BatchOptions) -> None:
-    agent = await Agent.get_or_none(id=options.agent_id, workspace_id=workspace_id)
+async def check_line(workspace_id: uuid.UUID, agent_id: Any, agent_phone_number: str) -> None:
+    """The agent is the workspace's and is mapped to a number the workspace registered."""
+    agent = await Agent.get_or_none(id=agent_id, workspace_id=workspace_id)
     if agent is None:
         raise APIError(404, "AGENT_NOT_FOUND", "No agent with that id in this workspace.")
-    if not await PhoneNumber.exists(
-        workspace_id=workspace_id, phone_number=options.agent_phone_number
-    ):
+    if not await PhoneNumber.exists(workspace_id=workspace_id, phone_number=agent_phone_number):
         raise APIError(
             404,
             "NUMBER_NOT_REGISTERED",
-            f"This workspace has not registered {mask_phone(options.agent_phone_number)}.",
+            f"This workspace has not registered {mask_phone(agent_phone_number)}.",
         )
-    if agent.phone_number != options.agent_phone_number:
+    if agent.phone_number != agent_phone_number:
         raise APIError(
             400,
             "AGENT_NUMBER_MISMATCH",
@@ -108,7 +108,7 @@ async def create_batch(
         APIError: 400 for a file with no usable row (saying why), 413 over the limits, 404 for
             an agent or number this workspace does not have.
     """
-    await _check_line(workspace_id, options)
+    await check_line(workspace_id, options.agent_id, options.agent_phone_number)
     now = utcnow()
     starts_now = options.scheduled_time is None or options.scheduled_time <= now
     rejects: list[dict[str, Any]] = []
@@ -134,7 +134,7 @@ async def create_batch(
             )
             due = now if starts_now else options.scheduled_time
             rows = batch_csv.read_rows(stream, options.default_country, limits)
-            async with contextlib.aclosing(_chunks_read_ahead(rows)) as chunks:
+            async with contextlib.aclosing(chunks_read_ahead(rows)) as chunks:
                 async for chunk in chunks:
                     items = []
                     for row in chunk:
@@ -208,7 +208,7 @@ def _take(rows: Iterator[batch_csv.Row | batch_csv.Reject]) -> list[Any]:
     return list(itertools.islice(rows, INSERT_CHUNK))
 
 
-async def _chunks_read_ahead(
+async def chunks_read_ahead(
     rows: Iterator[batch_csv.Row | batch_csv.Reject],
 ) -> AsyncIterator[list[batch_csv.Row | batch_csv.Reject]]:
     """The rows in chunks, the next chunk read (in a thread) while the caller stores this one:
@@ -233,37 +233,28 @@ _ITEM_COLUMNS = (
 async def _insert_items(
     connection: BaseDBAsyncClient, batch: Batch, rows: list[batch_csv.Row], due: datetime | None
 ) -> None:
-    """Insert a chunk of rows as pending items in one statement run many times (no ORM objects:
-    at 100,000 rows they cost more than the database does)."""
-    postgres = connection.capabilities.dialect == "postgres"
-    marks = [f"${index}" if postgres else "?" for index in range(1, len(_ITEM_COLUMNS) + 1)]
-    columns = ", ".join(f'"{column}"' for column in _ITEM_COLUMNS)
-    sql = f'INSERT INTO "batch_items" ({columns}) VALUES ({", ".join(marks)})'
+    """Insert a chunk of rows as pending items."""
     now = utcnow()
-
-    def value(item: Any) -> Any:
-        # SQLite stores UUIDs as text, as tortoise writes them (times go through the sqlite3
-        # adapter tortoise registers, so they compare with the times tortoise writes).
-        return str(item) if isinstance(item, uuid.UUID) and not postgres else item
-
-    await connection.execute_many(
-        sql,
-        [
-            [
-                value(uuid.uuid4()),
-                value(batch.id),
-                value(batch.workspace_id),
+    await insert_many(
+        connection,
+        "batch_items",
+        _ITEM_COLUMNS,
+        (
+            (
+                uuid.uuid4(),
+                batch.id,
+                batch.workspace_id,
                 row.line,
                 row.phone_number,
                 json.dumps(row.variables, ensure_ascii=False),
                 ItemStatus.PENDING.value,
                 0,
-                value(due),
+                due,
                 "[]",
-                value(now),
-            ]
+                now,
+            )
             for row in rows
-        ],
+        ),
     )
 
 

@@ -209,8 +209,7 @@ async def _check_line(workspace_id: uuid.UUID, agent_id: Any, number: str) -> No
     """The agent is the workspace's and is mapped to the number the workspace holds."""
     if agent_id is None:
         raise _field_error("agent_id", "a campaign needs an agent")
-    options = batches.BatchOptions(name="", agent_id=agent_id, agent_phone_number=number)
-    await batches._check_line(workspace_id, options)
+    await batches.check_line(workspace_id, agent_id, number)
 
 
 async def _name_taken(workspace_id: uuid.UUID, name: str, except_id: uuid.UUID | None) -> bool:

@@ -24,6 +24,7 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 
 from control import jobs
 from control.config import Settings
+from control.db import insert_many
 from control.errors import APIError
 from control.models import (
     Campaign,
@@ -34,7 +35,7 @@ from control.models import (
 )
 from control.security import mask_phone, utcnow
 from control.services import batch_csv, campaigns, dnc
-from control.services.batches import REJECTS_KEPT, _chunks_read_ahead
+from control.services.batches import REJECTS_KEPT, chunks_read_ahead
 
 logger = logging.getLogger(__name__)
 
@@ -241,7 +242,7 @@ async def _read_into_prospects(upload: ProspectUpload) -> tuple[int, list[dict[s
         ) from error
     with stream:
         rows = batch_csv.read_rows(stream, country, _limits())
-        async with contextlib.aclosing(_chunks_read_ahead(rows)) as chunks:
+        async with contextlib.aclosing(chunks_read_ahead(rows)) as chunks:
             async for chunk in chunks:
                 total += len(chunk)
                 accepted = []
@@ -301,29 +302,19 @@ _PROSPECT_COLUMNS = (
 
 
 async def _insert(connection: BaseDBAsyncClient, upload: ProspectUpload, rows: list[tuple]) -> None:
-    """Insert new prospects in one statement run many times; a (upload, line) already stored
-    (a concurrent run of the same upload) is skipped by the database."""
-    postgres = connection.capabilities.dialect == "postgres"
-    marks = [f"${index}" if postgres else "?" for index in range(1, len(_PROSPECT_COLUMNS) + 1)]
-    columns = ", ".join(f'"{column}"' for column in _PROSPECT_COLUMNS)
-    sql = (
-        f'INSERT INTO "prospects" ({columns}) VALUES ({", ".join(marks)}) '
-        'ON CONFLICT ("upload_id", "line") DO NOTHING'
-    )
+    """Insert new prospects; a (upload, line) already stored (a concurrent run of the same
+    upload) is skipped by the database."""
     now = utcnow()
-
-    def value(item: Any) -> Any:
-        # SQLite stores UUIDs as text, as tortoise writes them.
-        return str(item) if isinstance(item, uuid.UUID) and not postgres else item
-
-    await connection.execute_many(
-        sql,
-        [
-            [
-                value(uuid.uuid4()),
-                value(upload.campaign_id),
-                value(upload.id),
-                value(upload.workspace_id),
+    await insert_many(
+        connection,
+        "prospects",
+        _PROSPECT_COLUMNS,
+        (
+            (
+                uuid.uuid4(),
+                upload.campaign_id,
+                upload.id,
+                upload.workspace_id,
                 line,
                 number,
                 name,
@@ -332,12 +323,13 @@ async def _insert(connection: BaseDBAsyncClient, upload: ProspectUpload, rows: l
                 upload.priority,
                 ProspectStatus.PENDING.value,
                 0,
-                value(now),
+                now,
                 "[]",
-                value(now),
-            ]
+                now,
+            )
             for line, number, name, zones, variables in rows
-        ],
+        ),
+        skip_conflicts_on=("upload_id", "line"),
     )
 
 
