@@ -13,9 +13,10 @@ from quart_schema import DataSource, validate_querystring, validate_request, val
 from control.models import Agent, KnowledgeFile, Role
 from control.pagination import Page, PageQuery, paginate
 from control.principal import current_principal, require_role
+from control.ratelimit import per_minute
 from control.schemas import IsoTime
 from control.services import agents as agent_service
-from control.services import knowledge_files
+from control.services import chats, knowledge_files
 from control.services.agent_config import AgentConfig, AgentUpdate
 
 blueprint = Blueprint("agents", __name__, url_prefix="/agents")
@@ -258,3 +259,33 @@ async def query_knowledge(agent_id: uuid.UUID, data: QueryIn) -> dict:
         for p in passages
     ]
     return {"query": data.query, "results": results}
+
+
+class FunctionTestIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    arguments: dict[str, Any] = Field(
+        default_factory=dict, description="Sample arguments, as the LLM would pass them"
+    )
+
+
+class FunctionTestOut(BaseModel):
+    ok: bool
+    response: str | None = Field(description="The answer the LLM would see (trimmed)")
+    error: str | None = Field(description="What the LLM would be told instead, on a failure")
+    elapsed_ms: float
+
+
+@blueprint.post("/<uuid:agent_id>/functions/<name>/test")
+@require_role(Role.DEVELOPER)
+@per_minute(30)
+@validate_request(FunctionTestIn)
+@validate_response(FunctionTestOut)
+async def try_custom_function(agent_id: uuid.UUID, name: str, data: FunctionTestIn) -> dict:
+    """Call one custom function once with sample arguments, as a call would.
+
+    Same URL checks and headers as on a call; answers `ok`, the response or the error the LLM
+    would see, and the time it took. A failing endpoint is a 200 with `ok: false`.
+    """
+    workspace_id = current_principal().workspace_id
+    return await chats.try_function(_settings(), workspace_id, agent_id, name, data.arguments)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from typing import Any
 
@@ -90,3 +91,29 @@ async def send(
         usage=reply.usage,
     )
     return session_id, reply
+
+
+async def try_function(
+    settings: Settings,
+    workspace_id: uuid.UUID,
+    agent_id: uuid.UUID,
+    name: str,
+    arguments: dict[str, Any],
+) -> dict[str, Any]:
+    """Call one of the agent's custom functions once, as a call would (same SSRF checks, same
+    secrets), and say what the LLM would have seen: the trimmed answer, or the error."""
+    from runtime.tools import ToolError, call_custom_function  # the runtime's, on first use
+
+    agent = await agent_service.get_agent(workspace_id, agent_id)
+    spec = await agent_spec(settings, agent)
+    function = next((f for f in spec.custom_functions if f.name == name), None)
+    if function is None:
+        raise APIError(404, "FUNCTION_NOT_FOUND", f"The agent has no custom function {name!r}.")
+    started = time.perf_counter()
+    try:
+        answer = await call_custom_function(function, arguments, settings.allow_private_urls)
+    except ToolError as error:
+        outcome = {"ok": False, "response": None, "error": str(error)}
+    else:
+        outcome = {"ok": True, "response": answer, "error": None}
+    return {**outcome, "elapsed_ms": round((time.perf_counter() - started) * 1000, 1)}

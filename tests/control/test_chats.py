@@ -161,3 +161,38 @@ async def test_chat_with_another_workspaces_agent_is_404(client, chat_agent):
     )
     assert response.status_code == 404
     assert await ChatMessage.all().count() == 0
+
+
+async def test_a_custom_function_is_tried_once_with_sample_arguments(
+    client, settings, chat_agent, inventory_api
+):
+    path = f"/agents/{chat_agent['id']}/functions/check_inventory/test"
+    tried = await client.post(path, json={"arguments": {"sku": "B-7"}}, headers=chat_agent["dev"])
+    body = await tried.get_json()
+    assert tried.status_code == 200, body
+    assert body["ok"] is True and json.loads(body["response"]) == {"sku": "B-7", "in_stock": 7}
+    # the stored secret header went with it, as on a call
+    assert inventory_api[1][-1] == {"body": {"sku": "B-7"}, "auth": "tok-123456789"}
+
+    missing = await client.post(
+        f"/agents/{chat_agent['id']}/functions/nope/test", json={}, headers=chat_agent["dev"]
+    )
+    assert missing.status_code == 404
+    assert (await missing.get_json())["code"] == "FUNCTION_NOT_FOUND"
+    # another workspace's agent is not there; a member may not trigger outbound requests
+    assert (await client.post(path, json={}, headers=chat_agent["outsider"])).status_code == 404
+    member, _ = await make_user("member@example.com", role=Role.MEMBER)
+    as_member = await client.post(path, json={}, headers=auth_headers(settings, member))
+    assert as_member.status_code == 403
+
+
+async def test_a_tried_function_that_fails_says_what_the_llm_would_hear(
+    client, settings, chat_agent
+):
+    # Without private URLs allowed, the loopback endpoint is refused by the SSRF check.
+    client.app.config["SETTINGS"] = settings
+    path = f"/agents/{chat_agent['id']}/functions/check_inventory/test"
+    tried = await client.post(path, json={"arguments": {"sku": "B-7"}}, headers=chat_agent["dev"])
+    body = await tried.get_json()
+    assert tried.status_code == 200 and body["ok"] is False and body["response"] is None
+    assert "not allowed to call its address" in body["error"]

@@ -54,6 +54,8 @@ async def test_a_new_user_creates_an_agent_teaches_it_and_chats_with_it(page, sc
     await page.get_by_label("Model", exact=True).fill("scripted")
     await page.get_by_label("System prompt", exact=True).fill("You are the host of Harbor Cafe.")
     await page.get_by_label("Dispositions", exact=True).fill("booked: a table was booked")
+    await page.get_by_label("Transfer destinations").fill("billing: +14155550100, Billing desk")
+    await page.get_by_label("Keypad menu").fill("1: billing questions")
     await page.get_by_role("button", name="Add a function").click()
     await page.get_by_label("Name", exact=True).fill("opening_hours")
     await page.get_by_label("URL", exact=True).fill("https://api.example.com/hours")
@@ -66,7 +68,17 @@ async def test_a_new_user_creates_an_agent_teaches_it_and_chats_with_it(page, sc
     await expect(page.get_by_label("Dispositions", exact=True)).to_have_value(
         "booked: a table was booked"
     )
-    await expect(page.get_by_role("group", name="Function opening_hours")).to_be_visible()
+    await expect(page.get_by_label("Transfer destinations")).to_have_value(
+        "billing: +14155550100, Billing desk"
+    )
+    await expect(page.get_by_label("Keypad menu")).to_have_value("1: billing questions")
+    function = page.get_by_role("group", name="Function opening_hours")
+    await expect(function).to_be_visible()
+    # Tried once from the page: no internet here, so it fails, and says what the model would hear.
+    await function.get_by_role("button", name="Test this function").click()
+    result = function.locator(".function-result")
+    await expect(result).to_contain_text("Failed after", timeout=20_000)
+    await expect(result).to_contain_text("opening_hours")
 
     await page.get_by_label("Upload files").set_input_files(
         files=[{"name": "cafe.md", "mimeType": "text/markdown", "buffer": KNOWLEDGE}]

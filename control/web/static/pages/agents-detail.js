@@ -61,9 +61,33 @@ function functionFieldset(fn = {}) {
     input("description", "Description (tells the model when to call it)"),
     area("parameters", "Parameters (JSON Schema)", JSON.stringify(fn.parameters || {}, null, 2)),
     area("headers", "Headers (JSON object; secrets stay masked)", JSON.stringify(fn.headers || {}, null, 2)),
-    el("button", { type: "button", class: "secondary", onclick: () => fieldset.remove() }, "Remove this function"),
+    area("sample", "Sample arguments for a test (JSON)", "{}"),
+    el("div", { class: "actions" },
+      el("button", { type: "button", class: "secondary", onclick: () => tryFunction(fieldset) }, "Test this function"),
+      el("button", { type: "button", class: "secondary", onclick: () => fieldset.remove() }, "Remove this function"),
+    ),
+    el("p", { class: "function-result", "aria-live": "polite" }),
   );
   return fieldset;
+}
+
+// Calls the saved function once, as a call would, and shows what the model would have seen.
+function tryFunction(fieldset) {
+  const name = fieldset.querySelector('[data-key="name"]').value.trim();
+  const result = fieldset.querySelector(".function-result");
+  attempt(async () => {
+    let args;
+    try {
+      args = JSON.parse(fieldset.querySelector('[data-key="sample"]').value || "{}");
+    } catch {
+      throw new Error("The sample arguments are not valid JSON.");
+    }
+    const tried = await api("POST", `/agents/${agentId}/functions/${encodeURIComponent(name)}/test`, { arguments: args });
+    result.textContent = tried.ok
+      ? `Answered in ${Math.round(tried.elapsed_ms)} ms: ${tried.response}`
+      : `Failed after ${Math.round(tried.elapsed_ms)} ms: ${tried.error}`;
+    result.className = `function-result ${tried.ok ? "ok" : "error"}`;
+  });
 }
 
 function readFunctions() {
@@ -71,6 +95,7 @@ function readFunctions() {
     const fn = {};
     for (const field of fieldset.querySelectorAll("[data-key]")) {
       const key = field.dataset.key;
+      if (key === "sample") continue;
       if (key === "parameters" || key === "headers") {
         try {
           fn[key] = JSON.parse(field.value || "{}");
@@ -101,7 +126,10 @@ function fill(agent) {
   $("#LLM_api_key").placeholder = agent.LLM_api_key || "";
   form.elements.end_call_phrases.value = (agent.end_call_phrases || []).join("\n");
   form.elements.transfer_destinations.value = (agent.transfer_destinations || [])
-    .map((item) => [item.destination, item.description].filter(Boolean).join(", ")).join("\n");
+    .map((item) => `${item.name}: ${[item.destination, item.description].filter(Boolean).join(", ")}`)
+    .join("\n");
+  form.elements.dtmf_menu.value = Object.entries(agent.dtmf_menu || {})
+    .map(([key, meaning]) => `${key}: ${meaning}`).join("\n");
   form.elements.web_call_origins.value = (agent.web_call_origins || []).join("\n");
   const analysis = agent.post_call_analysis || {};
   form.elements.analysis_summary.checked = analysis.summary !== false;
@@ -133,9 +161,12 @@ function readForm() {
   if (form.elements.LLM_api_key.value) body.LLM_api_key = form.elements.LLM_api_key.value;
   body.end_call_phrases = lines(form.elements.end_call_phrases.value);
   body.transfer_destinations = lines(form.elements.transfer_destinations.value).map((line) => {
-    const [destination, description] = split(line, ",");
-    return { destination, description };
+    // "name: destination, description"; a line without a name is named by the server
+    const [head, rest] = /^[a-z0-9_-]+:\s/i.test(line) && !/^sip:/i.test(line) ? split(line, ":") : ["", line];
+    const [destination, description] = split(rest, ",");
+    return head ? { name: head.toLowerCase(), destination, description } : { destination, description };
   });
+  body.dtmf_menu = Object.fromEntries(lines(form.elements.dtmf_menu.value).map((line) => split(line, ":")));
   body.web_call_origins = lines(form.elements.web_call_origins.value);
   body.post_call_analysis = {
     summary: form.elements.analysis_summary.checked,
