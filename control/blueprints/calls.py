@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
@@ -22,7 +22,6 @@ from control.services.agent_config import E164
 
 blueprint = Blueprint("calls", __name__, url_prefix="/calls")
 
-MAX_RANGE = timedelta(days=3660)
 
 
 NO_STORE = {"Cache-Control": "private, no-store"}
@@ -65,7 +64,7 @@ class CallFilterQuery(BaseModel):
         if self.start_datetime and self.end_datetime:
             if self.end_datetime < self.start_datetime:
                 raise ValueError("end_datetime must not be before start_datetime")
-            if self.end_datetime - self.start_datetime > MAX_RANGE:
+            if self.end_datetime - self.start_datetime > call_logs.MAX_RANGE:
                 raise ValueError("the date range may span at most ten years")
         return self
 

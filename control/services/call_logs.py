@@ -8,7 +8,7 @@ import io
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tortoise import connections
@@ -17,6 +17,8 @@ from tortoise.queryset import QuerySet
 
 from control.models import Call, Campaign
 
+# The longest date range a list, export or report takes: ten years.
+MAX_RANGE = timedelta(days=3660)
 EXPORT_BATCH = 1000
 COPY_QUEUE_CHUNKS = 16
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")

@@ -21,9 +21,10 @@ from zoneinfo import ZoneInfo
 from redis.asyncio import Redis
 from tortoise import connections
 
+from control.errors import APIError
 from control.models import Agent, Workspace
 from control.services import capacity
-from control.services.call_logs import CallFilters, _parameterized_sql, filtered_calls
+from control.services.call_logs import MAX_RANGE, CallFilters, _parameterized_sql, filtered_calls
 
 DEFAULT_RANGE = timedelta(days=30)
 NO_VALUE = "none"  # the bucket of calls with no disposition (or no end reason yet)
@@ -68,9 +69,19 @@ def scope(filters: CallFilters, timezone: str = "UTC", now: datetime | None = No
         filters: the call-list filters; `start`/`end` may be missing.
         timezone: an IANA name (validated by the caller), for day buckets.
         now: the end of an open range (the current time when None).
+
+    Raises:
+        APIError: 400 `RANGE_TOO_LONG` for a range over `MAX_RANGE`.
     """
     end = filters.end or now or datetime.now(UTC)
     start = filters.start or end - DEFAULT_RANGE
+    if end - start > MAX_RANGE:
+        raise APIError(
+            400,
+            "RANGE_TOO_LONG",
+            f"A report covers at most {MAX_RANGE.days} days; narrow start_datetime and "
+            "end_datetime (or start_date and end_date).",
+        )
     return ReportScope(replace(filters, start=start, end=end), ZoneInfo(timezone))
 
 

@@ -256,11 +256,22 @@ async def test_active_calls_against_capacity(client, world, redis, settings):
         "group_by=color",
         "start_datetime=2026-11-05T00:00:00Z&end_datetime=2026-11-01T00:00:00Z",
         "agent_id=not-a-uuid",
+        # day buckets over centuries (found by the fuzz test: a 500 on SQLite)
+        "start_datetime=0305-01-19T02:51:44Z&group_by=day",
     ],
 )
 async def test_bad_parameters_are_400(client, world, query):
     response = await client.get(f"/reports/call-summary?{query}", headers=world["headers"])
     assert response.status_code == 400, await response.get_json()
+
+
+async def test_a_report_over_ten_years_says_how_to_narrow_it(client, world):
+    response = await client.get(
+        "/reports/dashboard?start_date=1990-01-01", headers=world["headers"]
+    )
+    body = await response.get_json()
+    assert response.status_code == 400 and body["code"] == "RANGE_TOO_LONG"
+    assert "start_datetime" in body["detail"]
 
 
 async def test_reports_need_a_member(client, world):
