@@ -14,7 +14,7 @@ LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON
     -DLLAVA_BUILD=OFF -DCMAKE_PROJECT_llama.cpp_INCLUDE_BEFORE=$(CURDIR)/$(LLAMA_NO_COMMON)
 PORT ?= 8000
 
-.PHONY: run test setup setup-local bench lint clean
+.PHONY: run test setup test-tools setup-local bench lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,9 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	touch $@
 
 setup: $(STAMP)
+
+# What only the tests need (Debian packages), kept out of `make run`'s first start.
+test-tools:
 	@command -v docker-compose >/dev/null 2>&1 || { \
 	  echo "installing docker-compose (Debian package) to validate docker-compose.yml"; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null) \
@@ -72,7 +75,7 @@ run: | $(BIN)/python
 
 # The full suite on PostgreSQL, then the API-level tests (every route, every migration) on
 # SQLite, the embedded default of `make run`; both must pass.
-test: setup
+test: setup test-tools
 	$(BIN)/python -m pytest
 	$(BIN)/python -m pytest tests/control tests/telephony --database=sqlite
 

@@ -48,47 +48,76 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _hypercorn_config(host: str, port: int):
-    from hypercorn.config import Config
-
-    config = Config()
-    config.bind = [f"{host}:{port}"]
-    config.accesslog = "-"
-    config.errorlog = "-"
-    config.graceful_timeout = 5
-    return config
+GRACEFUL_SHUTDOWN_SECONDS = 5
 
 
-async def _serve_split(app, public, internal) -> None:
-    """The public API and `/internal` on two listeners, stopped together by SIGINT/SIGTERM."""
+def _server(app, host: str, port: int):
+    """A uvicorn server for `app` (httptools when installed); `_serve_app` handles the signals."""
+    import contextlib
+
+    import uvicorn
+
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        lifespan="on",
+        log_config=None,  # configure_logging's; each request is logged at INFO
+        # The app decides which forwarded addresses to trust (VOXLINE_TRUSTED_PROXIES).
+        proxy_headers=False,
+        server_header=False,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+    )
+    server = uvicorn.Server(config)
+    server.capture_signals = contextlib.nullcontext
+    return server
+
+
+async def _serve_app(
+    settings: Settings,
+    public: tuple[str, int],
+    internal: tuple[str, int] | None = None,
+    sockets: list | None = None,
+) -> None:
+    """The app on `public` (and `/internal` apart on `internal`), until SIGINT or SIGTERM.
+
+    `sockets` are listening sockets bound already (by `voxline serve --workers`), in the same
+    order. With `internal`, the public listener answers 404 for `/internal`, and both stop
+    together.
+    """
     import signal
 
-    from hypercorn.asyncio import serve
-
+    from control.app import create_app
     from control.listeners import internal_listener, public_listener
 
-    stop = asyncio.Event()
+    app = create_app(settings)
+    if internal is None:
+        servers = [_server(app, *public)]
+    else:
+        started = asyncio.Event()
+        servers = [
+            _server(public_listener(app, started), *public),
+            _server(internal_listener(app, started), *internal),
+        ]
+
+    def stop(signum: int) -> None:
+        for server in servers:
+            if server.should_exit and signum == signal.SIGINT:
+                server.force_exit = True  # a second Ctrl-C: stop waiting for open requests
+            server.should_exit = True
+
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    started = asyncio.Event()
+        loop.add_signal_handler(signum, stop, signum)
     await asyncio.gather(
-        serve(public_listener(app, started), public, shutdown_trigger=stop.wait, mode="asgi"),
-        serve(internal_listener(app, started), internal, shutdown_trigger=stop.wait, mode="asgi"),
+        *(
+            server.serve(sockets=None if sockets is None else [sockets[index]])
+            for index, server in enumerate(servers)
+        )
     )
 
 
-async def _serve(
-    settings: Settings,
-    host: str,
-    port: int,
-    internal_port: int | None = None,
-    internal_host: str | None = None,
-) -> None:
-    from hypercorn.asyncio import serve
-
-    from control.app import create_app
-
+async def _migrate_or_warn(settings: Settings) -> None:
     try:
         await _migrate(settings)
     except Exception as error:  # serve anyway: /health names the database until it is back
@@ -102,33 +131,170 @@ async def _serve(
             _describe_database(settings),
             error,
         )
-    config = _hypercorn_config(host, port)
+
+
+def _announce(public: tuple[str, int], internal: tuple[str, int] | None) -> None:
+    host, port = public
     print(f"Voxline API on http://{host}:{port}  (docs: http://{host}:{port}/docs)")
-    if internal_port is None:
-        await serve(create_app(settings), config)
+    if internal is not None:
+        print(
+            f"Worker endpoints (/internal) on http://{internal[0]}:{internal[1]} only; "
+            "the public listener answers 404 for them"
+        )
+
+
+def _run_loop(coroutine) -> None:
+    """Run on uvloop where it is installed (it answers more requests per second)."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(coroutine)
         return
-    internal_host = internal_host or host
-    print(
-        f"Worker endpoints (/internal) on http://{internal_host}:{internal_port} only; "
-        "the public listener answers 404 for them"
-    )
-    await _serve_split(
-        create_app(settings), config, _hypercorn_config(internal_host, internal_port)
-    )
+    uvloop.run(coroutine)
+
+
+async def _serve(
+    settings: Settings, public: tuple[str, int], internal: tuple[str, int] | None = None
+) -> None:
+    await _migrate_or_warn(settings)
+    _announce(public, internal)
+    await _serve_app(settings, public, internal)
+
+
+def _serve_worker(
+    index: int, public: tuple[str, int], internal: tuple[str, int] | None, sockets: list
+) -> None:
+    """One of `voxline serve --workers N`'s processes; only the first runs the background work."""
+    configure_logging()
+    settings = get_settings()
+    if index > 0:
+        settings = settings.model_copy(update={"background_workers": False})
+    try:
+        _run_loop(_serve_app(settings, public, internal, sockets))
+    except KeyboardInterrupt:
+        pass
+
+
+def _metrics_directory() -> tuple[Path, bool]:
+    """PROMETHEUS_MULTIPROC_DIR emptied of a previous serve's files, or a new temporary one.
+
+    Returns the directory and whether it is ours to remove at exit.
+    """
+    import tempfile
+
+    configured = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not configured:
+        return Path(tempfile.mkdtemp(prefix="voxline-metrics-")), True
+    directory = Path(configured)
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.db"):
+        stale.unlink()
+    return directory, False
+
+
+def _serve_workers(
+    settings: Settings, public: tuple[str, int], internal: tuple[str, int] | None, workers: int
+) -> int:
+    """`workers` processes sharing the listening sockets, bound here; `/metrics` adds them up.
+
+    The background work (jobs, reaper, dialers) runs in the first worker only.
+    """
+    import multiprocessing
+    import shutil
+    import signal
+    import socket
+
+    from prometheus_client import multiprocess
+
+    asyncio.run(_migrate_or_warn(settings))
+    metrics_directory, ours = _metrics_directory()
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_directory)
+    sockets = []
+    for host, port in (public,) if internal is None else (public, internal):
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        listening = socket.socket(family, socket.SOCK_STREAM)
+        listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listening.bind((host, port))
+        listening.listen(2048)
+        listening.set_inheritable(True)
+        sockets.append(listening)
+    _announce(public, internal)
+    print(f"{workers} worker processes; metrics of all of them in {metrics_directory}")
+
+    stopping = False
+
+    def stop(signum: int, frame) -> None:
+        nonlocal stopping
+        stopping = True
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, stop)
+    context = multiprocessing.get_context("spawn")
+    processes = [
+        context.Process(
+            target=_serve_worker,
+            args=(index, public, internal, sockets),
+            name=f"voxline-serve-{index}",
+        )
+        for index in range(workers)
+    ]
+    for process in processes:
+        process.start()
+    status = 0
+    try:
+        while not stopping:
+            ended = [process for process in processes if not process.is_alive()]
+            if ended:
+                logger.error(
+                    "worker process %s exited (%s): stopping the others", ended[0].pid,
+                    ended[0].exitcode,
+                )
+                status = 1
+                break
+            processes[0].join(0.5)
+    finally:
+        for process in processes:
+            if process.is_alive():
+                process.terminate()  # SIGTERM: a graceful stop
+        for process in processes:
+            process.join(GRACEFUL_SHUTDOWN_SECONDS + 10)
+            if process.is_alive():
+                process.kill()
+                process.join()
+            multiprocess.mark_process_dead(process.pid, str(metrics_directory))
+        for listening in sockets:
+            listening.close()
+        if ours:
+            shutil.rmtree(metrics_directory, ignore_errors=True)
+    return status
+
+
+def _workers_of(args: argparse.Namespace) -> int:
+    workers = getattr(args, "workers", None)
+    if workers is None:
+        configured = os.environ.get("VOXLINE_WORKERS", "1")
+        if not configured.isdigit() or int(configured) < 1:
+            raise SystemExit(f"error: VOXLINE_WORKERS must be a whole number >= 1, not {configured!r}")
+        workers = int(configured)
+    if workers < 1:
+        raise SystemExit("error: --workers must be at least 1")
+    return workers
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     settings = get_settings()
+    workers = _workers_of(args)
+    public = (args.host, args.port)
+    internal_port = getattr(args, "internal_port", None)
+    internal = (
+        None
+        if internal_port is None
+        else (getattr(args, "internal_host", None) or args.host, internal_port)
+    )
+    if workers > 1:
+        return _serve_workers(settings, public, internal, workers)
     try:
-        asyncio.run(
-            _serve(
-                settings,
-                args.host,
-                args.port,
-                getattr(args, "internal_port", None),
-                getattr(args, "internal_host", None),
-            )
-        )
+        _run_loop(_serve(settings, public, internal))
     except KeyboardInterrupt:
         pass
     return 0
@@ -345,6 +511,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--internal-host", help="the address of the --internal-port listener (default: --host)"
+    )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        help="server processes on the same port (default: VOXLINE_WORKERS, else 1); the "
+        "background work runs in the first one",
     )
     serve.set_defaults(handler=cmd_serve)
 

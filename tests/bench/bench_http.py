@@ -1,0 +1,225 @@
+"""Requests per second of `voxline serve`: `GET /health` and signed LiveKit webhooks, with `wrk`.
+
+    .venv/bin/python -m tests.bench.bench_http [--workers 1 2] [--seconds 10] [--connections 8]
+
+Needs `wrk` (Debian/Ubuntu: `apt-get install wrk`; macOS: `brew install wrk`); without it the
+bench says so and exits 0. It starts `voxline serve` (as the tests do, `tests/servers.py`) on its
+own PostgreSQL database (`VOXLINE_BENCH_PG`) and a Redis database (`VOXLINE_BENCH_REDIS`, flushed
+first), once per `--workers` value, and runs `wrk` (1 thread, 8 connections) against:
+
+- `/health`, each request from another client address (`X-Forwarded-For` behind a trusted proxy),
+  so the per-address rate limit is checked on every request but does not refuse them;
+- `POST /webhook/livekit`, `room_started` events signed with the LiveKit key and secret, each
+  with its own event id (pre-signed bodies, sent in turn by a wrk Lua script); afterwards the
+  Redis room count must equal the events LiveKit would count: every answered event once, none
+  twice.
+
+It prints requests/s, p50/p99 latency, non-2xx answers and the load average of the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+
+from redis.asyncio import Redis
+
+from control.config import Settings
+from control.services.livekit_events import ACTIVE_CALLS_KEY
+from tests.bench.harness import recreate_database
+from tests.fakes.livekit_server import FakeLiveKit
+from tests.servers import ControlPlaneProcess
+
+DATABASE = "voxline_bench_http"
+REDIS_URL = os.environ.get("VOXLINE_BENCH_REDIS", "redis://127.0.0.1:6379/10")
+PG_URL = os.environ.get("VOXLINE_BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
+
+# Every request from its own address: the per-address limit is checked, never reached.
+HEALTH_LUA = """
+local n = 0
+request = function()
+  n = n + 1
+  local address = string.format("10.%d.%d.%d", (n / 65536) % 256, (n / 256) % 256, n % 256)
+  return wrk.format("GET", "/health", {["X-Forwarded-For"] = address})
+end
+"""
+
+# The pre-signed events in turn; `done` prints how many went out and how LiveKit's view of them
+# ended (answered, refused, or counted as a duplicate by the control plane).
+WEBHOOK_LUA = """
+events = dofile("%(events)s")
+available = #events
+sent, ok, failed, duplicates = 0, 0, 0, 0
+request = function()
+  sent = sent + 1
+  local event = events[((sent - 1) %% #events) + 1]
+  return wrk.format("POST", "/webhook/livekit",
+    {["Authorization"] = event[1], ["Content-Type"] = "application/webhook+json"}, event[2])
+end
+response = function(status, headers, body)
+  if status == 200 then
+    ok = ok + 1
+    if string.find(body, '"duplicate":true', 1, true) then duplicates = duplicates + 1 end
+  else
+    failed = failed + 1
+  end
+end
+threads = {}
+setup = function(thread) table.insert(threads, thread) end
+done = function(summary, latency, requests)
+  local totals = {sent = 0, ok = 0, failed = 0, duplicates = 0, available = 0}
+  for _, thread in ipairs(threads) do
+    for name, _ in pairs(totals) do totals[name] = totals[name] + thread:get(name) end
+  end
+  io.write(string.format("EVENTS sent=%%d ok=%%d failed=%%d duplicates=%%d available=%%d\\n",
+    totals.sent, totals.ok, totals.failed, totals.duplicates, totals.available))
+end
+"""
+
+
+def _lua_string(text: str) -> str:
+    return json.dumps(text)  # a JSON string of ASCII is a valid Lua string literal
+
+
+def write_events(path: Path, count: int) -> None:
+    """`count` signed `room_started` events, each with its own id and room, as a Lua table."""
+    livekit = FakeLiveKit()
+    run = uuid.uuid4().hex[:8]
+    lines = ["return {"]
+    for number in range(count):
+        body, signature = livekit.webhook(
+            "room_started", room_name=f"bench-{run}-{number}", event_id=f"EV_{run}_{number}"
+        )
+        lines.append(f"{{{_lua_string(signature)}, {_lua_string(body)}}},")
+    lines.append("}")
+    path.write_text("\n".join(lines))
+
+
+def load_average() -> str:
+    return " ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
+def run_wrk(url: str, script: Path, seconds: int, connections: int) -> dict:
+    output = subprocess.run(
+        [
+            *("wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script)),
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    figures: dict = {"load": load_average()}
+    figures["rps"] = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
+    for percentile in ("50", "99"):
+        found = re.search(rf"^\s+{percentile}%\s+([\d.]+)(us|ms|s)\s*$", output, re.M)
+        value, unit = float(found.group(1)), found.group(2)
+        figures[f"p{percentile}_ms"] = value * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    figures["non_2xx"] = int(non_2xx.group(1)) if non_2xx else 0
+    errors = re.search(r"Socket errors: (.*)", output)
+    figures["socket_errors"] = errors.group(1) if errors else "none"
+    events = re.search(
+        r"EVENTS sent=(\d+) ok=(\d+) failed=(\d+) duplicates=(\d+) available=(\d+)", output
+    )
+    if events:
+        figures["events"] = dict(
+            zip(("sent", "ok", "failed", "duplicates", "available"), map(int, events.groups()))
+        )
+    return figures
+
+
+def show(label: str, figures: dict) -> None:
+    print(
+        f"{label:<28} {figures['rps']:>8.0f} req/s  p50 {figures['p50_ms']:6.2f} ms  "
+        f"p99 {figures['p99_ms']:6.2f} ms  non-2xx {figures['non_2xx']}  "
+        f"socket errors: {figures['socket_errors']}  load {figures['load']}",
+        flush=True,
+    )
+
+
+async def bench(workers: int, seconds: int, connections: int, work: Path) -> None:
+    await recreate_database(DATABASE)
+    redis = Redis.from_url(REDIS_URL, decode_responses=True)
+    await redis.flushdb()
+    settings = Settings(
+        env="test",
+        database_url=f"{PG_URL.replace('postgresql://', 'postgres://')}/{DATABASE}",
+        redis_url=REDIS_URL,
+        jwt_secret="bench-secret-" + "x" * 40,
+        service_token="bench-service-token",
+    )
+    livekit = FakeLiveKit()
+    server = ControlPlaneProcess(
+        settings,
+        work / f"serve-{workers}.log",
+        args=("--workers", str(workers)) if workers != 1 else (),
+        VOXLINE_TRUSTED_PROXIES="127.0.0.1/32",
+        VOXLINE_LOG_LEVEL="WARNING",
+        LIVEKIT_URL="http://127.0.0.1:9",
+        LIVEKIT_API_KEY=livekit.api_key,
+        LIVEKIT_API_SECRET=livekit.api_secret,
+    )
+    server.start()
+    try:
+        await server.wait_until_up()
+        health_lua = work / "health.lua"
+        health_lua.write_text(HEALTH_LUA)
+        run_wrk(server.url, health_lua, 2, connections)  # warm-up
+        show(f"workers={workers} GET /health", run_wrk(server.url, health_lua, seconds, connections))
+
+        webhook_lua = work / "webhook.lua"
+        webhook_lua.write_text(WEBHOOK_LUA % {"events": work / "events.lua"})
+        figures = run_wrk(server.url, webhook_lua, seconds, connections)
+        show(f"workers={workers} POST /webhook/livekit", figures)
+        events = figures["events"]
+        counted = int(await redis.get(ACTIVE_CALLS_KEY) or 0)
+        # An event whose answer wrk did not wait for (cut at the end of the run) may have been
+        # applied: the count lies between the answered events and the events sent.
+        once = (
+            events["sent"] <= events["available"]
+            and events["duplicates"] == 0
+            and events["failed"] == 0
+            and events["ok"] <= counted <= events["sent"]
+        )
+        print(
+            f"{'':<28} events sent {events['sent']}, answered 200 {events['ok']}, refused "
+            f"{events['failed']}, answered as duplicates {events['duplicates']}; "
+            f"room count in Redis {counted}: {'each counted once' if once else 'MISMATCH'}",
+            flush=True,
+        )
+    finally:
+        server.stop()
+        await redis.aclose()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--events", type=int, default=30_000, help="pre-signed webhook events")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        print("bench_http: wrk is not installed (apt-get install wrk, or brew install wrk): skipped")
+        return 0
+    with tempfile.TemporaryDirectory(prefix="voxline-bench-http-") as directory:
+        work = Path(directory)
+        write_events(work / "events.lua", args.events)
+        print(f"wrk -t1 -c{args.connections} -d{args.seconds}s; {os.cpu_count()} cores")
+        for workers in args.workers:
+            asyncio.run(bench(workers, args.seconds, args.connections, work))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
