@@ -246,7 +246,8 @@ def _serve_workers(
             ended = [process for process in processes if not process.is_alive()]
             if ended:
                 logger.error(
-                    "worker process %s exited (%s): stopping the others", ended[0].pid,
+                    "worker process %s exited (%s): stopping the others",
+                    ended[0].pid,
                     ended[0].exitcode,
                 )
                 status = 1
@@ -274,7 +275,9 @@ def _workers_of(args: argparse.Namespace) -> int:
     if workers is None:
         configured = os.environ.get("VOXLINE_WORKERS", "1")
         if not configured.isdigit() or int(configured) < 1:
-            raise SystemExit(f"error: VOXLINE_WORKERS must be a whole number >= 1, not {configured!r}")
+            raise SystemExit(
+                f"error: VOXLINE_WORKERS must be a whole number >= 1, not {configured!r}"
+            )
         workers = int(configured)
     if workers < 1:
         raise SystemExit("error: --workers must be at least 1")

@@ -133,7 +133,11 @@ def run_wrk(url: str, script: Path, seconds: int, connections: int) -> dict:
     )
     if events:
         figures["events"] = dict(
-            zip(("sent", "ok", "failed", "duplicates", "available"), map(int, events.groups()))
+            zip(
+                ("sent", "ok", "failed", "duplicates", "available"),
+                map(int, events.groups()),
+                strict=True,
+            )
         )
     return figures
 
@@ -175,7 +179,9 @@ async def bench(workers: int, seconds: int, connections: int, work: Path) -> Non
         health_lua = work / "health.lua"
         health_lua.write_text(HEALTH_LUA)
         run_wrk(server.url, health_lua, 2, connections)  # warm-up
-        show(f"workers={workers} GET /health", run_wrk(server.url, health_lua, seconds, connections))
+        show(
+            f"workers={workers} GET /health", run_wrk(server.url, health_lua, seconds, connections)
+        )
 
         webhook_lua = work / "webhook.lua"
         webhook_lua.write_text(WEBHOOK_LUA % {"events": work / "events.lua"})
@@ -210,7 +216,9 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=30_000, help="pre-signed webhook events")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
-        print("bench_http: wrk is not installed (apt-get install wrk, or brew install wrk): skipped")
+        print(
+            "bench_http: wrk is not installed (apt-get install wrk, or brew install wrk): skipped"
+        )
         return 0
     with tempfile.TemporaryDirectory(prefix="voxline-bench-http-") as directory:
         work = Path(directory)
