@@ -29,6 +29,7 @@ from livekit.agents import (
     JobProcess,
     WorkerOptions,
     io,
+    room_io,
 )
 
 from runtime import metrics
@@ -69,6 +70,11 @@ AT_CAPACITY = "at capacity"
 BUSY_WAIT_SECONDS = 10.0
 BUSY_SAY_SECONDS = 15.0
 
+
+#: A call's room: deleted when its session closes, whoever ended the call. Without it, a call
+#: the agent ended kept the line open (the caller heard silence) and its job, and so its
+#: report, waited until the far end hung up.
+ROOM_OPTIONS = room_io.RoomOptions(delete_room_on_close=True)
 
 #: Calls share a process (one event loop per call, in its own thread): LiveKit's thread
 #: executor. A job process per call cost 49-83 MB private and about 1 s of CPU to set up each.
@@ -236,7 +242,13 @@ class CallRunner:
                 call, state=state, greet_on_enter=not outbound and not recorded, control=control
             )
             # room-less (NOT_GIVEN) when there is no room: `room=None` would still open room I/O
-            await session.start(agent=agent, room=session_room or NOT_GIVEN)
+            await session.start(
+                agent=agent,
+                room=session_room or NOT_GIVEN,
+                # when the session ends (the agent hangs up, a transfer, voicemail, an error),
+                # the room goes: the phone line is hung up and the job ends and reports
+                room_options=ROOM_OPTIONS if session_room is not None else NOT_GIVEN,
+            )
             if outbound:
                 failure = await self._dial(api, room_name, call)
                 if failure is not None:

@@ -1,0 +1,254 @@
+"""The worker records a call when its agent says so: both sides, uploaded when the call ends.
+
+An outbound call runs through `CallRunner` with audio (Deepgram and OpenAI TTS stand-ins, the
+scripted LLM) against the real control-plane app (ASGI) and the LiveKit stand-in. Without a
+LiveKit server there is no room to carry audio, so the stand-in's line does what LiveKit's room
+I/O does on a real call: once the callee answers, the session hears the callee's microphone
+(`PacedAudioInput`, real time) and plays to the callee's loudspeaker (`CaptureAudioOutput`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import av
+import numpy as np
+import pytest
+from livekit import api as lk
+from livekit import rtc
+
+from control.models import Call
+from control.services.agents import create_agent
+from runtime.audio_io import CaptureAudioOutput, PacedAudioInput, silence, to_frames
+from runtime.config import RuntimeSettings
+from runtime.control_client import ControlPlane
+from runtime.worker import CallRunner
+from tests.conftest import auth_headers, make_user
+from tests.fakes.deepgram_server import FakeDeepgram
+from tests.fakes.livekit_server import FakeLiveKit
+from tests.fakes.openai_server import FakeOpenAI
+from tests.runtime.test_worker import (  # noqa: F401 (fixtures)
+    AGENT_NUMBER,
+    CALLEE,
+    TRUNK_BODY,
+    ControlPlaneTransport,
+    control_plane,
+    no_caller,
+    said_by_agent,
+)
+
+RATE = 16000
+GREETING = "Hello, this is Acme. This call is recorded for quality and training purposes."
+#: The callee's tone stays under the Deepgram stand-in's speech threshold (500): it is heard on
+#: the recording, but nothing is transcribed, so the agent says only its greeting.
+CALLEE_AMPLITUDE = 400
+CALLEE_SECONDS = 1.0
+AGENT_LOUD = 0.01  # RMS of the TTS stand-in's tone (amplitude 1000): about 0.02
+CALLEE_LOUD = 0.004  # RMS of the callee's tone: about 0.009
+QUIET = 0.002
+#: How far the recording's length may be from the call's, answered to ended (seconds).
+DURATION_TOLERANCE = 1.5
+
+
+def tone(hz: float, seconds: float, amplitude: int) -> list[rtc.AudioFrame]:
+    t = np.arange(int(seconds * RATE)) / RATE
+    pcm = (np.sin(2 * np.pi * hz * t) * amplitude).astype(np.int16).tobytes()
+    return to_frames(pcm, RATE, RATE)
+
+
+class AnsweringSIP:
+    """The stand-in's SIP service; when a dial is answered, `on_answer` runs."""
+
+    def __init__(self, sip: Any, on_answer: Callable[[], None]) -> None:
+        self._sip = sip
+        self._on_answer = on_answer
+
+    async def create_sip_participant(self, request: lk.CreateSIPParticipantRequest):
+        participant = await self._sip.create_sip_participant(request)
+        self._on_answer()
+        return participant
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sip, name)
+
+
+class CalleeLine:
+    """The LiveKit API (the stand-in) plus the callee's end of the room, as room I/O gives it."""
+
+    def __init__(self, api: lk.LiveKitAPI) -> None:
+        self._api = api
+        self.microphone = PacedAudioInput(sample_rate=RATE)
+        self.loudspeaker = CaptureAudioOutput()
+        self.runner: CallRunner | None = None
+        self.sip = AnsweringSIP(api.sip, self._connect)
+
+    def _connect(self) -> None:
+        session = self.runner.session
+        session.input.audio = self.microphone
+        session.output.audio = self.loudspeaker
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._api, name)
+
+
+@pytest.fixture
+async def callee_line(livekit: FakeLiveKit) -> AsyncIterator[CalleeLine]:
+    api = lk.LiveKitAPI(livekit.url, livekit.api_key, livekit.api_secret)
+    line = CalleeLine(api)
+    yield line
+    line.microphone.close()
+    await api.aclose()
+
+
+@pytest.fixture
+def speech_providers(monkeypatch, fake_llm: FakeOpenAI, fake_deepgram: FakeDeepgram) -> None:
+    """The platform's default providers (Deepgram STT, OpenAI TTS) on their stand-ins."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    monkeypatch.setenv("OPENAI_BASE_URL", fake_llm.base_url)  # TTS
+    monkeypatch.setenv("DEEPGRAM_API_KEY", "dg-test-key")
+
+
+@pytest.fixture
+async def make_runner(
+    control_plane: ControlPlaneTransport,  # noqa: F811 (the fixture)
+    settings: Any,
+    fake_deepgram: FakeDeepgram,
+    tmp_path,
+) -> AsyncIterator[Callable[[], CallRunner]]:
+    runners: list[CallRunner] = []
+    runtime_settings = RuntimeSettings(
+        api_url="http://control-plane.test",
+        service_token=settings.service_token,
+        allow_private_urls=True,  # the scripted LLM listens on loopback
+        deepgram_url=fake_deepgram.listen_url,
+        data_dir=tmp_path,
+    )
+
+    def make() -> CallRunner:
+        control = ControlPlane(runtime_settings, transport=control_plane)
+        runners.append(CallRunner(control, settings=runtime_settings, audio=True))
+        return runners[-1]
+
+    yield make
+    for runner in runners:
+        if runner.session is not None:
+            await runner.session.aclose()
+        await runner.control.aclose()
+
+
+async def outbound_call(client: Any, settings: Any, fake_llm: FakeOpenAI, *, recorded: bool):
+    """An outbound call on a line whose agent records calls (or not): (call id, headers)."""
+    user, workspace = await make_user("dev@example.com")
+    headers = auth_headers(settings, user)
+    trunk = await client.post("/phonenumbers/sip_trunk", json=TRUNK_BODY, headers=headers)
+    assert trunk.status_code == 201, await trunk.get_json()
+    await create_agent(
+        settings.model_copy(update={"allow_private_urls": True}),  # the LLM is on loopback
+        workspace.id,
+        {
+            "agent_name": "Acme",
+            "phone_number": AGENT_NUMBER,
+            "LLM_provider": "openai",
+            "LLM_base_url": fake_llm.base_url,
+            "LLM_model": "scripted",
+            "first_message": GREETING,
+            "recording_enabled": recorded,
+        },
+    )
+    body = {"agent_phone_number": AGENT_NUMBER, "phone_number_to_dial": CALLEE}
+    response = await client.post("/calls/outbound_call", json=body, headers=headers)
+    assert response.status_code == 201, await response.get_json()
+    return (await response.get_json())["call_id"], headers
+
+
+async def run_call(runner: CallRunner, line: CalleeLine, livekit: FakeLiveKit, call_id: str):
+    """Dial, greet, then the callee answers with a tone; the call ends after it."""
+    [dispatch] = [d for d in livekit.dispatches.values() if call_id in d.metadata]
+    line.runner = runner
+    ended = await runner.run(dispatch.metadata, dispatch.room, line, no_caller, None)
+    assert ended is None
+    await runner.agent.greeting.wait_for_playout()
+    line.microphone.push(
+        silence(0.3, RATE) + tone(300, CALLEE_SECONDS, CALLEE_AMPLITUDE) + silence(0.3, RATE)
+    )
+    await line.microphone.drained()
+    await runner.session.aclose()  # the callee hangs up
+    await runner.finish("room closed")
+
+
+def loud_spans(channel: np.ndarray, rate: int, threshold: float) -> list[tuple[float, float]]:
+    """(start, end) seconds of each run of 20 ms windows louder than `threshold` (RMS)."""
+    hop = rate // 50
+    windows = channel[: len(channel) // hop * hop].reshape(-1, hop)
+    loud = np.sqrt((windows**2).mean(axis=1)) > threshold
+    spans, start = [], None
+    for index, is_loud in enumerate([*loud, False]):
+        if is_loud and start is None:
+            start = index
+        elif not is_loud and start is not None:
+            spans.append((start * hop / rate, index * hop / rate))
+            start = None
+    return spans
+
+
+def rms(channel: np.ndarray, rate: int, span: tuple[float, float]) -> float:
+    part = channel[int(span[0] * rate) : int(span[1] * rate)]
+    return float(np.sqrt((part**2).mean())) if len(part) else 0.0
+
+
+async def test_a_recorded_call_is_uploaded_with_each_side_on_its_channel(
+    client, settings, livekit, fake_llm, speech_providers, callee_line, make_runner, tmp_path
+):
+    call_id, headers = await outbound_call(client, settings, fake_llm, recorded=True)
+    runner = make_runner()
+
+    await run_call(runner, callee_line, livekit, call_id)
+
+    call = await Call.get(id=call_id)
+    assert call.status == "completed" and said_by_agent(call) == [GREETING]
+    assert call.recording_url == f"/calls/{call_id}/recording"
+    assert not list((tmp_path / "recordings").glob("*"))  # uploaded, then deleted
+    served = await client.get(call.recording_url, headers=headers)
+    assert served.status_code == 200
+    path = tmp_path / "served.ogg"
+    path.write_bytes(await served.get_data())
+    with av.open(str(path)) as container:
+        stream = container.streams.audio[0]
+        assert (container.format.name, stream.codec_context.name) == ("ogg", "opus")
+        assert stream.channels == 2
+        rate = stream.rate
+        samples = np.concatenate(
+            [frame.to_ndarray().reshape(2, -1) for frame in container.decode(stream)], axis=1
+        )
+    callee, agent = samples[0], samples[1]  # caller (here the callee) left, agent right
+
+    # as long as the call, answered to hung up (the recorder starts at the answer)
+    call_seconds = (call.ended_at - call.answered_at).total_seconds()
+    assert abs(samples.shape[1] / rate - call_seconds) < DURATION_TOLERANCE
+    # the agent's greeting is on the right, and only there
+    [greeting] = loud_spans(agent, rate, AGENT_LOUD)
+    assert greeting[1] - greeting[0] > 0.3
+    assert rms(callee, rate, greeting) < QUIET
+    # the callee's tone is on the left, after the greeting, and the agent is silent then
+    [answer] = loud_spans(callee, rate, CALLEE_LOUD)
+    assert answer[0] >= greeting[1]
+    assert abs((answer[1] - answer[0]) - CALLEE_SECONDS) < 0.3
+    assert rms(agent, rate, answer) < QUIET
+
+
+async def test_a_call_not_recorded_has_no_recording(
+    client, settings, livekit, fake_llm, speech_providers, callee_line, make_runner, tmp_path
+):
+    call_id, headers = await outbound_call(client, settings, fake_llm, recorded=False)
+    runner = make_runner()
+
+    await run_call(runner, callee_line, livekit, call_id)
+
+    call = await Call.get(id=call_id)
+    assert call.status == "completed" and said_by_agent(call) == [GREETING]
+    assert callee_line.loudspeaker.audio_seconds > 0.3  # the call had audio, just no recorder
+    assert call.recording_url is None
+    assert not (tmp_path / "recordings").exists()
+    served = await client.get(f"/calls/{call_id}/recording", headers=headers)
+    assert served.status_code == 404
