@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from pydantic import BaseModel
@@ -17,6 +18,9 @@ from control.services import health as health_service
 logger = logging.getLogger(__name__)
 
 blueprint = Blueprint("health", __name__)
+
+# The check under way, shared by every /health request that arrives while it runs.
+_RUNNING_CHECK = "health_check"
 
 
 class JobQueueOut(BaseModel):
@@ -44,11 +48,11 @@ async def health() -> dict:
     200 when both answer (with the job queue's depth and failed jobs), 503 naming the failing
     part otherwise.
     """
-    problems = await health_service.problems(current_app.extensions["redis"])
+    problems, queue = await _shared_check()
     down = [part for part, problem in problems.items() if problem is not None]
     parts = {part: "unavailable" if part in down else "ok" for part in problems}
     if not down:
-        return {"status": "ok", **parts, "jobs": await jobs.queue_state()}
+        return {"status": "ok", **parts, "jobs": queue}
     logger.debug("health: unavailable: %s", problems)  # the dependency watch logs changes
     raise APIError(
         503,
@@ -57,3 +61,23 @@ async def health() -> dict:
         headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
         extra={"status": "degraded", **parts},
     )
+
+
+async def _check(redis) -> tuple[dict[str, str | None], dict[str, int] | None]:
+    problems = await health_service.problems(redis)
+    if any(problem is not None for problem in problems.values()):
+        return problems, None
+    return problems, await jobs.queue_state()
+
+
+async def _shared_check() -> tuple[dict[str, str | None], dict[str, int] | None]:
+    """The dependencies' state and the job queue's, checked once for concurrent requests.
+
+    A request that arrives while a check runs waits for that check instead of starting its
+    own (under load, most of /health's work); one that arrives after it starts a new one.
+    """
+    running = current_app.extensions.get(_RUNNING_CHECK)
+    if running is None or running.done():
+        running = asyncio.ensure_future(_check(current_app.extensions["redis"]))
+        current_app.extensions[_RUNNING_CHECK] = running
+    return await asyncio.shield(running)

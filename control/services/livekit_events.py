@@ -6,6 +6,8 @@ import logging
 
 from livekit import api as lk
 from redis.asyncio import Redis
+from tortoise.expressions import Case, F, Q, When
+from tortoise.functions import Coalesce
 
 from control.models import Call
 from control.security import utcnow
@@ -75,8 +77,12 @@ async def _move_call(redis: Redis, event: lk.WebhookEvent) -> None:
     calls = Call.filter(room_name=room_name)
     # Conditional updates: one statement per event, no read first (this is a hot path).
     if event.event == "room_started":
-        await calls.filter(started_at=None).update(started_at=now)
-        await calls.filter(status="queued", call_direction="outbound").update(status="dialing")
+        # Started now unless started already; a queued outbound call is dialing.
+        dials = Q(status="queued", call_direction="outbound")
+        await calls.filter(Q(started_at=None) | dials).update(
+            started_at=Coalesce(F("started_at"), now),
+            status=Case(When(dials, then="dialing"), default=F("status")),
+        )
     elif event.event == "room_finished":
         await calls.filter(ended_at=None).update(ended_at=now)
         # The room is gone, so is the call: free its slot now; the report (or the reaper)
