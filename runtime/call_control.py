@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -198,6 +198,8 @@ class CallControl:
         dtmf_sender: sends keypad tones; by default the room's local participant.
         clock: the wall clock of the transfer records.
         dtmf_gap: seconds between keypad tones.
+        on_transfers: told the call's transfer attempts so far as each starts and ends (the
+            worker sends them to the control plane, so their events fire as they happen).
     """
 
     def __init__(
@@ -213,6 +215,7 @@ class CallControl:
         dtmf_sender: DtmfSender | None = None,
         clock: Callable[[], float] = time.time,
         dtmf_gap: float = DTMF_GAP_SECONDS,
+        on_transfers: Callable[[list[dict[str, Any]]], Awaitable[Any]] | None = None,
         beep_wait: float = BEEP_WAIT_SECONDS,
         monologue_seconds: float = MONOLOGUE_SECONDS,
     ) -> None:
@@ -227,6 +230,7 @@ class CallControl:
         self._dtmf_sender = dtmf_sender
         self.clock = clock
         self.dtmf_gap = dtmf_gap
+        self._on_transfers = on_transfers
         self.beep_wait = beep_wait
         self.monologue_seconds = monologue_seconds
         self.beeps = BeepDetector()
@@ -327,6 +331,7 @@ class CallControl:
             "outcome": "initiated",
         }
         self.state.transfers.append(record)
+        await self._tell_transfers()
         logger.info(
             "call %s: transferring the caller to %s (%s)",
             self.call.call_id,
@@ -354,6 +359,7 @@ class CallControl:
             reason = getattr(error, "message", None) or str(error) or type(error).__name__
             status = getattr(error, "sip_status_code", None) or getattr(error, "sip_status", None)
             record.update(outcome="failed", error=reason[:300], sip_status=status)
+            await self._tell_transfers()
             logger.warning(
                 "call %s: the transfer to %s failed: %s", self.call.call_id, name, reason
             )
@@ -362,9 +368,20 @@ class CallControl:
                 "with you: tell them you could not transfer them and offer to help or try again."
             ) from error
         record["outcome"] = "succeeded"
+        await self._tell_transfers()
         logger.info("call %s: the caller was transferred to %s", self.call.call_id, name)
         self.state.end(EndReason.TRANSFERRED)
         self.session.shutdown(drain=False)
+
+    async def _tell_transfers(self) -> None:
+        """Pass the attempts so far on; a failure to do so never stops the transfer (the
+        end-of-call report carries them too)."""
+        if self._on_transfers is None:
+            return
+        try:
+            await self._on_transfers([dict(record) for record in self.state.transfers])
+        except Exception as error:  # the control plane unreachable, say
+            logger.warning("call %s: transfers not sent yet: %s", self.call.call_id, error)
 
     async def _say_handover(self, destination: TransferDestinationSpec) -> None:
         line = HANDOVER_LINE.format(name=destination.name.replace("_", " "))

@@ -139,6 +139,12 @@ class ControlPlane:
         path = f"/internal/calls/{report.call_id}/report"
         return await self._request("POST", path, json=report.to_dict())
 
+    async def report_transfers(self, call_id: str, transfers: list[dict[str, Any]]) -> None:
+        """The call's transfer attempts so far, as they happen (their events fire now)."""
+        await self._request(
+            "POST", f"/internal/calls/{call_id}/transfers", json={"transfers": transfers}
+        )
+
     async def keep_alive(self, call_id: str) -> None:
         """Tell the control plane the call is alive every `heartbeat_seconds`, until cancelled.
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import json
 import logging
@@ -234,7 +235,13 @@ class CallRunner:
             outbound = call.direction == "outbound"
             # transfers, keypad and voicemail act on the room and LiveKit's API
             control = CallControl(
-                call, state, session, api=api, room=session_room, room_name=room_name
+                call,
+                state,
+                session,
+                api=api,
+                room=session_room,
+                room_name=room_name,
+                on_transfers=functools.partial(self.control.report_transfers, call.call_id),
             )
             # a recorded call greets once the recorder is on, so the greeting is on it too
             recorded = call.agent.recording_enabled and self.audio

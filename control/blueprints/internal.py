@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from quart import Blueprint, current_app, request
-from quart_schema import validate_response
+from quart_schema import validate_request, validate_response
 
 from control.errors import APIError, field_errors
 from control.models import Agent
@@ -178,6 +178,27 @@ async def report(call_id: uuid.UUID) -> dict:
     # A report for a call already final changes nothing (a retry, or a duplicate): 200 all the
     # same, so the worker stops re-sending it.
     return {"id": str(call.id), "status": call.status, "applied": applied}
+
+
+class TransfersIn(BaseModel):
+    transfers: list[dict[str, Any]] = Field(max_length=50)
+
+
+class TransfersOut(BaseModel):
+    id: str
+    applied: bool
+
+
+@blueprint.post("/calls/<uuid:call_id>/transfers")
+@require_service_token
+@validate_request(TransfersIn)
+@validate_response(TransfersOut)
+async def transfers(call_id: uuid.UUID, data: TransfersIn) -> dict:
+    """The call's transfer attempts so far, sent by the worker as each starts and ends: kept on
+    the call log, and `transfer_initiated`/`_succeeded`/`_failed` fire as they happen."""
+    call = await call_service.get_call(None, call_id)
+    applied = await call_service.record_transfers(call, data.transfers)
+    return {"id": str(call.id), "applied": applied}
 
 
 @blueprint.post("/calls/<uuid:call_id>/heartbeat")

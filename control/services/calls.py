@@ -317,6 +317,17 @@ async def apply_report(redis: Redis, call: Call, report: CallReport) -> bool:
     )
 
 
+async def record_transfers(call: Call, reported: list[dict[str, Any]]) -> bool:
+    """The worker's word, during the call, on its transfer attempts so far: kept on the call
+    log and their events fired as they happen (the end-of-call report fires none twice: the
+    event ids derive from the call and the attempt). False when the call is already final."""
+    transfers = [_transfer_record(transfer) for transfer in reported]
+    kept = await Call.filter(id=call.id, status__in=LIVE_STATUSES).update(transfers=transfers)
+    if kept:
+        await emit_transfers(call, transfers)
+    return bool(kept)
+
+
 async def join_call(settings: Settings, redis: Redis, call: Call) -> None:
     """A worker took the call (it asked for the spec): hold its slot while it is alive.
 

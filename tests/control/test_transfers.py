@@ -314,6 +314,13 @@ async def test_an_outbound_call_is_transferred_by_name_and_logged(
         transfer.request["participant_identity"],
         transfer.request["transfer_to"],
     ) == (dispatch.room, f"sip-{call_id}", "tel:+16505550100")
+    # The events fired as the transfer happened, before the call's report.
+    live = await Call.get(id=call_id)
+    assert live.ended_at is None and [t["outcome"] for t in live.transfers] == ["succeeded"]
+    sent = await WebhookDelivery.filter(
+        workspace_id=line["workspace"].id, event_type__startswith="transfer_"
+    ).values_list("event_type", flat=True)
+    assert sorted(sent) == ["transfer_initiated", "transfer_succeeded"]
     await runner.finish("room closed")
 
     call = await Call.get(id=call_id)
@@ -329,3 +336,36 @@ async def test_an_outbound_call_is_transferred_by_name_and_logged(
     )
     assert {"transfer_initiated", "transfer_succeeded", "call_ended"} <= set(events)
     assert "transfer_failed" not in events
+    assert events.count("transfer_succeeded") == 1  # the report fired it no second time
+
+
+async def test_transfers_sent_during_the_call_fire_once_and_stop_when_it_is_final(
+    client, line, settings
+):
+    await set_endpoint(settings, line["workspace"].id, "https://hooks.example.com/x")
+    call_id = await _outbound_call_id(client, line)
+    started = {
+        "destination_name": "billing",
+        "destination": "+1650***0100",
+        "at": "2026-01-05T10:01:00+00:00",
+        "outcome": "initiated",
+    }
+    path = f"/internal/calls/{call_id}/transfers"
+    sent = await client.post(path, json={"transfers": [started]}, headers=SERVICE)
+    assert sent.status_code == 200 and (await sent.get_json())["applied"] is True
+    done = {**started, "outcome": "succeeded"}
+    assert (await client.post(path, json={"transfers": [done]}, headers=SERVICE)).status_code == 200
+    assert [t["outcome"] for t in (await Call.get(id=call_id)).transfers] == ["succeeded"]
+    # the end-of-call report carries the same attempt: nothing fires twice
+    await _report(client, call_id, end_reason="transferred", transfers=[done])
+    late = await client.post(path, json={"transfers": [done]}, headers=SERVICE)
+    assert (await late.get_json())["applied"] is False
+    events = await WebhookDelivery.filter(
+        workspace_id=line["workspace"].id, event_type__startswith="transfer_"
+    ).values_list("event_type", flat=True)
+    assert sorted(events) == ["transfer_initiated", "transfer_succeeded"]
+    bad = await client.post(
+        path, json={"transfers": [{**done, "outcome": "maybe"}]}, headers=SERVICE
+    )
+    assert bad.status_code == 400
+    assert (await client.post(path, json={"transfers": []})).status_code == 401

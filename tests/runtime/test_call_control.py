@@ -100,8 +100,16 @@ async def test_transfer_call_refers_the_sip_caller_to_the_named_destination(
 ):
     livekit.add_participant(ROOM, CALLER_IDENTITY)
     fake_llm.on("billing", tool_call("transfer_call", destination="billing"))
+    told: list[list[str]] = []
+
+    async def on_transfers(transfers: list[dict]) -> None:
+        told.append([transfer["outcome"] for transfer in transfers])
+
     async with controlled_call(
-        _transfer_call(fake_llm), api=livekit_api, clock=lambda: 1_700_000_000.0
+        _transfer_call(fake_llm),
+        api=livekit_api,
+        clock=lambda: 1_700_000_000.0,
+        on_transfers=on_transfers,
     ) as cc:
         await cc.session.run(user_input="Put me through to billing please")
         await asyncio.wait_for(cc.recorder.closed.wait(), 5)
@@ -129,6 +137,7 @@ async def test_transfer_call_refers_the_sip_caller_to_the_named_destination(
             "outcome": "succeeded",
         }
     ]
+    assert told == [["initiated"], ["succeeded"]]  # as it happened, for the live events
     said = [turn["text"] for turn in report.transcript if turn["role"] == "assistant"]
     assert said[-1] == "One moment please, I'm transferring you to billing now."
     assert len(fake_llm.requests) == 1  # after the handover nothing more is generated
