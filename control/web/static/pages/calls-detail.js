@@ -23,6 +23,11 @@ function facts(call) {
     ["Duration", formatDuration(call.duration_seconds)],
     ["End reason", call.end_reason || "—"],
     ["Batch", call.batch_id ? el("a", { href: `/app/batches/${call.batch_id}` }, "Open the batch") : "—"],
+    ["Campaign", call.campaign_id ? el("a", { href: `/app/campaign?slug=${encodeURIComponent(call.campaign || "")}` }, call.campaign || "Open the campaign") : "—"],
+    ["Transfers", (call.transfers || []).length
+      ? el("ul", {}, call.transfers.map((t) =>
+        el("li", {}, `${t.destination_name} (${t.destination || "?"}): ${t.outcome}${t.error ? ` — ${t.error}` : ""}`)))
+      : "—"],
     ["Error", call.error || "—"],
   ];
   show($("#facts"), rows.flatMap(([term, value]) => [el("dt", {}, term), el("dd", {}, value)]));
