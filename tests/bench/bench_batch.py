@@ -28,16 +28,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 os.environ.setdefault("VOXLINE_DATA_DIR", tempfile.mkdtemp(prefix="voxline-bench-"))
 
 
-from control.models import Batch, PhoneNumber, Workspace  # noqa: E402
+from control.models import Batch  # noqa: E402
 from control.security import utcnow  # noqa: E402
 from control.services import batch_csv, dialer  # noqa: E402
-from control.services.agents import create_agent  # noqa: E402
-from tests.bench.harness import admin_headers, bench_app  # noqa: E402
+from tests.bench.harness import AGENT_NUMBER, admin_headers, bench_app, calling_line  # noqa: E402
 from tests.control.batching import multipart  # noqa: E402
 
 DATABASE = "voxline_bench_batch"
 BASE_URL = os.environ.get("VOXLINE_BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
-AGENT_NUMBER = "+16505551234"
 
 
 def rss_mib() -> float:
@@ -80,20 +78,8 @@ async def main(rows: int, due: int) -> None:
     async with app as (settings, test_app, livekit):
         telephony = test_app.app.config["TELEPHONY"]
         await test_app.app.extensions["redis"].flushdb()
-        workspace = await Workspace.create(name="Bench", slug="bench")
+        workspace, agent = await calling_line(settings)
         headers = await admin_headers(settings, workspace)
-        await PhoneNumber.create(
-            workspace=workspace,
-            phone_number=AGENT_NUMBER,
-            source="sip_trunk",
-            provider="vonage",
-            inbound_trunk_id="ST_in",
-            outbound_trunk_id="ST_out",
-            dispatch_rule_id="SDR_1",
-        )
-        agent = await create_agent(
-            settings, workspace.id, {"agent_name": "Bench", "phone_number": AGENT_NUMBER}
-        )
         client = test_app.test_client()
 
         fields = {

@@ -38,17 +38,15 @@ os.environ.setdefault("VOXLINE_DATA_DIR", tempfile.mkdtemp(prefix="voxline-bench
 
 from tortoise import connections  # noqa: E402
 
-from control.models import Call, Campaign, PhoneNumber, ProspectStatus, Workspace  # noqa: E402
+from control.models import Call, Campaign, ProspectStatus  # noqa: E402
 from control.security import utcnow  # noqa: E402
 from control.services import calls as call_service  # noqa: E402
 from control.services import campaign_dialer  # noqa: E402
-from control.services.agents import create_agent  # noqa: E402
-from tests.bench.harness import bench_app  # noqa: E402
+from tests.bench.harness import AGENT_NUMBER, bench_app, calling_line  # noqa: E402
 from tests.control.campaign_dialing import release_slots  # noqa: E402
 
 DATABASE = "voxline_bench_campaigns"
 REDIS_URL = os.environ.get("VOXLINE_BENCH_REDIS", "redis://127.0.0.1:6379/2")
-AGENT_NUMBER = "+16505551234"
 
 # Of every eight rows: two in New York, one in Chicago, one in Denver, two in Los Angeles, two
 # in India. Statuses by a hash of the row; India's due time is its next opening.
@@ -136,19 +134,7 @@ async def main(prospects: int, campaign_count: int, ticks: int) -> None:
         telephony = test_app.app.config["TELEPHONY"]
         redis = test_app.app.extensions["redis"]
         await redis.flushdb()
-        workspace = await Workspace.create(name="Bench", slug="bench")
-        await PhoneNumber.create(
-            workspace=workspace,
-            phone_number=AGENT_NUMBER,
-            source="sip_trunk",
-            provider="vonage",
-            inbound_trunk_id="ST_in",
-            outbound_trunk_id="ST_out",
-            dispatch_rule_id="SDR_1",
-        )
-        agent = await create_agent(
-            settings, workspace.id, {"agent_name": "Bench", "phone_number": AGENT_NUMBER}
-        )
+        workspace, agent = await calling_line(settings)
         # Noon in New York tomorrow; 22:30 in India, which opens at 09:00 (03:30 UTC).
         start = (utcnow() + timedelta(days=1)).replace(hour=17, minute=0, second=0, microsecond=0)
         india_opens = start.replace(hour=3, minute=30) + timedelta(days=1)

@@ -35,8 +35,8 @@ from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, NOT_GIVEN, NotGive
 
 from runtime.agent import CallGuard, CallRecorder, CallState, VoxlineAgent, create_session
 from runtime.audio_io import CaptureAudioOutput
+from runtime.capacity import bench_call
 from runtime.providers import Pipeline
-from runtime.spec import AgentSpec, CallSpec
 
 logger = logging.getLogger(__name__)
 
@@ -171,27 +171,11 @@ class TimedOutput(CaptureAudioOutput):
             del self.segments[:-1]
 
 
-def _call(index: int) -> CallSpec:
-    agent = AgentSpec(
-        agent_id="bench",
-        name="Bench",
-        system_prompt="You help {{first_name}}.",
-        llm_provider="openai",
-        llm_base_url="http://127.0.0.1:9/v1",
-    )
-    return CallSpec(
-        call_id=f"bench-{index}",
-        workspace_id="ws",
-        agent=agent,
-        dynamic_variables={"first_name": "Ana"},
-    )
-
-
 async def _session(
     index: int, turns: int, gap: float, ready: asyncio.Barrier, go: asyncio.Event
 ) -> Marks:
     marks = Marks()
-    call = _call(index)
+    call = bench_call(index)
     state = CallState(call=call)
     pipeline = Pipeline(llm=InstantLLM(marks), tts=InstantTTS(marks))
     session = create_session(call, None, state, llm=pipeline.llm, tts=pipeline.tts)

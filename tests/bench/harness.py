@@ -12,8 +12,9 @@ import asyncpg
 from control.app import create_app
 from control.config import Settings
 from control.db import apply_migrations
-from control.models import Membership, Role, User, Workspace
+from control.models import Agent, Membership, PhoneNumber, Role, User, Workspace
 from control.security import encode_token
+from control.services.agents import create_agent
 from telephony.config import TelephonySettings
 from tests.fakes.livekit_server import FakeLiveKit
 
@@ -66,3 +67,24 @@ async def admin_headers(settings: Settings, workspace: Workspace) -> dict[str, s
     await Membership.create(user=user, workspace=workspace, role=Role.ADMIN)
     token = encode_token(settings, {"sub": str(user.id), "typ": "access"}, 3600)
     return {"Authorization": f"Bearer {token}", "X-Workspace-Id": str(workspace.id)}
+
+
+AGENT_NUMBER = "+16505551234"
+
+
+async def calling_line(settings: Settings) -> tuple[Workspace, Agent]:
+    """A workspace with a number on an outbound trunk (the stand-in's) and the agent on it."""
+    workspace = await Workspace.create(name="Bench", slug="bench")
+    await PhoneNumber.create(
+        workspace=workspace,
+        phone_number=AGENT_NUMBER,
+        source="sip_trunk",
+        provider="vonage",
+        inbound_trunk_id="ST_in",
+        outbound_trunk_id="ST_out",
+        dispatch_rule_id="SDR_1",
+    )
+    agent = await create_agent(
+        settings, workspace.id, {"agent_name": "Bench", "phone_number": AGENT_NUMBER}
+    )
+    return workspace, agent

@@ -4,6 +4,7 @@ import pytest
 
 from control.models import Role
 from control.services.agents import create_agent
+from telephony.config import get_settings as get_telephony_settings
 from tests.conftest import auth_headers, make_user
 
 TRUNK_BODY = {
@@ -25,3 +26,20 @@ async def line(db, settings, livekit, client):
     )
     livekit.reset()
     return {"headers": headers, "agent": agent, "workspace": workspace}
+
+
+@pytest.fixture
+def jobs_reach_livekit(livekit, monkeypatch):
+    """The job queue reads LiveKit's address from the environment, as `voxline serve` does:
+    point it at the stand-in for this test."""
+    for name, value in {
+        "LIVEKIT_URL": livekit.url,
+        "LIVEKIT_API_KEY": livekit.api_key,
+        "LIVEKIT_API_SECRET": livekit.api_secret,
+        "VOXLINE_AGENT_NAME": "voxline-test-agent",
+    }.items():
+        monkeypatch.setenv(name, value)
+    get_telephony_settings.cache_clear()
+    yield
+    monkeypatch.undo()
+    get_telephony_settings.cache_clear()

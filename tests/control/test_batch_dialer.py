@@ -341,25 +341,10 @@ async def test_after_a_crash_after_the_dispatch_nothing_is_dialed_again(
 
 
 async def test_the_dialer_runs_as_a_periodic_job(
-    client, line, settings, redis, livekit, monkeypatch
+    client, line, settings, redis, livekit, jobs_reach_livekit
 ):
-    # The job reads the telephony settings from the environment, as `voxline serve` does.
-    from telephony.config import get_settings as get_telephony_settings
-
-    for name, value in {
-        "LIVEKIT_URL": livekit.url,
-        "LIVEKIT_API_KEY": livekit.api_key,
-        "LIVEKIT_API_SECRET": livekit.api_secret,
-        "VOXLINE_AGENT_NAME": "voxline-test-agent",
-    }.items():
-        monkeypatch.setenv(name, value)
-    get_telephony_settings.cache_clear()
-    try:
-        await new_batch(client, line, phone_csv(3))
-        await jobs.drain(jobs.JobContext(settings, redis))
-    finally:
-        monkeypatch.undo()
-        get_telephony_settings.cache_clear()
+    await new_batch(client, line, phone_csv(3))
+    await jobs.drain(jobs.JobContext(settings, redis))
     assert len(livekit.dispatches) == 3
 
 

@@ -24,7 +24,13 @@ from control.models import Agent, Call, Campaign, IdempotencyKey, Prospect
 from control.security import utcnow
 from control.services import calls as call_service
 from control.services import campaign_dialer, campaigns, dialer, dnc
-from tests.control.campaign_dialing import add_prospects, finish_calls, new_campaign, prospect
+from tests.control.campaign_dialing import (
+    add_prospects,
+    finish_calls,
+    midday_zone,
+    new_campaign,
+    prospect,
+)
 from tests.fakes.openai_server import FakeOpenAI
 
 SIM_PROSPECTS = int(os.environ.get("VOXLINE_CAMPAIGN_SIM_PROSPECTS", "400"))
@@ -413,30 +419,14 @@ async def test_after_a_crash_after_the_dispatch_nothing_is_dialed_again(
 
 
 async def test_the_campaign_dialer_runs_as_a_periodic_job(
-    client, line, settings, redis, livekit, monkeypatch
+    client, line, settings, redis, livekit, jobs_reach_livekit
 ):
-    from telephony.config import get_settings as get_telephony_settings
-
-    for name, value in {
-        "LIVEKIT_URL": livekit.url,
-        "LIVEKIT_API_KEY": livekit.api_key,
-        "LIVEKIT_API_SECRET": livekit.api_secret,
-        "VOXLINE_AGENT_NAME": "voxline-test-agent",
-    }.items():
-        monkeypatch.setenv(name, value)
-    get_telephony_settings.cache_clear()
     campaign = await new_campaign(line)
-    # The job runs on the real clock: the prospects are where it is about noon now.
-    offset = (12 - utcnow().hour + 12) % 24 - 12  # hours east of UTC, -12..11
-    zone = f"Etc/GMT{'-' if offset > 0 else '+'}{abs(offset)}"  # POSIX signs are inverted
+    zone = midday_zone(utcnow())  # the job runs on the real clock
     await add_prospects(
         [prospect(campaign, f"+9198{index:08d}", timezones=[zone]) for index in range(3)]
     )
-    try:
-        await jobs.drain(jobs.JobContext(settings, redis))
-    finally:
-        monkeypatch.undo()
-        get_telephony_settings.cache_clear()
+    await jobs.drain(jobs.JobContext(settings, redis))
     assert len(livekit.dispatches) == 3
 
 

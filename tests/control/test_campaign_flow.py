@@ -9,38 +9,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-import pytest
-
 from control.models import Prospect
 from control.services import campaign_dialer
 from telephony.config import get_settings as get_telephony_settings
 from tests.control.batching import csv_of, report
+from tests.control.campaign_dialing import midday_zone
 from tests.control.campaigning import create_campaign, run_jobs, upload_list
 
 PROSPECTS = ["+12125550101", "+12125550102", "+12125550103"]
-
-
-@pytest.fixture
-def jobs_reach_livekit(livekit, monkeypatch):
-    """The job queue's dialer reads LiveKit's address from the environment: the stand-in's."""
-    for name, value in {
-        "LIVEKIT_URL": livekit.url,
-        "LIVEKIT_API_KEY": livekit.api_key,
-        "LIVEKIT_API_SECRET": livekit.api_secret,
-        "VOXLINE_AGENT_NAME": "voxline-test-agent",
-    }.items():
-        monkeypatch.setenv(name, value)
-    get_telephony_settings.cache_clear()
-    yield
-    monkeypatch.undo()
-    get_telephony_settings.cache_clear()
-
-
-def midday_zone(now: datetime) -> str:
-    """An IANA zone whose local time is about 12:00 now (`Etc/GMT-3` is UTC+3)."""
-    offset = 12 - now.hour
-    offset = offset - 24 if offset > 12 else offset
-    return f"Etc/GMT{-offset:+d}" if offset else "Etc/GMT"
 
 
 async def test_a_campaign_dials_its_list_and_shows_it_live_then_the_outcomes(

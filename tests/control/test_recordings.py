@@ -8,7 +8,6 @@ its own channel.
 
 from __future__ import annotations
 
-import io
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
@@ -30,6 +29,7 @@ from runtime.control_client import ControlPlane
 from runtime.recording import FILE_SUFFIX
 from tests.conftest import auth_headers, make_user
 from tests.fakes.openai_server import FakeOpenAI
+from tests.recordings import decode_stereo, loud_spans
 from tests.servers import SERVICE_TOKEN
 
 BUCKET = "voxline-recordings"
@@ -338,17 +338,6 @@ def scripted_llm():
     server.stop()
 
 
-def _decode_stereo(data: bytes) -> tuple[np.ndarray, int]:
-    """An Ogg/Opus recording as (2, samples) floats, and its sample rate (PyAV)."""
-    import av
-
-    with av.open(io.BytesIO(data)) as container:
-        stream = container.streams.audio[0]
-        assert stream.codec_context.name == "opus" and stream.channels == 2
-        samples = np.concatenate([frame.to_ndarray() for frame in container.decode(stream)], 1)
-        return samples, stream.rate
-
-
 def _loudness(samples: np.ndarray, rate: int, start: float, seconds: float) -> np.ndarray:
     """RMS of each channel over `seconds` from `start`."""
     window = samples[:, max(int(start * rate), 0) : int((start + seconds) * rate)]
@@ -405,13 +394,11 @@ async def test_a_simulated_call_has_each_voice_on_its_own_channel(
     response = await client.get(f"/calls/{call_id}/recording", headers=auth_headers(settings, user))
     assert response.status_code == 200
     assert response.headers["Content-Type"] == "audio/ogg"
-    samples, rate = _decode_stereo(await response.get_data())
+    samples, rate = decode_stereo(await response.get_data())
 
     # The recording's clock starts before the greeting: the greeting's first loud 20 ms on the
     # agent's channel places the transcript's timeline on the recording's.
-    hop = rate // 50
-    agent_channel = samples[1, : len(samples[1]) // hop * hop].reshape(-1, hop)
-    greeting_at = np.argmax(np.sqrt((agent_channel**2).mean(axis=1)) > 0.01) * hop / rate
+    greeting_at = loud_spans(samples[1], rate, 0.01)[0][0]
     call = await Call.get(id=call_id)
     turns = [
         turn

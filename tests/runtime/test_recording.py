@@ -11,7 +11,6 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-import av
 import httpx
 import numpy as np
 from livekit import rtc
@@ -25,6 +24,7 @@ from runtime.config import RuntimeSettings
 from runtime.control_client import ControlPlane
 from runtime.recording import CONTENT_TYPE, CallRecording
 from tests.conftest import auth_headers, make_user
+from tests.recordings import decode_stereo, loud_spans
 
 RATE = 16000
 LOUD = 0.02
@@ -38,21 +38,6 @@ def _tone(hz: float, seconds: float) -> list[rtc.AudioFrame]:
 async def _frames(frames: list[rtc.AudioFrame]) -> AsyncIterator[rtc.AudioFrame]:
     for frame in frames:
         yield frame
-
-
-def _loud_spans(channel: np.ndarray, rate: int) -> list[tuple[float, float]]:
-    """(start, end) seconds of each run of loud 20 ms windows."""
-    hop = rate // 50
-    windows = channel[: len(channel) // hop * hop].reshape(-1, hop)
-    loud = np.sqrt((windows**2).mean(axis=1)) > LOUD
-    spans, start = [], None
-    for index, is_loud in enumerate([*loud, False]):
-        if is_loud and start is None:
-            start = index
-        elif not is_loud and start is not None:
-            spans.append((start * hop / rate, index * hop / rate))
-            start = None
-    return spans
 
 
 async def test_each_side_is_on_its_own_channel_with_the_silence_between(tmp_path):
@@ -75,12 +60,8 @@ async def test_each_side_is_on_its_own_channel_with_the_silence_between(tmp_path
         microphone.close()
 
     assert path is not None and path.read_bytes()[:4] == b"OggS"
-    with av.open(str(path)) as container:
-        stream = container.streams.audio[0]
-        assert (stream.codec_context.name, stream.channels) == ("opus", 2)
-        samples = np.concatenate([frame.to_ndarray() for frame in container.decode(stream)], 1)
-        rate = stream.rate
-    caller, agent = _loud_spans(samples[0], rate), _loud_spans(samples[1], rate)
+    samples, rate = decode_stereo(path)
+    caller, agent = loud_spans(samples[0], rate, LOUD), loud_spans(samples[1], rate, LOUD)
     assert len(agent) == 1 and len(caller) == 1, (agent, caller)
     (agent_start, agent_end), (caller_start, caller_end) = agent[0], caller[0]
     # each side keeps its length (nothing squeezed or doubled) ...

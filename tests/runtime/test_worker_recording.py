@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import av
 import numpy as np
 import pytest
 from livekit import api as lk
@@ -28,6 +27,7 @@ from tests.conftest import auth_headers, make_user
 from tests.fakes.deepgram_server import FakeDeepgram
 from tests.fakes.livekit_server import FakeLiveKit
 from tests.fakes.openai_server import FakeOpenAI
+from tests.recordings import decode_stereo, loud_spans, rms
 from tests.runtime.test_worker import (  # noqa: F401 (fixtures)
     AGENT_NUMBER,
     CALLEE,
@@ -177,26 +177,6 @@ async def run_call(runner: CallRunner, line: CalleeLine, livekit: FakeLiveKit, c
     await runner.finish("room closed")
 
 
-def loud_spans(channel: np.ndarray, rate: int, threshold: float) -> list[tuple[float, float]]:
-    """(start, end) seconds of each run of 20 ms windows louder than `threshold` (RMS)."""
-    hop = rate // 50
-    windows = channel[: len(channel) // hop * hop].reshape(-1, hop)
-    loud = np.sqrt((windows**2).mean(axis=1)) > threshold
-    spans, start = [], None
-    for index, is_loud in enumerate([*loud, False]):
-        if is_loud and start is None:
-            start = index
-        elif not is_loud and start is not None:
-            spans.append((start * hop / rate, index * hop / rate))
-            start = None
-    return spans
-
-
-def rms(channel: np.ndarray, rate: int, span: tuple[float, float]) -> float:
-    part = channel[int(span[0] * rate) : int(span[1] * rate)]
-    return float(np.sqrt((part**2).mean())) if len(part) else 0.0
-
-
 async def test_a_recorded_call_is_uploaded_with_each_side_on_its_channel(
     client, settings, livekit, fake_llm, speech_providers, callee_line, make_runner, tmp_path
 ):
@@ -211,16 +191,7 @@ async def test_a_recorded_call_is_uploaded_with_each_side_on_its_channel(
     assert not list((tmp_path / "recordings").glob("*"))  # uploaded, then deleted
     served = await client.get(call.recording_url, headers=headers)
     assert served.status_code == 200
-    path = tmp_path / "served.ogg"
-    path.write_bytes(await served.get_data())
-    with av.open(str(path)) as container:
-        stream = container.streams.audio[0]
-        assert (container.format.name, stream.codec_context.name) == ("ogg", "opus")
-        assert stream.channels == 2
-        rate = stream.rate
-        samples = np.concatenate(
-            [frame.to_ndarray().reshape(2, -1) for frame in container.decode(stream)], axis=1
-        )
+    samples, rate = decode_stereo(await served.get_data())
     callee, agent = samples[0], samples[1]  # caller (here the callee) left, agent right
 
     # as long as the call, answered to hung up (the recorder starts at the answer)
