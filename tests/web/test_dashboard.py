@@ -379,3 +379,37 @@ async def test_a_voice_call_from_the_chat_page_dispatches_the_agent_to_its_room(
     # then the browser's connection fails and the page says so.
     await expect(page.get_by_role("status")).to_contain_text("Could not connect the voice call")
     assert len(livekit_server.dispatches) == 1
+
+
+@pytest.mark.parametrize(
+    ("page_path", "held_path", "button"),
+    [
+        ("/app/chat?agent={agent_id}", "/agents?page_size=100", "Send"),
+        ("/app/agents/{agent_id}", "/agents/{agent_id}", "Save agent"),
+    ],
+    ids=["chat", "agent"],
+)
+async def test_a_form_waits_for_what_it_acts_on_before_it_can_be_sent(
+    page, scripted_llm, page_path, held_path, button
+):
+    """A quick click before the page's data arrives never sends a half-filled form (a chat to
+    no agent, or an agent saved with empty settings): the button waits for the data."""
+    await sign_up(page)
+    agent_id = await create_agent(page, scripted_llm)
+    held_url = re.compile("^https?://[^/]+" + re.escape(held_path.format(agent_id=agent_id)) + "$")
+    requested = asyncio.Event()
+    release = asyncio.Event()
+
+    async def hold(route) -> None:
+        requested.set()
+        await release.wait()
+        await route.continue_()
+
+    await page.route(held_url, hold)
+    await page.goto(page_path.format(agent_id=agent_id))
+    await asyncio.wait_for(requested.wait(), WAIT_MS / 1000)
+    await page.wait_for_load_state("domcontentloaded")
+    send = page.get_by_role("button", name=button)
+    await expect(send).to_be_disabled()
+    release.set()
+    await expect(send).to_be_enabled()

@@ -143,10 +143,17 @@ export function poll(load, seconds, keepGoing = () => true) {
 
 // Submit buttons start disabled in the HTML (so neither a click nor Enter can submit a form
 // natively, e.g. a password in a URL) until the page's script listens: modules and deferred
-// scripts have all run when DOMContentLoaded fires.
+// scripts have all run when DOMContentLoaded fires. Buttons marked data-ready="loaded" act on
+// what the page loads first (an agent's saved settings, the agents to choose from): they wait
+// for the page's `loaded()`, so a quick click never sends a half-filled form.
 document.addEventListener("DOMContentLoaded", () => {
-  for (const button of $$("button[data-ready]")) button.disabled = false;
+  for (const button of $$('button[data-ready=""]')) button.disabled = false;
 });
+
+/** The page's first load is done: enable the buttons that were waiting for it. */
+export function loaded() {
+  for (const button of $$('button[data-ready="loaded"]')) button.disabled = false;
+}
 
 /** A button acting on one row of a table, after the person confirms `question` (if any). */
 export function rowAction(label, name, action, question = null) {

@@ -1,6 +1,6 @@
 import { api, upload } from "../api.js";
 import { catalogue, fillChoices, fillProviders } from "../catalogue.js";
-import { $, attempt, badge, el, formatTime, itemId, poll, rowAction, say, show, table } from "../ui.js";
+import { $, attempt, badge, el, formatTime, itemId, loaded, poll, rowAction, say, show, table } from "../ui.js";
 
 const agentId = itemId();
 const form = $("#agent-form");
@@ -288,5 +288,8 @@ $("#query-form").addEventListener("submit", (event) => {
   }, { busy: event.submitter });
 });
 
-attempt(loadAgent);
+attempt(async () => {
+  await loadAgent();
+  loaded();
+});
 watchFiles();

@@ -1,5 +1,5 @@
 import { api, upload } from "../api.js";
-import { $, attempt, badge, el, formatTime, say, show, table } from "../ui.js";
+import { $, attempt, badge, el, formatTime, loaded, say, show, table } from "../ui.js";
 
 const form = $("#batch-form");
 
@@ -61,5 +61,6 @@ form.addEventListener("submit", (event) => {
 
 attempt(async () => {
   await loadChoices();
+  loaded();
   await load();
 });

@@ -1,6 +1,6 @@
 import { api, upload } from "../api.js";
 import { fillAgentsAndNumbers, liveCalls, optionFields, optionValues } from "../campaigns.js";
-import { $, attempt, badge, el, formatTime, poll, say, show, table } from "../ui.js";
+import { $, attempt, badge, el, formatTime, loaded, poll, say, show, table } from "../ui.js";
 
 const slug = new URLSearchParams(location.search).get("slug") || "";
 const path = `/api/v/campaign/${encodeURIComponent(slug)}/`;
@@ -114,5 +114,6 @@ attempt(async () => {
   form.elements.dispositions.value = dispositionsText(campaign.dispositions);
   await fillAgentsAndNumbers(form, campaign);
   await optionFields($("#campaign-options"), campaign);
+  loaded();
 });
 poll(() => attempt(() => liveCalls($("#live-calls"), slug)), 3);

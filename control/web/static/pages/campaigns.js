@@ -1,6 +1,6 @@
 import { api, currentWorkspace } from "../api.js";
 import { fillAgentsAndNumbers, liveCalls, optionFields, optionValues } from "../campaigns.js";
-import { $, attempt, badge, el, formatTime, formValues, poll, rowAction, say, show, table } from "../ui.js";
+import { $, attempt, badge, el, formatTime, formValues, loaded, poll, rowAction, say, show, table } from "../ui.js";
 
 const form = $("#campaign-form");
 
@@ -66,6 +66,7 @@ attempt(async () => {
   form.elements.locale_name.replaceChildren(...options.locales.map((locale) =>
     el("option", { value: locale.code, selected: locale.code === options.default_locale }, `${locale.name} (${locale.default_timezone})`)));
   if (!(await fillAgentsAndNumbers(form))) say("A campaign needs an agent and a phone number: create them under Agents and Numbers first.");
+  loaded();
   await loadCampaigns();
   await loadDnc();
 });

@@ -1,6 +1,6 @@
 import { api } from "../api.js";
 import { messageItem, toolCallItem } from "../conversation.js";
-import { $, attempt, el, say } from "../ui.js";
+import { $, attempt, el, loaded, say } from "../ui.js";
 import { startVoiceCall } from "../voice.js";
 
 const CHAT_SPEAKERS = { user: "You", assistant: "Agent" };
@@ -60,4 +60,7 @@ $("#chat-form").addEventListener("submit", (event) => {
   }, { busy: event.submitter });
 });
 
-attempt(loadAgents);
+attempt(async () => {
+  await loadAgents();
+  loaded();
+});

@@ -1,5 +1,5 @@
 import { api } from "../api.js";
-import { $, attempt, el, formValues, query, rowAction, say, show, table } from "../ui.js";
+import { $, attempt, el, formValues, loaded, query, rowAction, say, show, table } from "../ui.js";
 
 let agents = [];
 
@@ -74,4 +74,7 @@ $("#trunk-form").addEventListener("submit", (event) => {
   }, { busy: event.submitter });
 });
 
-attempt(load);
+attempt(async () => {
+  await load();
+  loaded();
+});

@@ -1,5 +1,5 @@
 import { api, currentWorkspace, rememberWorkspace } from "../api.js";
-import { $, attempt, el, formatTime, rowAction, say, show, table } from "../ui.js";
+import { $, attempt, el, formatTime, loaded, rowAction, say, show, table } from "../ui.js";
 
 let workspace = null;
 
@@ -57,6 +57,7 @@ async function load() {
   }
   $("#workspace_name").value = workspace.name;
   $("#max_concurrent_calls").value = workspace.max_concurrent_calls ?? "";
+  loaded();
   await loadMembers();
   await loadInvitations();
 }
