@@ -66,7 +66,7 @@ async def simulate(
             )
             return 2
         print(f"Simulated call {call.call_id} with agent {call.agent.name!r}")
-        heartbeat = asyncio.create_task(control.keep_alive(call.call_id))
+        heartbeat = control.start_heartbeat(call.call_id)
         spec = call.agent
         print(f"  (LLM {spec.llm_provider}, STT {spec.stt_provider}, TTS {spec.tts_provider})\n")
         with tempfile.TemporaryDirectory() as folder:

@@ -70,6 +70,7 @@ class ControlPlane:
             timeout=timeout,
             transport=transport,
         )
+        self._heartbeats: set[asyncio.Task] = set()
 
     async def __aenter__(self) -> ControlPlane:
         return self
@@ -78,6 +79,10 @@ class ControlPlane:
         await self.aclose()
 
     async def aclose(self) -> None:
+        """Stop the heartbeats still running, then close the connections."""
+        for heartbeat in self._heartbeats:
+            heartbeat.cancel()
+        await asyncio.gather(*self._heartbeats, return_exceptions=True)
         await self._client.aclose()
 
     async def _request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
@@ -144,6 +149,13 @@ class ControlPlane:
         await self._request(
             "POST", f"/internal/calls/{call_id}/transfers", json={"transfers": transfers}
         )
+
+    def start_heartbeat(self, call_id: str) -> asyncio.Task:
+        """`keep_alive` in the background, until the task is cancelled or this client closes."""
+        heartbeat = asyncio.create_task(self.keep_alive(call_id), name=f"heartbeat {call_id}")
+        self._heartbeats.add(heartbeat)
+        heartbeat.add_done_callback(self._heartbeats.discard)
+        return heartbeat
 
     async def keep_alive(self, call_id: str) -> None:
         """Tell the control plane the call is alive every `heartbeat_seconds`, until cancelled.

@@ -219,7 +219,7 @@ class CallRunner:
             await self._turn_away(job_metadata, room_name, api, wait_for_caller, session_room)
             return AT_CAPACITY
         self.call = call
-        self._heartbeat = asyncio.create_task(self.control.keep_alive(call.call_id))
+        self._heartbeat = self.control.start_heartbeat(call.call_id)
         state = CallState(call=call)
         try:
             pipeline = build_pipeline(

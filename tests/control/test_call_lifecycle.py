@@ -9,6 +9,7 @@ import sys
 import time
 import uuid
 
+import httpx
 import pytest
 
 from control import jobs
@@ -16,6 +17,8 @@ from control.models import Call, IdempotencyKey, Job, JobStatus, Role, WebhookDe
 from control.services import calls as call_service
 from control.services import capacity
 from control.services.webhooks import set_endpoint
+from runtime.config import RuntimeSettings
+from runtime.control_client import ControlPlane
 from tests.conftest import auth_headers, make_user
 from tests.servers import SERVICE_TOKEN, ControlPlaneProcess
 
@@ -298,6 +301,28 @@ async def test_a_job_left_running_by_a_dead_replica_runs_again_after_its_lease(d
     await jobs.drain(jobs.JobContext(settings, redis))
     assert ATTEMPTS == ["orphan"]
     assert (await Job.get(id=job.id)).status == JobStatus.DONE
+
+
+async def test_a_workers_heartbeat_beats_until_its_client_closes(app, client, line, settings):
+    _, placed = await place_call(client, line)
+    call_id = placed["call_id"]
+    assert (await client.get(f"/internal/calls/{call_id}/spec", headers=SERVICE)).status_code == 200
+    runtime_settings = RuntimeSettings(
+        api_url="http://control-plane.test",
+        service_token=settings.service_token,
+        heartbeat_seconds=0.05,
+    )
+    control = ControlPlane(runtime_settings, transport=httpx.ASGITransport(app=app.app))
+    heartbeat = control.start_heartbeat(call_id)
+
+    async def beat_taken() -> bool:
+        return (await Call.get(id=call_id)).heartbeat_at is not None
+
+    await until(beat_taken)
+    # Closing the client (a call's end, however it ended) stops the heartbeat with it: it
+    # never beats on into a closed client.
+    await control.aclose()
+    assert heartbeat.cancelled()
 
 
 # -- a worker killed mid-call, against `voxline serve` with its background work ---------------
