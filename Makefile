@@ -14,7 +14,7 @@ LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON
     -DLLAVA_BUILD=OFF -DCMAKE_PROJECT_llama.cpp_INCLUDE_BEFORE=$(CURDIR)/$(LLAMA_NO_COMMON)
 PORT ?= 8000
 
-.PHONY: run test setup test-tools setup-local bench lint clean
+.PHONY: run test setup test-tools setup-local bench bench-tools lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -79,7 +79,14 @@ test: setup test-tools
 	$(BIN)/python -m pytest
 	$(BIN)/python -m pytest tests/control tests/telephony --database=sqlite
 
-bench: setup
+# wrk drives the HTTP benchmark (tests/bench/bench_http.py).
+bench-tools:
+	@command -v wrk >/dev/null 2>&1 || { \
+	  echo "installing wrk (Debian package) for the HTTP benchmark"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk >/dev/null) \
+	  || echo "warning: could not install wrk; bench_http.py will say how to install it"; }
+
+bench: setup bench-tools
 	@for bench in tests/bench/bench_*.py; do echo "== $$bench"; $(BIN)/python $$bench || exit 1; done
 
 lint: setup

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from functools import wraps
 from typing import Any
+from urllib.parse import urlsplit
 
 from quart import current_app, g, request
 
@@ -19,6 +20,7 @@ API_KEY_PREFIX = "vxk_"
 ACCESS_COOKIE = "access_token"
 REFRESH_COOKIE = "refresh_token"
 WORKSPACE_HEADER = "X-Workspace-Id"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 LAST_USED_PRECISION = timedelta(minutes=1)
 
 # Set on every view function by the guards below; the route-guard test reads it.
@@ -132,6 +134,26 @@ async def _current_workspace(user: User) -> tuple[Workspace | None, Role | None]
     return None, None
 
 
+def _refuse_cross_site_cookie() -> None:
+    """A change sent with the session cookie must come from this site's own pages.
+
+    `SameSite=Lax` keeps the cookie off other sites' requests; this also stops a page on
+    another origin of the same site (a sibling subdomain) from acting as the logged-in user.
+    Browsers send `Origin` with every such request; clients without one (curl, SDKs) are not
+    browsers acting on someone's behalf.
+    """
+    if request.method in SAFE_METHODS:
+        return
+    origin = request.headers.get("Origin")
+    if origin is not None and urlsplit(origin).netloc != request.host:
+        raise APIError(
+            403,
+            "CROSS_ORIGIN",
+            "Changes made with the session cookie must come from this site's own pages: "
+            "call the API with an Authorization header or an X-API-Key instead.",
+        )
+
+
 async def resolve_principal() -> Principal:
     """Resolve the caller from `X-API-Key`, `Authorization: Bearer`, or the access cookie."""
     api_key_secret = request.headers.get("X-API-Key")
@@ -145,7 +167,11 @@ async def resolve_principal() -> Principal:
     if api_key_secret:
         api_key = await _api_key_from_secret(api_key_secret)
         return Principal(user=None, api_key=api_key, workspace=api_key.workspace, role=api_key.role)
-    token = bearer or request.cookies.get(ACCESS_COOKIE)
+    token = bearer
+    if not token:
+        token = request.cookies.get(ACCESS_COOKIE)
+        if token:
+            _refuse_cross_site_cookie()
     if not token:
         raise APIError(
             401,

@@ -116,6 +116,24 @@ async def test_bearer_token_authenticates(client):
     assert (await response.get_json())["total"] == 1
 
 
+async def test_the_session_cookie_changes_nothing_for_another_sites_pages(client):
+    await signup(client)
+    await login(client)
+    other_site = {"Origin": "https://evil.example.com"}
+    refused = await client.post("/workspaces", json={"name": "Planted"}, headers=other_site)
+    assert refused.status_code == 403
+    assert (await refused.get_json())["code"] == "CROSS_ORIGIN"
+    assert await Workspace.filter(name="Planted").count() == 0
+    # Reading leaks nothing to another origin (the browser keeps the answer from its page) ...
+    assert (await client.get("/workspaces", headers=other_site)).status_code == 200
+    # ... and the site's own pages, and API clients that send no Origin, change things.
+    own_page = await client.post(
+        "/workspaces", json={"name": "Own"}, headers={"Origin": "http://localhost"}
+    )
+    assert own_page.status_code == 201, await own_page.get_json()
+    assert (await client.post("/workspaces", json={"name": "Script"})).status_code == 201
+
+
 async def test_cookies_are_secure_in_production(client, settings):
     from control.app import create_app
     from control.config import Settings

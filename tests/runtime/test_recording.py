@@ -64,10 +64,12 @@ async def test_each_side_is_on_its_own_channel_with_the_silence_between(tmp_path
     caller, agent = loud_spans(samples[0], rate, LOUD), loud_spans(samples[1], rate, LOUD)
     assert len(agent) == 1 and len(caller) == 1, (agent, caller)
     (agent_start, agent_end), (caller_start, caller_end) = agent[0], caller[0]
-    # each side keeps its length (nothing squeezed or doubled) ...
-    assert 0.8 < agent_end - agent_start < 1.2 and 0.8 < caller_end - caller_start < 1.2
-    # ... and its place: the caller after the agent, the gap kept as silence on both channels
-    assert 0.3 < caller_start - agent_end < 1.5, (agent, caller)
+    # Each side keeps its length (nothing squeezed or doubled) and its place: the caller after
+    # the agent, the gap kept as silence on both channels. The recorder places audio by the wall
+    # clock, so the upper bounds leave room for a busy machine's stalls; squeezing, doubling or
+    # overlapping the sides still fails.
+    assert 0.8 < agent_end - agent_start < 1.6 and 0.8 < caller_end - caller_start < 1.6
+    assert 0.3 < caller_start - agent_end < 3.0, (agent, caller)
     gap = samples[:, int(agent_end * rate) + rate // 20 : int(caller_start * rate) - rate // 20]
     assert np.abs(gap).max() < LOUD
 
