@@ -31,6 +31,12 @@ def _split(items: str) -> list[str]:
     return [item.strip() for item in items.replace(" ", ",").split(",") if item.strip()]
 
 
+@lru_cache(maxsize=16)
+def _networks(items: str) -> tuple[IPNetwork, ...]:
+    """Parsed once: the rate limiter asks on every request."""
+    return tuple(ipaddress.ip_network(item, strict=False) for item in _split(items))
+
+
 @dataclass(frozen=True)
 class RecordingsLocation:
     """Where recordings are stored, as `VOXLINE_RECORDINGS_URL` says (see `Settings`)."""
@@ -169,8 +175,7 @@ class Settings(BaseSettings):
 
     @property
     def trusted_proxy_networks(self) -> tuple[IPNetwork, ...]:
-        items = _split(self.trusted_proxies)
-        return tuple(ipaddress.ip_network(item, strict=False) for item in items)
+        return _networks(self.trusted_proxies)
 
     @model_validator(mode="after")
     def _refuse_the_default_service_token(self) -> Settings:

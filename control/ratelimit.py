@@ -203,7 +203,8 @@ class RedisRateLimiter(RateLimiter):
     def __init__(self, app: Quart, redis: Redis) -> None:
         # The store is never used: both request hooks are replaced below.
         super().__init__(app, key_function=client_address_key, store=MemoryStore())
-        self._redis = redis
+        # EVALSHA: the script's text is sent once, not with every request.
+        self._gcra = redis.register_script(_GCRA)
 
     async def _before_request(self) -> None:
         if not current_app.config["QUART_RATE_LIMITER_ENABLED"]:
@@ -218,12 +219,12 @@ class RedisRateLimiter(RateLimiter):
             key = KEY_PREFIX + await self._create_key(request.endpoint, limit)
             try:
                 wait = float(
-                    await self._redis.eval(
-                        _GCRA,
-                        1,
-                        key,
-                        round(limit.inverse * 1_000_000),
-                        round(limit.period.total_seconds() * 1_000_000),
+                    await self._gcra(
+                        keys=[key],
+                        args=[
+                            round(limit.inverse * 1_000_000),
+                            round(limit.period.total_seconds() * 1_000_000),
+                        ],
                     )
                 )
             except Exception as error:

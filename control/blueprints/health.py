@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from pydantic import BaseModel
 from quart import Blueprint, current_app
@@ -19,8 +20,11 @@ logger = logging.getLogger(__name__)
 
 blueprint = Blueprint("health", __name__)
 
-# The check under way, shared by every /health request that arrives while it runs.
-_RUNNING_CHECK = "health_check"
+# The latest check and when it started: shared by every /health request that arrives while it
+# runs, and answered again for a second after (a load balancer polling many times a second, or a
+# burst of requests, costs one database and Redis check a second).
+_LATEST_CHECK = "health_check"
+CHECK_REUSED_SECONDS = 1.0
 
 
 class JobQueueOut(BaseModel):
@@ -71,13 +75,15 @@ async def _check(redis) -> tuple[dict[str, str | None], dict[str, int] | None]:
 
 
 async def _shared_check() -> tuple[dict[str, str | None], dict[str, int] | None]:
-    """The dependencies' state and the job queue's, checked once for concurrent requests.
+    """The dependencies' state and the job queue's, checked at most once a second.
 
     A request that arrives while a check runs waits for that check instead of starting its
-    own (under load, most of /health's work); one that arrives after it starts a new one.
+    own; one that arrives within a second of its start gets its answer (under load, most of
+    /health's work was these checks); a later one starts a new check.
     """
-    running = current_app.extensions.get(_RUNNING_CHECK)
-    if running is None or running.done():
-        running = asyncio.ensure_future(_check(current_app.extensions["redis"]))
-        current_app.extensions[_RUNNING_CHECK] = running
-    return await asyncio.shield(running)
+    latest = current_app.extensions.get(_LATEST_CHECK)
+    now = time.monotonic()
+    if latest is None or (latest[1].done() and now - latest[0] >= CHECK_REUSED_SECONDS):
+        latest = (now, asyncio.ensure_future(_check(current_app.extensions["redis"])))
+        current_app.extensions[_LATEST_CHECK] = latest
+    return await asyncio.shield(latest[1])
