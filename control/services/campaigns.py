@@ -12,6 +12,7 @@ import secrets
 import shutil
 import time
 import uuid
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from datetime import time as clock
 from pathlib import Path
@@ -40,9 +41,8 @@ from control.models import (
     WebhookEndpoint,
 )
 from control.security import SecretUnreadableError, decrypt_secret, mask_phone, utcnow
-from control.services import batches, dnc, webhooks
+from control.services import batches, dnc, webhooks, workspaces
 from control.services.calls import FINAL_STATUSES
-from control.services.workspaces import slugify
 
 logger = logging.getLogger(__name__)
 
@@ -224,7 +224,7 @@ def _name_conflict() -> APIError:
 
 
 def _slug_base(name: str) -> str:
-    base = slugify(name)
+    base = workspaces.slugify(name)
     # slugify's fallback names a workspace; a name with no letter or digit gets this instead.
     return "campaign" if base == "workspace" and "workspace" not in name.lower() else base
 
@@ -318,8 +318,14 @@ async def delete_campaign(
     await campaign.delete()
     # After the delete: a dialer that read the row just before cannot re-cache it for long.
     await forget_config(redis, [campaign.id])
-    await asyncio.to_thread(shutil.rmtree, files_dir(settings, campaign.id), ignore_errors=True)
+    await forget_files(settings, [campaign.id])
     logger.info("campaign %s deleted", slug)
+
+
+async def forget_files(settings: Settings, campaign_ids: Iterable[uuid.UUID]) -> None:
+    """Remove the kept prospect lists of these campaigns (deleted, or their workspace is)."""
+    for campaign_id in campaign_ids:
+        await asyncio.to_thread(shutil.rmtree, files_dir(settings, campaign_id), ignore_errors=True)
 
 
 async def prospect_counts(campaign_id: uuid.UUID) -> dict[str, int]:

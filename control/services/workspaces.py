@@ -17,10 +17,19 @@ from tortoise.transactions import in_transaction
 from control.config import Settings
 from control.errors import APIError
 from control.mail import MailError, send_email
-from control.models import Agent, ApiKey, Invitation, Membership, Role, User, Workspace
+from control.models import (
+    Agent,
+    ApiKey,
+    Campaign,
+    Invitation,
+    Membership,
+    Role,
+    User,
+    Workspace,
+)
 from control.principal import API_KEY_PREFIX, workspace_role
 from control.security import hash_secret, new_secret, utcnow
-from control.services import knowledge_files, phone_numbers, recordings
+from control.services import campaigns, knowledge_files, phone_numbers, recordings
 from telephony.config import TelephonySettings
 
 logger = logging.getLogger(__name__)
@@ -89,6 +98,9 @@ async def delete_workspace(
     for agent_id in await Agent.filter(workspace_id=workspace_id).values_list("id", flat=True):
         await knowledge_files.forget_agent(settings, agent_id)
     await recordings.forget_workspace(settings, workspace_id)
+    await campaigns.forget_files(
+        settings, await Campaign.filter(workspace_id=workspace_id).values_list("id", flat=True)
+    )
     await workspace.delete()
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from control.models import Prospect, ProspectUpload, Role
+from control.models import Membership, Prospect, ProspectUpload, Role
 from control.services import prospects
 from tests.conftest import auth_headers, make_user
 from tests.control.batching import csv_of, numbers
@@ -272,3 +272,21 @@ async def test_deleting_a_campaign_removes_its_lists_prospects_and_files(
     assert await ProspectUpload.all().count() == 0 and await Prospect.all().count() == 0
     gone = await client.get(f"/api/v/upload/{upload.id}/", headers=line["headers"])
     assert gone.status_code == 404
+
+
+async def test_deleting_the_workspace_removes_its_campaigns_kept_lists(
+    client, line, settings, redis
+):
+    await create_campaign(client, line, active=False)
+    response = await upload_list(
+        client, line["headers"], "spring-outreach", csv_of(["+14155550100,A"])
+    )
+    upload = await ProspectUpload.get(id=(await response.get_json())["uuid"])
+    path = Path(upload.file_path)
+    assert await asyncio.to_thread(path.exists)
+    workspace = line["workspace"]
+    await Membership.filter(workspace_id=workspace.id).update(role=Role.ADMIN)
+    deleted = await client.delete(f"/workspaces/{workspace.id}", headers=line["headers"])
+    assert deleted.status_code == 204
+    assert not await asyncio.to_thread(path.parent.exists)
+    assert await ProspectUpload.all().count() == 0
