@@ -292,10 +292,16 @@ class WebhookDelivery(Model):
     last_error = fields.TextField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
     delivered_at = fields.DatetimeField(null=True)
+    # The call an event is about (its `data.call_id`), so a call lists the events it caused.
+    call_id = fields.UUIDField(null=True)
 
     class Meta:
         table = "webhook_deliveries"
-        indexes = (("status", "next_attempt_at"), ("workspace_id", "created_at"))
+        indexes = (
+            ("status", "next_attempt_at"),
+            ("workspace_id", "created_at"),
+            ("workspace_id", "call_id"),
+        )
 
 
 # Every attempt at a delivery, listable by the workspace's admins.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from typing import Any
 
@@ -161,16 +162,20 @@ async def delete_endpoint() -> tuple[str, int]:
     return "", 204
 
 
+class DeliveryQuery(PageQuery):
+    call_id: uuid.UUID | None = None
+
+
 @blueprint.get("/deliveries")
 @require_role(Role.ADMIN)
-@validate_querystring(PageQuery)
+@validate_querystring(DeliveryQuery)
 @validate_response(Page[DeliveryOut])
-async def list_deliveries(query_args: PageQuery) -> dict:
+async def list_deliveries(query_args: DeliveryQuery) -> dict:
     """List webhook deliveries, newest first.
 
-    Each with its status and every attempt.
+    Each with its status and every attempt. `call_id` lists the events about one call.
     """
-    deliveries = webhook_service.deliveries_of(current_principal().workspace_id)
+    deliveries = webhook_service.deliveries_of(current_principal().workspace_id, query_args.call_id)
     return (await paginate(deliveries, query_args, delivery_out)).model_dump(mode="json")
 
 

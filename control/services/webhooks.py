@@ -93,12 +93,22 @@ async def delete_endpoint(workspace_id: uuid.UUID) -> None:
     await endpoint.delete()
 
 
-def deliveries_of(workspace_id: uuid.UUID) -> QuerySet[WebhookDelivery]:
-    return (
-        WebhookDelivery.filter(workspace_id=workspace_id)
-        .order_by("-created_at")
-        .prefetch_related("attempt_log")
-    )
+def deliveries_of(
+    workspace_id: uuid.UUID, call_id: uuid.UUID | None = None
+) -> QuerySet[WebhookDelivery]:
+    """The workspace's deliveries, newest first; those about one call with `call_id`."""
+    deliveries = WebhookDelivery.filter(workspace_id=workspace_id)
+    if call_id is not None:
+        deliveries = deliveries.filter(call_id=call_id)
+    return deliveries.order_by("-created_at").prefetch_related("attempt_log")
+
+
+def _call_of(data: dict[str, Any]) -> uuid.UUID | None:
+    """The call an event is about, if it is about one."""
+    try:
+        return uuid.UUID(str(data["call_id"]))
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 # Event ids derive from what the event describes, so receivers can de-duplicate on them.
@@ -138,6 +148,7 @@ async def emit(
             payload=payload,
             url=endpoint.url,
             next_attempt_at=now,
+            call_id=_call_of(data),
         )
     except IntegrityError:
         return None  # emitted before: the same event, already queued

@@ -6,6 +6,7 @@ import json
 import socket
 import threading
 import time
+import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -193,6 +194,33 @@ async def test_dns_rebinding_cannot_reach_an_internal_receiver(settings, workspa
 
 async def test_no_endpoint_no_event(workspace):
     assert await webhooks.emit(workspace.id, "call_started", {}, event_key="c4") is None
+
+
+async def test_a_calls_events_are_listed_by_its_id(client, settings, workspace):
+    admin, _ = await make_user("boss@example.com", role=Role.ADMIN, workspace=workspace)
+    headers = auth_headers(settings, admin, workspace)
+    await webhooks.set_endpoint(settings, workspace.id, "https://hooks.example.com/voxline")
+    ours, other = uuid.uuid4(), uuid.uuid4()
+    await webhooks.emit(workspace.id, "call_started", {"call_id": str(ours)}, event_key="a")
+    await webhooks.emit(workspace.id, "call_ended", {"call_id": str(ours)}, event_key="b")
+    await webhooks.emit(workspace.id, "call_started", {"call_id": str(other)}, event_key="c")
+    await webhooks.emit(workspace.id, "batch_completed", {"batch_id": "b1"}, event_key="d")
+
+    listed = await client.get(f"/webhook/deliveries?call_id={ours}", headers=headers)
+    body = await listed.get_json()
+    assert listed.status_code == 200 and body["total"] == 2
+    assert {item["event_type"] for item in body["items"]} == {"call_started", "call_ended"}
+    assert (await (await client.get("/webhook/deliveries", headers=headers)).get_json())[
+        "total"
+    ] == 4
+    bad = await client.get("/webhook/deliveries?call_id=not-a-uuid", headers=headers)
+    assert bad.status_code == 400
+    # Another workspace's admin sees none of them, even by the call's id.
+    stranger, elsewhere = await make_user("eve@example.com", role=Role.ADMIN)
+    theirs = await client.get(
+        f"/webhook/deliveries?call_id={ours}", headers=auth_headers(settings, stranger, elsewhere)
+    )
+    assert (await theirs.get_json())["total"] == 0
 
 
 async def test_admin_routes(client, settings, workspace):

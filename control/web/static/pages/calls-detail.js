@@ -77,7 +77,7 @@ function latency(call) {
 async function webhookEvents() {
   let page;
   try {
-    page = await api("GET", "/webhook/deliveries?page_size=100");
+    page = await api("GET", `/webhook/deliveries?call_id=${encodeURIComponent(callId)}&page_size=100`);
   } catch (error) {
     if (error.status === 403) {
       show($("#webhook-events"), el("p", { class: "empty" }, "Only a workspace admin can see the webhook deliveries."));
@@ -85,7 +85,6 @@ async function webhookEvents() {
     }
     throw error;
   }
-  const ofCall = page.items.filter((delivery) => JSON.stringify(delivery.payload || {}).includes(callId));
   show($("#webhook-events"), table(
     [
       ["Event", (delivery) => delivery.event_type],
@@ -94,7 +93,7 @@ async function webhookEvents() {
       ["Response", (delivery) => delivery.last_status_code ? String(delivery.last_status_code) : (delivery.last_error || "—")],
       ["Sent", (delivery) => formatTime(delivery.delivered_at || delivery.created_at)],
     ],
-    ofCall,
+    page.items,
     "No webhook events were sent for this call. Set a webhook endpoint under Webhooks to receive them.",
   ));
 }
