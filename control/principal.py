@@ -140,12 +140,16 @@ def _refuse_cross_site_cookie() -> None:
     `SameSite=Lax` keeps the cookie off other sites' requests; this also stops a page on
     another origin of the same site (a sibling subdomain) from acting as the logged-in user.
     Browsers send `Origin` with every such request; clients without one (curl, SDKs) are not
-    browsers acting on someone's behalf.
+    browsers acting on someone's behalf. The site is the host the request names, or
+    `VOXLINE_PUBLIC_URL`'s (a reverse proxy may rewrite the Host header).
     """
     if request.method in SAFE_METHODS:
         return
     origin = request.headers.get("Origin")
-    if origin is not None and urlsplit(origin).netloc != request.host:
+    if origin is None:
+        return
+    public_host = urlsplit(current_app.config["SETTINGS"].public_url).netloc
+    if urlsplit(origin).netloc not in (request.host, public_host):
         raise APIError(
             403,
             "CROSS_ORIGIN",

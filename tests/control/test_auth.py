@@ -7,6 +7,7 @@ import threading
 import time
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from urllib.parse import urlsplit
 
 import jwt
 import pytest
@@ -131,6 +132,12 @@ async def test_the_session_cookie_changes_nothing_for_another_sites_pages(client
         "/workspaces", json={"name": "Own"}, headers={"Origin": "http://localhost"}
     )
     assert own_page.status_code == 201, await own_page.get_json()
+    # Behind a reverse proxy that rewrites Host, the public URL's pages are the site's own.
+    public_host = urlsplit(client.app.config["SETTINGS"].public_url).netloc
+    proxied = await client.post(
+        "/workspaces", json={"name": "Proxied"}, headers={"Origin": f"https://{public_host}"}
+    )
+    assert proxied.status_code == 201, await proxied.get_json()
     assert (await client.post("/workspaces", json={"name": "Script"})).status_code == 201
 
 
