@@ -396,10 +396,11 @@ class CampaignStatusOut(BaseModel):
     campaign: str = Field(description="The campaign's name")
     slug: str
     active: bool
+    timezone: str = Field(description="The campaign locale's time zone, whose day is 'today'")
     prospects: dict[str, int] = Field(description="Prospects per status")
     total_prospects: int
-    calls_today: int = Field(description="Calls placed since midnight UTC")
-    answered_today: int
+    calls_today: int = Field(description="Calls placed since midnight in `timezone`")
+    answered_today: int = Field(description="Of those, the calls answered")
     active_now: int = Field(description="Calls in progress")
     as_of: IsoTime
 

@@ -464,8 +464,11 @@ async def apply_disposition(
 # --- public status and live calls -----------------------------------------------------------
 
 
-def _start_of_day(now: datetime) -> datetime:
-    return now.replace(hour=0, minute=0, second=0, microsecond=0)
+def _start_of_day(now: datetime, zone: ZoneInfo) -> datetime:
+    """Midnight of `now`'s day in `zone`, as a UTC time."""
+    local = now.astimezone(zone)
+    midnight = datetime.combine(local.date(), clock(0), zone)
+    return midnight.astimezone(now.tzinfo)
 
 
 async def public_status(slug: str, now: datetime | None = None) -> dict[str, Any]:
@@ -474,12 +477,15 @@ async def public_status(slug: str, now: datetime | None = None) -> dict[str, Any
     if campaign is None:
         raise _not_found()
     now = now or utcnow()
-    today = Call.filter(campaign_id=campaign.id, created_at__gte=_start_of_day(now))
+    # "Today" is the campaign's own day: its locale's time zone, not UTC's.
+    zone = LOCALES[campaign.locale_name]["default_timezone"]
+    today = Call.filter(campaign_id=campaign.id, created_at__gte=_start_of_day(now, ZoneInfo(zone)))
     prospects = await prospect_counts(campaign.id)
     return {
         "campaign": campaign.name,
         "slug": campaign.slug,
         "active": campaign.active,
+        "timezone": zone,
         "prospects": prospects,
         "total_prospects": sum(prospects.values()),
         "calls_today": await today.count(),

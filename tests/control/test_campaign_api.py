@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import re
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from datetime import time as clock
+from zoneinfo import ZoneInfo
 
 from control.models import (
     Call,
@@ -423,6 +425,21 @@ async def _prospect(campaign_id, workspace_id, number: str, name: str, status="p
         status=status,
         timezones=["America/Los_Angeles"],
     )
+
+
+async def test_todays_calls_are_counted_in_the_campaigns_own_day(client, line):
+    body = await create_campaign(client, line)  # USCA: New York's day
+    new_york = ZoneInfo("America/New_York")
+    evening = datetime.combine(utcnow().astimezone(new_york).date(), clock(20), new_york)
+    for hours_before in (1, 18, 23):  # 19:00 and 02:00 that day, and 21:00 the day before
+        call = await Call.create(
+            workspace_id=line["workspace"].id, call_type="phone", call_direction="outbound",
+            status="completed", campaign_id=body["id"], to_number="+14155550111",
+        )  # fmt: skip
+        await Call.filter(id=call.id).update(created_at=evening - timedelta(hours=hours_before))
+    # 20:00 in New York is already tomorrow in UTC: a UTC day would count none of them.
+    status = await campaigns.public_status("spring-outreach", now=evening.astimezone(UTC))
+    assert (status["timezone"], status["calls_today"]) == ("America/New_York", 2)
 
 
 async def test_the_public_status_has_counts_and_no_personal_data(client, line):

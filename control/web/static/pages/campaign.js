@@ -53,7 +53,7 @@ async function refresh() {
   show($("#campaign-status"), [
     ["State", badge(status.active ? "active" : "paused")],
     ["Prospects", String(status.total_prospects)],
-    ["Calls today", String(status.calls_today)],
+    [`Calls today (${status.timezone})`, String(status.calls_today)],
     ["Answered today", String(status.answered_today)],
     ["In progress", String(status.active_now)],
     ["As of", formatTime(status.as_of)],
