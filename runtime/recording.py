@@ -9,23 +9,36 @@ control plane and deleted.
 
 Its clock is the wall clock, so a recording is true only when the call runs in real time
 (simulated calls at `speed` 1).
+
+A recording whose upload failed (the control plane down at the call's end, or the process killed
+first) stays on disk; the worker's main process uploads such left-behind files later
+(`upload_left_behind`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
+import time
 from pathlib import Path
 
 from livekit.agents import AgentSession
 from livekit.agents.voice.recorder_io import RecorderIO
 
+from runtime.config import RuntimeSettings
 from runtime.control_client import ControlPlane, ControlPlaneError
+from runtime.report_spool import refused_for_good
 
 logger = logging.getLogger(__name__)
 
 CONTENT_TYPE = "audio/ogg"
 FILE_SUFFIX = ".ogg"
+#: A recording being written is touched every few seconds; one untouched this long is left behind.
+LEFT_BEHIND_SECONDS = 120.0
+#: How often the main process looks for recordings left behind.
+SWEEP_SECONDS = 30.0
+_CALL_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
 
 class CallRecording:
@@ -78,3 +91,60 @@ class CallRecording:
             return None
         self.path.unlink(missing_ok=True)
         return url
+
+
+def recordings_dir(settings: RuntimeSettings) -> Path:
+    """Where the worker writes its calls' recordings until they are uploaded."""
+    return settings.data_dir / "recordings"
+
+
+async def upload_left_behind(
+    control: ControlPlane,
+    directory: Path,
+    *,
+    sweep_seconds: float = SWEEP_SECONDS,
+    left_behind_seconds: float = LEFT_BEHIND_SECONDS,
+) -> None:
+    """Upload, until cancelled, the recordings calls left in `directory`, then delete them.
+
+    A file is left behind once nothing has written it for `left_behind_seconds` (a live call's
+    recorder writes every few seconds). One the control plane refuses for good (its call is
+    gone) is deleted; other failures leave it for the next sweep.
+    """
+    while True:
+        for path in await asyncio.to_thread(_left_behind, Path(directory), left_behind_seconds):
+            await _upload_left(control, path)
+        await asyncio.sleep(sweep_seconds)
+
+
+def _left_behind(directory: Path, left_behind_seconds: float) -> list[Path]:
+    if not directory.is_dir():
+        return []
+    now = time.time()
+    found = []
+    for path in directory.glob(f"*{FILE_SUFFIX}"):
+        try:
+            untouched = now - path.stat().st_mtime
+        except FileNotFoundError:
+            continue  # uploaded meanwhile
+        if _CALL_ID.match(path.stem) and untouched >= left_behind_seconds:
+            found.append(path)
+    return sorted(found)
+
+
+async def _upload_left(control: ControlPlane, path: Path) -> None:
+    call_id = path.stem
+    try:
+        url = await control.upload_recording(call_id, path, content_type=CONTENT_TYPE)
+    except ControlPlaneError as error:
+        if refused_for_good(error):
+            logger.error("call %s: recording %s refused for good: %s", call_id, path, error)
+            await asyncio.to_thread(path.unlink, missing_ok=True)
+        else:
+            logger.warning("call %s: recording %s still not uploaded: %s", call_id, path, error)
+        return
+    except OSError as error:
+        logger.warning("call %s: recording %s unreadable: %s", call_id, path, error)
+        return
+    await asyncio.to_thread(path.unlink, missing_ok=True)
+    logger.info("call %s: recording left at %s uploaded as %s", call_id, path, url)

@@ -33,6 +33,12 @@ logger = logging.getLogger(__name__)
 #: Refusals that a fixed configuration turns into success: the report is kept for them.
 KEPT_ON_STATUSES = frozenset({401, 403})
 
+
+def refused_for_good(error: ControlPlaneError) -> bool:
+    """The control plane will never take what it refused (a 4xx other than 401, 403, 408, 429)."""
+    return not error.retryable and error.status not in KEPT_ON_STATUSES
+
+
 FIRST_RETRY_SECONDS = 0.5
 MAX_RETRY_SECONDS = 30.0
 #: How often the main process looks for reports a job process left behind.
@@ -116,7 +122,7 @@ class ReportSpool:
             except ControlPlaneError as error:
                 # A wrong service token (401/403) is an operator's mistake to fix, not a reason
                 # to lose the call: keep the report and keep trying.
-                if not error.retryable and error.status not in KEPT_ON_STATUSES:
+                if refused_for_good(error):
                     logger.error(
                         "call %s: the control plane refused its report for good, dropping it: %s",
                         report.call_id,

@@ -46,7 +46,7 @@ from runtime.providers import (
     preload_models,
     turn_predictor,
 )
-from runtime.recording import FILE_SUFFIX, CallRecording
+from runtime.recording import FILE_SUFFIX, CallRecording, recordings_dir, upload_left_behind
 from runtime.report_spool import ReportSpool
 from runtime.spec import (
     AgentSpec,
@@ -264,7 +264,7 @@ class CallRunner:
                     return f"dial failed: {call_status_for_sip(failure).value}"
                 control.answered()
             if recorded:  # both sides, from the answer on (`runtime.recording`)
-                path = self.settings.data_dir / "recordings" / f"{call.call_id}{FILE_SUFFIX}"
+                path = recordings_dir(self.settings) / f"{call.call_id}{FILE_SUFFIX}"
                 self._recording = await CallRecording.start(session, path)
             if outbound or recorded:
                 agent.greet()
@@ -492,7 +492,8 @@ async def run_worker(
 ) -> None:
     """Register with LiveKit and take calls; when LiveKit is unreachable, say so and retry.
 
-    Meanwhile, reports left in the spool by earlier processes are sent again.
+    Meanwhile, reports left in the spool by earlier processes are sent again, and recordings
+    whose upload failed are uploaded.
 
     Args:
         settings: the runtime settings (read from the environment when None).
@@ -507,17 +508,25 @@ async def run_worker(
     metrics_server = await _serve_metrics(settings, options)
     lag = metrics.LoopLagMonitor().start()
     try:
-        # Reports earlier processes could not deliver go out while the worker waits and works.
+        # Reports and recordings earlier calls could not deliver go out while the worker waits
+        # and works.
         async with ControlPlane(settings) as control:
-            resend = asyncio.create_task(
-                ReportSpool(settings.report_outbox).resend_forever(control), name="report-resend"
-            )
+            catch_up = [
+                asyncio.create_task(
+                    ReportSpool(settings.report_outbox).resend_forever(control),
+                    name="report-resend",
+                ),
+                asyncio.create_task(
+                    upload_left_behind(control, recordings_dir(settings)),
+                    name="recording-upload",
+                ),
+            ]
             try:
                 await _serve(options, retry_seconds)
             finally:
-                resend.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await resend
+                for task in catch_up:
+                    task.cancel()
+                await asyncio.gather(*catch_up, return_exceptions=True)
     finally:
         lag.stop()
         if metrics_server is not None:

@@ -7,6 +7,9 @@ real control-plane app (over ASGI) and reads it back through the API.
 
 from __future__ import annotations
 
+import asyncio
+import os
+import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -22,7 +25,7 @@ from control.services.agents import create_agent
 from runtime.audio_io import CaptureAudioOutput, PacedAudioInput, silence, to_frames
 from runtime.config import RuntimeSettings
 from runtime.control_client import ControlPlane
-from runtime.recording import CONTENT_TYPE, CallRecording
+from runtime.recording import CONTENT_TYPE, FILE_SUFFIX, CallRecording, upload_left_behind
 from tests.conftest import auth_headers, make_user
 from tests.recordings import decode_stereo, loud_spans
 
@@ -120,3 +123,51 @@ async def test_the_recording_is_streamed_up_then_deleted_and_kept_when_refused(
     assert sent.get("Transfer-Encoding") == "chunked" and "Content-Length" not in sent
     served = await client.get(url, headers=auth_headers(settings, user))
     assert served.status_code == 200 and await served.get_data() == data
+
+
+async def test_recordings_left_behind_are_uploaded_later_and_a_live_one_is_left_alone(
+    app, db, client, settings, tmp_path
+):
+    user, workspace = await make_user("dev@example.com", role=Role.DEVELOPER)
+    agent = await create_agent(settings, workspace.id, {"agent_name": "Sales"})
+    ended, live = [
+        await Call.create(
+            workspace_id=workspace.id, agent=agent, call_type="web",
+            call_direction="inbound", status=status,
+        )
+        for status in ("completed", "in_progress")
+    ]  # fmt: skip
+    directory = tmp_path / "recordings"
+    directory.mkdir()
+    data = b"OggS" + bytes(range(256)) * 40
+    left, writing, orphan = (
+        directory / f"{call_id}{FILE_SUFFIX}" for call_id in (ended.id, live.id, uuid.uuid4())
+    )
+    for path in (left, writing, orphan):
+        path.write_bytes(data)
+    an_hour_ago = time.time() - 3600
+    for path in (left, orphan):  # the upload at the call's end failed an hour ago
+        os.utime(path, (an_hour_ago, an_hour_ago))
+    runtime_settings = RuntimeSettings(
+        api_url="http://control-plane.test", service_token=settings.service_token
+    )
+    async with ControlPlane(
+        runtime_settings, transport=httpx.ASGITransport(app=app.app)
+    ) as control:
+        sweeping = asyncio.create_task(upload_left_behind(control, directory, sweep_seconds=0.05))
+        try:
+            for _ in range(200):
+                if not left.exists() and not orphan.exists():
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            sweeping.cancel()
+            await asyncio.gather(sweeping, return_exceptions=True)
+
+    # Uploaded to its call, then deleted; a call the control plane does not know: deleted.
+    assert not left.exists() and not orphan.exists()
+    assert (await Call.get(id=ended.id)).recording_url == f"/calls/{ended.id}/recording"
+    served = await client.get(f"/calls/{ended.id}/recording", headers=auth_headers(settings, user))
+    assert served.status_code == 200 and await served.get_data() == data
+    # A file written just now belongs to a live call's recorder: untouched.
+    assert writing.exists() and (await Call.get(id=live.id)).recording_url is None
