@@ -436,8 +436,9 @@ async def test_todays_calls_are_counted_in_the_campaigns_own_day(client, line):
             workspace_id=line["workspace"].id, call_type="phone", call_direction="outbound",
             status="completed", campaign_id=body["id"], to_number="+14155550111",
         )  # fmt: skip
-        await Call.filter(id=call.id).update(created_at=evening - timedelta(hours=hours_before))
-    # 20:00 in New York is already tomorrow in UTC: a UTC day would count none of them.
+        at = (evening - timedelta(hours=hours_before)).astimezone(UTC)  # stored in UTC, as always
+        await Call.filter(id=call.id).update(created_at=at)
+    # 20:00 in New York is already tomorrow in UTC: a UTC day would count only the 19:00 call.
     status = await campaigns.public_status("spring-outreach", now=evening.astimezone(UTC))
     assert (status["timezone"], status["calls_today"]) == ("America/New_York", 2)
 
