@@ -7,7 +7,9 @@ import asyncio
 import json
 import uuid
 from collections import Counter
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from datetime import time as clock
+from zoneinfo import ZoneInfo
 
 from control import jobs
 from control.models import Batch, BatchItem, Call, IdempotencyKey, WebhookDelivery
@@ -205,10 +207,13 @@ async def test_the_calling_window_is_in_the_batch_time_zone(
         earliest_time="09:00",
         latest_time="17:00",
     )
-    today = utcnow().replace(hour=0, minute=0, second=0, microsecond=0)
-    night = today + timedelta(hours=7)  # 02:00 or 03:00 in New York
+    # Tomorrow's noon in New York (12 to 36 hours away) and 10 hours before it, in the night
+    # there: both after the numbers were queued, whatever time of day the test runs.
+    new_york = ZoneInfo("America/New_York")
+    tomorrow = utcnow().astimezone(new_york).date() + timedelta(days=1)
+    noon = datetime.combine(tomorrow, clock(12), new_york).astimezone(UTC)
+    night = noon - timedelta(hours=10)  # 02:00 there (01:00 or 03:00 across a DST change)
     assert await tick(settings, telephony_settings, redis, now=night) == 0
-    noon = today + timedelta(hours=17)  # 12:00 or 13:00 in New York
     assert await tick(settings, telephony_settings, redis, now=noon) == 2
     assert (await batch_state(client, line, batch["id"]))["counts"]["calling"] == 2
 
