@@ -10,7 +10,9 @@ import asyncio
 import json
 import re
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from playwright.async_api import expect
@@ -413,3 +415,30 @@ async def test_a_form_waits_for_what_it_acts_on_before_it_can_be_sent(
     await expect(send).to_be_disabled()
     release.set()
     await expect(send).to_be_enabled()
+
+
+async def test_the_report_range_is_the_last_30_days_in_the_chosen_time_zone(
+    browser, dashboard_server, db, livekit
+):
+    # The browser 14 hours ahead of UTC, the report's zone 11 hours behind: their dates always
+    # differ, so the range must follow the zone the person chose, not the browser's clock.
+    context = await browser.new_context(base_url=dashboard_server, timezone_id="Pacific/Kiritimati")
+    try:
+        page = await context.new_page()
+        await sign_up(page)
+        await page.goto("/app/reports")
+        zone, since, until = (page.get_by_label(name) for name in ("Time zone", "From", "Until"))
+        await expect(zone).to_have_value("Pacific/Kiritimati")
+        browser_today = datetime.now(ZoneInfo("Pacific/Kiritimati")).date()
+        await expect(until).to_have_value(browser_today.isoformat())
+        await zone.fill("Pacific/Pago_Pago")
+        today = datetime.now(ZoneInfo("Pacific/Pago_Pago")).date()
+        await expect(until).to_have_value(today.isoformat())
+        await expect(since).to_have_value((today - timedelta(days=29)).isoformat())
+        # Dates the person picked stay as they are.
+        await since.fill("2026-01-01")
+        await zone.fill("Pacific/Kiritimati")
+        await expect(until).to_have_value(today.isoformat())
+        await expect(since).to_have_value("2026-01-01")
+    finally:
+        await context.close()

@@ -16,10 +16,29 @@ function midnight(day, zone) {
   return new Date(guess - (wall - guess));
 }
 
-function nextDay(day) {
+function addDays(day, days) {
   const date = new Date(`${day}T00:00:00Z`);
-  date.setUTCDate(date.getUTCDate() + 1);
+  date.setUTCDate(date.getUTCDate() + days);
   return date.toISOString().slice(0, 10);
+}
+
+/** Today's date (YYYY-MM-DD) in the IANA time zone `zone`; the browser's when `zone` is unknown. */
+function todayIn(zone) {
+  const format = (timeZone) => new Intl.DateTimeFormat("en-CA", { timeZone, year: "numeric", month: "2-digit", day: "2-digit" }).format(new Date());
+  try {
+    return format(zone);
+  } catch {
+    return format(undefined);
+  }
+}
+
+// The last 30 days up to today in the report's time zone, until the person picks dates.
+let datesPicked = false;
+function defaultDates() {
+  if (datesPicked) return;
+  const today = todayIn(form.elements.timezone.value.trim() || "UTC");
+  form.elements.from.value = addDays(today, -29);
+  form.elements.until.value = today;
 }
 
 function draw(name, config) {
@@ -92,7 +111,7 @@ async function load() {
   const zone = form.elements.timezone.value.trim() || "UTC";
   const filters = {
     start_datetime: midnight(form.elements.from.value, zone).toISOString(),
-    end_datetime: midnight(nextDay(form.elements.until.value), zone).toISOString(),
+    end_datetime: midnight(addDays(form.elements.until.value, 1), zone).toISOString(),
     timezone: zone,
     agent_id: form.elements.agent_id.value,
   };
@@ -100,15 +119,14 @@ async function load() {
 }
 
 function defaults() {
-  const today = new Date();
-  const monthAgo = new Date(today.getTime() - 29 * 86400000);
-  const local = (date) => `${date.getFullYear()}-${String(date.getMonth() + 1).padStart(2, "0")}-${String(date.getDate()).padStart(2, "0")}`;
-  form.elements.from.value = local(monthAgo);
-  form.elements.until.value = local(today);
   form.elements.timezone.value = Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
+  defaultDates();
   const zones = Intl.supportedValuesOf ? Intl.supportedValuesOf("timeZone") : [];
   $("#time-zones").replaceChildren(...["UTC", ...zones].map((zone) => el("option", { value: zone })));
 }
+
+for (const name of ["from", "until"]) form.elements[name].addEventListener("input", () => { datesPicked = true; });
+form.elements.timezone.addEventListener("input", defaultDates);
 
 form.addEventListener("submit", (event) => {
   event.preventDefault();
