@@ -113,14 +113,16 @@ async def new_runner(
         await runner.control.aclose()
 
 
-@pytest.fixture
-async def line(client: Any, settings: Any, livekit: FakeLiveKit, fake_llm: FakeOpenAI) -> dict:
-    """A developer's number with an outbound trunk (in the stand-in) and its agent."""
-    user, workspace = await make_user("dev@example.com", role=Role.DEVELOPER)
+async def scripted_line(
+    client: Any, settings: Any, fake_llm: FakeOpenAI, *, role: Role = Role.ADMIN, **agent: Any
+) -> dict:
+    """A user's number with an outbound trunk (in the stand-in) and its agent on the scripted
+    LLM, "Acme", with `agent`'s fields: {headers, workspace, agent}."""
+    user, workspace = await make_user("dev@example.com", role=role)
     headers = auth_headers(settings, user)
     trunk = await client.post("/phonenumbers/sip_trunk", json=TRUNK_BODY, headers=headers)
     assert trunk.status_code == 201, await trunk.get_json()
-    agent = await create_agent(
+    created = await create_agent(
         settings.model_copy(update={"allow_private_urls": True}),  # the LLM is on loopback
         workspace.id,
         {
@@ -129,11 +131,23 @@ async def line(client: Any, settings: Any, livekit: FakeLiveKit, fake_llm: FakeO
             "LLM_provider": "openai",
             "LLM_base_url": fake_llm.base_url,
             "LLM_model": "scripted",
-            "first_message": GREETING,
-            "allow_web_calls": True,
+            **agent,
         },
     )
-    return {"headers": headers, "workspace": workspace, "agent": agent}
+    return {"headers": headers, "workspace": workspace, "agent": created}
+
+
+@pytest.fixture
+async def line(client: Any, settings: Any, livekit: FakeLiveKit, fake_llm: FakeOpenAI) -> dict:
+    """A developer's number with an outbound trunk (in the stand-in) and its agent."""
+    return await scripted_line(
+        client,
+        settings,
+        fake_llm,
+        role=Role.DEVELOPER,
+        first_message=GREETING,
+        allow_web_calls=True,
+    )
 
 
 def dispatched_job(livekit: FakeLiveKit, call_id: str) -> Job:

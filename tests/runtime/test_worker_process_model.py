@@ -36,23 +36,20 @@ from livekit.protocol import agent as lk_agent
 from livekit.protocol import models as lk_models
 
 from control.models import Call
-from control.services.agents import create_agent
 from control.services.calls import LIVE_STATUSES
 from runtime.config import RuntimeSettings
 from runtime.control_client import ControlPlane
 from runtime.providers import build_vad, preload_models
 from runtime.worker import JOB_EXECUTOR, CallRunner, worker_options
-from tests.conftest import auth_headers, make_user
 from tests.fakes.livekit_server import FakeLiveKit
 from tests.fakes.openai_server import FakeOpenAI, Reply
 from tests.runtime.test_worker import (  # noqa: F401 (fixtures)
-    AGENT_NUMBER,
-    TRUNK_BODY,
     ControlPlaneTransport,
     Job,
     control_plane,
     no_caller,
     said_by_agent,
+    scripted_line,
     web_job,
 )
 
@@ -240,24 +237,15 @@ async def job_pool(switchboard: Switchboard) -> AsyncIterator[ProcPool]:
 @pytest.fixture
 async def web_agent(client: Any, settings: Any, livekit: FakeLiveKit, fake_llm: FakeOpenAI):
     """A developer's agent taking web calls, which hangs up once it has said goodbye."""
-    user, workspace = await make_user("dev@example.com")
-    headers = auth_headers(settings, user)
-    trunk = await client.post("/phonenumbers/sip_trunk", json=TRUNK_BODY, headers=headers)
-    assert trunk.status_code == 201, await trunk.get_json()
-    return await create_agent(
-        settings.model_copy(update={"allow_private_urls": True}),  # the LLM is on loopback
-        workspace.id,
-        {
-            "agent_name": "Acme",
-            "phone_number": AGENT_NUMBER,
-            "LLM_provider": "openai",
-            "LLM_base_url": fake_llm.base_url,
-            "LLM_model": "scripted",
-            "first_message": "Hello, this is Acme.",
-            "allow_web_calls": True,
-            "end_call_phrases": ["goodbye"],
-        },
+    line = await scripted_line(
+        client,
+        settings,
+        fake_llm,
+        first_message="Hello, this is Acme.",
+        allow_web_calls=True,
+        end_call_phrases=["goodbye"],
     )
+    return line["agent"]
 
 
 def reports_for(transport: ControlPlaneTransport, call_id: str) -> int:

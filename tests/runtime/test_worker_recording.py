@@ -18,12 +18,10 @@ from livekit import api as lk
 from livekit import rtc
 
 from control.models import Call
-from control.services.agents import create_agent
 from runtime.audio_io import CaptureAudioOutput, PacedAudioInput, silence, to_frames
 from runtime.config import RuntimeSettings
 from runtime.control_client import ControlPlane
 from runtime.worker import CallRunner
-from tests.conftest import auth_headers, make_user
 from tests.fakes.deepgram_server import FakeDeepgram
 from tests.fakes.livekit_server import FakeLiveKit
 from tests.fakes.openai_server import FakeOpenAI
@@ -31,11 +29,11 @@ from tests.recordings import decode_stereo, loud_spans, rms
 from tests.runtime.test_worker import (  # noqa: F401 (fixtures)
     AGENT_NUMBER,
     CALLEE,
-    TRUNK_BODY,
     ControlPlaneTransport,
     control_plane,
     no_caller,
     said_by_agent,
+    scripted_line,
 )
 
 RATE = 16000
@@ -139,23 +137,10 @@ async def make_runner(
 
 async def outbound_call(client: Any, settings: Any, fake_llm: FakeOpenAI, *, recorded: bool):
     """An outbound call on a line whose agent records calls (or not): (call id, headers)."""
-    user, workspace = await make_user("dev@example.com")
-    headers = auth_headers(settings, user)
-    trunk = await client.post("/phonenumbers/sip_trunk", json=TRUNK_BODY, headers=headers)
-    assert trunk.status_code == 201, await trunk.get_json()
-    await create_agent(
-        settings.model_copy(update={"allow_private_urls": True}),  # the LLM is on loopback
-        workspace.id,
-        {
-            "agent_name": "Acme",
-            "phone_number": AGENT_NUMBER,
-            "LLM_provider": "openai",
-            "LLM_base_url": fake_llm.base_url,
-            "LLM_model": "scripted",
-            "first_message": GREETING,
-            "recording_enabled": recorded,
-        },
+    line = await scripted_line(
+        client, settings, fake_llm, first_message=GREETING, recording_enabled=recorded
     )
+    headers = line["headers"]
     body = {"agent_phone_number": AGENT_NUMBER, "phone_number_to_dial": CALLEE}
     response = await client.post("/calls/outbound_call", json=body, headers=headers)
     assert response.status_code == 201, await response.get_json()
