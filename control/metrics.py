@@ -23,7 +23,7 @@ from prometheus_client import (
 from prometheus_client.multiprocess import MultiProcessCollector
 from quart import Quart, Response, g, request
 
-from control.errors import APIError
+from control.http.errors import APIError
 
 # `_created` series double every counter's series and no panel reads them.
 disable_created_metrics()

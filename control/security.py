@@ -15,7 +15,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from control.config import Settings
-from control.errors import APIError
+from control.http.errors import APIError
 
 JWT_ALGORITHM = "HS256"
 MIN_PASSWORD_LENGTH = 10

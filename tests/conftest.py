@@ -23,9 +23,9 @@ from aiosmtpd.controller import Controller
 from redis.asyncio import Redis
 from tortoise import Tortoise, connections
 
-from control.app import create_app
 from control.config import Settings
 from control.db import apply_migrations
+from control.http.app import create_app
 from control.models import Membership, Role, User, Workspace
 from control.security import encode_token, hash_password
 from telephony.config import TelephonySettings

@@ -47,7 +47,7 @@ class ControlPlaneProcess:
             self.process = subprocess.Popen(
                 [
                     sys.executable,
-                    *("-m", "control.cli", "serve", "--port", str(self.port)),
+                    *("-m", "voxline", "serve", "--port", str(self.port)),
                     *self.args,
                 ],
                 env=self.env,

@@ -13,7 +13,7 @@ from tortoise.exceptions import IntegrityError
 from tortoise.queryset import QuerySet
 
 from control.config import Settings
-from control.errors import APIError, field_errors
+from control.http.errors import APIError, field_errors
 from control.models import Agent, PhoneNumber
 from control.security import (
     SecretUnreadableError,

@@ -12,11 +12,11 @@ from zoneinfo import ZoneInfo
 
 from redis.asyncio import Redis
 
-from control import jobs
 from control.config import Settings
-from control.errors import APIError
+from control.dialing import campaign_dialer, campaigns
+from control.http.errors import APIError
 from control.models import Agent, Call, Campaign, Prospect
-from control.services import campaign_dialer, campaigns, chats
+from control.services import chats
 from control.services.calls import agent_spec, emit_once
 
 logger = logging.getLogger(__name__)
@@ -202,8 +202,3 @@ async def analyse_call(settings: Settings, call_id: uuid.UUID, redis: Redis) -> 
                 prospect, call.disposition, callback_at=when, source="dialer"
             )
     return call
-
-
-@jobs.job("analyse_call", max_attempts=3, lease_seconds=600)
-async def _analyse_call_job(context: jobs.JobContext, payload: dict[str, Any]) -> None:
-    await analyse_call(context.settings, uuid.UUID(payload["call_id"]), context.redis)

@@ -12,7 +12,7 @@ from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from control.config import Settings
-from control.errors import APIError
+from control.http.errors import APIError
 from control.mail import MailError, send_email
 from control.models import PasswordResetToken, RefreshToken, User
 from control.security import (

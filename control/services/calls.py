@@ -15,7 +15,7 @@ from tortoise.expressions import Q
 
 from control import jobs
 from control.config import Settings
-from control.errors import APIError
+from control.http.errors import APIError
 from control.models import Agent, Call, FileStatus, KnowledgeFile, PhoneNumber, Workspace
 from control.security import SecretUnreadableError, mask_phone, utcnow
 from control.services import agents as agent_service
@@ -392,12 +392,7 @@ async def reap_lost_calls(settings: Settings, redis: Redis) -> int:
     return reaped
 
 
-@jobs.job(
-    "reap_calls", max_attempts=1, lease_seconds=60, every_seconds=lambda s: s.reaper_period_seconds
-)
-async def _reap_calls_job(context: jobs.JobContext, _: dict[str, Any]) -> None:
-    await reap_lost_calls(context.settings, context.redis)
-    await jobs.prune_finished()
+
 
 
 async def _dispatch(

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
-from control.errors import APIError
+from control.http.errors import APIError
 
 PLATFORM_KEY = "capacity:platform"
 WORKSPACE_KEY = "capacity:workspace:{}"

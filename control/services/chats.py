@@ -10,7 +10,7 @@ from typing import Any
 from tortoise.queryset import QuerySet
 
 from control.config import Settings
-from control.errors import APIError
+from control.http.errors import APIError
 from control.models import ChatMessage
 from control.services import agents as agent_service
 from control.services.calls import agent_spec

@@ -12,7 +12,7 @@ from typing import Any
 
 from tortoise.exceptions import IntegrityError
 
-from control.errors import APIError
+from control.http.errors import APIError
 from control.models import IdempotencyKey
 from control.security import utcnow
 

@@ -8,7 +8,6 @@ import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from tortoise.expressions import Q
 from tortoise.queryset import QuerySet
@@ -16,7 +15,7 @@ from tortoise.queryset import QuerySet
 import knowledge
 from control import jobs
 from control.config import Settings
-from control.errors import APIError
+from control.http.errors import APIError
 from control.models import Agent, FileStatus, KnowledgeFile
 from knowledge.config import get_knowledge_settings
 from knowledge.errors import IngestError, KnowledgeError, UploadRejected, UploadTooLarge
@@ -129,9 +128,7 @@ async def _queue_ingestion(file: KnowledgeFile) -> None:
     )
 
 
-@jobs.job("ingest_file", max_attempts=3, lease_seconds=1800)
-async def _ingest_file_job(context: jobs.JobContext, payload: dict[str, Any]) -> None:
-    await ingest_file(context.settings, uuid.UUID(payload["file_id"]), payload["version"])
+
 
 
 async def ingest_file(settings: Settings, file_id: uuid.UUID, version: int) -> None:

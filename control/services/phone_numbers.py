@@ -11,7 +11,7 @@ from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
 from control.config import Settings
-from control.errors import APIError
+from control.http.errors import APIError
 from control.models import Agent, PhoneNumber
 from control.security import encrypt_secret, mask_phone
 from telephony import sip

@@ -20,9 +20,8 @@ from typing import Any
 import obstore
 from obstore.store import LocalStore, S3Store
 
-from control import jobs
 from control.config import Settings, parse_recordings_url
-from control.errors import APIError
+from control.http.errors import APIError
 from control.models import Call, Workspace
 from control.security import utcnow
 
@@ -291,13 +290,3 @@ async def expire_recordings(settings: Settings, now: datetime | None = None) -> 
     if expired:
         logger.info("deleted %d recordings past their workspace's retention", expired)
     return expired
-
-
-@jobs.job(
-    "expire_recordings",
-    max_attempts=1,
-    lease_seconds=600,
-    every_seconds=lambda settings: settings.recording_cleanup_seconds,
-)
-async def _expire_recordings_job(context: jobs.JobContext, _: dict[str, Any]) -> None:
-    await expire_recordings(context.settings)

@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 from redis.asyncio import Redis
 from tortoise import connections
 
-from control.errors import APIError
+from control.http.errors import APIError
 from control.models import Agent, Workspace
 from control.services import capacity
 from control.services.call_logs import MAX_RANGE, CallFilters, _parameterized_sql, filtered_calls

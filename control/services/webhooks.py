@@ -18,7 +18,7 @@ from tortoise.queryset import QuerySet
 
 from control import jobs
 from control.config import Settings
-from control.errors import APIError
+from control.http.errors import APIError
 from control.models import DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from control.security import (
     SecretUnreadableError,

@@ -15,7 +15,9 @@ from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
 from control.config import Settings
-from control.errors import APIError
+from control.dialing import campaigns
+from control.http.errors import APIError
+from control.http.principal import API_KEY_PREFIX, workspace_role
 from control.mail import MailError, send_email
 from control.models import (
     Agent,
@@ -27,9 +29,8 @@ from control.models import (
     User,
     Workspace,
 )
-from control.principal import API_KEY_PREFIX, workspace_role
 from control.security import hash_secret, new_secret, utcnow
-from control.services import campaigns, knowledge_files, phone_numbers, recordings
+from control.services import knowledge_files, phone_numbers, recordings
 from telephony.config import TelephonySettings
 
 logger = logging.getLogger(__name__)

@@ -28,9 +28,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 os.environ.setdefault("VOXLINE_DATA_DIR", tempfile.mkdtemp(prefix="voxline-bench-"))
 
 
+from control.dialing import csv_reader, dialer  # noqa: E402
 from control.models import Batch  # noqa: E402
 from control.security import utcnow  # noqa: E402
-from control.services import batch_csv, dialer  # noqa: E402
 from tests.bench.harness import AGENT_NUMBER, admin_headers, bench_app, calling_line  # noqa: E402
 from tests.control.batching import multipart  # noqa: E402
 
@@ -59,8 +59,8 @@ def parser_peak_kib(rows: int) -> float:
         tracemalloc.start()
         accepted = sum(
             1
-            for row in batch_csv.read_rows(file, None, batch_csv.Limits(10**7, 10**10))
-            if isinstance(row, batch_csv.Row)
+            for row in csv_reader.read_rows(file, None, csv_reader.Limits(10**7, 10**10))
+            if isinstance(row, csv_reader.Row)
         )
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()

@@ -38,10 +38,10 @@ os.environ.setdefault("VOXLINE_DATA_DIR", tempfile.mkdtemp(prefix="voxline-bench
 
 from tortoise import connections  # noqa: E402
 
+from control.dialing import campaign_dialer  # noqa: E402
 from control.models import Call, Campaign, ProspectStatus  # noqa: E402
 from control.security import utcnow  # noqa: E402
 from control.services import calls as call_service  # noqa: E402
-from control.services import campaign_dialer  # noqa: E402
 from tests.bench.harness import AGENT_NUMBER, bench_app, calling_line  # noqa: E402
 from tests.control.campaign_dialing import release_slots  # noqa: E402
 

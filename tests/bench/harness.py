@@ -9,9 +9,9 @@ from typing import Any
 
 import asyncpg
 
-from control.app import create_app
 from control.config import Settings
 from control.db import apply_migrations
+from control.http.app import create_app
 from control.models import Agent, Membership, PhoneNumber, Role, User, Workspace
 from control.security import encode_token
 from control.services.agents import create_agent

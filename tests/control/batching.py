@@ -8,7 +8,7 @@ import time
 import uuid
 from typing import Any
 
-from control.services import dialer
+from control.dialing import dialer
 from tests.servers import ControlPlaneProcess
 
 SERVICE = {"Authorization": "Bearer test-service-token"}

@@ -10,9 +10,10 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from control.dialing import campaigns
 from control.models import Call, Campaign, Prospect
 from control.services import calls as call_service
-from control.services import campaigns, capacity
+from control.services import capacity
 
 AGENT_NUMBER = "+16505551234"
 DISPOSITIONS = [

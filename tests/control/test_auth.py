@@ -142,8 +142,8 @@ async def test_the_session_cookie_changes_nothing_for_another_sites_pages(client
 
 
 async def test_cookies_are_secure_in_production(client, settings):
-    from control.app import create_app
     from control.config import Settings
+    from control.http.app import create_app
 
     production = Settings(
         **{
@@ -368,8 +368,8 @@ def google_token(key, audience, **overrides):
 
 @pytest.fixture
 def google_client(client, settings, google_keys):
-    from control.app import create_app
     from control.config import Settings
+    from control.http.app import create_app
 
     configured = Settings(**{**settings.model_dump(), "google_certs_url": google_keys[1]})
     return create_app(configured).test_client()

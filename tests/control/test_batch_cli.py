@@ -16,7 +16,7 @@ from tests.control.batching import StandInWorker, csv_of, numbers, serve
 
 async def voxline(*args: str, env: dict[str, str]) -> tuple[int, str]:
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "control.cli", *args,
+        sys.executable, "-m", "voxline", *args,
         env={**os.environ, **env, "COLUMNS": "120"},
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,

@@ -12,10 +12,10 @@ from datetime import time as clock
 from zoneinfo import ZoneInfo
 
 from control import jobs
+from control.dialing import dialer
 from control.models import Batch, BatchItem, Call, IdempotencyKey, WebhookDelivery
 from control.security import utcnow
 from control.services import calls as call_service
-from control.services import dialer
 from control.services.webhooks import set_endpoint
 from tests.control.batching import (
     attempt_call,

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from datetime import time as clock
 from zoneinfo import ZoneInfo
 
+from control.dialing import campaigns
 from control.models import (
     Call,
     Campaign,
@@ -19,7 +20,7 @@ from control.models import (
     Role,
 )
 from control.security import utcnow
-from control.services import campaigns, webhooks
+from control.services import webhooks
 from control.services.agents import create_agent
 from tests.conftest import auth_headers, make_user
 from tests.control.campaigning import (

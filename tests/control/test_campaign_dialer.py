@@ -20,10 +20,10 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from control import jobs
+from control.dialing import campaign_dialer, campaigns, dialer, dnc
 from control.models import Agent, Call, Campaign, IdempotencyKey, Prospect
 from control.security import utcnow
 from control.services import calls as call_service
-from control.services import campaign_dialer, campaigns, dialer, dnc
 from tests.control.campaign_dialing import (
     add_prospects,
     finish_calls,

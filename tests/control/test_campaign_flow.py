@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from control.dialing import campaign_dialer
 from control.models import Prospect
-from control.services import campaign_dialer
 from telephony.config import get_settings as get_telephony_settings
 from tests.control.batching import csv_of, report
 from tests.control.campaign_dialing import midday_zone

@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from control.dialing import prospects
 from control.models import Membership, Prospect, ProspectUpload, Role
-from control.services import prospects
 from tests.conftest import auth_headers, make_user
 from tests.control.batching import csv_of, numbers
 from tests.control.campaigning import create_campaign, run_jobs, upload_list

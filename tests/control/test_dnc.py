@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from control.dialing import dnc
 from control.models import DncNumber, Role
-from control.services import dnc
 from tests.conftest import auth_headers, make_user
 
 

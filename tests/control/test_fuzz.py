@@ -23,8 +23,8 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.core.failures import Failure, FailureGroup
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
+from control.http.principal import ACCESS_COOKIE
 from control.models import Membership, Role
-from control.principal import ACCESS_COOKIE
 from tests.conftest import auth_headers, make_user
 from tests.servers import SERVICE_TOKEN, ControlPlaneProcess
 

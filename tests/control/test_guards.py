@@ -2,8 +2,8 @@
 
 from quart_rate_limiter import QUART_RATE_LIMITER_LIMITS_ATTRIBUTE
 
-from control.app import create_app
-from control.principal import GUARD_ATTRIBUTE, PUBLIC
+from control.http.app import create_app
+from control.http.principal import GUARD_ATTRIBUTE, PUBLIC
 
 # quart-schema's own documentation routes: static, read-only descriptions of the API.
 DOCUMENTATION_ENDPOINTS = {"openapi", "redoc_ui", "scalar_ui", "swagger_ui"}

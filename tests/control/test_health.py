@@ -1,7 +1,7 @@
 """`/health`, OpenAPI and the error body."""
 
-from control.app import create_app
 from control.config import Settings
+from control.http.app import create_app
 
 
 async def test_health_reports_database_and_redis(client):

@@ -29,9 +29,9 @@ def test_serve_and_worker_do_not_start_with_the_default_token(command, tmp_path)
     env = {**os.environ, "VOXLINE_ENV": "test", "VOXLINE_DATA_DIR": str(tmp_path)}
     env.pop("VOXLINE_SERVICE_TOKEN", None)
     done = subprocess.run(
-        [sys.executable, "-m", "control.cli", command, "--port", str(free_port())]
+        [sys.executable, "-m", "voxline", command, "--port", str(free_port())]
         if command == "serve"
-        else [sys.executable, "-m", "control.cli", command],
+        else [sys.executable, "-m", "voxline", command],
         env=env,
         capture_output=True,
         text=True,

@@ -25,10 +25,10 @@ from quart_rate_limiter import QUART_RATE_LIMITER_LIMITS_ATTRIBUTE
 from redis import exceptions as redis_errors
 from tortoise.exceptions import OperationalError
 
-from control.app import create_app
-from control.errors import DATABASE, REDIS, outage_of
+from control.http.app import create_app
+from control.http.errors import DATABASE, REDIS, outage_of
+from control.http.ratelimit import FAIL_OPEN_ATTRIBUTE
 from control.models import Role
-from control.ratelimit import FAIL_OPEN_ATTRIBUTE
 from control.services.agents import create_agent
 from tests.conftest import PASSWORD, TEST_DATA_DIR, auth_headers, free_port, make_user
 
@@ -225,7 +225,7 @@ async def serve(env_overrides: dict[str, str]) -> AsyncIterator[tuple[str, Proce
     }
     log = tempfile.TemporaryFile("w+")  # a file, not a pipe: a full pipe would stall the child
     process = await asyncio.create_subprocess_exec(
-        *(sys.executable, "-m", "control.cli", "serve", "--port", str(port)),
+        *(sys.executable, "-m", "voxline", "serve", "--port", str(port)),
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,

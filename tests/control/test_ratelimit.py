@@ -7,8 +7,8 @@ import asyncio
 import pytest
 from pydantic import ValidationError
 
-from control.app import create_app
 from control.config import Settings
+from control.http.app import create_app
 from tests.conftest import PASSWORD, make_user
 
 WRONG = "wrong-password-1"

@@ -20,7 +20,7 @@ from moto.server import ThreadedMotoServer
 
 from control import jobs
 from control.config import Settings
-from control.errors import APIError
+from control.http.errors import APIError
 from control.models import Call, Role, Workspace
 from control.services import recordings
 from control.services.agents import create_agent

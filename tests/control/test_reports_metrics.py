@@ -6,7 +6,7 @@ from datetime import timedelta
 import pytest
 
 from control import jobs, models
-from control.app import create_app
+from control.http.app import create_app
 from control.models import Call, Job, JobStatus, Role, WebhookDelivery
 from control.security import utcnow
 from control.services import capacity

@@ -140,12 +140,12 @@ async def test_prometheus_scrapes_every_process_and_feeds_every_panel(
     try:
         children.append(
             Child(
-                [sys.executable, "-m", "control.cli", "worker"], tmp_path / "worker.log", worker_env
+                [sys.executable, "-m", "voxline", "worker"], tmp_path / "worker.log", worker_env
             )
         )
         children.append(
             Child(
-                [sys.executable, "-m", "control.cli", "jobs", f"--metrics-port={jobs_port}"],
+                [sys.executable, "-m", "voxline", "jobs", f"--metrics-port={jobs_port}"],
                 tmp_path / "jobs.log",
                 control.env,
             )

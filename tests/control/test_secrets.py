@@ -69,7 +69,7 @@ async def test_older_keys_still_read_and_rotate_keys_moves_everything_to_the_new
         "VOXLINE_ENCRYPTION_KEYS": both.encryption_keys,
     }
     rotate = await asyncio.create_subprocess_exec(
-        *(sys.executable, "-m", "control.cli", "rotate-keys"),
+        *(sys.executable, "-m", "voxline", "rotate-keys"),
         env=env,
         cwd=ROOT,
         stdout=asyncio.subprocess.PIPE,

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from control.cli import _workers_of
+from control.commands import _workers_of
 from tests.servers import ControlPlaneProcess
 
 

@@ -79,7 +79,7 @@ async def test_simulate_runs_a_spoken_call_and_stores_its_log(
     lines = ["What are your opening hours?", "Thank you, goodbye."]
     result = await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "-m", "control.cli", "simulate", "--agent", str(agent.id)]
+        [sys.executable, "-m", "voxline", "simulate", "--agent", str(agent.id)]
         + [argument for line in lines for argument in ("--line", line)]
         + ["--fast"],
         env=control_plane,

@@ -21,7 +21,7 @@ LAST = re.compile(
 
 def voxline(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "control.cli", *args],
+        [sys.executable, "-m", "voxline", *args],
         capture_output=True,
         text=True,
         timeout=timeout,

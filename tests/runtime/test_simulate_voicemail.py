@@ -48,7 +48,7 @@ async def test_simulate_leaves_the_voicemail_message_after_the_beep(
 
     result = await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "-m", "control.cli", "simulate", "--agent", str(agent.id), "--fast"]
+        [sys.executable, "-m", "voxline", "simulate", "--agent", str(agent.id), "--fast"]
         + ["--voicemail-greeting", GREETING],
         env=control_plane,
         capture_output=True,

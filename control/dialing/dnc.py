@@ -1,0 +1,72 @@
+"""The workspace do-not-call list: adding, checking, listing and removing numbers."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from tortoise.exceptions import IntegrityError
+from tortoise.queryset import QuerySet
+
+from control.dialing.csv_reader import normalise_number
+from control.http.errors import APIError
+from control.models import DncNumber, DncSource
+from control.security import mask_phone
+
+logger = logging.getLogger(__name__)
+
+
+def normalise(phone_number: str, default_country: str | None = None) -> str:
+    """`phone_number` as E.164, or APIError 400 saying why not."""
+    try:
+        return normalise_number(phone_number, default_country)
+    except ValueError as error:
+        raise APIError(
+            400,
+            "INVALID_PHONE_NUMBER",
+            f"phone_number is {error} (send it in E.164, e.g. +14155550100).",
+        ) from error
+
+
+async def is_dnc(workspace_id: uuid.UUID, phone_number: str) -> bool:
+    """Whether the workspace must never call `phone_number` (E.164)."""
+    return await DncNumber.exists(workspace_id=workspace_id, phone_number=phone_number)
+
+
+async def add_dnc(
+    workspace_id: uuid.UUID,
+    phone_number: str,
+    *,
+    reason: str | None = None,
+    source: DncSource | str = DncSource.API,
+    created_by_email: str | None = None,
+) -> tuple[DncNumber, bool]:
+    """Put an E.164 number on the workspace's list; idempotent. Returns the row and whether it
+    is new (a number already listed keeps its first reason and source)."""
+    existing = await DncNumber.get_or_none(workspace_id=workspace_id, phone_number=phone_number)
+    if existing is not None:
+        return existing, False
+    try:
+        entry = await DncNumber.create(
+            workspace_id=workspace_id,
+            phone_number=phone_number,
+            reason=reason,
+            source=DncSource(source),
+            created_by_email=created_by_email,
+        )
+    except IntegrityError:  # added by another request between the read and the insert
+        return await DncNumber.get(workspace_id=workspace_id, phone_number=phone_number), False
+    logger.info("do-not-call: %s added (%s)", mask_phone(phone_number), entry.source)
+    return entry, True
+
+
+def dnc_of(workspace_id: uuid.UUID) -> QuerySet[DncNumber]:
+    return DncNumber.filter(workspace_id=workspace_id).order_by("-created_at", "-id")
+
+
+async def remove_dnc(workspace_id: uuid.UUID, phone_number: str) -> None:
+    """Take a number off the list; 404 if it is not on it."""
+    removed = await DncNumber.filter(workspace_id=workspace_id, phone_number=phone_number).delete()
+    if not removed:
+        raise APIError(404, "DNC_NOT_FOUND", "That number is not on the do-not-call list.")
+    logger.info("do-not-call: %s removed", mask_phone(phone_number))

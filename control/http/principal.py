@@ -1,0 +1,259 @@
+"""The one way to resolve a caller into user-or-key, workspace and role, and the route guards."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from functools import wraps
+from typing import Any
+from urllib.parse import urlsplit
+
+from quart import current_app, g, request
+
+from control.http.errors import APIError
+from control.models import ApiKey, Membership, Role, User, Workspace
+from control.security import decode_token, hash_secret, utcnow
+
+API_KEY_PREFIX = "vxk_"
+ACCESS_COOKIE = "access_token"
+REFRESH_COOKIE = "refresh_token"
+WORKSPACE_HEADER = "X-Workspace-Id"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+LAST_USED_PRECISION = timedelta(minutes=1)
+
+# Set on every view function by the guards below; the route-guard test reads it.
+GUARD_ATTRIBUTE = "_voxline_guard"
+PUBLIC = "public"
+ANY_USER = "user"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling, in which workspace, with which role."""
+
+    user: User | None
+    api_key: ApiKey | None
+    workspace: Workspace | None
+    role: Role | None
+
+    @property
+    def is_superuser(self) -> bool:
+        return bool(self.user and self.user.is_superuser)
+
+    @property
+    def workspace_id(self) -> uuid.UUID:
+        if self.workspace is None:
+            raise APIError(
+                403,
+                "NO_WORKSPACE",
+                "You are not a member of any workspace; create one with POST /workspaces.",
+            )
+        return self.workspace.id
+
+    def require_user(self) -> User:
+        if self.user is None:
+            raise APIError(
+                403, "USER_REQUIRED", "This action needs a logged-in user, not an API key."
+            )
+        return self.user
+
+
+def _settings():
+    return current_app.config["SETTINGS"]
+
+
+async def _user_from_token(token: str) -> User:
+    claims = decode_token(_settings(), token, "access")
+    user = await User.get_or_none(id=claims["sub"])
+    if user is None or not user.is_active:
+        raise APIError(401, "INVALID_TOKEN", "The account for this token no longer exists.")
+    return user
+
+
+async def _api_key_from_secret(secret: str) -> ApiKey:
+    api_key = await ApiKey.get_or_none(key_hash=hash_secret(secret)).prefetch_related("workspace")
+    if api_key is None:
+        raise APIError(401, "INVALID_API_KEY", "The API key is invalid or has been revoked.")
+    now = utcnow()
+    # A write per request would put the database on every API call's path; a minute's
+    # precision is enough for "last used".
+    if api_key.last_used_at is None or now - api_key.last_used_at > LAST_USED_PRECISION:
+        await ApiKey.filter(id=api_key.id).update(last_used_at=now)
+    return api_key
+
+
+def _parse_workspace_id(raw: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(raw)
+    except ValueError as error:
+        raise APIError(
+            400, "INVALID_WORKSPACE_ID", f"{WORKSPACE_HEADER} must be a UUID."
+        ) from error
+
+
+async def workspace_role(user: User, workspace_id: uuid.UUID) -> tuple[Workspace, Role | None]:
+    """The workspace and the user's role in it; 404 if it doesn't exist or the user can't see it."""
+    membership = await Membership.get_or_none(
+        user_id=user.id, workspace_id=workspace_id
+    ).prefetch_related("workspace")
+    if membership is not None:
+        return membership.workspace, membership.role
+    if user.is_superuser:
+        workspace = await Workspace.get_or_none(id=workspace_id)
+        if workspace is not None:
+            return workspace, None
+    raise APIError(404, "WORKSPACE_NOT_FOUND", "No workspace with that id.")
+
+
+async def _current_workspace(user: User) -> tuple[Workspace | None, Role | None]:
+    header = request.headers.get(WORKSPACE_HEADER)
+    if header:
+        workspace_id = _parse_workspace_id(header)
+        try:
+            return await workspace_role(user, workspace_id)
+        except APIError as error:
+            raise APIError(
+                403, "NOT_A_MEMBER", f"You are not a member of the workspace in {WORKSPACE_HEADER}."
+            ) from error
+    if user.current_workspace_id is not None:
+        membership = await Membership.get_or_none(
+            user_id=user.id, workspace_id=user.current_workspace_id
+        ).prefetch_related("workspace")
+        if membership is not None:
+            return membership.workspace, membership.role
+    membership = (
+        await Membership.filter(user_id=user.id)
+        .order_by("created_at")
+        .prefetch_related("workspace")
+        .first()
+    )
+    if membership is not None:
+        return membership.workspace, membership.role
+    return None, None
+
+
+def _refuse_cross_site_cookie() -> None:
+    """A change sent with the session cookie must come from this site's own pages.
+
+    `SameSite=Lax` keeps the cookie off other sites' requests; this also stops a page on
+    another origin of the same site (a sibling subdomain) from acting as the logged-in user.
+    Browsers send `Origin` with every such request; clients without one (curl, SDKs) are not
+    browsers acting on someone's behalf. The site is the host the request names, or
+    `VOXLINE_PUBLIC_URL`'s (a reverse proxy may rewrite the Host header).
+    """
+    if request.method in SAFE_METHODS:
+        return
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return
+    public_host = urlsplit(current_app.config["SETTINGS"].public_url).netloc
+    if urlsplit(origin).netloc not in (request.host, public_host):
+        raise APIError(
+            403,
+            "CROSS_ORIGIN",
+            "Changes made with the session cookie must come from this site's own pages: "
+            "call the API with an Authorization header or an X-API-Key instead.",
+        )
+
+
+async def resolve_principal() -> Principal:
+    """Resolve the caller from `X-API-Key`, `Authorization: Bearer`, or the access cookie."""
+    api_key_secret = request.headers.get("X-API-Key")
+    bearer = None
+    authorization = request.headers.get("Authorization", "")
+    if authorization.lower().startswith("bearer "):
+        bearer = authorization[7:].strip()
+    if bearer and bearer.startswith(API_KEY_PREFIX) and not api_key_secret:
+        api_key_secret = bearer
+        bearer = None
+    if api_key_secret:
+        api_key = await _api_key_from_secret(api_key_secret)
+        return Principal(user=None, api_key=api_key, workspace=api_key.workspace, role=api_key.role)
+    token = bearer
+    if not token:
+        token = request.cookies.get(ACCESS_COOKIE)
+        if token:
+            _refuse_cross_site_cookie()
+    if not token:
+        raise APIError(
+            401,
+            "NOT_AUTHENTICATED",
+            "Log in (POST /auth/login) or send an X-API-Key header.",
+        )
+    user = await _user_from_token(token)
+    workspace, role = await _current_workspace(user)
+    return Principal(user=user, api_key=None, workspace=workspace, role=role)
+
+
+def current_principal() -> Principal:
+    return g.principal
+
+
+def _has_role(principal: Principal, minimum: Role) -> bool:
+    return principal.is_superuser or (
+        principal.role is not None and principal.role.at_least(minimum)
+    )
+
+
+def require_role(minimum: Role, *, users_only: bool = False) -> Callable:
+    """Guard a route: the caller needs at least `minimum` in the workspace it acts in.
+
+    Routes with a `workspace_id` path argument act in that workspace (a workspace the
+    caller cannot see answers 404); others act in the caller's current workspace.
+    """
+
+    def decorator(view: Callable) -> Callable:
+        @wraps(view)
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            principal = await resolve_principal()
+            if users_only:
+                principal.require_user()
+            path_workspace = kwargs.get("workspace_id")
+            if path_workspace is not None:
+                principal = await _principal_in_workspace(principal, path_workspace)
+            elif principal.workspace is None and not principal.is_superuser:
+                principal.workspace_id  # raises the "no workspace" error  # noqa: B018
+            if not _has_role(principal, minimum):
+                raise APIError(
+                    403,
+                    "INSUFFICIENT_ROLE",
+                    f"This action needs the {minimum.value} role or higher in this workspace.",
+                )
+            g.principal = principal
+            return await view(*args, **kwargs)
+
+        setattr(wrapper, GUARD_ATTRIBUTE, minimum.value)
+        return wrapper
+
+    return decorator
+
+
+async def _principal_in_workspace(principal: Principal, workspace_id: uuid.UUID) -> Principal:
+    if principal.api_key is not None:
+        if principal.api_key.workspace_id != workspace_id:
+            raise APIError(404, "WORKSPACE_NOT_FOUND", "No workspace with that id.")
+        return principal
+    workspace, role = await workspace_role(principal.user, workspace_id)
+    return Principal(user=principal.user, api_key=None, workspace=workspace, role=role)
+
+
+def require_user(view: Callable) -> Callable:
+    """Guard a route that any logged-in user may call ("JWT" in the API table)."""
+
+    @wraps(view)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        principal = await resolve_principal()
+        principal.require_user()
+        g.principal = principal
+        return await view(*args, **kwargs)
+
+    setattr(wrapper, GUARD_ATTRIBUTE, ANY_USER)
+    return wrapper
+
+
+def public(view: Callable) -> Callable:
+    """Mark a route as public by design; the route-guard test then requires a rate limit."""
+    setattr(view, GUARD_ATTRIBUTE, PUBLIC)
+    return view

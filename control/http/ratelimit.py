@@ -1,0 +1,259 @@
+"""Rate limiting backed by Redis; when Redis is down, limited routes refuse with a 503.
+
+Fail-closed is the default, so nobody can guess passwords or mint call tokens unmetered while
+Redis is down; routes marked `@fail_open` (`/health`, `/auth/refresh`) are let through.
+
+Limits per route are per client address: the peer's, or, for a request from one of
+`VOXLINE_TRUSTED_PROXIES`, the right-most forwarded address that is not a trusted proxy (what a
+client writes into those headers itself is to the left of it). Limits per account
+(`AccountLimit`) hold whatever the address.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import logging
+import math
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from datetime import timedelta
+
+from quart import Quart, Response, current_app, request
+from quart_rate_limiter import MemoryStore, RateLimiter, RateLimitExceeded, rate_limit
+from redis.asyncio import Redis
+
+from control.config import IPNetwork
+from control.http.errors import APIError, outage_of
+
+logger = logging.getLogger(__name__)
+
+KEY_PREFIX = "ratelimit:"
+PER_MINUTE = timedelta(minutes=1)
+FAIL_OPEN_ATTRIBUTE = "_voxline_rate_limit_fail_open"
+
+# GCRA (the algorithm quart-rate-limiter uses) in one round trip: read the theoretical arrival
+# time, refuse if it is too far ahead, else move it on. Returns the seconds to wait, or "0".
+# Times are Redis's own clock in whole microseconds: requests stamped by different processes (or
+# stamped before they waited for the event loop) cannot skew each other, and no rounding can
+# refuse the last request of a burst.
+_GCRA = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+local interval = tonumber(ARGV[1])
+local period = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat < now then tat = now end
+local limit = period - interval
+if tat - now > limit then
+  return tostring((tat - limit - now) / 1000000)
+end
+local expiry_ms = math.ceil(period / 1000) + 1000
+redis.call('SET', KEYS[1], string.format('%d', tat + interval), 'PX', expiry_ms)
+return '0'
+"""
+
+
+# An account's failed attempts: reserve one before trying (so attempts sent at once cannot all
+# pass the check), keep it if the attempt fails, give it back if it succeeds. Returns the seconds
+# until the window ends when the account is at its limit, else 0. The window starts with the
+# first attempt and is never extended, so a lockout ends when it says it will.
+_RESERVE_ATTEMPT = """
+local count = tonumber(redis.call('GET', KEYS[1]) or '0')
+if count >= tonumber(ARGV[1]) then
+  local ttl = redis.call('TTL', KEYS[1])
+  if ttl < 1 then ttl = 1 end
+  return ttl
+end
+redis.call('INCR', KEYS[1])
+if redis.call('TTL', KEYS[1]) < 0 then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+_RELEASE_ATTEMPT = """
+if tonumber(redis.call('GET', KEYS[1]) or '0') > 0 then redis.call('DECR', KEYS[1]) end
+return 0
+"""
+
+
+def _ip(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
+
+
+def _is_trusted(address: str, proxies: Iterable[IPNetwork]) -> bool:
+    ip = _ip(address)
+    return ip is not None and any(ip in network for network in proxies)
+
+
+def _node(raw: str) -> str:
+    """One hop of a forwarded chain, without quotes, brackets or port: `"[2001:db8::1]:80"`."""
+    node = raw.strip().strip('"').strip()
+    if node.startswith("["):
+        node = node[1:].partition("]")[0]
+    elif node.count(":") == 1:  # IPv4 with a port
+        node = node.partition(":")[0]
+    ip = _ip(node)
+    return str(ip) if ip is not None else node.lower()
+
+
+def _x_forwarded_for() -> list[str]:
+    values = request.headers.getlist("X-Forwarded-For")
+    return [_node(hop) for value in values for hop in value.split(",") if hop.strip()]
+
+
+def _forwarded() -> list[str]:
+    """The `for=` of each element of RFC 7239 `Forwarded` headers, oldest first."""
+    hops = []
+    for value in request.headers.getlist("Forwarded"):
+        for element in value.split(","):
+            pairs = (pair.strip().partition("=") for pair in element.split(";"))
+            found = [raw for name, _, raw in pairs if name.strip().lower() == "for"]
+            hops.append(_node(found[0]) if found else "unknown")
+    return hops
+
+
+def _client_of(chain: list[str], proxies: tuple[IPNetwork, ...]) -> str | None:
+    for hop in reversed(chain):
+        if not _is_trusted(hop, proxies):
+            return hop
+    return chain[0] if chain else None
+
+
+def client_address() -> str:
+    """The address a request comes from, as far as it can be trusted."""
+    peer = request.remote_addr or "unknown"
+    proxies = current_app.config["SETTINGS"].trusted_proxy_networks
+    if not _is_trusted(peer, proxies):
+        return peer
+    by_header = {
+        client
+        for client in (
+            _client_of(_x_forwarded_for(), proxies),
+            _client_of(_forwarded(), proxies),
+        )
+        if client is not None
+    }
+    # A proxy writes one of the two headers and passes the other through untouched, so when
+    # both name different clients one of them is the client's own invention: neither counts.
+    return by_header.pop() if len(by_header) == 1 else peer
+
+
+async def client_address_key() -> str:
+    return client_address()
+
+
+class AccountLimit:
+    """At most `failures` failed attempts on one account per `window`, from any address.
+
+    Once reached, every attempt (right or wrong) is refused with a 429 until the window ends.
+    """
+
+    def __init__(
+        self, purpose: str, failures: int = 10, window: timedelta = timedelta(minutes=15)
+    ) -> None:
+        self.purpose = purpose
+        self.failures = failures
+        self.window = window
+
+    def key(self, account: str) -> str:
+        digest = hashlib.sha256(account.strip().lower().encode()).hexdigest()
+        return f"{KEY_PREFIX}account:{self.purpose}:{digest}"
+
+    @asynccontextmanager
+    async def attempt(self, account: str, *, always_counts: bool = False) -> AsyncIterator[None]:
+        """Run one attempt on `account`; an `APIError` inside counts as a failure.
+
+        With `always_counts`, every attempt counts (for requests that cannot tell a failure
+        without revealing whether the account exists).
+        """
+        redis = current_app.extensions["redis"]
+        key = self.key(account)
+        wait = int(
+            await redis.eval(
+                _RESERVE_ATTEMPT, 1, key, self.failures, int(self.window.total_seconds())
+            )
+        )
+        if wait > 0:
+            raise RateLimitExceeded(wait)
+        try:
+            yield
+        except APIError:
+            raise  # a failure: the reserved attempt stays counted
+        except BaseException:
+            await redis.eval(_RELEASE_ATTEMPT, 1, key)
+            raise
+        if not always_counts:
+            await redis.eval(_RELEASE_ATTEMPT, 1, key)
+
+
+def fail_open(view):
+    """Let this route through unmetered when Redis is down (e.g. `/health` must answer)."""
+    setattr(view, FAIL_OPEN_ATTRIBUTE, True)
+    return view
+
+
+class RedisRateLimiter(RateLimiter):
+    """quart-rate-limiter's decorators and keys, checked with one atomic Redis call per limit."""
+
+    def __init__(self, app: Quart, redis: Redis) -> None:
+        # The store is never used: both request hooks are replaced below.
+        super().__init__(app, key_function=client_address_key, store=MemoryStore())
+        # EVALSHA: the script's text is sent once, not with every request.
+        self._gcra = redis.register_script(_GCRA)
+
+    async def _before_request(self) -> None:
+        if not current_app.config["QUART_RATE_LIMITER_ENABLED"]:
+            return
+        view = current_app.view_functions.get(request.endpoint)
+        if view is None:
+            return
+        blueprint = current_app.blueprints.get(request.blueprint)
+        for limit in self._get_limits_for_view_function(view, blueprint):
+            if await self._should_skip(limit):
+                continue
+            key = KEY_PREFIX + await self._create_key(request.endpoint, limit)
+            try:
+                wait = float(
+                    await self._gcra(
+                        keys=[key],
+                        args=[
+                            round(limit.inverse * 1_000_000),
+                            round(limit.period.total_seconds() * 1_000_000),
+                        ],
+                    )
+                )
+            except Exception as error:
+                # Fail closed: the error handlers answer 503 naming Redis.
+                if outage_of(error) is None or not getattr(view, FAIL_OPEN_ATTRIBUTE, False):
+                    raise
+                logger.debug("rate limit of %s not checked: Redis is unavailable", request.path)
+                return
+            if wait > 0:
+                raise RateLimitExceeded(max(1, math.ceil(wait)))
+
+    async def _after_request(self, response: Response) -> Response:
+        return response
+
+
+def init_rate_limiter(app: Quart, redis: Redis) -> None:
+    RedisRateLimiter(app, redis)
+
+
+def per_minute(limit: int):
+    """`@per_minute(10)`: at most `limit` requests a minute from one client address."""
+    return rate_limit(limit, PER_MINUTE)
+
+
+__all__ = [
+    "AccountLimit",
+    "client_address",
+    "fail_open",
+    "init_rate_limiter",
+    "per_minute",
+    "rate_limit",
+]
