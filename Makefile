@@ -89,8 +89,11 @@ bench-tools:
 bench: setup bench-tools
 	@for bench in tests/bench/bench_*.py; do echo "== $$bench"; $(BIN)/python $$bench || exit 1; done
 
+# The type checker, the import contracts (the layering in pyproject.toml) and ruff.
 lint: setup
-	$(BIN)/ruff check control runtime knowledge telephony tests
+	$(BIN)/ruff check control runtime knowledge telephony voxline tests
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) .voxline

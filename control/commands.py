@@ -114,7 +114,7 @@ async def _migrate_or_warn(settings: Settings) -> None:
     try:
         await _migrate(settings)
     except Exception as error:  # serve anyway: /health names the database until it is back
-        from control.http.errors import outage_of
+        from control.outages import outage_of
 
         if outage_of(error) is None:
             raise

@@ -7,22 +7,12 @@ import hashlib
 import ipaddress
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 from typing import Literal
 from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import AliasChoices, Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
-PLACEHOLDER_SECRETS = frozenset(
-    {"", "change-me", "changeme", "secret", "dev-secret", "placeholder"}
-)
-DEVELOPMENT_SECRET = "change-me"
-
-
-def is_placeholder(secret: str) -> bool:
-    return secret.strip().lower() in PLACEHOLDER_SECRETS
-
+from voxline.common.settings import DEVELOPMENT_SECRET, VoxlineSettings, is_placeholder
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -71,13 +61,9 @@ def parse_recordings_url(url: str) -> RecordingsLocation:
     )
 
 
-class Settings(BaseSettings):
+class Settings(VoxlineSettings):
     """Every knob of the control plane; defaults run the embedded, single-machine setup."""
 
-    model_config = SettingsConfigDict(env_prefix="VOXLINE_", extra="ignore", env_file=".env")
-
-    env: Literal["development", "production", "test"] = "development"
-    data_dir: Path = Path(".voxline")
     database_url: str | None = None
     redis_url: str = "redis://127.0.0.1:6379/0"
     public_url: str = "http://127.0.0.1:8000"
@@ -179,12 +165,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_the_default_service_token(self) -> Settings:
-        if self.env != "development" and is_placeholder(self.service_token):
-            raise ValueError(
-                f"VOXLINE_SERVICE_TOKEN is the placeholder {self.service_token!r}, which only "
-                "VOXLINE_ENV=development accepts: set it to a random value (the same on the "
-                "control plane and the workers)"
-            )
+        self.refuse_development_service_token(self.service_token)
         return self
 
     @model_validator(mode="after")

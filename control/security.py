@@ -15,7 +15,8 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from control.config import Settings
-from control.http.errors import APIError
+from control.errors import Unauthenticated
+from runtime.spec import mask_phone as mask_phone  # control's callers import it from here
 
 JWT_ALGORITHM = "HS256"
 MIN_PASSWORD_LENGTH = 10
@@ -74,7 +75,7 @@ def encode_token(settings: Settings, claims: dict[str, Any], ttl_seconds: int) -
 
 
 def decode_token(settings: Settings, token: str, expected_type: str) -> dict[str, Any]:
-    """Decode and verify a JWT of the given type, or raise a 401 APIError."""
+    """Decode and verify a JWT of the given type, or raise Unauthenticated."""
     try:
         claims = jwt.decode(
             token,
@@ -83,15 +84,15 @@ def decode_token(settings: Settings, token: str, expected_type: str) -> dict[str
             options={"require": ["exp", "iat", "sub", "typ"]},
         )
     except jwt.ExpiredSignatureError as error:
-        raise APIError(401, "TOKEN_EXPIRED", "The token has expired; log in again.") from error
+        raise Unauthenticated("TOKEN_EXPIRED", "The token has expired; log in again.") from error
     except jwt.PyJWTError as error:
-        raise APIError(401, "INVALID_TOKEN", "The token is invalid.") from error
+        raise Unauthenticated("INVALID_TOKEN", "The token is invalid.") from error
     if claims.get("typ") != expected_type:
-        raise APIError(401, "INVALID_TOKEN", f"Expected a {expected_type} token.")
+        raise Unauthenticated("INVALID_TOKEN", f"Expected a {expected_type} token.")
     try:
         uuid.UUID(str(claims["sub"]))
     except ValueError as error:
-        raise APIError(401, "INVALID_TOKEN", "The token is invalid.") from error
+        raise Unauthenticated("INVALID_TOKEN", "The token is invalid.") from error
     return claims
 
 
@@ -148,12 +149,3 @@ def reencrypt_secret(settings: Settings, ciphertext: str) -> str:
 def mask_secret(secret: str) -> str:
     """What the API shows of a stored secret: never more than its last four characters."""
     return "****" + secret[-4:] if len(secret) > 8 else "****"
-
-
-def mask_phone(number: str | None) -> str:
-    """A phone number for log lines: `+16505551234` -> `+1650***1234`."""
-    if not number:
-        return "-"
-    if len(number) <= 8:
-        return number[:2] + "***"
-    return number[:5] + "***" + number[-4:]

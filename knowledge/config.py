@@ -8,19 +8,17 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from voxline.common.settings import VoxlineSettings
 
 logger = logging.getLogger(__name__)
 
 MIB = 1024 * 1024
 
 
-class KnowledgeSettings(BaseSettings):
+class KnowledgeSettings(VoxlineSettings):
     """Where chunks live, how they are embedded, and how big uploads may be."""
 
-    model_config = SettingsConfigDict(env_prefix="VOXLINE_", extra="ignore", env_file=".env")
-
-    data_dir: Path = Path(".voxline")
     chroma_url: str | None = None
     chroma_token: SecretStr | None = None
 

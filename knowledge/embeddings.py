@@ -18,6 +18,7 @@ from chromadb.api.types import Documents, EmbeddingFunction, Embeddings, Space
 
 from knowledge.config import KnowledgeSettings, get_knowledge_settings
 from knowledge.errors import KnowledgeError, StoreUnavailable
+from voxline.common.retry import Backoff, retryable_status
 
 logger = logging.getLogger(__name__)
 
@@ -116,6 +117,7 @@ class OpenAIEmbedder(Embedder):
 
     BATCH_SIZE = 256
     ATTEMPTS = 3
+    BACKOFF = Backoff.exponential(0.5)
 
     def __init__(self, api_key: str, model: str, base_url: str, timeout: float) -> None:
         self.name = f"voxline-openai-{model}"
@@ -142,7 +144,7 @@ class OpenAIEmbedder(Embedder):
                 if attempt == self.ATTEMPTS:
                     raise StoreUnavailable(f"the embeddings service is unreachable: {e}") from e
             else:
-                if response.status_code == 429 or response.status_code >= 500:
+                if retryable_status(response.status_code):
                     if attempt == self.ATTEMPTS:
                         raise StoreUnavailable(
                             f"the embeddings service answered {response.status_code}"
@@ -154,7 +156,7 @@ class OpenAIEmbedder(Embedder):
                     )
                 else:
                     return self._parse(response, len(texts))
-            time.sleep(0.5 * 2 ** (attempt - 1))
+            time.sleep(self.BACKOFF.delay(attempt))
         raise AssertionError("unreachable")
 
     @staticmethod

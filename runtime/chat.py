@@ -71,7 +71,8 @@ async def chat_turn(
     """Answer one chat message with the agent, given the session's history so far.
 
     Raises:
-        UnknownProviderError, ProviderError, MissingExtraError: the agent's LLM cannot be built.
+        UnknownProviderError, ModelProviderError, MissingExtraError: the agent's LLM cannot be
+            built.
     """
     call = CallSpec(
         call_id=session_id,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from runtime.config import RuntimeSettings
 from runtime.control_client import ControlPlane, ControlPlaneError
-from runtime.providers import MissingExtraError, ProviderError
+from runtime.providers import MissingExtraError, ModelProviderError
 from runtime.spec import CallReport, CallStatus, EndReason
 
 METRICS_DIR = Path(tempfile.gettempdir()) / "voxline-worker-metrics"
@@ -83,7 +83,7 @@ async def simulate(
                     on_agent_text=lambda text: print(f"agent:  {text}", flush=True),
                     voicemail_greeting=voicemail_greeting,
                 )
-            except ProviderError as error:
+            except ModelProviderError as error:
                 heartbeat.cancel()
                 await control.report(
                     CallReport(

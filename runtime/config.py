@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Literal
 
 from pydantic import AliasChoices, Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
-#: Values of VOXLINE_SERVICE_TOKEN that only VOXLINE_ENV=development accepts.
-PLACEHOLDER_TOKENS = frozenset({"", "change-me", "changeme", "secret", "dev-secret", "placeholder"})
+from voxline.common.settings import DEVELOPMENT_SECRET, VoxlineSettings
 
 logger = logging.getLogger(__name__)
 
 
-class RuntimeSettings(BaseSettings):
+class RuntimeSettings(VoxlineSettings):
     """Settings read from `VOXLINE_*` environment variables.
 
     Provider API keys keep their own names (`OPENAI_API_KEY`, `DEEPGRAM_API_KEY`), and so does
@@ -23,18 +20,13 @@ class RuntimeSettings(BaseSettings):
     server; an agent's `llm_base_url` overrides it for the LLM).
     """
 
-    model_config = SettingsConfigDict(env_prefix="VOXLINE_", extra="ignore")
-
-    env: Literal["development", "production", "test"] = "development"
     api_url: str = "http://127.0.0.1:8000"
     # The development default matches the control plane's; anywhere else it is refused.
-    service_token: str = "change-me"
+    service_token: str = DEVELOPMENT_SECRET
     agent_name: str = "voxline-agent"
     deepgram_url: str = "https://api.deepgram.com/v1/listen"
     #: Lets custom functions reach private addresses even when a call spec does not say so.
     allow_private_urls: bool = False
-    #: The worker's own files; the same variable, and default, as the control plane's.
-    data_dir: Path = Path(".voxline")
     #: Where call reports wait until the control plane has taken them (`<data_dir>/outbox`).
     outbox_dir: Path | None = None
     #: How often a live call tells the control plane it is alive (its reaper waits 60 s).
@@ -52,11 +44,7 @@ class RuntimeSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_the_default_service_token(self) -> RuntimeSettings:
-        if self.env != "development" and self.service_token.strip().lower() in PLACEHOLDER_TOKENS:
-            raise ValueError(
-                f"VOXLINE_SERVICE_TOKEN is the placeholder {self.service_token!r}, which only "
-                "VOXLINE_ENV=development accepts: set it to the control plane's service token"
-            )
+        self.refuse_development_service_token(self.service_token)
         return self
 
     @property

@@ -12,12 +12,11 @@ import httpx
 
 from runtime.config import RuntimeSettings
 from runtime.spec import CallReport, CallSpec
+from voxline.common.retry import retryable_status
 
 logger = logging.getLogger(__name__)
 
 
-#: Statuses that mean "not now" rather than "never": the request may be sent again.
-RETRYABLE_STATUSES = frozenset({408, 429})
 #: The error code of a call that could not get a capacity slot (a 429 from the spec endpoints).
 AT_CAPACITY = "AT_CAPACITY"
 
@@ -106,7 +105,7 @@ class ControlPlane:
                 status=status,
                 code=code if isinstance(code, str) else None,
                 body=body,
-                retryable=status >= 500 or status in RETRYABLE_STATUSES,
+                retryable=retryable_status(status),
             )
         try:
             return response.json()

@@ -8,14 +8,13 @@ catalogue) are there from the start, at zero, so dashboards and alerts have some
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import os
 from collections.abc import Iterator
+from functools import partial
 
 from aiohttp import web
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
     Gauge,
@@ -27,6 +26,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.utils import floatToGoString
 
 from runtime.spec import PROVIDERS, AgentSpec, CallReport, normalise_provider
+from voxline.common.metrics_http import serve_metrics as serve_metrics_endpoint
 
 logger = logging.getLogger(__name__)
 
@@ -233,21 +233,6 @@ async def serve_metrics(
         directory: the multiprocess directory (PROMETHEUS_MULTIPROC_DIR when None).
     """
     path = directory or os.environ["PROMETHEUS_MULTIPROC_DIR"]
-
-    async def metrics(request: web.Request) -> web.Response:
-        if token:
-            scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(
-                presented.encode(), token.encode()
-            ):
-                return web.Response(status=401, text="metrics token required\n")
-        body = await asyncio.get_running_loop().run_in_executor(None, exposition, path)
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-    app = web.Application()
-    app.router.add_get("/metrics", metrics)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, host, port).start()
+    runner = await serve_metrics_endpoint(host, port, partial(exposition, path), token=token)
     logger.info("worker metrics on http://%s:%s/metrics", host, port)
     return runner

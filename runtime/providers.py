@@ -2,8 +2,9 @@
 
 The catalogue (names, models, voices, factories) lives in `runtime.spec.PROVIDERS`, which the
 control plane validates against. This module turns a catalogue entry into a livekit plugin
-instance: it imports the entry's factory lazily (so a worker without the `local` extra still
-runs cloud agents) and maps the agent's settings onto the factory's keyword arguments.
+instance: it imports the entry's factory and its `factory_kwargs` function lazily (so a worker
+without the `local` extra still runs cloud agents). The `*_kwargs` functions below are the ones
+the catalogue names: they map an agent's settings onto a factory's keyword arguments.
 """
 
 from __future__ import annotations
@@ -14,13 +15,10 @@ import concurrent.futures
 import contextlib
 import functools
 import importlib
-import ipaddress
 import logging
 import os
-import socket
 import threading
 import time
-import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -35,20 +33,29 @@ from runtime.spec import (
     URLNotAllowedError,
     address_allowed,
     check_url_allowed,
+    literal_ip,
+    pinned_http_transport,
     provider_info,
 )
 
 logger = logging.getLogger(__name__)
 
 
-class ProviderError(Exception):
-    """A provider that cannot be built for this agent (bad configuration, missing key)."""
+class ModelProviderError(Exception):
+    """An AI model provider (STT, LLM, TTS) that cannot be built for this agent (bad
+    configuration, missing key)."""
 
     retryable = False
 
 
-class MissingExtraError(ProviderError, ImportError):
+class MissingExtraError(ModelProviderError, ImportError):
     """A provider whose optional dependencies are not installed."""
+
+
+def _import_attribute(reference: str) -> Any:
+    """The attribute a "module:attribute" reference names, importing its module."""
+    module_name, _, attribute = reference.partition(":")
+    return getattr(importlib.import_module(module_name), attribute)
 
 
 def load_factory(info: ProviderInfo) -> Callable[..., Any]:
@@ -57,16 +64,14 @@ def load_factory(info: ProviderInfo) -> Callable[..., Any]:
     Raises:
         MissingExtraError: when the import fails; the message names the extra to install.
     """
-    module_name, _, attribute = info.factory.partition(":")
     try:
-        module = importlib.import_module(module_name)
+        return _import_attribute(info.factory)
     except ImportError as e:
         extra = f"voxline[{info.extra}]" if info.extra else "voxline"
         raise MissingExtraError(
             f"the {info.label} {info.kind.upper()} provider needs packages that are not "
             f"installed ({e.name or e}); install them with: pip install '{extra}'"
         ) from e
-    return getattr(module, attribute)
 
 
 def _api_key(info: ProviderInfo, base_url: str | None) -> str:
@@ -78,7 +83,7 @@ def _api_key(info: ProviderInfo, base_url: str | None) -> str:
         # OpenAI-compatible servers (Ollama, vLLM, llama.cpp) usually take no key, but the
         # client insists on one.
         return "no-key"
-    raise ProviderError(
+    raise ModelProviderError(
         f"the {info.label} {info.kind.upper()} provider needs an API key: set {info.api_key_env}"
     )
 
@@ -117,87 +122,27 @@ def platform_endpoint(base_url: str | None) -> bool:
     return bool(operator) and origin == _origin(operator)
 
 
-def _pinned_backend(allow_private: bool):
-    import httpcore
-
-    class PinnedBackend(httpcore.AsyncNetworkBackend):
-        """Resolves the host itself, refuses it unless every address is allowed, then connects
-        to an address it checked: no second lookup for DNS rebinding to answer."""
-
-        def __init__(self) -> None:
-            self._inner = httpcore.AnyIOBackend()
-
-        async def connect_tcp(
-            self,
-            host: str,
-            port: int,
-            timeout: float | None = None,  # noqa: ASYNC109 (httpcore's interface)
-            local_address: str | None = None,
-            socket_options: typing.Iterable[Any] | None = None,
-        ) -> httpcore.AsyncNetworkStream:
-            try:
-                infos = await asyncio.get_running_loop().getaddrinfo(
-                    host, port, type=socket.SOCK_STREAM
-                )
-            except OSError as e:
-                raise httpcore.ConnectError(f"{host!r} does not resolve: {e}") from e
-            addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
-            refused = [a for a in addresses if not address_allowed(a, allow_private)]
-            if refused or not addresses:
-                raise httpcore.ConnectError(
-                    f"the LLM endpoint {host!r} ({', '.join(refused) or 'no address'}) is a "
-                    "private, loopback or reserved address"
-                )
-            error: Exception | None = None
-            for address in addresses:
-                try:
-                    return await self._inner.connect_tcp(
-                        address, port, timeout, local_address, socket_options
-                    )
-                except httpcore.ConnectError as e:
-                    error = e
-            assert error is not None
-            raise error
-
-        async def connect_unix_socket(self, *args: Any, **kwargs: Any) -> Any:
-            raise httpcore.ConnectError("unix sockets are not allowed")
-
-        async def sleep(self, seconds: float) -> None:
-            await self._inner.sleep(seconds)
-
-    return PinnedBackend()
-
-
 def guarded_openai_client(base_url: str, api_key: str | None, allow_private: bool):
     """An OpenAI client for an agent's own endpoint: only the agent's key (or no
     Authorization at all), and every connection checked against the SSRF policy.
 
     Raises:
-        ProviderError: the URL is refused outright (scheme, or a literal address not allowed).
+        ModelProviderError: the URL is refused outright (scheme, or a literal address not
+            allowed).
     """
-    import httpcore
     import httpx
     import openai
 
-    # The scheme and literal addresses now; host names when connecting (pinned, below).
+    # The scheme and literal addresses now; host names when connecting (the pinned transport).
     try:
         check_url_allowed(base_url, allow_private=True)  # scheme and host syntax, no DNS
         host = (urlsplit(base_url.strip()).hostname or "").split("%", 1)[0]
-        if _is_address(host) and not address_allowed(host, allow_private):
+        if literal_ip(host) is not None and not address_allowed(host, allow_private):
             raise URLNotAllowedError(f"{host} is a private, loopback or reserved address")
     except URLNotAllowedError as e:
-        raise ProviderError(f"the agent's LLM_base_url is not allowed: {e}") from e
-    transport = httpx.AsyncHTTPTransport()
-    # httpx takes no network backend of its own: its pool is rebuilt with the pinned one.
-    transport._pool = httpcore.AsyncConnectionPool(
-        ssl_context=httpx.create_ssl_context(),
-        max_connections=50,
-        max_keepalive_connections=50,
-        keepalive_expiry=120,
-        network_backend=_pinned_backend(allow_private),
-    )
+        raise ModelProviderError(f"the agent's LLM_base_url is not allowed: {e}") from e
     http_client = httpx.AsyncClient(
-        transport=transport,
+        transport=pinned_http_transport(allow_private),
         timeout=httpx.Timeout(connect=15.0, read=5.0, write=5.0, pool=5.0),
         follow_redirects=False,
         trust_env=False,
@@ -217,19 +162,14 @@ def no_authorization() -> dict[str, Any]:
     return {"Authorization": openai.Omit()}
 
 
-def _is_address(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
+# --------------------------------------------------------------------------------------------
+# Keyword arguments per provider (named by each catalogue entry's `factory_kwargs`)
+# --------------------------------------------------------------------------------------------
 
 
-# Keyword arguments per (kind, provider): how an agent's settings reach each factory.
-_KwargsBuilder = Callable[[AgentSpec, ResolvedProvider, RuntimeSettings], dict[str, Any]]
-
-
-def _openai_llm(agent: AgentSpec, resolved: ResolvedProvider, settings: RuntimeSettings) -> dict:
+def openai_llm_kwargs(
+    agent: AgentSpec, resolved: ResolvedProvider, settings: RuntimeSettings
+) -> dict:
     info = provider_info("llm", "openai")
     kwargs: dict[str, Any] = {"model": resolved.model, "temperature": agent.temperature}
     if agent.max_tokens:
@@ -251,7 +191,7 @@ def _openai_llm(agent: AgentSpec, resolved: ResolvedProvider, settings: RuntimeS
     return kwargs
 
 
-def _local_llm(agent: AgentSpec, resolved: ResolvedProvider, _: RuntimeSettings) -> dict:
+def local_llm_kwargs(agent: AgentSpec, resolved: ResolvedProvider, _: RuntimeSettings) -> dict:
     return {
         "model": resolved.model,
         "temperature": agent.temperature,
@@ -260,7 +200,9 @@ def _local_llm(agent: AgentSpec, resolved: ResolvedProvider, _: RuntimeSettings)
     }
 
 
-def _deepgram_stt(agent: AgentSpec, resolved: ResolvedProvider, settings: RuntimeSettings) -> dict:
+def deepgram_stt_kwargs(
+    agent: AgentSpec, resolved: ResolvedProvider, settings: RuntimeSettings
+) -> dict:
     return {
         "model": resolved.model,
         "language": agent.language or "en",
@@ -269,11 +211,11 @@ def _deepgram_stt(agent: AgentSpec, resolved: ResolvedProvider, settings: Runtim
     }
 
 
-def _local_stt(agent: AgentSpec, resolved: ResolvedProvider, _: RuntimeSettings) -> dict:
+def local_stt_kwargs(agent: AgentSpec, resolved: ResolvedProvider, _: RuntimeSettings) -> dict:
     return {"model": resolved.model, "language": agent.language or "en"}
 
 
-def _openai_tts(agent: AgentSpec, resolved: ResolvedProvider, _: RuntimeSettings) -> dict:
+def openai_tts_kwargs(agent: AgentSpec, resolved: ResolvedProvider, _: RuntimeSettings) -> dict:
     base_url = os.environ.get("OPENAI_BASE_URL")
     return {
         "model": resolved.model,
@@ -282,27 +224,17 @@ def _openai_tts(agent: AgentSpec, resolved: ResolvedProvider, _: RuntimeSettings
     }
 
 
-def _local_tts(agent: AgentSpec, resolved: ResolvedProvider, _: RuntimeSettings) -> dict:
+def local_tts_kwargs(agent: AgentSpec, resolved: ResolvedProvider, _: RuntimeSettings) -> dict:
     return {"voice": resolved.voice}
-
-
-_KWARGS: dict[tuple[str, str], _KwargsBuilder] = {
-    ("llm", "openai"): _openai_llm,
-    ("llm", "local"): _local_llm,
-    ("stt", "deepgram"): _deepgram_stt,
-    ("stt", "local"): _local_stt,
-    ("tts", "openai"): _openai_tts,
-    ("tts", "local"): _local_tts,
-}
 
 
 def _build(kind: str, name: str, agent: AgentSpec, resolved: ResolvedProvider, settings) -> Any:
     info = provider_info(kind, name)
-    builder = _KWARGS.get((kind, info.name))
-    if builder is None:  # a catalogue entry without a builder is a programming error
-        raise ProviderError(f"no builder for {kind} provider {info.name!r}")
+    if info.factory_kwargs is None:  # a catalogue entry without one is a programming error
+        raise ModelProviderError(f"no factory_kwargs for {kind} provider {info.name!r}")
     factory = load_factory(info)
-    return factory(**builder(agent, resolved, settings or RuntimeSettings()))
+    factory_kwargs = _import_attribute(info.factory_kwargs)
+    return factory(**factory_kwargs(agent, resolved, settings or RuntimeSettings()))
 
 
 def build_llm(
@@ -646,7 +578,7 @@ def build_pipeline(
     Raises:
         UnknownProviderError: the agent names a provider, model or voice the catalogue lacks.
         MissingExtraError: a provider's optional dependencies are not installed.
-        ProviderError: a provider is misconfigured (for example its API key is missing).
+        ModelProviderError: a provider is misconfigured (for example its API key is missing).
     """
     settings = settings or RuntimeSettings()
     llm = build_llm(agent, settings, allow_private_urls=allow_private_urls)

@@ -27,16 +27,19 @@ from pathlib import Path
 
 from runtime.control_client import ControlPlane, ControlPlaneError
 from runtime.spec import CallReport
+from voxline.common.retry import Backoff, retryable_status
 
 logger = logging.getLogger(__name__)
 
-#: Refusals that a fixed configuration turns into success: the report is kept for them.
+#: Refusals that a fixed configuration turns into success: the report is kept for them, since a
+#: wrong or rotating service token (401/403) is an operator's to fix, not a reason to lose a call.
 KEPT_ON_STATUSES = frozenset({401, 403})
 
 
 def refused_for_good(error: ControlPlaneError) -> bool:
     """The control plane will never take what it refused (a 4xx other than 401, 403, 408, 429)."""
-    return not error.retryable and error.status not in KEPT_ON_STATUSES
+    # No status: it was not reached at all, which is worth another try.
+    return error.status is not None and not retryable_status(error.status, also=KEPT_ON_STATUSES)
 
 
 FIRST_RETRY_SECONDS = 0.5
@@ -113,10 +116,11 @@ class ReportSpool:
             failures are retried with backoff until the task is cancelled (the file stays).
         """
         path = await asyncio.to_thread(self.keep, report)
-        delay = self.first_retry_seconds
+        backoff = Backoff.exponential(self.first_retry_seconds, cap=self.max_retry_seconds)
         attempt = 0
         while True:
             attempt += 1
+            delay = backoff.delay(attempt)
             try:
                 answer = await control.report(report)
             except ControlPlaneError as error:
@@ -157,7 +161,6 @@ class ReportSpool:
                     )
                 return True
             await asyncio.sleep(delay)
-            delay = min(delay * 2, self.max_retry_seconds)
 
     async def resend_forever(
         self,

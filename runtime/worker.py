@@ -39,7 +39,7 @@ from runtime.call_control import CallControl
 from runtime.config import RuntimeSettings
 from runtime.control_client import ControlPlane, ControlPlaneError
 from runtime.providers import (
-    ProviderError,
+    ModelProviderError,
     build_pipeline,
     build_tts,
     build_vad,
@@ -402,7 +402,7 @@ def _busy_tts(settings: RuntimeSettings):
     for provider in (AgentSpec(agent_id="").tts_provider, "local"):
         try:
             return build_tts(AgentSpec(agent_id="", tts_provider=provider), settings)
-        except (ProviderError, ImportError, ValueError) as error:
+        except (ModelProviderError, ImportError, ValueError) as error:
             logger.info("busy message: no %s TTS (%s)", provider, error)
     return None
 

@@ -4,35 +4,22 @@ from __future__ import annotations
 
 import logging
 from functools import lru_cache
-from typing import Literal
 
 from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from telephony.errors import NotConfigured
+from voxline.common.settings import VoxlineSettings, is_placeholder
 
 logger = logging.getLogger(__name__)
 
-#: Secrets that only ever appear in examples and development setups (LiveKit's dev mode
-#: runs with key "devkey" and secret "secret").
-PLACEHOLDER_SECRETS = frozenset(
-    {"", "change-me", "changeme", "secret", "devkey", "dev-secret", "placeholder"}
-)
 
-
-class TelephonySettings(BaseSettings):
+class TelephonySettings(VoxlineSettings):
     """Telephony settings, read from the environment under each service's own names.
 
     LiveKit, Twilio and Vonage variables keep the names their own tools use
     (`LIVEKIT_URL`, `TWILIO_ACCOUNT_SID`, `VONAGE_API_KEY`, ...). Every field can also be passed
     by its Python name, e.g. `TelephonySettings(livekit_url="http://127.0.0.1:7880")`.
     """
-
-    model_config = SettingsConfigDict(extra="ignore", env_file=".env", populate_by_name=True)
-
-    env: Literal["development", "production", "test"] = Field(
-        default="development", validation_alias="VOXLINE_ENV"
-    )
 
     livekit_url: str | None = Field(default=None, validation_alias="LIVEKIT_URL")
     livekit_api_key: str | None = Field(default=None, validation_alias="LIVEKIT_API_KEY")
@@ -64,7 +51,7 @@ class TelephonySettings(BaseSettings):
     @model_validator(mode="after")
     def _refuse_placeholder_secrets_in_production(self) -> TelephonySettings:
         if self.env == "production" and self.livekit_api_secret is not None:
-            if self.livekit_api_secret.strip().lower() in PLACEHOLDER_SECRETS:
+            if is_placeholder(self.livekit_api_secret):
                 raise ValueError(
                     "VOXLINE_ENV=production needs a real LIVEKIT_API_SECRET "
                     "(the one your LiveKit server is configured with), not a placeholder."

@@ -11,7 +11,7 @@ __all__ = [
     "InvalidWebhook",
     "LiveKitError",
     "NotConfigured",
-    "ProviderError",
+    "NumberVendorError",
     "TelephonyError",
 ]
 
@@ -33,7 +33,7 @@ class TelephonyError(Exception):
         self.sip_status = sip_status
 
 
-class ProviderError(TelephonyError):
+class NumberVendorError(TelephonyError):
     """A phone-number provider (Twilio, Vonage, ...) refused or failed a request.
 
     Attributes:

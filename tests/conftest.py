@@ -1,4 +1,5 @@
-"""Shared fixtures: a real database (PostgreSQL or SQLite) and Redis per run, an app, users, SMTP.
+"""Shared fixtures: a real database (PostgreSQL or SQLite) and Redis per run, an app, users, SMTP,
+and the stand-ins every package's tests share (LiveKit, Twilio, Vonage, the scripted OpenAI).
 
 `--database=sqlite` (or `VOXLINE_TEST_DATABASE=sqlite`) runs the tests on a fresh SQLite file,
 the embedded default of `make run`; PostgreSQL is the default. The option wins over the variable.
@@ -29,7 +30,13 @@ from control.http.app import create_app
 from control.models import Membership, Role, User, Workspace
 from control.security import encode_token, hash_password
 from telephony.config import TelephonySettings
-from tests.fakes.livekit_server import FakeLiveKit, livekit, livekit_server  # noqa: F401
+from tests.fakes.livekit_server import (  # noqa: F401 (fixtures)
+    FakeLiveKit,
+    livekit,
+    livekit_api,
+    livekit_server,
+)
+from tests.fakes.openai_server import openai_server, scripted_llm  # noqa: F401
 from tests.fakes.twilio_server import FakeTwilio, twilio, twilio_server  # noqa: F401
 from tests.fakes.vonage_server import FakeVonage, vonage, vonage_server  # noqa: F401
 

@@ -22,7 +22,7 @@ from tortoise.transactions import in_transaction
 from control import jobs
 from control.db import insert_many
 from control.dialing import csv_reader
-from control.http.errors import APIError
+from control.errors import Conflict, Invalid, NotFound
 from control.models import (
     Agent,
     Batch,
@@ -84,16 +84,14 @@ async def check_line(workspace_id: uuid.UUID, agent_id: Any, agent_phone_number:
     """The agent is the workspace's and is mapped to a number the workspace registered."""
     agent = await Agent.get_or_none(id=agent_id, workspace_id=workspace_id)
     if agent is None:
-        raise APIError(404, "AGENT_NOT_FOUND", "No agent with that id in this workspace.")
+        raise NotFound("AGENT_NOT_FOUND", "No agent with that id in this workspace.")
     if not await PhoneNumber.exists(workspace_id=workspace_id, phone_number=agent_phone_number):
-        raise APIError(
-            404,
+        raise NotFound(
             "NUMBER_NOT_REGISTERED",
             f"This workspace has not registered {mask_phone(agent_phone_number)}.",
         )
     if agent.phone_number != agent_phone_number:
-        raise APIError(
-            400,
+        raise Invalid(
             "AGENT_NUMBER_MISMATCH",
             "The agent is not mapped to agent_phone_number; map it first "
             "(PUT /phonenumbers/map_agent).",
@@ -106,8 +104,9 @@ async def create_batch(
     """Read the CSV as a stream into a new batch; returns it and the rejected rows (all or none).
 
     Raises:
-        APIError: 400 for a file with no usable row (saying why), 413 over the limits, 404 for
-            an agent or number this workspace does not have.
+        Invalid: a file with no usable row, or one that is not a CSV (saying why).
+        TooLarge: a file over the limits.
+        NotFound: an agent or number this workspace does not have.
     """
     await check_line(workspace_id, options.agent_id, options.agent_phone_number)
     now = utcnow()
@@ -115,61 +114,57 @@ async def create_batch(
     rejects: list[dict[str, Any]] = []
     rejected = accepted = 0
     limits = csv_reader.Limits(max_rows=MAX_ROWS, max_bytes=MAX_BYTES)
-    try:
-        async with in_transaction() as connection:
-            batch = await Batch.create(
-                workspace_id=workspace_id,
-                agent_id=options.agent_id,
-                name=options.name,
-                agent_phone_number=options.agent_phone_number,
-                status=BatchStatus.RUNNING if starts_now else BatchStatus.SCHEDULED,
-                scheduled_time=options.scheduled_time,
-                timezone=options.timezone,
-                earliest_time=options.earliest_time,
-                latest_time=options.latest_time,
-                calls_per_minute=options.calls_per_minute,
-                max_attempts=options.max_attempts,
-                retry_delay_minutes=options.retry_delay_minutes,
-                retry_on=options.retry_on,
-                started_at=now if starts_now else None,
+    async with in_transaction() as connection:
+        batch = await Batch.create(
+            workspace_id=workspace_id,
+            agent_id=options.agent_id,
+            name=options.name,
+            agent_phone_number=options.agent_phone_number,
+            status=BatchStatus.RUNNING if starts_now else BatchStatus.SCHEDULED,
+            scheduled_time=options.scheduled_time,
+            timezone=options.timezone,
+            earliest_time=options.earliest_time,
+            latest_time=options.latest_time,
+            calls_per_minute=options.calls_per_minute,
+            max_attempts=options.max_attempts,
+            retry_delay_minutes=options.retry_delay_minutes,
+            retry_on=options.retry_on,
+            started_at=now if starts_now else None,
+        )
+        due = now if starts_now else options.scheduled_time
+        rows = csv_reader.read_rows(stream, options.default_country, limits)
+        async with contextlib.aclosing(chunks_read_ahead(rows)) as chunks:
+            async for chunk in chunks:
+                items = []
+                for row in chunk:
+                    if isinstance(row, csv_reader.Row):
+                        items.append(row)
+                        continue
+                    rejected += 1
+                    if len(rejects) < REJECTS_KEPT:
+                        rejects.append({"line": row.line, "reason": row.reason})
+                accepted += len(items)
+                if items:
+                    await _insert_items(connection, batch, items, due)
+        duplicates, first_duplicates = await _remove_duplicates(connection, batch)
+        accepted -= duplicates
+        rejected += duplicates
+        rejects = sorted(rejects + first_duplicates, key=lambda row: row["line"])
+        rejects = rejects[:REJECTS_KEPT]
+        if not accepted:
+            raise Invalid(
+                "NO_USABLE_ROWS",
+                "The file has no usable row: "
+                + (
+                    f"all {rejected} rows were rejected (first: line {rejects[0]['line']}, "
+                    f"{rejects[0]['reason']})."
+                    if rejected
+                    else "it has a header but no rows."
+                ),
+                extra={"rejected": rejects},
             )
-            due = now if starts_now else options.scheduled_time
-            rows = csv_reader.read_rows(stream, options.default_country, limits)
-            async with contextlib.aclosing(chunks_read_ahead(rows)) as chunks:
-                async for chunk in chunks:
-                    items = []
-                    for row in chunk:
-                        if isinstance(row, csv_reader.Row):
-                            items.append(row)
-                            continue
-                        rejected += 1
-                        if len(rejects) < REJECTS_KEPT:
-                            rejects.append({"line": row.line, "reason": row.reason})
-                    accepted += len(items)
-                    if items:
-                        await _insert_items(connection, batch, items, due)
-            duplicates, first_duplicates = await _remove_duplicates(connection, batch)
-            accepted -= duplicates
-            rejected += duplicates
-            rejects = sorted(rejects + first_duplicates, key=lambda row: row["line"])
-            rejects = rejects[:REJECTS_KEPT]
-            if not accepted:
-                raise APIError(
-                    400,
-                    "NO_USABLE_ROWS",
-                    "The file has no usable row: "
-                    + (
-                        f"all {rejected} rows were rejected (first: line {rejects[0]['line']}, "
-                        f"{rejects[0]['reason']})."
-                        if rejected
-                        else "it has a header but no rows."
-                    ),
-                    extra={"rejected": rejects},
-                )
-            batch.total_items, batch.rejected_count, batch.rejects = accepted, rejected, rejects
-            await batch.save(update_fields=["total_items", "rejected_count", "rejects"])
-    except csv_reader.BatchFileError as error:
-        raise APIError(error.status, error.code, error.detail) from error
+        batch.total_items, batch.rejected_count, batch.rejects = accepted, rejected, rejects
+        await batch.save(update_fields=["total_items", "rejected_count", "rejects"])
     logger.info("batch %s: %d rows accepted, %d rejected", batch.id, accepted, rejected)
     if starts_now:
         await emit_status(batch, "batch.started")
@@ -269,7 +264,7 @@ def batches_of(workspace_id: uuid.UUID, status: str | None = None) -> QuerySet[B
 async def get_batch(workspace_id: uuid.UUID, batch_id: uuid.UUID) -> Batch:
     batch = await Batch.get_or_none(id=batch_id, workspace_id=workspace_id)
     if batch is None:
-        raise APIError(404, "BATCH_NOT_FOUND", "No batch with that id.")
+        raise NotFound("BATCH_NOT_FOUND", "No batch with that id.")
     return batch
 
 
@@ -336,9 +331,7 @@ async def update_batch(
     """Pause, resume, reschedule or re-pace a batch that is not finished."""
     batch = await get_batch(workspace_id, batch_id)
     if batch.status not in LIVE_BATCH_STATUSES:
-        raise APIError(
-            409, "BATCH_FINISHED", f"The batch is {batch.status}; it can no longer change."
-        )
+        raise Conflict("BATCH_FINISHED", f"The batch is {batch.status}; it can no longer change.")
     action = changes.pop("action", None)
     now = utcnow()
     fields = dict(changes)

@@ -19,9 +19,6 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import phonenumbers
-from phonenumbers import timezone as number_zones
-from quart import current_app
 from redis.asyncio import Redis
 from tortoise.exceptions import IntegrityError
 from tortoise.functions import Count
@@ -30,7 +27,7 @@ from tortoise.transactions import in_transaction
 
 from control.config import Settings
 from control.dialing import batches, dnc
-from control.http.errors import APIError
+from control.errors import Conflict, Invalid, NotFound, Unauthenticated
 from control.models import (
     Call,
     Campaign,
@@ -42,8 +39,10 @@ from control.models import (
     WebhookEndpoint,
 )
 from control.security import SecretUnreadableError, decrypt_secret, mask_phone, utcnow
-from control.services import webhooks, workspaces
+from control.services import webhooks
 from control.services.calls import FINAL_STATUSES
+from control.text import slugify
+from runtime.spec import number_time_zones
 
 logger = logging.getLogger(__name__)
 
@@ -145,25 +144,14 @@ def prospect_timezones(phone_number: str, given: str | None) -> list[str]:
     """
     if given:
         return [check_timezone(given.strip())]
-    try:
-        parsed = phonenumbers.parse(phone_number, None)
-    except phonenumbers.NumberParseException:
-        return []
-    zones = []
-    for zone in number_zones.time_zones_for_number(parsed):
-        try:
-            ZoneInfo(zone)
-        except (ZoneInfoNotFoundError, ValueError):
-            continue  # "Etc/Unknown", or a zone this system's tz database lacks
-        zones.append(zone)
-    return zones
+    return number_time_zones(phone_number)
 
 
 # --- campaigns ------------------------------------------------------------------------------
 
 
-def _not_found() -> APIError:
-    return APIError(404, "CAMPAIGN_NOT_FOUND", "No campaign with that slug.")
+def _not_found() -> NotFound:
+    return NotFound("CAMPAIGN_NOT_FOUND", "No campaign with that slug.")
 
 
 def is_slug(value: Any) -> bool:
@@ -192,12 +180,9 @@ def campaigns_of(
     return query.order_by("-created_at", "-id")
 
 
-def _field_error(field: str, message: str) -> APIError:
-    return APIError(
-        400,
-        "VALIDATION_ERROR",
-        f"Invalid request: {field}: {message}",
-        errors=[{"field": field, "message": message}],
+def _field_error(field: str, message: str) -> Invalid:
+    return Invalid(
+        "VALIDATION_ERROR", f"Invalid request: {field}: {message}", field=field, message=message
     )
 
 
@@ -220,14 +205,8 @@ async def _name_taken(workspace_id: uuid.UUID, name: str, except_id: uuid.UUID |
     return await query.exists()
 
 
-def _name_conflict() -> APIError:
-    return APIError(409, "CAMPAIGN_EXISTS", "This workspace already has a campaign with that name.")
-
-
-def _slug_base(name: str) -> str:
-    base = workspaces.slugify(name)
-    # slugify's fallback names a workspace; a name with no letter or digit gets this instead.
-    return "campaign" if base == "workspace" and "workspace" not in name.lower() else base
+def _name_conflict() -> Conflict:
+    return Conflict("CAMPAIGN_EXISTS", "This workspace already has a campaign with that name.")
 
 
 async def create_campaign(
@@ -237,15 +216,16 @@ async def create_campaign(
     workspace already uses it (the slug is unique platform-wide).
 
     Raises:
-        APIError: 409 for a name this workspace already uses; 404 for an agent or number it
-            does not have; 400 for a calling window that ends before it starts.
+        Conflict: a name this workspace already uses.
+        NotFound: an agent or number the workspace does not have.
+        Invalid: a calling window that ends before it starts.
     """
     values = {**defaults(), **values}
     _check_window(values)
     await _check_line(workspace_id, values["agent_id"], values["agent_phone_number"])
     if await _name_taken(workspace_id, values["name"], None):
         raise _name_conflict()
-    base = _slug_base(values["name"])
+    base = slugify(values["name"], fallback="campaign")
     for attempt in range(8):
         slug = base if attempt == 0 else f"{base}-{secrets.token_hex(3)}"
         if await Campaign.exists(slug=slug):
@@ -265,11 +245,11 @@ async def create_campaign(
             continue
         logger.info("campaign %s created in workspace %s", campaign.slug, workspace_id)
         return campaign
-    raise APIError(409, "SLUG_TAKEN", "Could not find a free slug for that name; try another.")
+    raise Conflict("SLUG_TAKEN", "Could not find a free slug for that name; try another.")
 
 
 async def update_campaign(
-    redis: Redis | None,
+    redis: Redis,
     workspace_id: uuid.UUID,
     slug: str,
     changes: dict[str, Any],
@@ -311,7 +291,7 @@ def files_dir(settings: Settings, campaign_id: uuid.UUID) -> Path:
 
 
 async def delete_campaign(
-    settings: Settings, redis: Redis | None, workspace_id: uuid.UUID, slug: str
+    settings: Settings, redis: Redis, workspace_id: uuid.UUID, slug: str
 ) -> None:
     """Delete a campaign with its lists, prospects and kept files. Calls in progress are left
     to finish (nobody is hung up on); every call log stays, with its `campaign_id`."""
@@ -350,11 +330,6 @@ async def uploads_of(campaign_id: uuid.UUID) -> list[ProspectUpload]:
 # --- the cached configuration ---------------------------------------------------------------
 
 
-def _redis(redis: Redis | None) -> Redis:
-    # Inside a request the app's client serves; jobs (the dialer) pass their context's.
-    return redis if redis is not None else current_app.extensions["redis"]
-
-
 def config_of(campaign: Campaign) -> dict[str, Any]:
     """A campaign's configuration as JSON types: what the dialer reads on every tick."""
     return {
@@ -368,49 +343,42 @@ def config_of(campaign: Campaign) -> dict[str, Any]:
     }
 
 
-async def cached_config(
-    campaign_id: uuid.UUID | str, redis: Redis | None = None
-) -> dict[str, Any] | None:
+async def cached_config(campaign_id: uuid.UUID | str, redis: Redis) -> dict[str, Any] | None:
     """The campaign's configuration (`config_of`), from Redis or else the database (then
-    cached); None if there is no such campaign. Pass `redis` outside a request."""
-    client = _redis(redis)
+    cached); None if there is no such campaign."""
     key = f"{CACHE_PREFIX}{campaign_id}"
-    cached = await client.get(key)
+    cached = await redis.get(key)
     if cached is not None:
         return json.loads(cached)
     campaign = await Campaign.get_or_none(id=campaign_id)
     if campaign is None:
         return None
     config = config_of(campaign)
-    await client.set(key, json.dumps(config), ex=CACHE_TTL_SECONDS)
+    await redis.set(key, json.dumps(config), ex=CACHE_TTL_SECONDS)
     return config
 
 
-async def forget_config(redis: Redis | None, campaign_ids: list[uuid.UUID]) -> int:
+async def forget_config(redis: Redis, campaign_ids: list[uuid.UUID]) -> int:
     if not campaign_ids:
         return 0
-    return await _redis(redis).delete(*(f"{CACHE_PREFIX}{id_}" for id_ in campaign_ids))
+    return await redis.delete(*(f"{CACHE_PREFIX}{id_}" for id_ in campaign_ids))
 
 
 async def clear_cache(
-    slug: str | None = None,
-    redis: Redis | None = None,
-    *,
-    workspace_id: uuid.UUID | None = None,
+    redis: Redis, *, slug: str | None = None, workspace_id: uuid.UUID | None = None
 ) -> int:
     """Forget cached configuration: of the campaign `slug`, else of every campaign of
     `workspace_id`, else of every campaign. Returns how many entries were dropped."""
-    client = _redis(redis)
     if slug is not None or workspace_id is not None:
         query = Campaign.all()
         if slug is not None:
             query = query.filter(slug=slug)
         if workspace_id is not None:
             query = query.filter(workspace_id=workspace_id)
-        return await forget_config(client, list(await query.values_list("id", flat=True)))
+        return await forget_config(redis, list(await query.values_list("id", flat=True)))
     dropped = 0
-    async for key in client.scan_iter(match=f"{CACHE_PREFIX}*", count=500):
-        dropped += await client.delete(key)
+    async for key in redis.scan_iter(match=f"{CACHE_PREFIX}*", count=500):
+        dropped += await redis.delete(key)
     return dropped
 
 
@@ -429,14 +397,13 @@ async def apply_disposition(
         source: who decided: "dialer" (the post-call analysis) or "webhook".
 
     Raises:
-        APIError: 400 for a disposition the campaign does not define.
+        Invalid: a disposition the campaign does not define.
     """
     campaign = await Campaign.get(id=prospect.campaign_id)
     chosen = next((item for item in campaign.dispositions if item["name"] == disposition), None)
     if chosen is None:
         names = ", ".join(item["name"] for item in campaign.dispositions) or "none defined"
-        raise APIError(
-            400,
+        raise Invalid(
             "UNKNOWN_DISPOSITION",
             f"The campaign has no disposition {disposition[:64]!r} (it has: {names[:500]}).",
         )
@@ -534,11 +501,10 @@ def live_call_out(call: Call, slugs: dict[str, str], now: datetime) -> dict[str,
 # --- webhooks in ----------------------------------------------------------------------------
 
 
-def _bad_signature() -> APIError:
+def _bad_signature() -> Unauthenticated:
     # One answer for a missing, stale or wrong signature and an unknown campaign alike, so an
     # unsigned caller learns nothing about which slugs exist.
-    return APIError(
-        401,
+    return Unauthenticated(
         "INVALID_SIGNATURE",
         f"Sign the body as outgoing webhooks are signed ({webhooks.TIMESTAMP_HEADER}, "
         f"{webhooks.SIGNATURE_HEADER}) with the campaign's workspace webhook secret.",
@@ -568,8 +534,8 @@ async def verify_webhook(
     signature: str | None,
     now: float | None = None,
 ) -> tuple[Campaign, dict[str, Any]]:
-    """The campaign a signed webhook body names, and the body; APIError 401 unless it is signed
-    with that campaign's workspace secret within the tolerance."""
+    """The campaign a signed webhook body names, and the body; Unauthenticated unless it is
+    signed with that campaign's workspace secret within the tolerance."""
     try:
         payload = json.loads(body)
     except (ValueError, UnicodeDecodeError):
@@ -601,5 +567,5 @@ async def find_prospect(
         query = query.filter(phone_number=number)
     prospect = await query.order_by("-created_at").first()
     if prospect is None:
-        raise APIError(404, "PROSPECT_NOT_FOUND", "The campaign has no such prospect.")
+        raise NotFound("PROSPECT_NOT_FOUND", "The campaign has no such prospect.")
     return prospect

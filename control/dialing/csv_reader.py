@@ -13,7 +13,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
-import phonenumbers
+from control.errors import DomainError, Gone, Invalid, TooLarge
+from runtime.spec import normalise_number
 
 PHONE_ALIASES = ("phone_number", "phone", "mobile", "contact", "contact_number")
 DELIMITERS = ",;\t"
@@ -24,12 +25,20 @@ UTF8_BOM = b"\xef\xbb\xbf"
 SNIFF_BYTES = 8192
 
 
-class BatchFileError(Exception):
-    """The file as a whole cannot be used: status, code and a message that says why."""
+class BatchFileError(DomainError):
+    """The file as a whole cannot be used: a code and a message that say why."""
 
-    def __init__(self, status: int, code: str, detail: str) -> None:
-        super().__init__(detail)
-        self.status, self.code, self.detail = status, code, detail
+
+class UnreadableFile(BatchFileError, Invalid):
+    """Not a CSV (binary, a line too long, bad quoting), empty, or no phone column."""
+
+
+class FileTooLarge(BatchFileError, TooLarge):
+    """Over the size or the row limit."""
+
+
+class FileGone(BatchFileError, Gone):
+    """The stored copy of an accepted file is no longer there."""
 
 
 @dataclass(frozen=True)
@@ -79,19 +88,18 @@ def _text_lines(stream: BinaryIO, limits: Limits, counter: _Counter) -> Iterator
             return
         counter.bytes_read += len(raw)
         if counter.bytes_read > limits.max_bytes:
-            raise BatchFileError(
-                413,
+            raise FileTooLarge(
                 "FILE_TOO_LARGE",
                 f"The file is larger than the limit of {limits.max_bytes} bytes "
                 f"({limits.max_bytes // (1024 * 1024)} MiB); split it into several batches.",
             )
         if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
-            raise BatchFileError(
-                400, "NOT_A_CSV", f"A line is longer than {MAX_LINE_BYTES} bytes: not a CSV file."
+            raise UnreadableFile(
+                "NOT_A_CSV", f"A line is longer than {MAX_LINE_BYTES} bytes: not a CSV file."
             )
         if b"\x00" in raw:
-            raise BatchFileError(
-                400, "NOT_A_CSV", "The file holds binary data (NUL bytes): send a CSV text file."
+            raise UnreadableFile(
+                "NOT_A_CSV", "The file holds binary data (NUL bytes): send a CSV text file."
             )
         if first:
             raw = raw.removeprefix(UTF8_BOM)
@@ -113,31 +121,12 @@ def _phone_column(names: list[str]) -> int:
     for alias in PHONE_ALIASES:
         if alias in lowered:
             return lowered.index(alias)
-    raise BatchFileError(
-        400,
+    raise UnreadableFile(
         "NO_PHONE_COLUMN",
         "The header names no phone column: name one of "
         + ", ".join(PHONE_ALIASES)
         + f" (found: {', '.join(name.strip() for name in names)[:200] or 'nothing'}).",
     )
-
-
-def normalise_number(raw: str, default_country: str | None) -> str:
-    """`raw` as E.164, or ValueError saying why not."""
-    text = raw.strip()
-    if not text:
-        raise ValueError("invalid: no phone number")
-    try:
-        parsed = phonenumbers.parse(text, None if text.startswith("+") else default_country)
-    except phonenumbers.NumberParseException as error:
-        if error.error_type == phonenumbers.NumberParseException.INVALID_COUNTRY_CODE:
-            raise ValueError(
-                "invalid: no country code (start with + or set default_country)"
-            ) from error
-        raise ValueError(f"invalid: {error._msg}") from error
-    if not phonenumbers.is_valid_number(parsed):
-        raise ValueError("invalid: not a valid phone number")
-    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 
 def read_rows(
@@ -151,7 +140,7 @@ def read_rows(
     """
     head = stream.read(SNIFF_BYTES)
     if b"\x00" in head or (head and not _looks_like_text(head)):
-        raise BatchFileError(400, "NOT_A_CSV", "The file holds binary data: send a CSV text file.")
+        raise UnreadableFile("NOT_A_CSV", "The file holds binary data: send a CSV text file.")
     stream.seek(0)
     counter = _Counter()
     lines = _text_lines(stream, limits, counter)
@@ -159,7 +148,7 @@ def read_rows(
     while header_line is not None and not header_line.strip():
         header_line = next(lines, None)
     if header_line is None:
-        raise BatchFileError(400, "EMPTY_FILE", "The file is empty: send a header and rows.")
+        raise UnreadableFile("EMPTY_FILE", "The file is empty: send a header and rows.")
     delimiter = _delimiter(header_line)
 
     def all_lines() -> Iterator[str]:
@@ -169,9 +158,7 @@ def read_rows(
     reader = csv.reader(all_lines(), delimiter=delimiter)
     names = [name.strip() for name in next(reader)]
     if len(names) > MAX_COLUMNS:
-        raise BatchFileError(
-            400, "TOO_MANY_COLUMNS", f"The file has more than {MAX_COLUMNS} columns."
-        )
+        raise UnreadableFile("TOO_MANY_COLUMNS", f"The file has more than {MAX_COLUMNS} columns.")
     phone_index = _phone_column(names)
     names = [name or f"column_{index + 1}" for index, name in enumerate(names)]
     rows = 0
@@ -182,13 +169,13 @@ def read_rows(
         except StopIteration:
             return
         except csv.Error as error:
-            raise BatchFileError(400, "NOT_A_CSV", f"Line {line}: {error}.") from error
+            raise UnreadableFile("NOT_A_CSV", f"Line {line}: {error}.") from error
         if not any(cell.strip() for cell in cells):
             continue
         rows += 1
         if rows > limits.max_rows:
-            raise BatchFileError(
-                413, "TOO_MANY_ROWS", f"The file has more than the limit of {limits.max_rows} rows."
+            raise FileTooLarge(
+                "TOO_MANY_ROWS", f"The file has more than the limit of {limits.max_rows} rows."
             )
         raw_number = cells[phone_index] if phone_index < len(cells) else ""
         try:

@@ -30,7 +30,7 @@ from tortoise.queryset import QuerySet
 from control import jobs
 from control.config import Settings
 from control.dialing import batches
-from control.http.errors import APIError
+from control.errors import AtCapacity, DomainError
 from control.models import Batch, BatchItem, BatchStatus, Call, IdempotencyKey, ItemStatus
 from control.security import utcnow
 from control.services import calls as call_service
@@ -244,10 +244,10 @@ async def _attempt(
 
     try:
         await idempotency.once(dialing.workspace_id, key, body, place_call)
-    except APIError as refused:
-        if refused.code == "AT_CAPACITY":
-            await give_back(dialing, item, now)
-            return None
+    except AtCapacity:
+        await give_back(dialing, item, now)
+        return None
+    except DomainError as refused:
         if await Call.exists(id=call_id):  # dispatch failed: the call is final, settle it
             await model.filter(id=item.id).update(next_attempt_at=None)
             return 0
@@ -298,9 +298,7 @@ async def _recover(
         return 0
     try:
         await call_service.reserve_capacity(settings, redis, call.id, call.workspace_id)
-    except APIError as refused:
-        if refused.code != "AT_CAPACITY":
-            raise
+    except AtCapacity:
         await model.filter(id=item.id).update(next_attempt_at=now + CAPACITY_BACKOFF)
         return 0
     try:

@@ -8,21 +8,20 @@ import uuid
 from tortoise.exceptions import IntegrityError
 from tortoise.queryset import QuerySet
 
-from control.dialing.csv_reader import normalise_number
-from control.http.errors import APIError
+from control.errors import Invalid, NotFound
 from control.models import DncNumber, DncSource
 from control.security import mask_phone
+from runtime.spec import normalise_number
 
 logger = logging.getLogger(__name__)
 
 
 def normalise(phone_number: str, default_country: str | None = None) -> str:
-    """`phone_number` as E.164, or APIError 400 saying why not."""
+    """`phone_number` as E.164, or Invalid saying why not."""
     try:
         return normalise_number(phone_number, default_country)
     except ValueError as error:
-        raise APIError(
-            400,
+        raise Invalid(
             "INVALID_PHONE_NUMBER",
             f"phone_number is {error} (send it in E.164, e.g. +14155550100).",
         ) from error
@@ -68,5 +67,5 @@ async def remove_dnc(workspace_id: uuid.UUID, phone_number: str) -> None:
     """Take a number off the list; 404 if it is not on it."""
     removed = await DncNumber.filter(workspace_id=workspace_id, phone_number=phone_number).delete()
     if not removed:
-        raise APIError(404, "DNC_NOT_FOUND", "That number is not on the do-not-call list.")
+        raise NotFound("DNC_NOT_FOUND", "That number is not on the do-not-call list.")
     logger.info("do-not-call: %s removed", mask_phone(phone_number))

@@ -27,7 +27,7 @@ from control.config import Settings
 from control.db import insert_many
 from control.dialing import campaigns, csv_reader, dnc
 from control.dialing.batches import REJECTS_KEPT, chunks_read_ahead
-from control.http.errors import APIError
+from control.errors import Conflict, Invalid, NotFound
 from control.models import (
     Campaign,
     Prospect,
@@ -54,8 +54,8 @@ def _upload_path(settings: Settings, upload: ProspectUpload) -> Path:
     return campaigns.files_dir(settings, upload.campaign_id) / f"{upload.id}.csv"
 
 
-def _not_found() -> APIError:
-    return APIError(404, "UPLOAD_NOT_FOUND", "No prospect list with that uuid.")
+def _not_found() -> NotFound:
+    return NotFound("UPLOAD_NOT_FOUND", "No prospect list with that uuid.")
 
 
 async def get_upload(workspace_id: uuid.UUID, upload_id: uuid.UUID) -> ProspectUpload:
@@ -75,8 +75,7 @@ def _write(stream: BinaryIO, path: Path) -> int:
         while chunk := stream.read(COPY_CHUNK_BYTES):
             size += len(chunk)
             if size > MAX_BYTES:
-                raise csv_reader.BatchFileError(
-                    413,
+                raise csv_reader.FileTooLarge(
                     "FILE_TOO_LARGE",
                     f"The file is larger than the limit of {MAX_BYTES // (1024 * 1024)} MiB; "
                     "split it into several lists.",
@@ -106,8 +105,8 @@ async def store_upload(
     """Keep the CSV under the data dir and queue its processing; the list starts `pending`.
 
     Raises:
-        APIError: 400 for an empty or binary file or one with no phone column, 413 over the
-            size limit.
+        Invalid: an empty or binary file, or one with no phone column.
+        TooLarge: a file over the size limit.
     """
     upload = ProspectUpload(
         id=uuid.uuid4(),
@@ -122,9 +121,9 @@ async def store_upload(
         await asyncio.to_thread(
             _check_header, path, campaigns.default_country(campaign.locale_name)
         )
-    except csv_reader.BatchFileError as error:
+    except csv_reader.BatchFileError:
         await asyncio.to_thread(path.unlink, missing_ok=True)
-        raise APIError(error.status, error.code, error.detail) from error
+        raise
     upload.file_path = str(path)
     await upload.save()
     await _queue(upload)
@@ -144,24 +143,20 @@ async def retry_upload(workspace_id: uuid.UUID, upload_id: uuid.UUID) -> Prospec
     """Queue a failed upload again; the rows it added stay and are not added twice.
 
     Raises:
-        APIError: 409 unless the upload failed.
+        Conflict: the upload did not fail.
     """
     upload = await get_upload(workspace_id, upload_id)
     moved = await ProspectUpload.filter(id=upload.id, status=ProspectUploadStatus.FAILED).update(
         status=ProspectUploadStatus.PENDING, error=None, finished_at=None
     )
     if not moved:
-        raise APIError(
-            409,
+        raise Conflict(
             "UPLOAD_NOT_FAILED",
             f"The upload is {upload.status}; only a failed upload can be retried.",
         )
     await upload.refresh_from_db()
     await _queue(upload)
     return upload
-
-
-
 
 
 async def process_upload(upload_id: uuid.UUID) -> None:
@@ -235,8 +230,8 @@ async def _read_into_prospects(upload: ProspectUpload) -> tuple[int, list[dict[s
     try:
         stream = await asyncio.to_thread(Path(upload.file_path or "").open, "rb")
     except OSError as error:
-        raise csv_reader.BatchFileError(
-            410, "FILE_GONE", "The stored file is gone; upload the list again."
+        raise csv_reader.FileGone(
+            "FILE_GONE", "The stored file is gone; upload the list again."
         ) from error
     with stream:
         rows = csv_reader.read_rows(stream, country, _limits())
@@ -342,7 +337,8 @@ async def add_prospect(
     """Add one prospect to the list of `upload_id` (its priority, its campaign).
 
     Raises:
-        APIError: 400 for a bad number or zone; 409 when the campaign already has the number.
+        Invalid: a bad number or zone.
+        Conflict: the campaign already has the number.
     """
     upload = await get_upload(workspace_id, upload_id)
     campaign = upload.campaign
@@ -350,14 +346,14 @@ async def add_prospect(
     try:
         zones = campaigns.prospect_timezones(number, timezone)
     except ValueError as error:
-        raise APIError(
-            400,
+        raise Invalid(
             "VALIDATION_ERROR",
             f"Invalid request: timezone: {error}",
-            errors=[{"field": "timezone", "message": str(error)}],
+            field="timezone",
+            message=str(error),
         ) from error
     if await Prospect.exists(campaign_id=campaign.id, phone_number=number):
-        raise APIError(409, "PROSPECT_EXISTS", f"The campaign already has {mask_phone(number)}.")
+        raise Conflict("PROSPECT_EXISTS", f"The campaign already has {mask_phone(number)}.")
     prospect = await Prospect.create(
         campaign_id=campaign.id,
         upload_id=upload.id,

@@ -9,6 +9,7 @@ from redis.asyncio import Redis
 from control.config import Settings, get_settings
 from control.db import close_db, init_db
 from control.http.errors import APIError, register_error_handlers
+from control.http.metrics import instrument
 from control.http.ratelimit import init_rate_limiter
 from control.http.request import VoxlineRequest
 from control.http.routes import (
@@ -28,7 +29,6 @@ from control.http.routes import (
     workspaces,
 )
 from control.jobs.background import BackgroundWork
-from control.metrics import instrument
 from control.services.health import DependencyWatch
 from telephony.config import TelephonySettings
 from telephony.config import get_settings as get_telephony_settings

@@ -1,20 +1,36 @@
-"""The one error type of the API and the handlers that render every error as `{detail, code}`."""
+"""The API's error type, the status of each domain error, and the handlers that render every
+error as `{detail, code}`."""
 
 from __future__ import annotations
 
 import logging
-import socket
-import traceback
 from typing import Any
 
-import asyncpg
 from pydantic import ValidationError
 from quart import Quart, jsonify, request
 from quart_rate_limiter import RateLimitExceeded
 from quart_schema import RequestSchemaValidationError
-from redis import exceptions as redis_errors
-from tortoise.exceptions import DBConnectionError
 from werkzeug.exceptions import HTTPException
+
+from control.errors import (
+    AtCapacity,
+    Conflict,
+    DomainError,
+    Forbidden,
+    Gone,
+    Invalid,
+    NotFound,
+    QuotaExceeded,
+    RangeNotSatisfiable,
+    TooLarge,
+    Unauthenticated,
+    Unavailable,
+    Unprocessable,
+    UnsupportedMediaType,
+    UpstreamFailed,
+    field_errors,
+)
+from control.outages import outage_of, unavailable
 
 logger = logging.getLogger(__name__)
 
@@ -55,71 +71,45 @@ HTTP_CODES = {
 }
 
 
-REDIS = "Redis"
-DATABASE = "The database"
-RETRY_AFTER_SECONDS = 5
-
-# What the drivers raise when their server is gone, not when a query or command is wrong.
-_REDIS_OUTAGES = (redis_errors.ConnectionError, redis_errors.TimeoutError)
-_DATABASE_OUTAGES = (
-    DBConnectionError,
-    asyncpg.PostgresConnectionError,  # includes "connection does not exist"
-    asyncpg.CannotConnectNowError,
-    asyncpg.AdminShutdownError,
-    asyncpg.CrashShutdownError,
-    asyncpg.TooManyConnectionsError,
-)
-# Socket-level failures; they count only when raised inside a driver (SMTP has them too).
-_NETWORK_ERRORS = (ConnectionError, TimeoutError, socket.gaierror)
-_DRIVER_MODULES = ((REDIS, ("redis.",)), (DATABASE, ("asyncpg.", "tortoise.", "aiosqlite.")))
-
-
-def _raised_in(error: BaseException, prefixes: tuple[str, ...]) -> bool:
-    return any(
-        frame.f_globals.get("__name__", "").startswith(prefixes)
-        for frame, _ in traceback.walk_tb(error.__traceback__)
-    )
+# The one place a domain error gets its HTTP status; a subclass takes its nearest ancestor's.
+STATUS_OF: dict[type[DomainError], int] = {
+    Invalid: 400,
+    Unauthenticated: 401,
+    Forbidden: 403,
+    NotFound: 404,
+    Conflict: 409,
+    Gone: 410,
+    TooLarge: 413,
+    UnsupportedMediaType: 415,
+    RangeNotSatisfiable: 416,
+    Unprocessable: 422,
+    AtCapacity: 429,
+    QuotaExceeded: 429,
+    UpstreamFailed: 502,
+    Unavailable: 503,
+    DomainError: 500,
+}
 
 
-def outage_of(error: BaseException) -> str | None:
-    """`REDIS` or `DATABASE` when `error` means that server cannot be reached, else None.
-
-    The cause chain is followed, because tortoise wraps driver errors in its own.
-    """
-    seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, _REDIS_OUTAGES):
-            return REDIS
-        if isinstance(current, _DATABASE_OUTAGES):
-            return DATABASE
-        if isinstance(current, _NETWORK_ERRORS):
-            for part, prefixes in _DRIVER_MODULES:
-                if _raised_in(current, prefixes):
-                    return part
-        current = current.__cause__ or current.__context__
-    return None
+def status_of(error: DomainError) -> int:
+    return next(STATUS_OF[kind] for kind in type(error).__mro__ if kind in STATUS_OF)
 
 
-def unavailable(part: str, error: BaseException | None = None) -> APIError:
-    """The 503 for a server we depend on (`REDIS`, `DATABASE`) that cannot be reached."""
-    timed_out = isinstance(error, (TimeoutError, redis_errors.TimeoutError))
-    reason = "it did not answer in time" if timed_out else "it cannot be reached"
+def api_error_of(error: DomainError) -> APIError:
+    """A domain error as the API answers it: its status, body and headers."""
+    headers: dict[str, str] = {}
+    if isinstance(error, RangeNotSatisfiable):
+        headers["Content-Range"] = f"bytes */{error.size}"
+    if error.retry_after is not None:
+        headers["Retry-After"] = str(error.retry_after)
     return APIError(
-        503,
-        "SERVICE_UNAVAILABLE",
-        f"{part} is unavailable: {reason}; try again shortly.",
-        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        status_of(error),
+        error.code,
+        error.detail,
+        errors=error.errors,
+        headers=headers,
+        extra=error.extra,
     )
-
-
-def field_errors(error: ValidationError) -> list[dict[str, Any]]:
-    """Pydantic errors as `[{field, message}]`, without echoing the submitted values."""
-    return [
-        {"field": ".".join(str(part) for part in item["loc"]) or "body", "message": item["msg"]}
-        for item in error.errors(include_url=False, include_input=False)
-    ]
 
 
 def _render(error: APIError):
@@ -138,6 +128,10 @@ def register_error_handlers(app: Quart) -> None:
     @app.errorhandler(APIError)
     async def handle_api_error(error: APIError):
         return _render(error)
+
+    @app.errorhandler(DomainError)
+    async def handle_domain_error(error: DomainError):
+        return _render(api_error_of(error))
 
     @app.errorhandler(RequestSchemaValidationError)
     async def handle_validation_error(error: RequestSchemaValidationError):
@@ -188,7 +182,7 @@ def register_error_handlers(app: Quart) -> None:
                 type(error).__name__,
                 error,
             )
-            return _render(unavailable(part, error))
+            return _render(api_error_of(unavailable(part, error)))
         logger.exception("unhandled error")
         return _render(
             APIError(500, "INTERNAL_ERROR", "Something went wrong on our side; it was logged.")

@@ -12,11 +12,12 @@ from urllib.parse import urlsplit
 
 from quart import current_app, g, request
 
+from control.errors import NotFound
 from control.http.errors import APIError
 from control.models import ApiKey, Membership, Role, User, Workspace
 from control.security import decode_token, hash_secret, utcnow
+from control.services.workspaces import API_KEY_PREFIX, workspace_role
 
-API_KEY_PREFIX = "vxk_"
 ACCESS_COOKIE = "access_token"
 REFRESH_COOKIE = "refresh_token"
 WORKSPACE_HEADER = "X-Workspace-Id"
@@ -93,27 +94,13 @@ def _parse_workspace_id(raw: str) -> uuid.UUID:
         ) from error
 
 
-async def workspace_role(user: User, workspace_id: uuid.UUID) -> tuple[Workspace, Role | None]:
-    """The workspace and the user's role in it; 404 if it doesn't exist or the user can't see it."""
-    membership = await Membership.get_or_none(
-        user_id=user.id, workspace_id=workspace_id
-    ).prefetch_related("workspace")
-    if membership is not None:
-        return membership.workspace, membership.role
-    if user.is_superuser:
-        workspace = await Workspace.get_or_none(id=workspace_id)
-        if workspace is not None:
-            return workspace, None
-    raise APIError(404, "WORKSPACE_NOT_FOUND", "No workspace with that id.")
-
-
 async def _current_workspace(user: User) -> tuple[Workspace | None, Role | None]:
     header = request.headers.get(WORKSPACE_HEADER)
     if header:
         workspace_id = _parse_workspace_id(header)
         try:
             return await workspace_role(user, workspace_id)
-        except APIError as error:
+        except NotFound as error:
             raise APIError(
                 403, "NOT_A_MEMBER", f"You are not a member of the workspace in {WORKSPACE_HEADER}."
             ) from error

@@ -24,7 +24,9 @@ from quart_rate_limiter import MemoryStore, RateLimiter, RateLimitExceeded, rate
 from redis.asyncio import Redis
 
 from control.config import IPNetwork
-from control.http.errors import APIError, outage_of
+from control.errors import DomainError
+from control.http.errors import APIError
+from control.outages import outage_of
 
 logger = logging.getLogger(__name__)
 
@@ -166,7 +168,7 @@ class AccountLimit:
 
     @asynccontextmanager
     async def attempt(self, account: str, *, always_counts: bool = False) -> AsyncIterator[None]:
-        """Run one attempt on `account`; an `APIError` inside counts as a failure.
+        """Run one attempt on `account`; an `APIError` or domain error inside counts as a failure.
 
         With `always_counts`, every attempt counts (for requests that cannot tell a failure
         without revealing whether the account exists).
@@ -182,7 +184,7 @@ class AccountLimit:
             raise RateLimitExceeded(wait)
         try:
             yield
-        except APIError:
+        except (APIError, DomainError):
             raise  # a failure: the reserved attempt stays counted
         except BaseException:
             await redis.eval(_RELEASE_ATTEMPT, 1, key)

@@ -34,9 +34,10 @@ from tortoise.transactions import in_transaction
 
 from control import metrics
 from control.config import Settings
-from control.http.errors import outage_of
 from control.models import Job, JobStatus
+from control.outages import outage_of
 from control.security import utcnow
+from voxline.common.retry import Backoff
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +74,8 @@ class JobKind:
     every_seconds: Callable[[Settings], float] | None = None  # periodic jobs
 
     def retry_delay(self, attempt: int) -> float:
-        return self.retry_delays[min(attempt - 1, len(self.retry_delays) - 1)]
+        """The pause after failed attempt `attempt`; the last delay repeats once they run out."""
+        return Backoff(self.retry_delays).delay(attempt)
 
 
 @cache

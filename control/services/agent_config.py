@@ -20,10 +20,10 @@ from runtime.spec import (
     TransferDestinationSpec,
     UnknownProviderError,
     check_dtmf_menu,
+    is_e164,
     resolve_provider,
 )
 
-E164_PATTERN = re.compile(r"^\+[1-9]\d{6,14}$")
 SIP_URI_PATTERN = re.compile(r"^sips?:[^@\s]+@[^@\s]+$")
 HEADER_NAME_PATTERN = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}$")
 MAX_CUSTOM_FUNCTIONS = 32
@@ -31,7 +31,7 @@ MAX_CUSTOM_FUNCTIONS = 32
 
 def check_e164(number: str) -> str:
     number = number.strip()
-    if not E164_PATTERN.match(number):
+    if not is_e164(number):
         raise ValueError("must be an E.164 phone number such as +16505551234")
     return number
 
@@ -115,7 +115,7 @@ class TransferDestination(Strict):
     @classmethod
     def _e164_or_sip(cls, destination: str) -> str:
         destination = destination.strip()
-        if E164_PATTERN.match(destination) or SIP_URI_PATTERN.match(destination):
+        if is_e164(destination) or SIP_URI_PATTERN.match(destination):
             return destination
         raise ValueError("must be an E.164 number or a SIP URI (sip:user@host)")
 

@@ -13,7 +13,7 @@ from tortoise.exceptions import IntegrityError
 from tortoise.queryset import QuerySet
 
 from control.config import Settings
-from control.http.errors import APIError, field_errors
+from control.errors import Conflict, Invalid, NotFound, field_errors
 from control.models import Agent, PhoneNumber
 from control.security import (
     SecretUnreadableError,
@@ -39,10 +39,15 @@ def agents_of(workspace_id: uuid.UUID) -> QuerySet[Agent]:
     return Agent.filter(workspace_id=workspace_id).order_by("-created_at")
 
 
-async def get_agent(workspace_id: uuid.UUID, agent_id: uuid.UUID) -> Agent:
-    agent = await Agent.get_or_none(id=agent_id, workspace_id=workspace_id)
+async def get_agent(workspace_id: uuid.UUID | None, agent_id: uuid.UUID) -> Agent:
+    """An agent by id, within `workspace_id` (None only for the service-token endpoints)."""
+    query = Agent.filter(id=agent_id)
+    if workspace_id is not None:
+        query = query.filter(workspace_id=workspace_id)
+    agent = await query.first()
     if agent is None:
-        raise APIError(404, "AGENT_NOT_FOUND", "No agent with that id in this workspace.")
+        where = "" if workspace_id is None else " in this workspace"
+        raise NotFound("AGENT_NOT_FOUND", f"No agent with that id{where}.")
     return agent
 
 
@@ -153,9 +158,7 @@ def _validated(data: dict[str, Any]) -> AgentConfig:
     except ValidationError as error:
         errors = field_errors(error)
         summary = "; ".join(f"{item['field']}: {item['message']}" for item in errors[:5])
-        raise APIError(
-            400, "VALIDATION_ERROR", f"Invalid agent: {summary}", errors=errors
-        ) from error
+        raise Invalid("VALIDATION_ERROR", f"Invalid agent: {summary}", errors=errors) from error
 
 
 async def _check_urls(settings: Settings, config: AgentConfig) -> None:
@@ -173,11 +176,11 @@ async def _check_urls(settings: Settings, config: AgentConfig) -> None:
         try:
             await check_url_allowed_async(url, settings.allow_private_urls, unresolvable_ok=True)
         except URLNotAllowedError as error:
-            raise APIError(
-                400,
+            raise Invalid(
                 "URL_NOT_ALLOWED",
                 f"{what}: {error}",
-                errors=[{"field": field, "message": str(error)}],
+                field=field,
+                message=str(error),
             ) from error
 
 
@@ -193,8 +196,7 @@ async def _answering_number(agent: Agent, phone_number: str | None) -> str | Non
         return None
     taken = Agent.filter(workspace_id=agent.workspace_id, phone_number=phone_number)
     if await taken.exclude(id=agent.id).exists():
-        raise APIError(
-            409,
+        raise Conflict(
             "PHONE_NUMBER_TAKEN",
             f"{phone_number} already answers for another agent of this workspace; move it with "
             "PUT /phonenumbers/map_agent.",
@@ -241,8 +243,7 @@ async def rotate_web_call_key(workspace_id: uuid.UUID, agent_id: uuid.UUID) -> A
     """Give the agent a new web-call public key; the old one stops working at once."""
     agent = await get_agent(workspace_id, agent_id)
     if not agent.config.get("allow_web_calls"):
-        raise APIError(
-            409,
+        raise Conflict(
             "WEB_CALLS_DISABLED",
             "Set allow_web_calls to true first; then the agent has a key.",
         )
@@ -268,9 +269,7 @@ async def _save(
     try:
         await agent.save()
     except IntegrityError as error:  # a concurrent save took the number
-        raise APIError(
-            409, "PHONE_NUMBER_TAKEN", "That number belongs to another agent."
-        ) from error
+        raise Conflict("PHONE_NUMBER_TAKEN", "That number belongs to another agent.") from error
     return agent
 
 
@@ -291,8 +290,8 @@ def _origin(url: Any) -> tuple[str, str | None, int | None] | None:
     return parts.scheme.lower(), parts.hostname, port
 
 
-def _secret_required(field: str, message: str) -> APIError:
-    return APIError(400, "SECRET_REQUIRED", message, errors=[{"field": field, "message": message}])
+def _secret_required(field: str, message: str) -> Invalid:
+    return Invalid("SECRET_REQUIRED", message, field=field)
 
 
 def _keep_masked_headers(

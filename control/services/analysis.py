@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 
 from control.config import Settings
 from control.dialing import campaign_dialer, campaigns
-from control.http.errors import APIError
+from control.errors import DomainError
 from control.models import Agent, Call, Campaign, Prospect
 from control.services import chats
 from control.services.calls import agent_spec, emit_once
@@ -163,7 +163,7 @@ async def analyse_call(settings: Settings, call_id: uuid.UUID, redis: Redis) -> 
             session_id=f"analysis-{call.id}",
             workspace_id=str(call.workspace_id),
         )
-    except APIError as error:  # e.g. the agent's LLM has no key: the call log stands without it
+    except DomainError as error:  # e.g. the agent's LLM has no key: the call log stands without it
         logger.warning("post-call analysis of %s skipped: %s", call.id, error.detail)
         return None
     except Exception:  # analysis is best effort

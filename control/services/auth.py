@@ -12,7 +12,7 @@ from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from control.config import Settings
-from control.http.errors import APIError
+from control.errors import Conflict, Invalid, Unauthenticated
 from control.mail import MailError, send_email
 from control.models import PasswordResetToken, RefreshToken, User
 from control.security import (
@@ -57,9 +57,7 @@ async def _create_user(email: str, password: str | None, full_name: str, **extra
                 **extra,
             )
         except IntegrityError as error:
-            raise APIError(
-                409, "EMAIL_TAKEN", "An account with that email already exists."
-            ) from error
+            raise Conflict("EMAIL_TAKEN", "An account with that email already exists.") from error
         workspace = await workspaces.create_workspace(
             user, f"{full_name or email.split('@')[0]}'s workspace"
         )
@@ -71,9 +69,7 @@ async def _create_user(email: str, password: str | None, full_name: str, **extra
 async def signup(email: str, password: str, full_name: str) -> User:
     email = normalise_email(email)
     if await User.exists(email=email):
-        raise APIError(
-            409, "EMAIL_TAKEN", "An account with that email already exists; log in instead."
-        )
+        raise Conflict("EMAIL_TAKEN", "An account with that email already exists; log in instead.")
     return await _create_user(email, password, full_name)
 
 
@@ -83,7 +79,7 @@ async def authenticate(email: str, password: str) -> User:
         verify_password, user.password_hash if user else None, password
     )
     if user is None or not password_ok or not user.is_active:
-        raise APIError(401, "INVALID_CREDENTIALS", "Wrong email or password.")
+        raise Unauthenticated("INVALID_CREDENTIALS", "Wrong email or password.")
     return user
 
 
@@ -119,10 +115,10 @@ async def _refresh_row(settings: Settings, refresh_token: str) -> RefreshToken:
     try:
         token_id = uuid.UUID(str(claims.get("jti")))
     except ValueError as error:
-        raise APIError(401, "INVALID_TOKEN", "The refresh token is invalid.") from error
+        raise Unauthenticated("INVALID_TOKEN", "The refresh token is invalid.") from error
     row = await RefreshToken.get_or_none(id=token_id, user_id=claims["sub"])
     if row is None:
-        raise APIError(401, "INVALID_TOKEN", "The refresh token is invalid.")
+        raise Unauthenticated("INVALID_TOKEN", "The refresh token is invalid.")
     return row
 
 
@@ -142,14 +138,14 @@ async def rotate_refresh_token(settings: Settings, refresh_token: str) -> tuple[
             await row.save(update_fields=["used_at"])
     if reused:
         logger.warning("refresh token reuse detected; revoked family %s", row.family_id)
-        raise APIError(
-            401, "TOKEN_REUSED", "This refresh token was already used; the session was revoked."
+        raise Unauthenticated(
+            "TOKEN_REUSED", "This refresh token was already used; the session was revoked."
         )
     if row.revoked_at is not None:
-        raise APIError(401, "TOKEN_REVOKED", "This session has ended; log in again.")
+        raise Unauthenticated("TOKEN_REVOKED", "This session has ended; log in again.")
     user = await User.get(id=row.user_id)
     if not user.is_active:
-        raise APIError(401, "INVALID_TOKEN", "The account is disabled.")
+        raise Unauthenticated("INVALID_TOKEN", "The account is disabled.")
     return user, await issue_tokens(settings, user, family_id=row.family_id)
 
 
@@ -157,7 +153,7 @@ async def revoke_refresh_token(settings: Settings, refresh_token: str, user: Use
     """Logout: end the refresh token's family. A token that doesn't verify is ignored."""
     try:
         row = await _refresh_row(settings, refresh_token)
-    except APIError:
+    except Unauthenticated:
         return
     if row.user_id == user.id:
         await RefreshToken.filter(family_id=row.family_id, revoked_at=None).update(
@@ -178,21 +174,20 @@ def _verify_google_id_token(settings: Settings, token: str) -> dict:
             certs_url=settings.google_certs_url,
         )
     except (ValueError, google_exceptions.GoogleAuthError) as error:
-        raise APIError(
-            401, "INVALID_GOOGLE_TOKEN", f"The Google ID token was refused: {error}"
+        raise Unauthenticated(
+            "INVALID_GOOGLE_TOKEN", f"The Google ID token was refused: {error}"
         ) from error
     if claims.get("iss") not in GOOGLE_ISSUERS:
-        raise APIError(401, "INVALID_GOOGLE_TOKEN", "The Google ID token has the wrong issuer.")
+        raise Unauthenticated("INVALID_GOOGLE_TOKEN", "The Google ID token has the wrong issuer.")
     if not claims.get("email") or not claims.get("email_verified"):
-        raise APIError(401, "INVALID_GOOGLE_TOKEN", "The Google account has no verified email.")
+        raise Unauthenticated("INVALID_GOOGLE_TOKEN", "The Google account has no verified email.")
     return claims
 
 
 async def google_login(settings: Settings, token: str) -> User:
     """Verify a Google ID token and find or create its user."""
     if not settings.google_client_id:
-        raise APIError(
-            400,
+        raise Invalid(
             "GOOGLE_LOGIN_DISABLED",
             "Google login is not configured (VOXLINE_GOOGLE_CLIENT_ID).",
         )
@@ -202,7 +197,7 @@ async def google_login(settings: Settings, token: str) -> User:
     if user is None:
         return await _create_user(email, None, claims.get("name", ""), google_sub=claims["sub"])
     if not user.is_active:
-        raise APIError(401, "INVALID_CREDENTIALS", "The account is disabled.")
+        raise Unauthenticated("INVALID_CREDENTIALS", "The account is disabled.")
     if user.google_sub is None:
         user.google_sub = claims["sub"]
         await user.save(update_fields=["google_sub"])
@@ -244,8 +239,7 @@ async def reset_password(token: str, new_password: str) -> None:
             .first()
         )
         if row is None or row.used_at is not None or row.expires_at < utcnow():
-            raise APIError(
-                400,
+            raise Invalid(
                 "INVALID_RESET_TOKEN",
                 "The reset link is invalid, used or expired; ask for a new one.",
             )

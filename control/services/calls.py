@@ -15,7 +15,15 @@ from tortoise.expressions import Q
 
 from control import jobs
 from control.config import Settings
-from control.http.errors import APIError
+from control.errors import (
+    AtCapacity,
+    Conflict,
+    Forbidden,
+    Gone,
+    Invalid,
+    NotFound,
+    QuotaExceeded,
+)
 from control.models import Agent, Call, FileStatus, KnowledgeFile, PhoneNumber, Workspace
 from control.security import SecretUnreadableError, mask_phone, utcnow
 from control.services import agents as agent_service
@@ -81,8 +89,8 @@ async def create_call(
         "call %s queued: %s %s -> %s",
         call.id,
         direction,
-        mask_phone(from_number),
-        mask_phone(to_number),
+        mask_phone(from_number) or "-",
+        mask_phone(to_number) or "-",
     )
     return call
 
@@ -95,13 +103,13 @@ async def agent_spec(settings: Settings, agent: Agent) -> AgentSpec:
     """The agent as a worker runs it: decrypted secrets, defaults resolved, knowledge state.
 
     Raises:
-        APIError: 409 `SECRET_UNREADABLE` when a secret the agent needs cannot be decrypted.
+        Conflict: `SECRET_UNREADABLE` when a secret the agent needs cannot be decrypted.
     """
     try:
         config = agent_service.plain_config(settings, agent)
     except SecretUnreadableError as error:
-        raise APIError(
-            409, "SECRET_UNREADABLE", f"Agent {agent.agent_name!r} cannot run: {error}."
+        raise Conflict(
+            "SECRET_UNREADABLE", f"Agent {agent.agent_name!r} cannot run: {error}."
         ) from error
     knowledge_ready = await KnowledgeFile.filter(
         agent_id=agent.id, status=FileStatus.READY
@@ -166,7 +174,7 @@ async def agent_spec(settings: Settings, agent: Agent) -> AgentSpec:
 
 async def call_spec(settings: Settings, call: Call) -> CallSpec:
     if call.agent_id is None:
-        raise APIError(410, "AGENT_GONE", "The agent of this call has been deleted.")
+        raise Gone("AGENT_GONE", "The agent of this call has been deleted.")
     agent = await Agent.get(id=call.agent_id)
     sip_trunk_id = None
     krisp_enabled = False
@@ -200,7 +208,7 @@ async def get_call(workspace_id: uuid.UUID | None, call_id: uuid.UUID) -> Call:
         query = query.filter(workspace_id=workspace_id)
     call = await query.first()
     if call is None:
-        raise APIError(404, "CALL_NOT_FOUND", "No call with that id.")
+        raise NotFound("CALL_NOT_FOUND", "No call with that id.")
     return call
 
 
@@ -213,7 +221,7 @@ async def find_agent_by_number(number: str) -> Agent:
         else None
     )
     if agent is None:
-        raise APIError(404, "NUMBER_NOT_MAPPED", f"No agent answers {mask_phone(number)}.")
+        raise NotFound("NUMBER_NOT_MAPPED", f"No agent answers {mask_phone(number)}.")
     return agent
 
 
@@ -288,18 +296,19 @@ async def apply_report(redis: Redis, call: Call, report: CallReport) -> bool:
     """Store what the worker reports when the call ends; False when the call was already final.
 
     The call's transfer attempts fire their events (`transfer_initiated`, then
-    `transfer_succeeded` or `transfer_failed`) before its final ones.
+    `transfer_succeeded` or `transfer_failed`) before its final ones. Either way `call` is then
+    reloaded, so it shows the state the call is in now.
     """
     if report.status.value not in FINAL_STATUSES:
-        raise APIError(
-            400, "VALIDATION_ERROR", f"A report needs a final status, not {report.status.value}."
+        raise Invalid(
+            "VALIDATION_ERROR", f"A report needs a final status, not {report.status.value}."
         )
     transfers = [_transfer_record(transfer) for transfer in report.transfers]
     replaceable = Q(status__in=LIVE_STATUSES) | Q(status="failed", end_reason=LOST)
     if transfers and await Call.filter(replaceable, id=call.id).exists():
         # ids derive from the call and the attempt: a report sent twice fires them once
         await emit_transfers(call, transfers)
-    return await finish_call(
+    applied = await finish_call(
         redis,
         call,
         status=report.status.value,
@@ -315,6 +324,8 @@ async def apply_report(redis: Redis, call: Call, report: CallReport) -> bool:
         transfers=transfers,
         error=report.error,
     )
+    await call.refresh_from_db()
+    return applied
 
 
 async def record_transfers(call: Call, reported: list[dict[str, Any]]) -> bool:
@@ -336,9 +347,7 @@ async def join_call(settings: Settings, redis: Redis, call: Call) -> None:
     """
     try:
         await reserve_capacity(settings, redis, call.id, call.workspace_id)
-    except APIError as refused:
-        if refused.code != "AT_CAPACITY":
-            raise
+    except AtCapacity as refused:
         await finish_call(
             redis, call, status="failed", end_reason=AT_CAPACITY, error=refused.detail
         )
@@ -392,9 +401,6 @@ async def reap_lost_calls(settings: Settings, redis: Redis) -> int:
     return reaped
 
 
-
-
-
 async def _dispatch(
     telephony: TelephonySettings, redis: Redis, call: Call, metadata: dict[str, Any]
 ) -> str:
@@ -429,22 +435,19 @@ async def start_outbound_call(
     """
     number = await PhoneNumber.get_or_none(workspace_id=workspace_id, phone_number=agent_number)
     if number is None:
-        raise APIError(
-            404,
+        raise NotFound(
             "NUMBER_NOT_REGISTERED",
             f"This workspace has not registered {mask_phone(agent_number)}; register it "
             "(POST /phonenumbers/purchase or /phonenumbers/sip_trunk) before calling from it.",
         )
     agent = await Agent.get_or_none(workspace_id=workspace_id, phone_number=agent_number)
     if agent is None:
-        raise APIError(
-            404,
+        raise NotFound(
             "AGENT_NOT_FOUND",
             f"No agent in this workspace is mapped to {mask_phone(agent_number)}.",
         )
     if number.outbound_trunk_id is None:
-        raise APIError(
-            409,
+        raise Conflict(
             "NO_OUTBOUND_TRUNK",
             "That number has no outbound SIP trunk; register one (POST /phonenumbers/sip_trunk).",
         )
@@ -517,8 +520,7 @@ async def _web_call_agent(agent_number: str, public_key: str | None, origin: str
     agent_id = agent_service.agent_id_of_web_call_key(public_key) if public_key else None
     agent = await Agent.get_or_none(id=agent_id) if agent_id else None
     if agent is None or not _web_call_allowed(agent, agent_number, public_key or "", origin):
-        raise APIError(
-            403,
+        raise Forbidden(
             "WEB_CALL_FORBIDDEN",
             "Web calls need an agent that allows them, its web_call_public_key as `public_key`, "
             "and a page on one of its web_call_origins.",
@@ -553,11 +555,10 @@ async def _count_web_call(settings: Settings, redis: Redis, workspace_id: uuid.U
         pipe.expire(key, 3600)
         started, _ = await pipe.execute()
     if started > settings.web_calls_per_hour:
-        raise APIError(
-            429,
+        raise QuotaExceeded(
             "WEB_CALL_QUOTA",
             f"This workspace has used its {settings.web_calls_per_hour} web calls for this hour.",
-            headers={"Retry-After": str(3600 - into_hour)},
+            retry_after=3600 - into_hour,
         )
 
 
@@ -581,8 +582,8 @@ def _transfer_record(transfer: dict[str, Any]) -> dict[str, Any]:
     """A reported transfer attempt as the call log keeps it (known fields, destination masked)."""
     record = {key: transfer.get(key) for key in TRANSFER_FIELDS}
     if record["outcome"] not in TRANSFER_OUTCOMES:
-        raise APIError(
-            400, "VALIDATION_ERROR", f"A transfer's outcome must be one of {TRANSFER_OUTCOMES}."
+        raise Invalid(
+            "VALIDATION_ERROR", f"A transfer's outcome must be one of {TRANSFER_OUTCOMES}."
         )
     destination = str(record["destination"] or "")
     if "***" not in destination:  # the runtime masks it; a number in clear is masked here

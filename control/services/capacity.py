@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
-from control.http.errors import APIError
+from control.errors import AtCapacity
 
 PLATFORM_KEY = "capacity:platform"
 WORKSPACE_KEY = "capacity:workspace:{}"
@@ -84,11 +84,10 @@ async def reserve(
     )
     if full:
         limit = limits[int(full) - 1]
-        raise APIError(
-            429,
+        raise AtCapacity(
             "AT_CAPACITY",
             f"At capacity: {limit.name} are all in use; try again in a minute.",
-            headers={"Retry-After": "30"},
+            retry_after=30,
         )
 
 

@@ -10,7 +10,7 @@ from typing import Any
 from tortoise.queryset import QuerySet
 
 from control.config import Settings
-from control.http.errors import APIError
+from control.errors import NotFound, Unavailable
 from control.models import ChatMessage
 from control.services import agents as agent_service
 from control.services.calls import agent_spec
@@ -41,15 +41,15 @@ async def run_turn(settings: Settings, **kwargs: Any):
     # control plane starts without loading livekit-agents.
     try:
         from runtime.chat import chat_turn
-        from runtime.providers import MissingExtraError, ProviderError
+        from runtime.providers import MissingExtraError, ModelProviderError
     except ImportError as error:
-        raise APIError(503, "RUNTIME_NOT_INSTALLED", f"Chats need the runtime: {error}") from error
+        raise Unavailable("RUNTIME_NOT_INSTALLED", f"Chats need the runtime: {error}") from error
     try:
         return await chat_turn(allow_private_urls=settings.allow_private_urls, **kwargs)
     except MissingExtraError as error:
-        raise APIError(503, "PROVIDER_NOT_INSTALLED", str(error)) from error
-    except ProviderError as error:
-        raise APIError(503, "PROVIDER_NOT_CONFIGURED", str(error)) from error
+        raise Unavailable("PROVIDER_NOT_INSTALLED", str(error)) from error
+    except ModelProviderError as error:
+        raise Unavailable("PROVIDER_NOT_CONFIGURED", str(error)) from error
 
 
 async def send(
@@ -108,7 +108,7 @@ async def try_function(
     spec = await agent_spec(settings, agent)
     function = next((f for f in spec.custom_functions if f.name == name), None)
     if function is None:
-        raise APIError(404, "FUNCTION_NOT_FOUND", f"The agent has no custom function {name!r}.")
+        raise NotFound("FUNCTION_NOT_FOUND", f"The agent has no custom function {name!r}.")
     started = time.perf_counter()
     try:
         answer = await call_custom_function(function, arguments, settings.allow_private_urls)

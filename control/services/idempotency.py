@@ -12,7 +12,7 @@ from typing import Any
 
 from tortoise.exceptions import IntegrityError
 
-from control.http.errors import APIError
+from control.errors import Conflict, Invalid, Unprocessable
 from control.models import IdempotencyKey
 from control.security import utcnow
 
@@ -47,8 +47,7 @@ async def _first_response(
     while True:
         first = await IdempotencyKey.get_or_none(workspace_id=workspace_id, key=key)
         if first is not None and first.fingerprint != request_fingerprint:
-            raise APIError(
-                422,
+            raise Unprocessable(
                 "IDEMPOTENCY_KEY_REUSED",
                 "This Idempotency-Key was used for a different request; use a new key.",
             )
@@ -56,11 +55,10 @@ async def _first_response(
             return first.response
         if first is None or asyncio.get_running_loop().time() >= deadline:
             # Still being created (or it just failed and its key was freed): retry later.
-            raise APIError(
-                409,
+            raise Conflict(
                 "IN_PROGRESS",
                 "A request with this Idempotency-Key is still in progress; retry in a moment.",
-                headers={"Retry-After": "2"},
+                retry_after=2,
             )
         await asyncio.sleep(0.1)
 
@@ -78,8 +76,7 @@ async def once(
     if key is None:
         return await act(), True
     if not 0 < len(key) <= MAX_KEY_LENGTH:
-        raise APIError(
-            400,
+        raise Invalid(
             "INVALID_IDEMPOTENCY_KEY",
             f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} characters.",
         )

@@ -15,7 +15,7 @@ from tortoise.queryset import QuerySet
 import knowledge
 from control import jobs
 from control.config import Settings
-from control.http.errors import APIError
+from control.errors import Conflict, Invalid, NotFound, TooLarge, Unavailable
 from control.models import Agent, FileStatus, KnowledgeFile
 from knowledge.config import get_knowledge_settings
 from knowledge.errors import IngestError, KnowledgeError, UploadRejected, UploadTooLarge
@@ -44,16 +44,16 @@ async def store_uploads(
 ) -> list[KnowledgeFile]:
     """Check every file, then store them and queue their ingestion; all or nothing."""
     if not uploads:
-        raise APIError(400, "NO_FILES", "Send one or more files as multipart form fields `files`.")
+        raise Invalid("NO_FILES", "Send one or more files as multipart form fields `files`.")
     try:
         checked = check_uploads([(upload.filename, upload.data) for upload in uploads])
     except UploadTooLarge as error:
-        raise APIError(413, "UPLOAD_TOO_LARGE", error.reason) from error
+        raise TooLarge("UPLOAD_TOO_LARGE", error.reason) from error
     except UploadRejected as error:
-        raise APIError(400, "UPLOAD_REJECTED", error.reason) from error
+        raise Invalid("UPLOAD_REJECTED", error.reason) from error
     names = [item.safe_name for item in checked]
     if len(set(names)) != len(names):
-        raise APIError(400, "DUPLICATE_FILE_NAMES", "Two of the files have the same name.")
+        raise Invalid("DUPLICATE_FILE_NAMES", "Two of the files have the same name.")
     await _check_workspace_room(workspace_id, agent.id, checked)
 
     directory = _agent_dir(settings, agent.id)
@@ -105,15 +105,13 @@ async def _check_workspace_room(
     pages, chunks = await _workspace_totals(workspace_id, excluding=replaced)
     new_pages = sum(item.pages or 0 for item in checked)
     if pages + new_pages > limits.max_workspace_pages:
-        raise APIError(
-            413,
+        raise TooLarge(
             "UPLOAD_TOO_LARGE",
             f"The workspace's knowledge holds {pages} PDF pages; {new_pages} more would pass "
             f"its limit of {limits.max_workspace_pages}. Delete files to make room.",
         )
     if chunks >= limits.max_workspace_chunks:
-        raise APIError(
-            413,
+        raise TooLarge(
             "UPLOAD_TOO_LARGE",
             f"The workspace's knowledge is full ({chunks} of {limits.max_workspace_chunks} "
             "chunks). Delete files to make room.",
@@ -126,9 +124,6 @@ async def _queue_ingestion(file: KnowledgeFile) -> None:
         {"file_id": str(file.id), "version": file.version},
         key=f"ingest:{file.id}:{file.version}",
     )
-
-
-
 
 
 async def ingest_file(settings: Settings, file_id: uuid.UUID, version: int) -> None:
@@ -172,7 +167,7 @@ async def delete_file(
         workspace_id=workspace_id, agent_id=agent_id, filename=filename
     )
     if file is None:
-        raise APIError(404, "FILE_NOT_FOUND", f"The agent has no file named {filename!r}.")
+        raise NotFound("FILE_NOT_FOUND", f"The agent has no file named {filename!r}.")
     await file.delete()
     await knowledge.delete_file(str(agent_id), filename)
     await asyncio.to_thread(_blob_path(settings, file).unlink, missing_ok=True)
@@ -192,12 +187,11 @@ async def query(
         workspace_id=workspace_id, agent_id=agent_id, status=FileStatus.READY
     ).exists()
     if not ready:
-        raise APIError(
-            409,
+        raise Conflict(
             "KNOWLEDGE_NOT_READY",
             "No knowledge file of this agent is ready yet; upload one and wait for status ready.",
         )
     try:
         return await knowledge.retrieve(str(agent_id), text, top_k)
     except KnowledgeError as error:
-        raise APIError(503, "KNOWLEDGE_UNAVAILABLE", error.reason) from error
+        raise Unavailable("KNOWLEDGE_UNAVAILABLE", error.reason) from error

@@ -11,24 +11,25 @@ from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
 from control.config import Settings
-from control.http.errors import APIError
+from control.errors import Conflict, Invalid, NotFound, Unavailable, UpstreamFailed
 from control.models import Agent, PhoneNumber
 from control.security import encrypt_secret, mask_phone
 from telephony import sip
 from telephony.config import TelephonySettings
-from telephony.errors import NotConfigured, ProviderError, TelephonyError
+from telephony.errors import NotConfigured, NumberVendorError, TelephonyError
 from telephony.numbers import get_number_provider
 
 logger = logging.getLogger(__name__)
 
 
-def telephony_error(error: TelephonyError) -> APIError:
-    """A telephony failure as the API answers it: 503 unconfigured, 502 upstream failure."""
+def telephony_error(error: TelephonyError) -> Unavailable | UpstreamFailed:
+    """A telephony failure as the domain names it: unavailable when unconfigured, else an
+    upstream failure (the number vendor's, or LiveKit's)."""
     if isinstance(error, NotConfigured):
-        return APIError(503, "TELEPHONY_NOT_CONFIGURED", str(error))
-    if isinstance(error, ProviderError):
-        return APIError(502, "NUMBER_PROVIDER_ERROR", str(error))
-    return APIError(502, "LIVEKIT_ERROR", f"LiveKit refused or failed: {error}")
+        return Unavailable("TELEPHONY_NOT_CONFIGURED", str(error))
+    if isinstance(error, NumberVendorError):
+        return UpstreamFailed("NUMBER_PROVIDER_ERROR", str(error))
+    return UpstreamFailed("LIVEKIT_ERROR", f"LiveKit refused or failed: {error}")
 
 
 def numbers_of(workspace_id: uuid.UUID) -> QuerySet[PhoneNumber]:
@@ -38,7 +39,7 @@ def numbers_of(workspace_id: uuid.UUID) -> QuerySet[PhoneNumber]:
 async def get_number(workspace_id: uuid.UUID, number: str) -> PhoneNumber:
     phone_number = await PhoneNumber.get_or_none(workspace_id=workspace_id, phone_number=number)
     if phone_number is None:
-        raise APIError(404, "NUMBER_NOT_FOUND", "No such phone number in this workspace.")
+        raise NotFound("NUMBER_NOT_FOUND", "No such phone number in this workspace.")
     return phone_number
 
 
@@ -50,7 +51,7 @@ async def agents_by_number(workspace_id: uuid.UUID, numbers: list[str]) -> dict[
 async def _ensure_free(number: str) -> None:
     # Only a registration holds a number: an agent that merely names it blocks nobody.
     if await PhoneNumber.exists(phone_number=number):
-        raise APIError(409, "NUMBER_EXISTS", f"{number} is already registered on Voxline.")
+        raise Conflict("NUMBER_EXISTS", f"{number} is already registered on Voxline.")
 
 
 async def _drop_foreign_routes(workspace_id: uuid.UUID, number: str) -> None:
@@ -104,9 +105,7 @@ async def _record(
         )
     except IntegrityError as error:  # registered concurrently: undo this request's LiveKit side
         await sip.deprovision(provisioning)
-        raise APIError(
-            409, "NUMBER_EXISTS", f"{number} is already registered on Voxline."
-        ) from error
+        raise Conflict("NUMBER_EXISTS", f"{number} is already registered on Voxline.") from error
     await _route_to_naming_agent(workspace_id, number)
     return phone_number
 
@@ -148,7 +147,7 @@ async def purchase(
         except TelephonyError:
             logger.exception("could not release %s after a failed provisioning", mask_phone(number))
         if isinstance(error, ValueError):
-            raise APIError(400, "INVALID_SIP_CONFIG", str(error)) from error
+            raise Invalid("INVALID_SIP_CONFIG", str(error)) from error
         raise telephony_error(error) from error
     return await _record(
         workspace_id,
@@ -179,7 +178,7 @@ async def register_trunk(
             settings=telephony,
         )
     except ValueError as error:
-        raise APIError(400, "INVALID_SIP_CONFIG", str(error)) from error
+        raise Invalid("INVALID_SIP_CONFIG", str(error)) from error
     except TelephonyError as error:
         raise telephony_error(error) from error
     password = data.get("auth_password")
@@ -218,7 +217,7 @@ async def update_trunk(
                 _provisioning(phone_number), settings=telephony, **sip_changes
             )
         except ValueError as error:
-            raise APIError(400, "INVALID_SIP_CONFIG", str(error)) from error
+            raise Invalid("INVALID_SIP_CONFIG", str(error)) from error
         except TelephonyError as error:
             raise telephony_error(error) from error
         phone_number.outbound_trunk_id = updated.outbound_trunk_id
@@ -255,7 +254,7 @@ async def map_agent(workspace_id: uuid.UUID, number: str, agent_id: uuid.UUID) -
             await Agent.filter(id=agent_id, workspace_id=workspace_id).select_for_update().first()
         )
         if agent is None:
-            raise APIError(404, "AGENT_NOT_FOUND", "No agent with that id in this workspace.")
+            raise NotFound("AGENT_NOT_FOUND", "No agent with that id in this workspace.")
         previous_agents = Agent.filter(workspace_id=workspace_id, phone_number=number)
         for previous in await previous_agents.exclude(id=agent.id):
             previous.phone_number = None
@@ -277,7 +276,7 @@ async def release_all(telephony: TelephonySettings, workspace_id: uuid.UUID) -> 
     number that fails keeps its row, so a retry resumes where this one stopped.
 
     Raises:
-        APIError: 502 `NUMBERS_NOT_RELEASED`, listing every number that could not be released.
+        UpstreamFailed: `NUMBERS_NOT_RELEASED`, listing every number that could not be released.
     """
     failures = []
     for phone_number in await numbers_of(workspace_id):
@@ -292,8 +291,7 @@ async def release_all(telephony: TelephonySettings, workspace_id: uuid.UUID) -> 
             continue
         await phone_number.delete()
     if failures:
-        raise APIError(
-            502,
+        raise UpstreamFailed(
             "NUMBERS_NOT_RELEASED",
             "The workspace was not deleted: these numbers could not be released from LiveKit or "
             "their provider, so they would still route calls or be billed: "

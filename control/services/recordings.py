@@ -21,7 +21,7 @@ import obstore
 from obstore.store import LocalStore, S3Store
 
 from control.config import Settings, parse_recordings_url
-from control.http.errors import APIError
+from control.errors import Invalid, NotFound, RangeNotSatisfiable, TooLarge, UnsupportedMediaType
 from control.models import Call, Workspace
 from control.security import utcnow
 
@@ -133,14 +133,12 @@ async def store_recording(
     broken upload leaves no recording and no half-written object.
     """
     if content_type not in FORMATS:
-        raise APIError(415, "UNSUPPORTED_MEDIA_TYPE", "Send audio/ogg (Opus) or audio/wav.")
+        raise UnsupportedMediaType("UNSUPPORTED_MEDIA_TYPE", "Send audio/ogg (Opus) or audio/wav.")
     extension, magic = FORMATS[content_type]
     chunks = aiter(body)
     first = await _first_bytes(chunks, len(magic))
     if not first.startswith(magic):
-        raise APIError(
-            400, "INVALID_RECORDING", f"The body is not {content_type} (it starts wrongly)."
-        )
+        raise Invalid("INVALID_RECORDING", f"The body is not {content_type} (it starts wrongly).")
     key = f"{call.workspace_id}/{call.id}.{extension}"
     checked = _CheckedBody(first, chunks, limit)
     store = recordings_store(settings)
@@ -157,8 +155,8 @@ async def store_recording(
         )
     except Exception as error:
         if checked.too_large:
-            raise APIError(
-                413, "PAYLOAD_TOO_LARGE", f"A recording may be at most {limit} bytes."
+            raise TooLarge(
+                "PAYLOAD_TOO_LARGE", f"A recording may be at most {limit} bytes."
             ) from error
         raise
     previous = _stored_key(call)
@@ -189,7 +187,7 @@ async def find_recording(settings: Settings, call: Call) -> StoredRecording:
         else:
             extension = key.rsplit(".", 1)[-1]
             return StoredRecording(key, meta["size"], CONTENT_TYPES.get(extension, "audio/ogg"))
-    raise APIError(404, "NO_RECORDING", "This call has no recording.")
+    raise NotFound("NO_RECORDING", "This call has no recording.")
 
 
 async def read_recording(
@@ -231,11 +229,10 @@ def requested_range(header: str | None, size: int) -> tuple[int, int] | None:
     else:
         start, end = 0, 0  # no numbers at all, or a suffix of zero bytes
     if start >= end or start >= size:
-        raise APIError(
-            416,
+        raise RangeNotSatisfiable(
             "RANGE_NOT_SATISFIABLE",
             f"The requested range is not within the recording's {size} bytes.",
-            headers={"Content-Range": f"bytes */{size}"},
+            size=size,
         )
     return start, end
 

@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 from redis.asyncio import Redis
 from tortoise import connections
 
-from control.http.errors import APIError
+from control.errors import Invalid
 from control.models import Agent, Workspace
 from control.services import capacity
 from control.services.call_logs import MAX_RANGE, CallFilters, _parameterized_sql, filtered_calls
@@ -71,13 +71,12 @@ def scope(filters: CallFilters, timezone: str = "UTC", now: datetime | None = No
         now: the end of an open range (the current time when None).
 
     Raises:
-        APIError: 400 `RANGE_TOO_LONG` for a range over `MAX_RANGE`.
+        Invalid: `RANGE_TOO_LONG` for a range over `MAX_RANGE`.
     """
     end = filters.end or now or datetime.now(UTC)
     start = filters.start or end - DEFAULT_RANGE
     if end - start > MAX_RANGE:
-        raise APIError(
-            400,
+        raise Invalid(
             "RANGE_TOO_LONG",
             f"A report covers at most {MAX_RANGE.days} days; narrow start_datetime and "
             "end_datetime (or start_date and end_date).",

@@ -18,7 +18,7 @@ from tortoise.queryset import QuerySet
 
 from control import jobs
 from control.config import Settings
-from control.http.errors import APIError
+from control.errors import Invalid, NotFound
 from control.models import DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from control.security import (
     SecretUnreadableError,
@@ -29,6 +29,7 @@ from control.security import (
     utcnow,
 )
 from runtime.spec import URLNotAllowedError, check_url_allowed_async, pinned_resolver
+from voxline.common.retry import Backoff
 
 logger = logging.getLogger(__name__)
 
@@ -49,13 +50,13 @@ async def _check_url(settings: Settings, url: str, *, at_save: bool) -> None:
     try:
         await check_url_allowed_async(url, settings.allow_private_urls, unresolvable_ok=at_save)
     except URLNotAllowedError as error:
-        raise APIError(400, "URL_NOT_ALLOWED", f"webhook URL refused: {error}") from error
+        raise Invalid("URL_NOT_ALLOWED", f"webhook URL refused: {error}") from error
 
 
 async def get_endpoint(workspace_id: uuid.UUID) -> WebhookEndpoint:
     endpoint = await WebhookEndpoint.get_or_none(workspace_id=workspace_id)
     if endpoint is None:
-        raise APIError(404, "WEBHOOK_NOT_CONFIGURED", "This workspace has no webhook URL yet.")
+        raise NotFound("WEBHOOK_NOT_CONFIGURED", "This workspace has no webhook URL yet.")
     return endpoint
 
 
@@ -214,9 +215,9 @@ async def _attempt(
             "webhook %s (%s) failed for good: %s", delivery.id, delivery.event_type, error
         )
     else:
-        delivery.next_attempt_at = utcnow() + timedelta(
-            seconds=settings.webhook_retry_delays[number]
-        )
+        # The setting starts with the pause before the first attempt; the retries' pauses follow.
+        retries = Backoff(settings.webhook_retry_delays[1:])
+        delivery.next_attempt_at = utcnow() + timedelta(seconds=retries.delay(number))
     await delivery.save()
 
 

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import logging
-import re
 import secrets
-import unicodedata
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
@@ -16,8 +14,7 @@ from tortoise.transactions import in_transaction
 
 from control.config import Settings
 from control.dialing import campaigns
-from control.http.errors import APIError
-from control.http.principal import API_KEY_PREFIX, workspace_role
+from control.errors import Conflict, Forbidden, Invalid, NotFound
 from control.mail import MailError, send_email
 from control.models import (
     Agent,
@@ -31,23 +28,19 @@ from control.models import (
 )
 from control.security import hash_secret, new_secret, utcnow
 from control.services import knowledge_files, phone_numbers, recordings
+from control.text import slugify
 from telephony.config import TelephonySettings
 
 logger = logging.getLogger(__name__)
 
+API_KEY_PREFIX = "vxk_"
 API_KEY_ROLES = (Role.MEMBER, Role.DEVELOPER)
 INVITATION_TTL = timedelta(days=7)
 
 
-def slugify(name: str) -> str:
-    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
-    slug = re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")
-    return slug[:60] or "workspace"
-
-
 async def create_workspace(owner: User, name: str) -> Workspace:
     """Create a workspace with a unique slug and make `owner` its admin."""
-    base = slugify(name)
+    base = slugify(name, fallback="workspace")
     for attempt in range(8):
         slug = base if attempt == 0 else f"{base}-{secrets.token_hex(3)}"
         if await Workspace.exists(slug=slug):
@@ -59,7 +52,7 @@ async def create_workspace(owner: User, name: str) -> Workspace:
             return workspace
         except IntegrityError:
             continue  # another request took the slug between the check and the insert
-    raise APIError(409, "SLUG_TAKEN", "Could not find a free slug for that name; try another name.")
+    raise Conflict("SLUG_TAKEN", "Could not find a free slug for that name; try another name.")
 
 
 def workspaces_visible_to(user: User) -> QuerySet[Workspace]:
@@ -71,7 +64,7 @@ def workspaces_visible_to(user: User) -> QuerySet[Workspace]:
 async def get_workspace(workspace_id: uuid.UUID) -> Workspace:
     workspace = await Workspace.get_or_none(id=workspace_id)
     if workspace is None:
-        raise APIError(404, "WORKSPACE_NOT_FOUND", "No workspace with that id.")
+        raise NotFound("WORKSPACE_NOT_FOUND", "No workspace with that id.")
     return workspace
 
 
@@ -105,6 +98,21 @@ async def delete_workspace(
     await workspace.delete()
 
 
+async def workspace_role(user: User, workspace_id: uuid.UUID) -> tuple[Workspace, Role | None]:
+    """The workspace and the user's role in it; NotFound if it doesn't exist or the user can't
+    see it."""
+    membership = await Membership.get_or_none(
+        user_id=user.id, workspace_id=workspace_id
+    ).prefetch_related("workspace")
+    if membership is not None:
+        return membership.workspace, membership.role
+    if user.is_superuser:
+        workspace = await Workspace.get_or_none(id=workspace_id)
+        if workspace is not None:
+            return workspace, None
+    raise NotFound("WORKSPACE_NOT_FOUND", "No workspace with that id.")
+
+
 async def switch_workspace(user: User, workspace_id: uuid.UUID) -> Workspace:
     workspace, _ = await workspace_role(user, workspace_id)
     user.current_workspace_id = workspace.id
@@ -135,7 +143,7 @@ async def invite(
     if invitee is not None:
         membership = await Membership.get_or_none(workspace_id=workspace_id, user_id=invitee.id)
         if membership is not None:
-            raise APIError(409, "ALREADY_MEMBER", f"{email} is already a member of this workspace.")
+            raise Conflict("ALREADY_MEMBER", f"{email} is already a member of this workspace.")
         membership = await Membership.create(workspace=workspace, user=invitee, role=role)
         await membership.fetch_related("user")
         return InviteOutcome(membership=membership, invitation=None, email_sent=False)
@@ -164,8 +172,8 @@ async def invite(
                 invitation.update_from_dict(renewal)
                 await invitation.save()
     except IntegrityError as error:  # the same email invited by two requests at once
-        raise APIError(
-            409, "INVITATION_CONFLICT", f"{email} is being invited already; try again."
+        raise Conflict(
+            "INVITATION_CONFLICT", f"{email} is being invited already; try again."
         ) from error
     days = INVITATION_TTL.days
     email_sent = True
@@ -202,14 +210,12 @@ async def accept_invitation(user: User, token: str) -> Membership:
             or invitation.expires_at is None
             or invitation.expires_at < utcnow()
         ):
-            raise APIError(
-                400,
+            raise Invalid(
                 "INVALID_INVITATION",
                 "The invitation is invalid, used, revoked or expired; ask for a new one.",
             )
         if invitation.email != user.email:
-            raise APIError(
-                403,
+            raise Forbidden(
                 "INVITATION_FOR_ANOTHER_EMAIL",
                 "This invitation is for another email address; log in as that address.",
             )
@@ -238,8 +244,8 @@ async def revoke_invitation(workspace_id: uuid.UUID, invitation_id: uuid.UUID) -
         workspace_id=workspace_id, id=invitation_id, accepted_at=None
     ).delete()
     if not revoked:
-        raise APIError(
-            404, "INVITATION_NOT_FOUND", "No pending invitation with that id in this workspace."
+        raise NotFound(
+            "INVITATION_NOT_FOUND", "No pending invitation with that id in this workspace."
         )
 
 
@@ -249,7 +255,7 @@ async def remove_member(workspace_id: uuid.UUID, user_id: uuid.UUID) -> None:
             workspace_id=workspace_id, user_id=user_id
         ).select_for_update()
         if membership is None:
-            raise APIError(404, "MEMBER_NOT_FOUND", "That user is not a member of this workspace.")
+            raise NotFound("MEMBER_NOT_FOUND", "That user is not a member of this workspace.")
         if membership.role == Role.ADMIN:
             admins = (
                 await Membership.filter(workspace_id=workspace_id, role=Role.ADMIN)
@@ -257,8 +263,7 @@ async def remove_member(workspace_id: uuid.UUID, user_id: uuid.UUID) -> None:
                 .count()
             )
             if admins <= 1:
-                raise APIError(
-                    409,
+                raise Conflict(
                     "LAST_ADMIN",
                     "A workspace keeps at least one admin; make someone else admin first.",
                 )
@@ -274,7 +279,7 @@ async def create_api_key(
 ) -> tuple[ApiKey, str]:
     """Create a key; returns the row and the secret, which is never retrievable again."""
     if role not in API_KEY_ROLES:
-        raise APIError(400, "INVALID_ROLE", "An API key's role is member or developer.")
+        raise Invalid("INVALID_ROLE", "An API key's role is member or developer.")
     await get_workspace(workspace_id)
     secret = new_secret(API_KEY_PREFIX)
     api_key = await ApiKey.create(
@@ -291,4 +296,4 @@ async def create_api_key(
 async def delete_api_key(workspace_id: uuid.UUID, key_id: uuid.UUID) -> None:
     deleted = await ApiKey.filter(workspace_id=workspace_id, id=key_id).delete()
     if not deleted:
-        raise APIError(404, "API_KEY_NOT_FOUND", "No API key with that id in this workspace.")
+        raise NotFound("API_KEY_NOT_FOUND", "No API key with that id in this workspace.")

@@ -15,12 +15,12 @@ from typing import Any, ClassVar
 import certifi
 import httpx
 
+from runtime.spec import is_e164
 from telephony.config import TelephonySettings
-from telephony.errors import NotConfigured, ProviderError
+from telephony.errors import NotConfigured, NumberVendorError
 
 logger = logging.getLogger(__name__)
 
-E164 = re.compile(r"\+[1-9][0-9]{6,14}")
 _COUNTRY = re.compile(r"[A-Za-z]{2}")
 _AREA_CODE = re.compile(r"[0-9]{1,6}")
 _CONTAINS = re.compile(r"[0-9A-Za-z*]{1,16}")
@@ -73,7 +73,7 @@ class NumberProvider(abc.ABC):
 
     A provider is built by `get_number_provider(name, credentials)`. Subclasses set `name`,
     `label` and `required_credentials`, may add `options`, implement the three operations, and
-    raise `ProviderError` with the provider's own message when it refuses; bad arguments raise
+    raise `NumberVendorError` with the provider's own message when it refuses; bad arguments raise
     `ValueError`.
     """
 
@@ -143,7 +143,7 @@ class NumberProvider(abc.ABC):
 
         Raises:
             ValueError: on malformed arguments.
-            ProviderError: when the provider refuses or fails.
+            NumberVendorError: when the provider refuses or fails.
         """
 
     @abc.abstractmethod
@@ -154,7 +154,7 @@ class NumberProvider(abc.ABC):
 
         Raises:
             ValueError: on a malformed number.
-            ProviderError: when the provider refuses (number gone, no funds, address needed).
+            NumberVendorError: when the provider refuses (number gone, no funds, address needed).
         """
 
     @abc.abstractmethod
@@ -165,7 +165,7 @@ class NumberProvider(abc.ABC):
             number_or_id: the `PurchasedNumber.provider_id`, or the E.164 number.
 
         Raises:
-            ProviderError: when the provider refuses or fails.
+            NumberVendorError: when the provider refuses or fails.
         """
 
     @asynccontextmanager
@@ -177,13 +177,13 @@ class NumberProvider(abc.ABC):
             yield client
 
     async def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        """Sends one request, turning transport failures into a retryable `ProviderError`."""
+        """Sends one request, turning transport failures into a retryable `NumberVendorError`."""
         async with self._client() as client:
             try:
                 return await client.request(method, url, **kwargs)
             except httpx.HTTPError as e:
                 logger.warning("%s request failed: %s", self.name, type(e).__name__)
-                raise ProviderError(
+                raise NumberVendorError(
                     self.name, f"could not reach the API ({type(e).__name__})", retryable=True
                 ) from e
 
@@ -196,7 +196,7 @@ def _ssl_context() -> ssl.SSLContext:
 
 def check_e164(phone_number: str) -> str:
     """Returns `phone_number` if it is E.164, else raises ValueError."""
-    if not isinstance(phone_number, str) or not E164.fullmatch(phone_number):
+    if not is_e164(phone_number):
         raise ValueError(f"phone number must be E.164, like +16505551234 (got {phone_number!r})")
     return phone_number
 
@@ -225,8 +225,3 @@ def credential(credentials: Mapping[str, str] | None, key: str, fallback: str | 
     if credentials and credentials.get(key):
         return credentials[key]
     return fallback or None
-
-
-def retryable_status(status: int) -> bool:
-    """Whether an HTTP status from a provider is worth retrying later."""
-    return status == 429 or status >= 500

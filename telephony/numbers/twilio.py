@@ -11,7 +11,7 @@ import httpx
 
 from runtime.spec import mask_phone
 from telephony.config import TelephonySettings
-from telephony.errors import ProviderError
+from telephony.errors import NumberVendorError
 from telephony.numbers.base import (
     AvailableNumber,
     NumberProvider,
@@ -19,8 +19,8 @@ from telephony.numbers.base import (
     check_e164,
     check_search,
     credential,
-    retryable_status,
 )
+from voxline.common.retry import retryable_status
 
 logger = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ class TwilioNumbers(NumberProvider):
             sid = owned[0]["sid"]
         try:
             await self._call("DELETE", f"/IncomingPhoneNumbers/{sid}.json")
-        except ProviderError as e:
+        except NumberVendorError as e:
             if e.http_status != 404:
                 raise
             logger.info("twilio: %s was already released", sid)
@@ -145,7 +145,7 @@ class TwilioNumbers(NumberProvider):
         """The monthly price of a local number in `country`, or (None, None) if unknown."""
         try:
             response = await self._send("GET", f"{self._pricing_url}/{country}", auth=self._auth)
-        except ProviderError:
+        except NumberVendorError:
             return None, None
         if response.status_code != 200:
             logger.info("twilio: no pricing for %s (HTTP %s)", country, response.status_code)
@@ -168,7 +168,7 @@ def _capabilities(raw: Mapping[str, Any]) -> dict[str, bool]:
     return {"voice": lowered.get("voice", False), "sms": lowered.get("sms", False)}
 
 
-def _error(response: httpx.Response) -> ProviderError:
+def _error(response: httpx.Response) -> NumberVendorError:
     """Twilio's error body: {"code": 21452, "message": "...", "more_info": "...", "status": 400}."""
     try:
         body = response.json()
@@ -176,7 +176,7 @@ def _error(response: httpx.Response) -> ProviderError:
         body = {}
     message = body.get("message") or f"HTTP {response.status_code}"
     code = body.get("code")
-    return ProviderError(
+    return NumberVendorError(
         "twilio",
         message,
         http_status=response.status_code,

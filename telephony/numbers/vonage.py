@@ -10,7 +10,7 @@ import httpx
 
 from runtime.spec import mask_phone
 from telephony.config import TelephonySettings
-from telephony.errors import ProviderError
+from telephony.errors import NumberVendorError
 from telephony.numbers.base import (
     MAX_SEARCH_LIMIT,
     AvailableNumber,
@@ -20,8 +20,8 @@ from telephony.numbers.base import (
     check_e164,
     check_search,
     credential,
-    retryable_status,
 )
+from voxline.common.retry import retryable_status
 
 logger = logging.getLogger(__name__)
 
@@ -164,7 +164,7 @@ class VonageNumbers(NumberProvider):
         code = str(body.get("error-code", "200"))
         if response.status_code >= 400 or code != "200":
             label = body.get("error-code-label") or f"HTTP {response.status_code}"
-            raise ProviderError(
+            raise NumberVendorError(
                 self.name,
                 label,
                 http_status=response.status_code,

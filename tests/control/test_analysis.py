@@ -9,7 +9,6 @@ from control.services import calls as call_service
 from control.services.agents import create_agent
 from control.services.webhooks import set_endpoint
 from tests.conftest import make_user
-from tests.fakes.openai_server import FakeOpenAI
 
 SERVICE = {"Authorization": "Bearer test-service-token"}
 REPORT = {
@@ -28,13 +27,6 @@ def loopback(settings):
     return settings.model_copy(update={"allow_private_urls": True})
 
 
-@pytest.fixture(scope="module")
-def analyst_llm():
-    server = FakeOpenAI().start()
-    yield server
-    server.stop()
-
-
 async def analysed(call_id, settings, redis):
     """The call once the background jobs have run (analysis is a job the report queued)."""
     await jobs.drain(jobs.JobContext(settings, redis))
@@ -44,10 +36,9 @@ async def analysed(call_id, settings, redis):
 
 
 async def test_completed_call_is_analysed_and_fires_call_analyzed(
-    client, db, loopback, redis, analyst_llm
+    client, db, loopback, redis, scripted_llm
 ):
-    analyst_llm.reset()
-    analyst_llm.on(
+    scripted_llm.on(
         "Analyse this call",
         '{"summary": "Caller wants solar panels.", "disposition": "interested", '
         '"sentiment": "positive", "budget": 9000, "success": true}',
@@ -58,7 +49,7 @@ async def test_completed_call_is_analysed_and_fires_call_analyzed(
         workspace.id,
         {
             "agent_name": "Solar",
-            "LLM_base_url": analyst_llm.base_url,
+            "LLM_base_url": scripted_llm.base_url,
             "LLM_model": "scripted",
             "post_call_analysis": {
                 "dispositions": [
@@ -78,7 +69,7 @@ async def test_completed_call_is_analysed_and_fires_call_analyzed(
     assert call.summary == "Caller wants solar panels."
     assert (call.disposition, call.sentiment) == ("interested", "positive")
     assert call.extracted_data == {"budget": 9000, "success": True}
-    prompt = analyst_llm.requests[-1]["messages"]
+    prompt = scripted_llm.requests[-1]["messages"]
     assert "disposition" in str(prompt[0]["content"]) and "budget" in str(prompt[0]["content"])
     assert "9000 dollars" in str(prompt[-1]["content"])
     events = await WebhookDelivery.filter(event_type="call_analyzed").values_list(
@@ -88,17 +79,16 @@ async def test_completed_call_is_analysed_and_fires_call_analyzed(
 
 
 async def test_a_disposition_outside_the_list_is_not_stored(
-    client, db, loopback, redis, analyst_llm
+    client, db, loopback, redis, scripted_llm
 ):
-    analyst_llm.reset()
-    analyst_llm.on("Analyse this call", '{"summary": "Short call.", "disposition": "on_mars"}')
+    scripted_llm.on("Analyse this call", '{"summary": "Short call.", "disposition": "on_mars"}')
     _, workspace = await make_user("dev@example.com", role=Role.DEVELOPER)
     agent = await create_agent(
         loopback,
         workspace.id,
         {
             "agent_name": "Solar",
-            "LLM_base_url": analyst_llm.base_url,
+            "LLM_base_url": scripted_llm.base_url,
             "LLM_model": "scripted",
             "post_call_analysis": {"dispositions": [{"name": "interested"}]},
         },
@@ -113,14 +103,13 @@ async def test_a_disposition_outside_the_list_is_not_stored(
     "own_key, received", [(None, None), ("sk-agent-own", "Bearer sk-agent-own")]
 )
 async def test_analysis_never_sends_the_platform_key_to_an_agents_endpoint(
-    client, db, loopback, redis, analyst_llm, monkeypatch, own_key, received
+    client, db, loopback, redis, scripted_llm, monkeypatch, own_key, received
 ):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-platform-secret")
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
-    analyst_llm.reset()
-    analyst_llm.on("Analyse this call", '{"summary": "Short call."}')
+    scripted_llm.on("Analyse this call", '{"summary": "Short call."}')
     _, workspace = await make_user("dev@example.com", role=Role.DEVELOPER)
-    fields = {"LLM_base_url": analyst_llm.base_url, "LLM_model": "scripted"}
+    fields = {"LLM_base_url": scripted_llm.base_url, "LLM_model": "scripted"}
     if own_key:
         fields["LLM_api_key"] = own_key
     agent = await create_agent(loopback, workspace.id, {"agent_name": "Solar", **fields})
@@ -129,7 +118,7 @@ async def test_analysis_never_sends_the_platform_key_to_an_agents_endpoint(
     await client.post(f"/internal/calls/{call.id}/report", json=REPORT, headers=SERVICE)
     call = await analysed(call.id, loopback, redis)
     assert call.summary == "Short call."
-    assert analyst_llm.authorizations == [received]
+    assert scripted_llm.authorizations == [received]
 
 
 ANALYSIS_CONFIG = {

@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from control import jobs
+from control.jobs.queue import JobKind, kinds
 from control.models import Call, IdempotencyKey, Job, JobStatus, Role, WebhookDelivery
 from control.services import calls as call_service
 from control.services import capacity
@@ -263,11 +264,17 @@ async def test_a_failed_first_request_frees_its_idempotency_key(client, line, li
 ATTEMPTS: list[str] = []
 
 
-@jobs.job("test_flaky", max_attempts=3, retry_delays=(0,))
 async def _flaky(context: jobs.JobContext, payload: dict) -> None:
     ATTEMPTS.append(payload["name"])
     if payload.get("fail"):
         raise RuntimeError("the outside service is down")
+
+
+@pytest.fixture(autouse=True)
+def flaky_job_kind(monkeypatch):
+    """A job kind of the tests' own, beside the real ones, for as long as a test runs."""
+    flaky = JobKind("test_flaky", _flaky, max_attempts=3, retry_delays=(0,))
+    monkeypatch.setitem(kinds(), flaky.name, flaky)
 
 
 async def test_jobs_retry_with_backoff_then_fail_visibly(db, settings, redis):

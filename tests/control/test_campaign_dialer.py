@@ -17,8 +17,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-import pytest
-
 from control import jobs
 from control.dialing import campaign_dialer, campaigns, dialer, dnc
 from control.models import Agent, Call, Campaign, IdempotencyKey, Prospect
@@ -31,7 +29,6 @@ from tests.control.campaign_dialing import (
     new_campaign,
     prospect,
 )
-from tests.fakes.openai_server import FakeOpenAI
 
 SIM_PROSPECTS = int(os.environ.get("VOXLINE_CAMPAIGN_SIM_PROSPECTS", "2000"))
 US_ZONES = ("America/New_York", "America/Chicago", "America/Denver", "America/Los_Angeles")
@@ -433,21 +430,14 @@ async def test_the_campaign_dialer_runs_as_a_periodic_job(
 # -- dispositions from the post-call analysis --------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def analyst_llm():
-    server = FakeOpenAI().start()
-    yield server
-    server.stop()
-
-
 async def test_the_analysis_picks_a_campaign_disposition_and_schedules_the_callback(
-    client, line, settings, redis, analyst_llm
+    client, line, settings, redis, scripted_llm
 ):
     settings = settings.model_copy(update={"allow_private_urls": True})
     campaign = await new_campaign(line)
     agent = line["agent"]
     await Agent.filter(id=agent.id).update(
-        config={**agent.config, "LLM_base_url": analyst_llm.base_url, "LLM_model": "scripted"}
+        config={**agent.config, "LLM_base_url": scripted_llm.base_url, "LLM_model": "scripted"}
     )
     row = prospect(campaign, "+12122000001")
     await add_prospects([row])
@@ -469,8 +459,7 @@ async def test_the_analysis_picks_a_campaign_disposition_and_schedules_the_callb
     tomorrow_3pm = datetime.combine(
         utcnow().astimezone(new_york).date() + timedelta(days=1), time(15), new_york
     )
-    analyst_llm.reset()
-    analyst_llm.on(
+    scripted_llm.on(
         "Analyse this call",
         f'{{"disposition": "callback", "callback_at": "{tomorrow_3pm.isoformat()}"}}',
     )
@@ -485,7 +474,7 @@ async def test_the_analysis_picks_a_campaign_disposition_and_schedules_the_callb
     response = await client.post(f"/internal/calls/{call.id}/report", json=report, headers=SERVICE)
     assert response.status_code == 200
     await jobs.drain(jobs.JobContext(settings, redis))
-    asked = analyst_llm.requests[-1]["messages"][0]["content"]
+    asked = scripted_llm.requests[-1]["messages"][0]["content"]
     assert "callback_at" in asked and "remove_me" in asked  # the campaign's dispositions
     row = await Prospect.get(id=row.id)
     assert (row.status, row.disposition) == ("callback", "callback")

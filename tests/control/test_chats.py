@@ -10,14 +10,7 @@ from control import jobs
 from control.models import ChatMessage, Role
 from tests.conftest import auth_headers, free_port, make_user
 from tests.control.test_knowledge_api import upload, wait_until_settled
-from tests.fakes.openai_server import FakeOpenAI, tool_call
-
-
-@pytest.fixture(scope="module")
-def openai_server():
-    server = FakeOpenAI().start()
-    yield server
-    server.stop()
+from tests.fakes.openai_server import tool_call
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +39,7 @@ def inventory_api():
 
 
 @pytest.fixture
-async def chat_agent(client, settings, openai_server, inventory_api, db):
-    openai_server.reset()
+async def chat_agent(client, settings, scripted_llm, inventory_api, db):
     # Loopback endpoints (the scripted LLM, the inventory API) need private URLs allowed.
     client.app.config["SETTINGS"] = settings.model_copy(update={"allow_private_urls": True})
     user, _ = await make_user("dev@example.com", role=Role.DEVELOPER)
@@ -56,7 +48,7 @@ async def chat_agent(client, settings, openai_server, inventory_api, db):
     body = {
         "agent_name": "Shop assistant",
         "LLM_provider": "openai",
-        "LLM_base_url": openai_server.base_url,
+        "LLM_base_url": scripted_llm.base_url,
         "LLM_model": "scripted",
         "system_prompt": "You are the assistant of Acme Shop. Customer: {{customer_name}}.",
         "custom_functions": [
@@ -81,11 +73,11 @@ async def chat_agent(client, settings, openai_server, inventory_api, db):
 
 
 async def test_chat_uses_the_prompt_a_custom_function_and_keeps_history(
-    client, chat_agent, openai_server, inventory_api
+    client, chat_agent, scripted_llm, inventory_api
 ):
-    openai_server.on("in stock", tool_call("check_inventory", sku="A-100"))
-    openai_server.on_tool("check_inventory", "Yes: {tool_output}")
-    openai_server.on("hello", "Hello! How can I help?")
+    scripted_llm.on("in stock", tool_call("check_inventory", sku="A-100"))
+    scripted_llm.on_tool("check_inventory", "Yes: {tool_output}")
+    scripted_llm.on("hello", "Hello! How can I help?")
     first = await client.post(
         "/chats",
         json={
@@ -98,7 +90,7 @@ async def test_chat_uses_the_prompt_a_custom_function_and_keeps_history(
     assert first.status_code == 200, await first.get_json()
     body = await first.get_json()
     assert body["reply"] == "Hello! How can I help?" and body["session_id"]
-    system = openai_server.requests[-1]["messages"][0]
+    system = scripted_llm.requests[-1]["messages"][0]
     assert "Acme Shop" in str(system["content"]) and "Ada" in str(system["content"])
 
     second = await client.post(
@@ -116,7 +108,7 @@ async def test_chat_uses_the_prompt_a_custom_function_and_keeps_history(
     assert '"in_stock": 7' in reply["reply"] or "in_stock" in reply["reply"]
     assert inventory_api[1][-1] == {"body": {"sku": "A-100"}, "auth": "tok-123456789"}
     # the second turn saw the first one
-    contents = [str(m.get("content")) for m in openai_server.requests[-2]["messages"]]
+    contents = [str(m.get("content")) for m in scripted_llm.requests[-2]["messages"]]
     assert any("Hello! How can I help?" in c for c in contents)
 
     listed = await (
@@ -129,7 +121,7 @@ async def test_chat_uses_the_prompt_a_custom_function_and_keeps_history(
 
 
 async def test_chat_answers_from_the_knowledge_base(
-    client, chat_agent, openai_server, settings, redis
+    client, chat_agent, scripted_llm, settings, redis
 ):
     await upload(
         client,
@@ -140,8 +132,8 @@ async def test_chat_answers_from_the_knowledge_base(
     await wait_until_settled(
         client, {**chat_agent, "member": chat_agent["dev"], "jobs": jobs_context}
     )
-    openai_server.on("return", tool_call("lookup_knowledge", query="return window"))
-    openai_server.on_tool("lookup_knowledge", "From our policy: {tool_output}")
+    scripted_llm.on("return", tool_call("lookup_knowledge", query="return window"))
+    scripted_llm.on_tool("lookup_knowledge", "From our policy: {tool_output}")
     response = await client.post(
         "/chats",
         json={"agent_id": chat_agent["id"], "message": "How long do I have to return things?"},

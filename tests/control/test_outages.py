@@ -26,9 +26,9 @@ from redis import exceptions as redis_errors
 from tortoise.exceptions import OperationalError
 
 from control.http.app import create_app
-from control.http.errors import DATABASE, REDIS, outage_of
 from control.http.ratelimit import FAIL_OPEN_ATTRIBUTE
 from control.models import Role
+from control.outages import DATABASE, REDIS, outage_of
 from control.services.agents import create_agent
 from tests.conftest import PASSWORD, TEST_DATA_DIR, auth_headers, free_port, make_user
 

@@ -28,7 +28,6 @@ from runtime.config import RuntimeSettings
 from runtime.control_client import ControlPlane
 from runtime.recording import FILE_SUFFIX
 from tests.conftest import auth_headers, make_user
-from tests.fakes.openai_server import FakeOpenAI
 from tests.recordings import decode_stereo, loud_spans
 from tests.servers import SERVICE_TOKEN
 
@@ -279,14 +278,10 @@ async def test_the_retention_job_runs_on_the_job_queue(world, storage, settings,
     assert not storage.holds(f"{workspace.id}/{call.id}.ogg")
 
 
-async def test_deleting_a_workspace_deletes_its_recordings_only(
-    client, world, storage, settings
-):
+async def test_deleting_a_workspace_deletes_its_recordings_only(client, world, storage, settings):
     theirs_agent = await create_agent(settings, world["elsewhere"].id, {"agent_name": "Theirs"})
     ours = await _recorded_call(settings, storage, world["workspace"], world["agent"], timedelta())
-    theirs = await _recorded_call(
-        settings, storage, world["elsewhere"], theirs_agent, timedelta()
-    )
+    theirs = await _recorded_call(settings, storage, world["elsewhere"], theirs_agent, timedelta())
     deleted = await client.delete(f"/workspaces/{world['workspace'].id}", headers=world["admin"])
     assert deleted.status_code == 204, await deleted.get_data()
     assert not storage.holds(f"{ours.workspace_id}/{ours.id}.ogg")
@@ -329,13 +324,6 @@ def test_a_recordings_url_of_no_known_form_stops_start_up(url):
 
 
 # -- the spoken test: both voices of a simulated call, each on its own channel ---------------
-
-
-@pytest.fixture
-def scripted_llm():
-    server = FakeOpenAI().start()
-    yield server
-    server.stop()
 
 
 def _loudness(samples: np.ndarray, rate: int, start: float, seconds: float) -> np.ndarray:

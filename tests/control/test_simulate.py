@@ -10,18 +10,11 @@ from control.models import Agent, Call, KnowledgeFile, Role, User
 from control.services import demo
 from control.services.agents import create_agent
 from tests.conftest import auth_headers, make_user
-from tests.fakes.openai_server import FakeOpenAI
 from tests.servers import SERVICE_TOKEN, ControlPlaneProcess
 from tests.speech import word_error_rate
 
 pytest.importorskip("faster_whisper", reason="offline speech (faster-whisper) is not installed")
 pytest.importorskip("piper", reason="offline speech (Piper) is not installed")
-
-@pytest.fixture(scope="module")
-def scripted_llm():
-    server = FakeOpenAI().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
@@ -72,7 +65,6 @@ async def test_simulate_runs_a_spoken_call_and_stores_its_log(
             "first_message": "Hello, Harbor Cafe.",
         },
     )
-    scripted_llm.reset()
     # Chosen by turn, not by exact words: whisper may mishear a word on a loaded machine.
     scripted_llm.on(r"bye|thank|good", "Goodbye!", times=1)
     scripted_llm.on(r".", "We open at seven every weekday.", times=1)

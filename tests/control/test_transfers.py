@@ -5,24 +5,22 @@ the number's noise-cancellation setting on the dial."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Callable
 from typing import Any
 
-import httpx
 import pytest
 from livekit import api as lk
 
 from control.models import Call, PhoneNumber, Role, WebhookDelivery
 from control.services.agents import create_agent, update_agent
 from control.services.webhooks import set_endpoint
-from runtime.config import RuntimeSettings
-from runtime.control_client import ControlPlane
 from runtime.spec import CallReport
 from runtime.worker import CallRunner
 from tests.conftest import auth_headers, make_user
 from tests.control.conftest import TRUNK_BODY
 from tests.control.test_call_flows import post_webhook
-from tests.fakes.openai_server import FakeOpenAI, tool_call
+from tests.control_plane import control_plane, new_runner  # noqa: F401 (fixtures)
+from tests.fakes.openai_server import tool_call
 
 AGENT_NUMBER = "+16505551234"  # the `line` fixture's number
 CALLEE = "+14155559876"
@@ -44,19 +42,6 @@ async def line(db, settings, livekit, client) -> dict:
         settings, workspace.id, {"agent_name": "Caller", "phone_number": AGENT_NUMBER}
     )
     return {"headers": headers, "agent": agent, "workspace": workspace}
-
-
-@pytest.fixture(scope="module")
-def scripted_llm() -> Iterator[FakeOpenAI]:
-    server = FakeOpenAI().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def fake_llm(scripted_llm: FakeOpenAI) -> FakeOpenAI:
-    scripted_llm.reset()
-    return scripted_llm
 
 
 async def _agent_with(client, line, **fields: Any) -> dict:
@@ -249,40 +234,14 @@ async def test_a_ringing_callee_moves_the_call_to_ringing_then_answered(
 # ------------------------------------------------------------------------------------------
 
 
-class _Transport(httpx.AsyncBaseTransport):
-    """The control-plane app behind httpx, as the worker reaches it."""
-
-    def __init__(self, app: Any) -> None:
-        self._app = httpx.ASGITransport(app=app)
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        return await self._app.handle_async_request(request)
-
-
 @pytest.fixture
-async def runner(app, settings) -> AsyncIterator[CallRunner]:
-    runtime_settings = RuntimeSettings(
-        api_url="http://control-plane.test",
-        service_token=settings.service_token,
-        allow_private_urls=True,  # the scripted LLM listens on loopback
-    )
-    control = ControlPlane(runtime_settings, transport=_Transport(app.app))
-    call_runner = CallRunner(control, audio=False)
-    yield call_runner
-    if call_runner.session is not None:
-        await call_runner.session.aclose()
-    await control.aclose()
-
-
-@pytest.fixture
-async def livekit_api(livekit) -> AsyncIterator[lk.LiveKitAPI]:
-    api = lk.LiveKitAPI(livekit.url, livekit.api_key, livekit.api_secret)
-    yield api
-    await api.aclose()
+def runner(new_runner: Callable[..., CallRunner]) -> CallRunner:  # noqa: F811 (the fixture)
+    """A call runner on text, reaching the app in process."""
+    return new_runner()
 
 
 async def test_an_outbound_call_is_transferred_by_name_and_logged(
-    client, line, livekit, livekit_api, settings, fake_llm, runner
+    client, line, livekit, livekit_api, settings, scripted_llm, runner
 ):
     await set_endpoint(settings, line["workspace"].id, "https://hooks.example.com/x")
     await update_agent(
@@ -291,7 +250,7 @@ async def test_an_outbound_call_is_transferred_by_name_and_logged(
         line["agent"].id,
         dict(
             LLM_provider="openai",
-            LLM_base_url=fake_llm.base_url,
+            LLM_base_url=scripted_llm.base_url,
             LLM_model="scripted",
             first_message="Hello from Acme.",
             transfer_destinations=DESTINATIONS,
@@ -300,7 +259,7 @@ async def test_an_outbound_call_is_transferred_by_name_and_logged(
     await PhoneNumber.filter(phone_number=AGENT_NUMBER).update(krisp_enabled=True)
     call_id = await _outbound_call_id(client, line)
     [dispatch] = list(livekit.dispatches.values())
-    fake_llm.on("billing", tool_call("transfer_call", destination="billing"))
+    scripted_llm.on("billing", tool_call("transfer_call", destination="billing"))
 
     assert await runner.run(dispatch.metadata, dispatch.room, livekit_api, None, None) is None
     [dial] = livekit.calls("CreateSIPParticipant")

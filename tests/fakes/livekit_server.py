@@ -15,9 +15,9 @@ recorded, so tests assert exactly what was created, updated and deleted:
     livekit.add_participant("call-1", "sip-caller")  # a SIP caller already in a room
     livekit.fail_transfer(603)                      # the next transfer's REFER is declined
 
-Fixtures for other test packages: `livekit_server` (one per session) and `livekit` (the same
-server, emptied for the test). Use them with `from tests.fakes.livekit_server import livekit,
-livekit_server` in a conftest.py. `server.webhook("room_started", room_name=...)` builds a
+Fixtures for other test packages: `livekit_server` (one per session), `livekit` (the same
+server, emptied for the test) and `livekit_api` (livekit-api's client on it). tests/conftest.py
+registers them for every test. `server.webhook("room_started", room_name=...)` builds a
 webhook body and `Authorization` header signed exactly as LiveKit signs them.
 """
 
@@ -30,7 +30,7 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -815,6 +815,14 @@ def livekit(livekit_server: FakeLiveKit) -> FakeLiveKit:
     return livekit_server
 
 
+@pytest.fixture
+async def livekit_api(livekit: FakeLiveKit) -> AsyncIterator[lk.LiveKitAPI]:
+    """livekit-api's real client on the emptied stand-in, closed after the test."""
+    api = lk.LiveKitAPI(livekit.url, livekit.api_key, livekit.api_secret)
+    yield api
+    await api.aclose()
+
+
 __all__ = [
     "SIP_STATUSES",
     "TEST_API_KEY",
@@ -823,6 +831,7 @@ __all__ = [
     "Recorded",
     "TwirpFailure",
     "livekit",
+    "livekit_api",
     "livekit_server",
     "object_count",
 ]

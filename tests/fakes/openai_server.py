@@ -1,4 +1,4 @@
-"""A scripted OpenAI-compatible server: streaming chat completions (SSE), tool calls, speech.
+"""A scripted OpenAI-compatible server: chat completions (SSE), tool calls, speech, embeddings.
 
 Point the real OpenAI client (or livekit's OpenAI plugin) at `server.base_url`. Replies are
 chosen by rules matched against the last user message, or against the tool whose result was
@@ -7,12 +7,19 @@ just sent back; each rule may stream text or call tools, after a simulated time 
     server = FakeOpenAI().start()  # served from its own thread and event loop
     server.on("weather", tool_call("get_weather", city="Paris"))
     server.on_tool("get_weather", "It is {tool_output} in Paris.")
+
+Embeddings are hashed word counts (`bag_of_words_vector`), so texts sharing words are similar.
+Set `api_key` to refuse requests without it (401), and `fail_with` to fail the next requests.
+
+Fixtures, registered for every test by tests/conftest.py: `openai_server` (one per session) and
+`scripted_llm` (the same server, reset for the test).
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import itertools
 import json
 import logging
@@ -20,15 +27,19 @@ import math
 import re
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
 from aiohttp import web
 
 from tests.fakes.background import BackgroundServer
 
 logger = logging.getLogger(__name__)
+
+#: The length of the embeddings served.
+DIMENSIONS = 64
 
 
 @dataclass
@@ -110,19 +121,30 @@ def last_tool_result(body: dict[str, Any]) -> tuple[str, str] | None:
     return None
 
 
+def bag_of_words_vector(text: str) -> list[float]:
+    """A deterministic embedding: hashed word counts, so texts sharing words are similar."""
+    vector = [0.0] * DIMENSIONS
+    for word in re.findall(r"[a-z0-9]+", text.lower()):
+        vector[int(hashlib.md5(word.encode()).hexdigest(), 16) % DIMENSIONS] += 1.0
+    return vector
+
+
 class FakeOpenAI(BackgroundServer):
-    """The server. Inspect `requests` (JSON bodies of chat requests) in assertions, and
-    `authorizations` (each chat request's Authorization header, None when it had none)."""
+    """The server. Inspect `requests` (JSON bodies of chat requests) in assertions,
+    `authorizations` (each chat request's Authorization header, None when it had none),
+    `speech_requests` and `embedding_requests` (bodies, with the "path" and "headers")."""
 
     def __init__(self, *, ttft: float = 0.0, default_reply: str = "Sorry, I did not get that."):
         super().__init__()
-        self.ttft = ttft
+        self._initial_ttft = ttft
         self.default_reply = default_reply
         self.rules: list[Rule] = []
         self.requests: list[dict[str, Any]] = []
         self.authorizations: list[str | None] = []
         self.speech_requests: list[dict[str, Any]] = []
+        self.embedding_requests: list[dict[str, Any]] = []
         self._ids = itertools.count(1)
+        self.reset()
 
     # -- script ---------------------------------------------------------------------------
 
@@ -160,10 +182,17 @@ class FakeOpenAI(BackgroundServer):
         self.rules.append(Rule(matcher, value))
 
     def reset(self) -> None:
+        """Forgets the rules, the recorded requests, the key and the failures to come."""
+        self.ttft = self._initial_ttft
+        #: When set, every request must carry `Authorization: Bearer <api_key>`.
+        self.api_key: str | None = None
+        #: The statuses the next requests answer (an OpenAI-style error), first one first.
+        self.fail_with: list[int] = []
         self.rules.clear()
         self.requests.clear()
         self.authorizations.clear()
         self.speech_requests.clear()
+        self.embedding_requests.clear()
 
     def _choose(self, body: dict[str, Any]) -> Reply:
         for rule in self.rules:
@@ -188,11 +217,27 @@ class FakeOpenAI(BackgroundServer):
         return f"{self.url}/v1"
 
     def make_app(self) -> web.Application:
-        app = web.Application()
+        app = web.Application(middlewares=[self._key_and_failures])
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/v1/audio/speech", self._speech)
+        app.router.add_post("/v1/embeddings", self._embeddings)
         app.router.add_get("/v1/models", self._models)
         return app
+
+    @web.middleware
+    async def _key_and_failures(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        """Refuses a request without the key (when one is set), then fails it if told to."""
+        if self.api_key is not None and request.headers.get("Authorization") != (
+            f"Bearer {self.api_key}"
+        ):
+            error = {"message": "Incorrect API key provided", "type": "invalid_request_error"}
+            return web.json_response({"error": error}, status=401)
+        if self.fail_with:
+            error = {"message": "scripted failure", "type": "server_error"}
+            return web.json_response({"error": error}, status=self.fail_with.pop(0))
+        return await handler(request)
 
     async def _models(self, _: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": [{"id": "gpt-4o", "object": "model"}]})
@@ -281,6 +326,19 @@ class FakeOpenAI(BackgroundServer):
         await response.write_eof()
         return response
 
+    async def _embeddings(self, request: web.Request) -> web.Response:
+        """Embeddings of one text or a list, listed in reverse: clients must order by index."""
+        body = await request.json()
+        self.embedding_requests.append(
+            {"path": request.path, "headers": dict(request.headers), **body}
+        )
+        inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        data = [
+            {"object": "embedding", "index": index, "embedding": bag_of_words_vector(text)}
+            for index, text in reversed(list(enumerate(inputs)))
+        ]
+        return web.json_response({"object": "list", "data": data, "model": body["model"]})
+
     async def _speech(self, request: web.Request) -> web.StreamResponse:
         """TTS: a quiet 220 Hz tone, 24 kHz 16-bit mono PCM, 60 ms per word."""
         body = await request.json()
@@ -297,3 +355,18 @@ class FakeOpenAI(BackgroundServer):
             await response.write(pcm[start : start + 4800])
         await response.write_eof()
         return response
+
+
+@pytest.fixture(scope="session")
+def openai_server() -> Iterator[FakeOpenAI]:
+    """One scripted OpenAI server for the test session."""
+    server = FakeOpenAI().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def scripted_llm(openai_server: FakeOpenAI) -> FakeOpenAI:
+    """The session's scripted OpenAI server, reset for this test: no rules, no requests."""
+    openai_server.reset()
+    return openai_server

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +9,7 @@ import pytest
 
 from knowledge import IngestError, KnowledgeError, KnowledgeSettings, ingest, retrieve
 from knowledge.embeddings import LocalMiniLMEmbedder, get_embedder
-from tests.knowledge.fake_openai import DIMENSIONS, FakeOpenAI
+from tests.fakes.openai_server import DIMENSIONS, FakeOpenAI
 from tests.knowledge.helpers import stored_chunks
 
 DOCUMENT = (
@@ -44,9 +43,10 @@ def test_local_model_keeps_the_order_of_texts_of_mixed_lengths() -> None:
 
 
 @pytest.fixture
-def fake_openai() -> Iterator[FakeOpenAI]:
-    with FakeOpenAI(api_key="sk-test") as server:
-        yield server
+def openai_with_key(scripted_llm: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> FakeOpenAI:
+    """The OpenAI stand-in, refusing requests without the key sk-test (for this test only)."""
+    monkeypatch.setattr(scripted_llm, "api_key", "sk-test")
+    return scripted_llm
 
 
 def openai_settings(fake: FakeOpenAI, data_dir: Path, api_key: str = "sk-test"):
@@ -60,27 +60,27 @@ def openai_settings(fake: FakeOpenAI, data_dir: Path, api_key: str = "sk-test"):
 
 
 async def test_openai_embeddings_serve_ingestion_and_queries(
-    fake_openai: FakeOpenAI, tmp_path: Path, agent_id: str
+    openai_with_key: FakeOpenAI, tmp_path: Path, agent_id: str
 ) -> None:
-    settings = openai_settings(fake_openai, tmp_path)
+    settings = openai_settings(openai_with_key, tmp_path)
 
     result = await ingest(agent_id, "policy.md", "md", DOCUMENT, settings=settings)
     passages = await retrieve(agent_id, "when does the showroom open", settings=settings)
 
     assert result.chunks == 1 or result.chunks == 2
     assert "415 Alder Street" in passages[0].text
-    request = fake_openai.requests[0]
+    request = openai_with_key.embedding_requests[0]
     assert request["path"] == "/v1/embeddings"
     assert request["model"] == "text-embedding-3-small"
     assert request["headers"]["Authorization"] == "Bearer sk-test"
-    assert fake_openai.requests[-1]["input"] == ["when does the showroom open"]
+    assert openai_with_key.embedding_requests[-1]["input"] == ["when does the showroom open"]
     assert get_embedder(settings).embed_query("x").shape == (DIMENSIONS,)
 
 
 async def test_openai_refusal_is_a_clean_ingest_error(
-    fake_openai: FakeOpenAI, tmp_path: Path, agent_id: str
+    openai_with_key: FakeOpenAI, tmp_path: Path, agent_id: str
 ) -> None:
-    settings = openai_settings(fake_openai, tmp_path, api_key="sk-wrong")
+    settings = openai_settings(openai_with_key, tmp_path, api_key="sk-wrong")
 
     with pytest.raises(IngestError) as error:
         await ingest(agent_id, "policy.md", "md", DOCUMENT, settings=settings)
@@ -92,22 +92,22 @@ async def test_openai_refusal_is_a_clean_ingest_error(
 
 
 async def test_openai_server_errors_are_retried(
-    fake_openai: FakeOpenAI, tmp_path: Path, agent_id: str
+    openai_with_key: FakeOpenAI, tmp_path: Path, agent_id: str
 ) -> None:
-    settings = openai_settings(fake_openai, tmp_path)
-    fake_openai.fail_with = [503, 429]
+    settings = openai_settings(openai_with_key, tmp_path)
+    openai_with_key.fail_with = [503, 429]
 
     result = await ingest(agent_id, "policy.md", "md", DOCUMENT, settings=settings)
 
     assert result.chunks >= 1
-    assert fake_openai.fail_with == []
+    assert openai_with_key.fail_with == []
 
 
 async def test_openai_outage_fails_as_retryable(
-    fake_openai: FakeOpenAI, tmp_path: Path, agent_id: str
+    openai_with_key: FakeOpenAI, tmp_path: Path, agent_id: str
 ) -> None:
-    settings = openai_settings(fake_openai, tmp_path)
-    fake_openai.fail_with = [500, 500, 500]
+    settings = openai_settings(openai_with_key, tmp_path)
+    openai_with_key.fail_with = [500, 500, 500]
 
     with pytest.raises(IngestError) as error:
         await ingest(agent_id, "policy.md", "md", DOCUMENT, settings=settings)
@@ -117,16 +117,16 @@ async def test_openai_outage_fails_as_retryable(
 
 
 async def test_switching_embedding_provider_is_reported_clearly(
-    fake_openai: FakeOpenAI, tmp_path: Path, agent_id: str
+    openai_with_key: FakeOpenAI, tmp_path: Path, agent_id: str
 ) -> None:
     local = KnowledgeSettings(data_dir=tmp_path, embeddings="local")
     await ingest(agent_id, "policy.md", "md", DOCUMENT, settings=local)
 
     with pytest.raises(KnowledgeError, match="another embedding model"):
-        await retrieve(agent_id, "returns", settings=openai_settings(fake_openai, tmp_path))
+        await retrieve(agent_id, "returns", settings=openai_settings(openai_with_key, tmp_path))
     with pytest.raises(IngestError, match="another embedding model"):
         await ingest(
-            agent_id, "b.md", "md", DOCUMENT, settings=openai_settings(fake_openai, tmp_path)
+            agent_id, "b.md", "md", DOCUMENT, settings=openai_settings(openai_with_key, tmp_path)
         )
 
 

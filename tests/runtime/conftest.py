@@ -1,4 +1,4 @@
-"""Fixtures for runtime tests: the scripted OpenAI server, a real HTTP backend, call specs."""
+"""Fixtures for runtime tests: a real HTTP backend, call specs, the Deepgram stand-in."""
 
 from __future__ import annotations
 
@@ -16,22 +16,6 @@ from runtime.providers import build_pipeline
 from runtime.spec import AgentSpec, CallSpec, CustomFunctionSpec
 from tests.fakes.background import BackgroundServer
 from tests.fakes.deepgram_server import FakeDeepgram
-from tests.fakes.openai_server import FakeOpenAI
-
-
-@pytest.fixture(scope="session")
-def openai_server() -> Iterator[FakeOpenAI]:
-    server = FakeOpenAI().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def fake_llm(openai_server: FakeOpenAI) -> FakeOpenAI:
-    """The scripted OpenAI server, with no rules and no recorded requests."""
-    openai_server.reset()
-    openai_server.ttft = 0.0
-    return openai_server
 
 
 class Backend(BackgroundServer):

@@ -23,10 +23,10 @@ def _weather(base: str, **changes) -> CustomFunctionSpec:
     return CustomFunctionSpec(**fields)
 
 
-async def test_prompt_and_first_message_render_variables(fake_llm):
-    fake_llm.on("hello", "Hi, how can I help?")
+async def test_prompt_and_first_message_render_variables(scripted_llm):
+    scripted_llm.on("hello", "Hi, how can I help?")
     call = make_call(
-        fake_llm.base_url,
+        scripted_llm.base_url,
         system_prompt="Help {{ first_name }} (calling from {{caller_number}}). Plan: {{plan}}.",
         first_message="Hello {{first_name}}, this is {{agent_name}}!",
         dynamic_variables={"first_name": "Ana"},
@@ -36,19 +36,19 @@ async def test_prompt_and_first_message_render_variables(fake_llm):
         result.expect.next_event().is_message(role="assistant")
         result.expect.no_more_events()
 
-    system = fake_llm.requests[0]["messages"][0]
+    system = scripted_llm.requests[0]["messages"][0]
     assert system["role"] in ("system", "developer")
     assert system["content"].startswith("Help Ana (calling from +16505551234). Plan: .")
     greeting = tc.recorder.report().transcript[0]
     assert greeting["role"] == "assistant"
     assert greeting["text"] == "Hello Ana, this is Sunny!"
-    assert fake_llm.requests[0]["model"] == "gpt-4o-mini"
+    assert scripted_llm.requests[0]["model"] == "gpt-4o-mini"
 
 
-async def test_get_tool_call_reaches_backend_and_answer_uses_it(fake_llm, backend):
-    fake_llm.on("weather", tool_call("get_weather", city="Paris"))
-    fake_llm.on_tool("get_weather", "Right now: {tool_output}")
-    call = make_call(fake_llm.base_url, functions=(_weather(backend.url),))
+async def test_get_tool_call_reaches_backend_and_answer_uses_it(scripted_llm, backend):
+    scripted_llm.on("weather", tool_call("get_weather", city="Paris"))
+    scripted_llm.on_tool("get_weather", "Right now: {tool_output}")
+    call = make_call(scripted_llm.base_url, functions=(_weather(backend.url),))
     async with text_call(call) as tc:
         result = await tc.session.run(user_input="What's the weather in Paris?")
         result.expect.next_event().is_function_call(name="get_weather", arguments={"city": "Paris"})
@@ -59,7 +59,7 @@ async def test_get_tool_call_reaches_backend_and_answer_uses_it(fake_llm, backen
         result.expect.no_more_events()
 
     assert [r["query"] for r in backend.requests] == [{"city": ["Paris"]}]
-    tools = fake_llm.requests[0]["tools"]
+    tools = scripted_llm.requests[0]["tools"]
     schema = next(t["function"] for t in tools if t["function"]["name"] == "get_weather")
     assert schema["parameters"]["properties"]["city"]["type"] == "string"
     assert {t["function"]["name"] for t in tools} == {"get_weather", "end_call"}
@@ -74,7 +74,7 @@ async def test_get_tool_call_reaches_backend_and_answer_uses_it(fake_llm, backen
     assert report.latencies[0]["llm_ttft_ms"] is not None
 
 
-async def test_post_tool_sends_json_body_and_speaks_during_and_after(fake_llm, backend):
+async def test_post_tool_sends_json_body_and_speaks_during_and_after(scripted_llm, backend):
     book = CustomFunctionSpec(
         name="book_table",
         url=backend.url + "/slow?delay=0.5",
@@ -84,9 +84,9 @@ async def test_post_tool_sends_json_body_and_speaks_during_and_after(fake_llm, b
         speak_during="One moment while I book that.",
         speak_after="Your table is booked.",
     )
-    fake_llm.on("book", tool_call("book_table", seats=4, day="Friday"))
-    fake_llm.on_tool("book_table", "Anything else?")
-    call = make_call(fake_llm.base_url, functions=(book,))
+    scripted_llm.on("book", tool_call("book_table", seats=4, day="Friday"))
+    scripted_llm.on_tool("book_table", "Anything else?")
+    call = make_call(scripted_llm.base_url, functions=(book,))
     async with text_call(call) as tc:
         result = await tc.session.run(user_input="Book a table for four on Friday")
         said = [
@@ -103,12 +103,12 @@ async def test_post_tool_sends_json_body_and_speaks_during_and_after(fake_llm, b
     assert request["headers"]["X-Api-Key"] == "k-123"
 
 
-async def test_timeout_is_a_tool_error_and_the_conversation_continues(fake_llm, backend):
+async def test_timeout_is_a_tool_error_and_the_conversation_continues(scripted_llm, backend):
     slow = _weather(backend.url, url=backend.url + "/slow?delay=3", timeout=0.3)
-    fake_llm.on("weather", tool_call("get_weather", city="Rome"))
-    fake_llm.on_tool("get_weather", "Sorry, the weather service is slow today.")
-    fake_llm.on("thanks", "You're welcome!")
-    call = make_call(fake_llm.base_url, functions=(slow,))
+    scripted_llm.on("weather", tool_call("get_weather", city="Rome"))
+    scripted_llm.on_tool("get_weather", "Sorry, the weather service is slow today.")
+    scripted_llm.on("thanks", "You're welcome!")
+    call = make_call(scripted_llm.base_url, functions=(slow,))
     async with text_call(call) as tc:
         result = await tc.session.run(user_input="weather in Rome?")
         result.expect.next_event().is_function_call(name="get_weather")
@@ -120,17 +120,17 @@ async def test_timeout_is_a_tool_error_and_the_conversation_continues(fake_llm, 
         follow_up = await tc.session.run(user_input="thanks")
         follow_up.expect.next_event().is_message(role="assistant")
     # the LLM saw the error text as the tool's output
-    tool_message = fake_llm.requests[1]["messages"][-1]
+    tool_message = scripted_llm.requests[1]["messages"][-1]
     assert tool_message["role"] == "tool"
     assert "did not answer" in tool_message["content"]
     assert tc.recorder.report().transcript[2]["is_error"] is True
 
 
-async def test_private_url_refused_at_call_time(fake_llm, backend):
-    fake_llm.on("weather", tool_call("get_weather", city="Oslo"))
-    fake_llm.on_tool("get_weather", "I can't check the weather right now.")
+async def test_private_url_refused_at_call_time(scripted_llm, backend):
+    scripted_llm.on("weather", tool_call("get_weather", city="Oslo"))
+    scripted_llm.on_tool("get_weather", "I can't check the weather right now.")
     call = make_call(
-        fake_llm.base_url, functions=(_weather(backend.url),), allow_private_urls=False
+        scripted_llm.base_url, functions=(_weather(backend.url),), allow_private_urls=False
     )
     async with text_call(call) as tc:
         result = await tc.session.run(user_input="weather in Oslo?")
@@ -141,10 +141,10 @@ async def test_private_url_refused_at_call_time(fake_llm, backend):
     assert backend.requests == []
 
 
-async def test_end_call_tool_says_goodbye_and_closes(fake_llm):
-    fake_llm.on("bye", tool_call("end_call"))
-    fake_llm.on_tool("end_call", "Goodbye, have a nice day!")
-    async with text_call(make_call(fake_llm.base_url)) as tc:
+async def test_end_call_tool_says_goodbye_and_closes(scripted_llm):
+    scripted_llm.on("bye", tool_call("end_call"))
+    scripted_llm.on_tool("end_call", "Goodbye, have a nice day!")
+    async with text_call(make_call(scripted_llm.base_url)) as tc:
         result = await tc.session.run(user_input="that's all, bye")
         result.expect.next_event().is_function_call(name="end_call")
         result.expect.next_event().is_function_call_output()
@@ -156,18 +156,18 @@ async def test_end_call_tool_says_goodbye_and_closes(fake_llm):
     assert report.transcript[-1]["text"] == "Goodbye, have a nice day!"
 
 
-async def test_end_call_phrase_in_agent_reply_closes(fake_llm):
-    fake_llm.on("done", "Thanks for calling, goodbye!")
-    call = make_call(fake_llm.base_url, end_call_phrases=("Goodbye",))
+async def test_end_call_phrase_in_agent_reply_closes(scripted_llm):
+    scripted_llm.on("done", "Thanks for calling, goodbye!")
+    call = make_call(scripted_llm.base_url, end_call_phrases=("Goodbye",))
     async with text_call(call) as tc:
         await tc.session.run(user_input="I'm done")
         await asyncio.wait_for(tc.recorder.closed.wait(), 5)
     assert tc.recorder.report().end_reason == EndReason.AGENT_HANGUP
 
 
-async def test_max_duration_says_goodbye_and_ends(fake_llm):
+async def test_max_duration_says_goodbye_and_ends(scripted_llm):
     call = make_call(
-        fake_llm.base_url, max_call_duration=1, max_duration_message="Time is up, goodbye."
+        scripted_llm.base_url, max_call_duration=1, max_duration_message="Time is up, goodbye."
     )
     async with text_call(call) as tc:
         await asyncio.wait_for(tc.recorder.closed.wait(), 5)
@@ -181,9 +181,9 @@ async def test_max_duration_says_goodbye_and_ends(fake_llm):
     }
 
 
-async def test_idle_caller_is_nudged_then_hung_up_on(fake_llm):
+async def test_idle_caller_is_nudged_then_hung_up_on(scripted_llm):
     call = make_call(
-        fake_llm.base_url,
+        scripted_llm.base_url,
         idle_warning_after=0.3,
         idle_warning_message="Are you still there?",
         idle_hangup_after=0.9,
@@ -195,12 +195,12 @@ async def test_idle_caller_is_nudged_then_hung_up_on(fake_llm):
     assert [entry["text"] for entry in report.transcript] == ["Are you still there?"]
 
 
-async def test_llm_failure_ends_the_call_with_a_failed_report(fake_llm):
-    fake_llm.on(".*", Reply(status=500, text="boom"))
+async def test_llm_failure_ends_the_call_with_a_failed_report(scripted_llm):
+    scripted_llm.on(".*", Reply(status=500, text="boom"))
     no_retry = SessionConnectOptions(
         llm_conn_options=APIConnectOptions(max_retry=0), max_unrecoverable_errors=0
     )
-    call = make_call(fake_llm.base_url)
+    call = make_call(scripted_llm.base_url)
     async with text_call(call, session_overrides={"conn_options": no_retry}) as tc:
         tc.session.generate_reply(user_input="hello?")
         await asyncio.wait_for(tc.recorder.closed.wait(), 10)
@@ -211,7 +211,7 @@ async def test_llm_failure_ends_the_call_with_a_failed_report(fake_llm):
     assert report.ended_at is not None
 
 
-async def test_knowledge_tool_answers_from_passages(fake_llm):
+async def test_knowledge_tool_answers_from_passages(scripted_llm):
     asked: list[tuple[str, str, int]] = []
 
     async def retrieve(agent_id: str, query: str, top_k: int):
@@ -219,9 +219,9 @@ async def test_knowledge_tool_answers_from_passages(fake_llm):
         return [{"file_name": "hours.md", "position": 0, "page": None, "score": 0.8,
                  "text": "We are open 9 to 5."}]  # fmt: skip
 
-    fake_llm.on("open", tool_call("lookup_knowledge", query="opening hours"))
-    fake_llm.on_tool("lookup_knowledge", "From our docs: {tool_output}")
-    call = make_call(fake_llm.base_url, knowledge_ready=True)
+    scripted_llm.on("open", tool_call("lookup_knowledge", query="opening hours"))
+    scripted_llm.on_tool("lookup_knowledge", "From our docs: {tool_output}")
+    call = make_call(scripted_llm.base_url, knowledge_ready=True)
     async with text_call(call, retrieve=retrieve) as tc:
         result = await tc.session.run(user_input="When are you open?")
         result.expect.next_event().is_function_call(name="lookup_knowledge")
@@ -232,10 +232,10 @@ async def test_knowledge_tool_answers_from_passages(fake_llm):
     assert tc.state.sources[0]["file_name"] == "hours.md"
 
 
-async def test_latency_reflects_the_llm_time_to_first_token(fake_llm):
-    fake_llm.on("slow", "A slow answer.", ttft=0.4)
-    fake_llm.on("fast", "A fast answer.")
-    async with text_call(make_call(fake_llm.base_url)) as tc:
+async def test_latency_reflects_the_llm_time_to_first_token(scripted_llm):
+    scripted_llm.on("slow", "A slow answer.", ttft=0.4)
+    scripted_llm.on("fast", "A fast answer.")
+    async with text_call(make_call(scripted_llm.base_url)) as tc:
         await tc.session.run(user_input="slow please")
         await tc.session.run(user_input="fast please")
     slow, fast = tc.recorder.report().latencies

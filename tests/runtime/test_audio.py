@@ -27,12 +27,12 @@ def _tone_caller(text: str) -> tuple[bytes, int]:
     return (np.sin(2 * np.pi * 300 * t) * 8000).astype(np.int16).tobytes(), 16000
 
 
-def _script(fake_llm) -> None:
+def _script(scripted_llm) -> None:
     # Chosen by turn, not by exact words: whisper may mishear a word on a loaded machine.
-    fake_llm.on("bye|thank|good", tool_call("end_call"), times=1)
-    fake_llm.on(".", tool_call("get_weather", city="Paris"), times=1)
-    fake_llm.on_tool("get_weather", "It is {tool_output} in Paris.")
-    fake_llm.on_tool("end_call", "Goodbye!")
+    scripted_llm.on("bye|thank|good", tool_call("end_call"), times=1)
+    scripted_llm.on(".", tool_call("get_weather", city="Paris"), times=1)
+    scripted_llm.on_tool("get_weather", "It is {tool_output} in Paris.")
+    scripted_llm.on_tool("end_call", "Goodbye!")
 
 
 def _weather(backend) -> CustomFunctionSpec:
@@ -44,11 +44,11 @@ def _weather(backend) -> CustomFunctionSpec:
     )
 
 
-async def test_local_voice_call_end_to_end(fake_llm, backend, tmp_path):
+async def test_local_voice_call_end_to_end(scripted_llm, backend, tmp_path):
     _needs_local_extra()
-    _script(fake_llm)
+    _script(scripted_llm)
     call = make_call(
-        fake_llm.base_url,
+        scripted_llm.base_url,
         functions=(_weather(backend),),
         stt_provider="local",
         tts_provider="local",
@@ -86,14 +86,14 @@ async def test_local_voice_call_end_to_end(fake_llm, backend, tmp_path):
     assert report.recording_path == str(result.recording_path)
 
 
-async def test_cloud_plugins_against_stand_ins(fake_llm, fake_deepgram, monkeypatch):
+async def test_cloud_plugins_against_stand_ins(scripted_llm, fake_deepgram, monkeypatch):
     monkeypatch.setenv("DEEPGRAM_API_KEY", "dg-test")
     monkeypatch.setenv("VOXLINE_DEEPGRAM_URL", fake_deepgram.listen_url)
-    monkeypatch.setenv("OPENAI_BASE_URL", fake_llm.base_url)  # OpenAI TTS reads it
+    monkeypatch.setenv("OPENAI_BASE_URL", scripted_llm.base_url)  # OpenAI TTS reads it
     fake_deepgram.script("What is the weather in Paris?")
-    fake_llm.on("weather", "It is sunny in Paris.")
+    scripted_llm.on("weather", "It is sunny in Paris.")
     call = make_call(
-        fake_llm.base_url,
+        scripted_llm.base_url,
         stt_provider="deepgram",
         tts_provider="openai",
         tts_voice="nova",
@@ -109,7 +109,7 @@ async def test_cloud_plugins_against_stand_ins(fake_llm, fake_deepgram, monkeypa
         "Hi!",
         "It is sunny in Paris.",
     ]
-    assert [r["voice"] for r in fake_llm.speech_requests] == ["nova", "nova"]
+    assert [r["voice"] for r in scripted_llm.speech_requests] == ["nova", "nova"]
     assert fake_deepgram.connections[0].params["model"] == "nova-3"
     assert result.agent_audio_seconds > 0.3
     assert report.end_reason == EndReason.USER_HANGUP

@@ -21,7 +21,6 @@ from runtime.call_control import BeepDetector, CallControl
 from runtime.providers import build_pipeline
 from runtime.simulate import tone
 from runtime.spec import CallSpec, CallStatus, EndReason, TransferDestinationSpec
-from tests.fakes.livekit_server import FakeLiveKit
 from tests.fakes.openai_server import FakeOpenAI, tool_call
 from tests.runtime.conftest import make_call
 
@@ -73,20 +72,13 @@ async def controlled_call(call: CallSpec, **control_options: Any) -> AsyncIterat
         await session.aclose()
 
 
-@pytest.fixture
-async def livekit_api(livekit: FakeLiveKit) -> AsyncIterator[lk.LiveKitAPI]:
-    api = lk.LiveKitAPI(livekit.url, livekit.api_key, livekit.api_secret)
-    yield api
-    await api.aclose()
-
-
-def _transfer_call(fake_llm: FakeOpenAI, **changes: Any) -> CallSpec:
-    call = make_call(fake_llm.base_url, transfer_destinations=DESTINATIONS)
+def _transfer_call(scripted_llm: FakeOpenAI, **changes: Any) -> CallSpec:
+    call = make_call(scripted_llm.base_url, transfer_destinations=DESTINATIONS)
     return call.replace(room_name=ROOM, **changes)
 
 
-def _tool_schema(fake_llm: FakeOpenAI, name: str) -> dict:
-    [tool] = [t for t in fake_llm.requests[0]["tools"] if t["function"]["name"] == name]
+def _tool_schema(scripted_llm: FakeOpenAI, name: str) -> dict:
+    [tool] = [t for t in scripted_llm.requests[0]["tools"] if t["function"]["name"] == name]
     return tool["function"]
 
 
@@ -96,17 +88,17 @@ def _tool_schema(fake_llm: FakeOpenAI, name: str) -> dict:
 
 
 async def test_transfer_call_refers_the_sip_caller_to_the_named_destination(
-    fake_llm, livekit, livekit_api
+    scripted_llm, livekit, livekit_api
 ):
     livekit.add_participant(ROOM, CALLER_IDENTITY)
-    fake_llm.on("billing", tool_call("transfer_call", destination="billing"))
+    scripted_llm.on("billing", tool_call("transfer_call", destination="billing"))
     told: list[list[str]] = []
 
     async def on_transfers(transfers: list[dict]) -> None:
         told.append([transfer["outcome"] for transfer in transfers])
 
     async with controlled_call(
-        _transfer_call(fake_llm),
+        _transfer_call(scripted_llm),
         api=livekit_api,
         clock=lambda: 1_700_000_000.0,
         on_transfers=on_transfers,
@@ -114,7 +106,7 @@ async def test_transfer_call_refers_the_sip_caller_to_the_named_destination(
         await cc.session.run(user_input="Put me through to billing please")
         await asyncio.wait_for(cc.recorder.closed.wait(), 5)
 
-    schema = _tool_schema(fake_llm, "transfer_call")
+    schema = _tool_schema(scripted_llm, "transfer_call")
     assert schema["parameters"]["properties"]["destination"]["enum"] == ["billing", "support"]
     assert "billing: Invoices and payments" in schema["description"]
     [transfer] = livekit.calls("TransferSIPParticipant")
@@ -140,15 +132,15 @@ async def test_transfer_call_refers_the_sip_caller_to_the_named_destination(
     assert told == [["initiated"], ["succeeded"]]  # as it happened, for the live events
     said = [turn["text"] for turn in report.transcript if turn["role"] == "assistant"]
     assert said[-1] == "One moment please, I'm transferring you to billing now."
-    assert len(fake_llm.requests) == 1  # after the handover nothing more is generated
+    assert len(scripted_llm.requests) == 1  # after the handover nothing more is generated
 
 
-async def test_a_refused_refer_keeps_the_caller_with_the_agent(fake_llm, livekit, livekit_api):
+async def test_a_refused_refer_keeps_the_caller_with_the_agent(scripted_llm, livekit, livekit_api):
     livekit.add_participant(ROOM, CALLER_IDENTITY)
     livekit.fail_transfer(603)
-    fake_llm.on("support", tool_call("transfer_call", destination="support"))
-    fake_llm.on_tool("transfer_call", "Sorry, I could not transfer you. How else can I help?")
-    async with controlled_call(_transfer_call(fake_llm), api=livekit_api) as cc:
+    scripted_llm.on("support", tool_call("transfer_call", destination="support"))
+    scripted_llm.on_tool("transfer_call", "Sorry, I could not transfer you. How else can I help?")
+    async with controlled_call(_transfer_call(scripted_llm), api=livekit_api) as cc:
         result = await cc.session.run(user_input="I need technical support")
         result.expect.next_event().is_function_call(name="transfer_call")
         handover = result.expect.next_event().is_message(role="assistant").event().item
@@ -171,11 +163,11 @@ async def test_a_refused_refer_keeps_the_caller_with_the_agent(fake_llm, livekit
     assert report.end_reason != EndReason.TRANSFERRED
 
 
-async def test_a_web_caller_cannot_be_transferred(fake_llm, livekit, livekit_api):
-    call = _transfer_call(fake_llm, call_type="web", direction="web")
+async def test_a_web_caller_cannot_be_transferred(scripted_llm, livekit, livekit_api):
+    call = _transfer_call(scripted_llm, call_type="web", direction="web")
     livekit.add_participant(ROOM, "web-visitor", kind=lk.ParticipantInfo.Kind.STANDARD)
-    fake_llm.on("billing", tool_call("transfer_call", destination="billing"))
-    fake_llm.on_tool("transfer_call", "I can't transfer you from here.")
+    scripted_llm.on("billing", tool_call("transfer_call", destination="billing"))
+    scripted_llm.on_tool("transfer_call", "I can't transfer you from here.")
     async with controlled_call(call, api=livekit_api) as cc:
         result = await cc.session.run(user_input="billing please")
         result.expect.next_event().is_function_call(name="transfer_call")
@@ -185,14 +177,14 @@ async def test_a_web_caller_cannot_be_transferred(fake_llm, livekit, livekit_api
     assert livekit.calls("TransferSIPParticipant") == []
     assert report.transfers == []
     # a web call has no keypad either
-    assert "send_dtmf" not in [t["function"]["name"] for t in fake_llm.requests[0]["tools"]]
+    assert "send_dtmf" not in [t["function"]["name"] for t in scripted_llm.requests[0]["tools"]]
 
 
-async def test_without_destinations_there_is_no_transfer_tool(fake_llm):
-    fake_llm.on("hi", "Hello!")
-    async with controlled_call(make_call(fake_llm.base_url)) as cc:
+async def test_without_destinations_there_is_no_transfer_tool(scripted_llm):
+    scripted_llm.on("hi", "Hello!")
+    async with controlled_call(make_call(scripted_llm.base_url)) as cc:
         await cc.session.run(user_input="hi")
-    names = [t["function"]["name"] for t in fake_llm.requests[0].get("tools", [])]
+    names = [t["function"]["name"] for t in scripted_llm.requests[0].get("tools", [])]
     assert "transfer_call" not in names and "detected_answering_machine" not in names
 
 
@@ -201,33 +193,35 @@ async def test_without_destinations_there_is_no_transfer_tool(fake_llm):
 # ------------------------------------------------------------------------------------------
 
 
-async def test_send_dtmf_publishes_each_key_in_order(fake_llm):
+async def test_send_dtmf_publishes_each_key_in_order(scripted_llm):
     keypad = RecordedKeypad()
-    fake_llm.on("menu", tool_call("send_dtmf", digits="1 2#"))
-    fake_llm.on_tool("send_dtmf", "Done.")
-    async with controlled_call(make_call(fake_llm.base_url), dtmf_sender=keypad, dtmf_gap=0) as cc:
+    scripted_llm.on("menu", tool_call("send_dtmf", digits="1 2#"))
+    scripted_llm.on_tool("send_dtmf", "Done.")
+    async with controlled_call(
+        make_call(scripted_llm.base_url), dtmf_sender=keypad, dtmf_gap=0
+    ) as cc:
         result = await cc.session.run(user_input="the menu says press 1 2 then pound")
         result.expect.next_event().is_function_call(name="send_dtmf")
         output = result.expect.next_event().is_function_call_output().event().item
         assert not output.is_error
     assert keypad.sent == [(1, "1"), (2, "2"), (11, "#")]
-    assert _tool_schema(fake_llm, "send_dtmf")["parameters"]["properties"]["digits"]["pattern"]
+    assert _tool_schema(scripted_llm, "send_dtmf")["parameters"]["properties"]["digits"]["pattern"]
 
 
-async def test_send_dtmf_refuses_what_is_not_a_key(fake_llm):
+async def test_send_dtmf_refuses_what_is_not_a_key(scripted_llm):
     keypad = RecordedKeypad()
-    fake_llm.on("menu", tool_call("send_dtmf", digits="1A"))
-    fake_llm.on_tool("send_dtmf", "I could not press that.")
-    async with controlled_call(make_call(fake_llm.base_url), dtmf_sender=keypad) as cc:
+    scripted_llm.on("menu", tool_call("send_dtmf", digits="1A"))
+    scripted_llm.on_tool("send_dtmf", "I could not press that.")
+    async with controlled_call(make_call(scripted_llm.base_url), dtmf_sender=keypad) as cc:
         result = await cc.session.run(user_input="menu")
         result.expect.next_event().is_function_call(name="send_dtmf")
         assert result.expect.next_event().is_function_call_output().event().item.is_error
     assert keypad.sent == []
 
 
-async def test_a_pressed_key_reaches_the_agent_with_its_menu_instruction(fake_llm):
-    call = make_call(fake_llm.base_url, dtmf_menu={"1": "Ask which invoice they mean."})
-    fake_llm.on("pressed", "Which invoice do you mean?")
+async def test_a_pressed_key_reaches_the_agent_with_its_menu_instruction(scripted_llm):
+    call = make_call(scripted_llm.base_url, dtmf_menu={"1": "Ask which invoice they mean."})
+    scripted_llm.on("pressed", "Which invoice do you mean?")
     async with controlled_call(call) as cc:
         answered = _answered(cc)
         cc.control.on_dtmf(rtc.SipDTMF(code=1, digit="1"))
@@ -235,7 +229,7 @@ async def test_a_pressed_key_reaches_the_agent_with_its_menu_instruction(fake_ll
         cc.control.on_dtmf(rtc.SipDTMF(code=12, digit="A"))  # not a phone key: ignored
         await asyncio.sleep(0)
 
-    [request] = fake_llm.requests
+    [request] = scripted_llm.requests
     last = request["messages"][-1]
     assert last["role"] == "user"
     assert last["content"] == (
@@ -243,13 +237,13 @@ async def test_a_pressed_key_reaches_the_agent_with_its_menu_instruction(fake_ll
     )
 
 
-async def test_an_unmapped_key_is_still_input(fake_llm):
-    fake_llm.on("pressed", "You pressed nine.")
-    async with controlled_call(make_call(fake_llm.base_url)) as cc:
+async def test_an_unmapped_key_is_still_input(scripted_llm):
+    scripted_llm.on("pressed", "You pressed nine.")
+    async with controlled_call(make_call(scripted_llm.base_url)) as cc:
         answered = _answered(cc)
         cc.control.on_dtmf(rtc.SipDTMF(code=9, digit="9"))
         await asyncio.wait_for(answered.wait(), 5)
-    pressed = fake_llm.requests[0]["messages"][-1]["content"]
+    pressed = scripted_llm.requests[0]["messages"][-1]["content"]
     assert pressed == "The caller pressed 9 on their keypad."
 
 
@@ -268,9 +262,9 @@ def _answered(cc: ControlledCall) -> asyncio.Event:
 # ------------------------------------------------------------------------------------------
 
 
-def _outbound(fake_llm: FakeOpenAI, **agent_fields: Any) -> CallSpec:
+def _outbound(scripted_llm: FakeOpenAI, **agent_fields: Any) -> CallSpec:
     call = make_call(
-        fake_llm.base_url,
+        scripted_llm.base_url,
         voicemail_detection=True,
         dynamic_variables={"first_name": "Ana"},
         **agent_fields,
@@ -283,26 +277,26 @@ async def _frames(frames: list[rtc.AudioFrame]) -> AsyncIterator[rtc.AudioFrame]
         yield frame
 
 
-async def test_answering_machine_tool_hangs_up(fake_llm):
-    fake_llm.on("leave a message", tool_call("detected_answering_machine"))
-    async with controlled_call(_outbound(fake_llm, voicemail_action="hang_up")) as cc:
+async def test_answering_machine_tool_hangs_up(scripted_llm):
+    scripted_llm.on("leave a message", tool_call("detected_answering_machine"))
+    async with controlled_call(_outbound(scripted_llm, voicemail_action="hang_up")) as cc:
         await cc.session.run(user_input="Hi, this is Sam, please leave a message")
         await asyncio.wait_for(cc.recorder.closed.wait(), 5)
     report = cc.recorder.report()
     assert report.end_reason == EndReason.VOICEMAIL and report.status == CallStatus.COMPLETED
     assert cc.control.voicemail_source == "llm"
     assert [t for t in report.transcript if t["role"] == "assistant"] == []
-    system = fake_llm.requests[0]["messages"][0]["content"]
+    system = scripted_llm.requests[0]["messages"][0]["content"]
     assert "call detected_answering_machine" in system
 
 
-async def test_leave_message_waits_for_the_beep_then_speaks_the_rendered_message(fake_llm):
+async def test_leave_message_waits_for_the_beep_then_speaks_the_rendered_message(scripted_llm):
     call = _outbound(
-        fake_llm,
+        scripted_llm,
         voicemail_action="leave_message",
         voicemail_message="Hi {{first_name}}, this is {{agent_name}}. Please call us back.",
     )
-    fake_llm.on("leave a message", tool_call("detected_answering_machine"))
+    scripted_llm.on("leave a message", tool_call("detected_answering_machine"))
     async with controlled_call(call) as cc:
         await cc.session.run(user_input="You have reached Sam, leave a message after the tone")
         await asyncio.sleep(0.2)
@@ -319,8 +313,8 @@ async def test_leave_message_waits_for_the_beep_then_speaks_the_rendered_message
     assert said == ["Hi Ana, this is Sunny. Please call us back."]
 
 
-async def test_a_beep_alone_means_voicemail(fake_llm):
-    async with controlled_call(_outbound(fake_llm, voicemail_action="hang_up")) as cc:
+async def test_a_beep_alone_means_voicemail(scripted_llm):
+    async with controlled_call(_outbound(scripted_llm, voicemail_action="hang_up")) as cc:
         async for _ in cc.control.listen(_frames(tone(1400, 0.3))):
             pass
         await asyncio.wait_for(cc.recorder.closed.wait(), 5)
@@ -328,8 +322,8 @@ async def test_a_beep_alone_means_voicemail(fake_llm):
     assert cc.recorder.report().end_reason == EndReason.VOICEMAIL
 
 
-async def test_a_long_monologue_at_the_start_means_voicemail(fake_llm):
-    call = _outbound(fake_llm, voicemail_action="hang_up")
+async def test_a_long_monologue_at_the_start_means_voicemail(scripted_llm):
+    call = _outbound(scripted_llm, voicemail_action="hang_up")
     async with controlled_call(call, monologue_seconds=0.05) as cc:
         # a short "hello?" is a person
         cc.control._on_user_state(
@@ -348,18 +342,18 @@ async def test_a_long_monologue_at_the_start_means_voicemail(fake_llm):
     assert cc.recorder.report().end_reason == EndReason.VOICEMAIL
 
 
-async def test_voicemail_detection_is_for_outbound_calls_only(fake_llm):
-    call = make_call(fake_llm.base_url, voicemail_detection=True)  # inbound
-    fake_llm.on("hi", "Hello!")
+async def test_voicemail_detection_is_for_outbound_calls_only(scripted_llm):
+    call = make_call(scripted_llm.base_url, voicemail_detection=True)  # inbound
+    scripted_llm.on("hi", "Hello!")
     async with controlled_call(call) as cc:
         await cc.session.run(user_input="hi")
         async for _ in cc.control.listen(_frames(tone(1000, 0.5))):
             pass
         await asyncio.sleep(0.05)
         assert not cc.recorder.closed.is_set()
-    names = [t["function"]["name"] for t in fake_llm.requests[0]["tools"]]
+    names = [t["function"]["name"] for t in scripted_llm.requests[0]["tools"]]
     assert "detected_answering_machine" not in names
-    assert "detected_answering_machine" not in fake_llm.requests[0]["messages"][0]["content"]
+    assert "detected_answering_machine" not in scripted_llm.requests[0]["messages"][0]["content"]
 
 
 def _detects(frames: list[rtc.AudioFrame]) -> bool:

@@ -6,14 +6,10 @@ The scripted LLM chooses its tool call by turn, never by the words whisper heard
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
-from livekit import api as lk
 
 from runtime.simulate import simulate_call
 from runtime.spec import CallStatus, EndReason, TransferDestinationSpec
-from tests.fakes.livekit_server import FakeLiveKit
 from tests.fakes.openai_server import tool_call
 from tests.runtime.conftest import make_call
 
@@ -24,17 +20,10 @@ ROOM = "call-spoken-1"
 FAST = 4.0
 
 
-@pytest.fixture
-async def livekit_api(livekit: FakeLiveKit) -> AsyncIterator[lk.LiveKitAPI]:
-    api = lk.LiveKitAPI(livekit.url, livekit.api_key, livekit.api_secret)
-    yield api
-    await api.aclose()
-
-
-async def test_a_caller_asking_for_billing_is_transferred_there(fake_llm, livekit, livekit_api):
+async def test_a_caller_asking_for_billing_is_transferred_there(scripted_llm, livekit, livekit_api):
     livekit.add_participant(ROOM, "sip-caller")
     call = make_call(
-        fake_llm.base_url,
+        scripted_llm.base_url,
         stt_provider="local",
         tts_provider="local",
         transfer_destinations=(
@@ -42,7 +31,7 @@ async def test_a_caller_asking_for_billing_is_transferred_there(fake_llm, liveki
             TransferDestinationSpec(name="billing", destination="+16505550100"),
         ),
     ).replace(room_name=ROOM)
-    fake_llm.on(".", tool_call("transfer_call", destination="billing"), times=1)
+    scripted_llm.on(".", tool_call("transfer_call", destination="billing"), times=1)
 
     result = await simulate_call(
         call, ["Transfer me to billing, please."], speed=FAST, livekit_api=livekit_api
@@ -61,15 +50,15 @@ async def test_a_caller_asking_for_billing_is_transferred_there(fake_llm, liveki
     assert result.agent_audio_seconds > 0.5  # the handover line was spoken
 
 
-async def test_an_answering_machine_is_hung_up_on(fake_llm):
+async def test_an_answering_machine_is_hung_up_on(scripted_llm):
     call = make_call(
-        fake_llm.base_url,
+        scripted_llm.base_url,
         stt_provider="local",
         tts_provider="local",
         voicemail_detection=True,
         voicemail_action="hang_up",
     ).replace(direction="outbound")
-    fake_llm.on(".", tool_call("detected_answering_machine"), times=1)
+    scripted_llm.on(".", tool_call("detected_answering_machine"), times=1)
 
     result = await simulate_call(
         call,

@@ -22,7 +22,6 @@ from runtime.config import RuntimeSettings
 from runtime.control_client import ControlPlane, ControlPlaneError
 from runtime.worker import AT_CAPACITY, BUSY_MESSAGE, CallRunner, say_busy
 from tests.fakes.background import BackgroundServer
-from tests.fakes.livekit_server import FakeLiveKit
 
 SERVICE_TOKEN = "capacity-test-token"
 CALL_ID = "5d6e7f80-1a2b-4c3d-9e4f-5a6b7c8d9e0f"
@@ -80,13 +79,6 @@ def control_plane(full_control_plane: FullControlPlane) -> FullControlPlane:
     full_control_plane.requests.clear()
     full_control_plane.code = "AT_CAPACITY"
     return full_control_plane
-
-
-@pytest.fixture
-async def livekit_api(livekit: FakeLiveKit) -> AsyncIterator[lk.LiveKitAPI]:
-    api = lk.LiveKitAPI(livekit.url, livekit.api_key, livekit.api_secret)
-    yield api
-    await api.aclose()
 
 
 @pytest.fixture
@@ -154,9 +146,9 @@ async def test_another_429_is_an_error_not_a_busy_line(runner, control_plane, li
 
 
 async def test_the_busy_message_is_said_with_the_platforms_default_voice(
-    fake_llm, monkeypatch, tmp_path
+    scripted_llm, monkeypatch, tmp_path
 ):
-    monkeypatch.setenv("OPENAI_BASE_URL", fake_llm.base_url)  # the default TTS is OpenAI's
+    monkeypatch.setenv("OPENAI_BASE_URL", scripted_llm.base_url)  # the default TTS is OpenAI's
     caller = SipCaller({})
     speaker = CaptureAudioOutput(speed=20.0)
 
@@ -166,5 +158,5 @@ async def test_the_busy_message_is_said_with_the_platforms_default_voice(
 
     assert said is True
     # synthesised sentence by sentence
-    assert " ".join(request["input"] for request in fake_llm.speech_requests) == BUSY_MESSAGE
+    assert " ".join(request["input"] for request in scripted_llm.speech_requests) == BUSY_MESSAGE
     assert speaker.audio_seconds > 0.5  # the tone for every word reached the caller

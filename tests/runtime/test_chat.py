@@ -6,7 +6,7 @@ from tests.fakes.openai_server import tool_call
 from tests.runtime.conftest import make_call
 
 
-async def test_chat_across_turns_with_a_tool_and_knowledge(fake_llm, backend):
+async def test_chat_across_turns_with_a_tool_and_knowledge(scripted_llm, backend):
     async def retrieve(agent_id: str, query: str, top_k: int):
         assert agent_id == "agent-1"
         return [{"file_name": "menu.md", "position": 2, "page": None, "score": 0.7,
@@ -19,16 +19,16 @@ async def test_chat_across_turns_with_a_tool_and_knowledge(fake_llm, backend):
         parameters={"city": {"type": "string"}},
     )
     agent = make_call(
-        fake_llm.base_url,
+        scripted_llm.base_url,
         functions=(weather,),
         knowledge_ready=True,
         system_prompt="You are the host of {{restaurant}}.",
     ).agent
-    fake_llm.on("hello", "Welcome! How can I help?")
-    fake_llm.on("terrace", tool_call("get_weather", city="Lyon"))
-    fake_llm.on_tool("get_weather", "The terrace is open: {tool_output}")
-    fake_llm.on("special", tool_call("lookup_knowledge", query="specials"))
-    fake_llm.on_tool("lookup_knowledge", "Good news: {tool_output}")
+    scripted_llm.on("hello", "Welcome! How can I help?")
+    scripted_llm.on("terrace", tool_call("get_weather", city="Lyon"))
+    scripted_llm.on_tool("get_weather", "The terrace is open: {tool_output}")
+    scripted_llm.on("special", tool_call("lookup_knowledge", query="specials"))
+    scripted_llm.on_tool("lookup_knowledge", "Good news: {tool_output}")
 
     history: list[dict] = []
     turn = {"session_id": "chat-1", "workspace_id": "ws-1", "variables": {"restaurant": "Chez Ana"}}
@@ -55,7 +55,7 @@ async def test_chat_across_turns_with_a_tool_and_knowledge(fake_llm, backend):
     ]  # fmt: skip
     assert third.usage["llm_prompt_tokens"] > 0
 
-    last_request = fake_llm.requests[-1]
+    last_request = scripted_llm.requests[-1]
     system = last_request["messages"][0]["content"]
     assert system.startswith("You are the host of Chez Ana.")
     said = [(m["role"], m.get("content")) for m in last_request["messages"][1:5]]

@@ -44,19 +44,19 @@ def _reply(result) -> str:
     )
 
 
-async def test_a_close_passage_answers_and_the_llm_takes_the_rest(fake_llm):
-    fake_llm.on("goodbye", "Thank you for calling, goodbye!")
-    call = make_call(fake_llm.base_url, knowledge_ready=True, first_message="")
+async def test_a_close_passage_answers_and_the_llm_takes_the_rest(scripted_llm):
+    scripted_llm.on("goodbye", "Thank you for calling, goodbye!")
+    call = make_call(scripted_llm.base_url, knowledge_ready=True, first_message="")
     async with text_call(call, ground=True, retrieve=retrieve_always) as session:
         price = await session.session.run(user_input="How much is a large coffee?")
-        assert fake_llm.requests == []  # answered from the passage, not by the LLM
+        assert scripted_llm.requests == []  # answered from the passage, not by the LLM
         bye = await session.session.run(user_input="Thanks, goodbye")
         sources = list(session.state.sources)
 
     assert _reply(price) == "A large coffee costs four dollars."
     assert _reply(bye) == "Thank you for calling, goodbye!"
     assert sources == [MENU]  # only the turn answered from the knowledge has sources
-    *_, note, question = fake_llm.requests[-1]["messages"]
+    *_, note, question = scripted_llm.requests[-1]["messages"]
     assert question == {"role": "user", "content": "Thanks, goodbye"}
     assert note == {"role": "system", "content": NO_FACTS_NOTE}
 

@@ -9,7 +9,7 @@ from livekit.plugins import deepgram, openai
 from runtime.config import RuntimeSettings
 from runtime.providers import (
     MissingExtraError,
-    ProviderError,
+    ModelProviderError,
     build_llm,
     build_pipeline,
     build_stt,
@@ -52,9 +52,9 @@ def test_openai_llm_with_base_url_needs_no_key(monkeypatch):
 def test_openai_without_key_says_which_variable(monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
-    with pytest.raises(ProviderError, match="OPENAI_API_KEY"):
+    with pytest.raises(ModelProviderError, match="OPENAI_API_KEY"):
         build_llm(AgentSpec(agent_id="a"))
-    with pytest.raises(ProviderError, match="OPENAI_API_KEY"):
+    with pytest.raises(ModelProviderError, match="OPENAI_API_KEY"):
         build_tts(AgentSpec(agent_id="a"))
 
 
@@ -66,7 +66,7 @@ def test_deepgram_stt_uses_configured_endpoint(monkeypatch):
     assert stt.model == "nova-2"
     assert stt._opts.endpoint_url == "http://127.0.0.1:1/v1/listen"
     monkeypatch.delenv("DEEPGRAM_API_KEY")
-    with pytest.raises(ProviderError, match="DEEPGRAM_API_KEY"):
+    with pytest.raises(ModelProviderError, match="DEEPGRAM_API_KEY"):
         build_stt(AgentSpec(agent_id="a"))
 
 
@@ -88,8 +88,8 @@ def test_vad_and_turn_detector_run_offline():
     assert build_turn_detector().model == "turn-detector-v1-mini"
 
 
-def test_text_pipeline_has_only_an_llm(fake_llm):
-    agent = make_call(fake_llm.base_url).agent
+def test_text_pipeline_has_only_an_llm(scripted_llm):
+    agent = make_call(scripted_llm.base_url).agent
     pipeline = build_pipeline(agent, audio=False, allow_private_urls=True)
     assert pipeline.stt is None and pipeline.tts is None and pipeline.vad is None
     assert isinstance(pipeline.llm, openai.LLM)
@@ -116,44 +116,44 @@ async def _say_hello(llm) -> str:
     return text
 
 
-async def test_the_platform_key_never_goes_to_an_agents_own_endpoint(fake_llm, monkeypatch):
+async def test_the_platform_key_never_goes_to_an_agents_own_endpoint(scripted_llm, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-platform-secret")
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
-    fake_llm.on("hello", "Hi there.")
-    agent = AgentSpec(agent_id="a", llm_model="scripted", llm_base_url=fake_llm.base_url)
+    scripted_llm.on("hello", "Hi there.")
+    agent = AgentSpec(agent_id="a", llm_model="scripted", llm_base_url=scripted_llm.base_url)
     assert await _say_hello(build_llm(agent, allow_private_urls=True)) == "Hi there."
-    assert fake_llm.authorizations == [None]  # no key at all, certainly not the platform's
+    assert scripted_llm.authorizations == [None]  # no key at all, certainly not the platform's
 
     own = agent.replace(llm_api_key="sk-agent-own")
     assert "sk-agent-own" not in repr(own)
     await _say_hello(build_llm(own, allow_private_urls=True))
-    assert fake_llm.authorizations[-1] == "Bearer sk-agent-own"
+    assert scripted_llm.authorizations[-1] == "Bearer sk-agent-own"
 
 
-async def test_the_operators_own_base_url_gets_the_platform_key(fake_llm, monkeypatch):
+async def test_the_operators_own_base_url_gets_the_platform_key(scripted_llm, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-platform-secret")
-    monkeypatch.setenv("OPENAI_BASE_URL", fake_llm.base_url)
-    fake_llm.on("hello", "Hi there.")
+    monkeypatch.setenv("OPENAI_BASE_URL", scripted_llm.base_url)
+    scripted_llm.on("hello", "Hi there.")
     await _say_hello(build_llm(AgentSpec(agent_id="a", llm_model="gpt-4o")))
-    await _say_hello(build_llm(AgentSpec(agent_id="a", llm_base_url=fake_llm.base_url)))
-    assert fake_llm.authorizations == ["Bearer sk-platform-secret"] * 2
+    await _say_hello(build_llm(AgentSpec(agent_id="a", llm_base_url=scripted_llm.base_url)))
+    assert scripted_llm.authorizations == ["Bearer sk-platform-secret"] * 2
 
 
 def test_a_metadata_address_as_llm_base_url_is_refused(monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-platform-secret")
     agent = AgentSpec(agent_id="a", llm_base_url="http://169.254.169.254/latest/v1")
-    with pytest.raises(ProviderError, match="not allowed"):
+    with pytest.raises(ModelProviderError, match="not allowed"):
         build_llm(agent)
-    with pytest.raises(ProviderError, match="not allowed"):
+    with pytest.raises(ModelProviderError, match="not allowed"):
         build_llm(agent.replace(llm_base_url="file:///etc/passwd"), allow_private_urls=True)
 
 
-async def test_an_llm_host_name_is_checked_when_connecting(fake_llm, monkeypatch):
+async def test_an_llm_host_name_is_checked_when_connecting(scripted_llm, monkeypatch):
     """A name that resolves to a loopback address is refused at connect time (pinned)."""
     monkeypatch.setenv("OPENAI_API_KEY", "sk-platform-secret")
-    fake_llm.on("hello", "Hi there.")
-    base_url = fake_llm.base_url.replace("127.0.0.1", "localhost")
+    scripted_llm.on("hello", "Hi there.")
+    base_url = scripted_llm.base_url.replace("127.0.0.1", "localhost")
     llm = build_llm(AgentSpec(agent_id="a", llm_model="scripted", llm_base_url=base_url))
     with pytest.raises(APIConnectionError, match="private, loopback or reserved"):
         await _say_hello(llm)
-    assert fake_llm.requests == []
+    assert scripted_llm.requests == []

@@ -12,7 +12,6 @@ import os
 import time
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
 
 import httpx
 import numpy as np
@@ -27,6 +26,7 @@ from runtime.config import RuntimeSettings
 from runtime.control_client import ControlPlane
 from runtime.recording import CONTENT_TYPE, FILE_SUFFIX, CallRecording, upload_left_behind
 from tests.conftest import auth_headers, make_user
+from tests.control_plane import ControlPlaneTransport
 from tests.recordings import decode_stereo, loud_spans
 
 RATE = 16000
@@ -77,18 +77,6 @@ async def test_each_side_is_on_its_own_channel_with_the_silence_between(tmp_path
     assert np.abs(gap).max() < LOUD
 
 
-class RecordingTransport(httpx.AsyncBaseTransport):
-    """The real control-plane app over ASGI, keeping the headers of each request sent to it."""
-
-    def __init__(self, app: Any) -> None:
-        self._app = httpx.ASGITransport(app=app)
-        self.headers: list[httpx.Headers] = []
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        self.headers.append(request.headers)
-        return await self._app.handle_async_request(request)
-
-
 async def test_the_recording_is_streamed_up_then_deleted_and_kept_when_refused(
     app, db, client, settings, tmp_path
 ):
@@ -105,7 +93,7 @@ async def test_the_recording_is_streamed_up_then_deleted_and_kept_when_refused(
     data = b"OggS" + bytes(range(256)) * 4000  # about 1 MB: several chunks
     path.write_bytes(data)
     recording = CallRecording(RecorderIO(agent_session=AgentSession()), path)
-    transport = RecordingTransport(app.app)
+    transport = ControlPlaneTransport(app.app)
     runtime_settings = RuntimeSettings(
         api_url="http://control-plane.test", service_token=settings.service_token
     )

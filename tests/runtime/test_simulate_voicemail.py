@@ -11,8 +11,8 @@ from control.models import Call, Role
 from control.services.agents import create_agent
 from tests.conftest import make_user
 
-# `voxline serve` in a child process, and the scripted LLM it is given
-from tests.control.test_simulate import control_plane, scripted_llm  # noqa: F401
+# `voxline serve` in a child process
+from tests.control.test_simulate import control_plane  # noqa: F401
 from tests.fakes.openai_server import tool_call
 
 pytest.importorskip("faster_whisper", reason="offline speech (faster-whisper) is not installed")
@@ -23,7 +23,7 @@ GREETING = "Hi, you have reached Sam. Please leave a message after the tone."
 
 async def test_simulate_leaves_the_voicemail_message_after_the_beep(
     control_plane,  # noqa: F811
-    scripted_llm,  # noqa: F811
+    scripted_llm,
     settings,
 ):
     _, workspace = await make_user("dev@example.com", role=Role.DEVELOPER)
@@ -42,7 +42,6 @@ async def test_simulate_leaves_the_voicemail_message_after_the_beep(
             "voicemail_message": "Hello, this is {{agent_name}}. Please call us back.",
         },
     )
-    scripted_llm.reset()
     # by turn, not by words: the first thing heard is the machine's greeting
     scripted_llm.on(r".", tool_call("detected_answering_machine"), times=1)
 

@@ -11,12 +11,10 @@ import asyncio
 import dataclasses
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
-import httpx
 import pytest
 from livekit import api as lk
 from livekit.agents import NOT_GIVEN
@@ -24,9 +22,9 @@ from livekit.agents import NOT_GIVEN
 from control.models import Agent, Call, PhoneNumber, Role
 from control.services.agents import create_agent
 from runtime.config import RuntimeSettings
-from runtime.control_client import ControlPlane
-from runtime.worker import CallRunner, run_worker, worker_options
+from runtime.worker import run_worker, worker_options
 from tests.conftest import auth_headers, free_port, make_user
+from tests.control_plane import control_plane, new_runner  # noqa: F401 (fixtures)
 from tests.fakes.livekit_server import FakeLiveKit
 from tests.fakes.openai_server import FakeOpenAI
 
@@ -35,21 +33,6 @@ CALLEE = "+14155559876"
 CALLER = "+14155550000"
 TRUNK_BODY = {"sip_address": "sip.example.com", "phone_number": AGENT_NUMBER, "provider": "vonage"}
 GREETING = "Hello {{customer_name}}, this is Acme."
-
-
-class ControlPlaneTransport(httpx.AsyncBaseTransport):
-    """The real control-plane app behind httpx (ASGI), keeping the requests the worker sent."""
-
-    def __init__(self, app: Any) -> None:
-        self._app = httpx.ASGITransport(app=app)
-        self.requests: list[tuple[str, str]] = []
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append((request.method, request.url.path))
-        return await self._app.handle_async_request(request)
-
-    def reports(self) -> list[tuple[str, str]]:
-        return [entry for entry in self.requests if entry[1].endswith("/report")]
 
 
 @dataclass
@@ -77,44 +60,8 @@ class Job:
     room_name: str
 
 
-@pytest.fixture
-def control_plane(app: Any, db: None) -> ControlPlaneTransport:
-    return ControlPlaneTransport(app.app)
-
-
-@pytest.fixture
-async def livekit_api(livekit: FakeLiveKit) -> AsyncIterator[lk.LiveKitAPI]:
-    api = lk.LiveKitAPI(livekit.url, livekit.api_key, livekit.api_secret)
-    yield api
-    await api.aclose()
-
-
-@pytest.fixture
-async def new_runner(
-    control_plane: ControlPlaneTransport, settings: Any
-) -> AsyncIterator[Callable[[], CallRunner]]:
-    """Makes call runners that talk to the app with the service token; closes their sessions."""
-    runners: list[CallRunner] = []
-    runtime_settings = RuntimeSettings(
-        api_url="http://control-plane.test",
-        service_token=settings.service_token,
-        allow_private_urls=True,  # the scripted LLM listens on loopback
-    )
-
-    def make() -> CallRunner:
-        control = ControlPlane(runtime_settings, transport=control_plane)
-        runners.append(CallRunner(control, audio=False))
-        return runners[-1]
-
-    yield make
-    for runner in runners:
-        if runner.session is not None:
-            await runner.session.aclose()
-        await runner.control.aclose()
-
-
 async def scripted_line(
-    client: Any, settings: Any, fake_llm: FakeOpenAI, *, role: Role = Role.ADMIN, **agent: Any
+    client: Any, settings: Any, scripted_llm: FakeOpenAI, *, role: Role = Role.ADMIN, **agent: Any
 ) -> dict:
     """A user's number with an outbound trunk (in the stand-in) and its agent on the scripted
     LLM, "Acme", with `agent`'s fields: {headers, workspace, agent}."""
@@ -129,7 +76,7 @@ async def scripted_line(
             "agent_name": "Acme",
             "phone_number": AGENT_NUMBER,
             "LLM_provider": "openai",
-            "LLM_base_url": fake_llm.base_url,
+            "LLM_base_url": scripted_llm.base_url,
             "LLM_model": "scripted",
             **agent,
         },
@@ -138,12 +85,12 @@ async def scripted_line(
 
 
 @pytest.fixture
-async def line(client: Any, settings: Any, livekit: FakeLiveKit, fake_llm: FakeOpenAI) -> dict:
+async def line(client: Any, settings: Any, livekit: FakeLiveKit, scripted_llm: FakeOpenAI) -> dict:
     """A developer's number with an outbound trunk (in the stand-in) and its agent."""
     return await scripted_line(
         client,
         settings,
-        fake_llm,
+        scripted_llm,
         role=Role.DEVELOPER,
         first_message=GREETING,
         allow_web_calls=True,

@@ -41,12 +41,11 @@ from runtime.config import RuntimeSettings
 from runtime.control_client import ControlPlane
 from runtime.providers import build_vad, preload_models
 from runtime.worker import JOB_EXECUTOR, CallRunner, worker_options
+from tests.control_plane import ControlPlaneTransport, control_plane  # noqa: F401 (fixture)
 from tests.fakes.livekit_server import FakeLiveKit
 from tests.fakes.openai_server import FakeOpenAI, Reply
 from tests.runtime.test_worker import (  # noqa: F401 (fixtures)
-    ControlPlaneTransport,
     Job,
-    control_plane,
     no_caller,
     said_by_agent,
     scripted_line,
@@ -235,12 +234,12 @@ async def job_pool(switchboard: Switchboard) -> AsyncIterator[ProcPool]:
 
 
 @pytest.fixture
-async def web_agent(client: Any, settings: Any, livekit: FakeLiveKit, fake_llm: FakeOpenAI):
+async def web_agent(client: Any, settings: Any, livekit: FakeLiveKit, scripted_llm: FakeOpenAI):
     """A developer's agent taking web calls, which hangs up once it has said goodbye."""
     line = await scripted_line(
         client,
         settings,
-        fake_llm,
+        scripted_llm,
         first_message="Hello, this is Acme.",
         allow_web_calls=True,
         end_call_phrases=["goodbye"],
@@ -256,14 +255,14 @@ async def test_one_process_holds_several_calls_and_one_crash_ends_only_its_own_c
     client,
     web_agent,
     livekit,
-    fake_llm,
+    scripted_llm,
     control_plane,  # noqa: F811 (the fixture)
     switchboard,
     job_pool,
 ):
-    fake_llm.on("hours", HOURS)
-    fake_llm.on("bye", GOODBYE)
-    fake_llm.on("crash", Reply(status=400, text="scripted crash"))
+    scripted_llm.on("hours", HOURS)
+    scripted_llm.on("bye", GOODBYE)
+    scripted_llm.on("crash", Reply(status=400, text="scripted crash"))
     jobs = [await web_job(client, livekit) for _ in range(3)]
     crashing, *normal = jobs
     switchboard.add(crashing.call_id, CRASHING_CALLER)

@@ -9,7 +9,8 @@ I/O does on a real call: once the callee answers, the session hears the callee's
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import functools
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -19,18 +20,15 @@ from livekit import rtc
 
 from control.models import Call
 from runtime.audio_io import CaptureAudioOutput, PacedAudioInput, silence, to_frames
-from runtime.config import RuntimeSettings
-from runtime.control_client import ControlPlane
 from runtime.worker import CallRunner
+from tests.control_plane import control_plane, new_runner  # noqa: F401 (fixtures)
 from tests.fakes.deepgram_server import FakeDeepgram
 from tests.fakes.livekit_server import FakeLiveKit
 from tests.fakes.openai_server import FakeOpenAI
 from tests.recordings import decode_stereo, loud_spans, rms
-from tests.runtime.test_worker import (  # noqa: F401 (fixtures)
+from tests.runtime.test_worker import (
     AGENT_NUMBER,
     CALLEE,
-    ControlPlaneTransport,
-    control_plane,
     no_caller,
     said_by_agent,
     scripted_line,
@@ -91,54 +89,36 @@ class CalleeLine:
 
 
 @pytest.fixture
-async def callee_line(livekit: FakeLiveKit) -> AsyncIterator[CalleeLine]:
-    api = lk.LiveKitAPI(livekit.url, livekit.api_key, livekit.api_secret)
-    line = CalleeLine(api)
+def callee_line(livekit_api: lk.LiveKitAPI) -> Iterator[CalleeLine]:
+    line = CalleeLine(livekit_api)
     yield line
     line.microphone.close()
-    await api.aclose()
 
 
 @pytest.fixture
-def speech_providers(monkeypatch, fake_llm: FakeOpenAI, fake_deepgram: FakeDeepgram) -> None:
+def speech_providers(monkeypatch, scripted_llm: FakeOpenAI, fake_deepgram: FakeDeepgram) -> None:
     """The platform's default providers (Deepgram STT, OpenAI TTS) on their stand-ins."""
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
-    monkeypatch.setenv("OPENAI_BASE_URL", fake_llm.base_url)  # TTS
+    monkeypatch.setenv("OPENAI_BASE_URL", scripted_llm.base_url)  # TTS
     monkeypatch.setenv("DEEPGRAM_API_KEY", "dg-test-key")
 
 
 @pytest.fixture
-async def make_runner(
-    control_plane: ControlPlaneTransport,  # noqa: F811 (the fixture)
-    settings: Any,
+def make_runner(
+    new_runner: Callable[..., CallRunner],  # noqa: F811 (the fixture)
     fake_deepgram: FakeDeepgram,
     tmp_path,
-) -> AsyncIterator[Callable[[], CallRunner]]:
-    runners: list[CallRunner] = []
-    runtime_settings = RuntimeSettings(
-        api_url="http://control-plane.test",
-        service_token=settings.service_token,
-        allow_private_urls=True,  # the scripted LLM listens on loopback
-        deepgram_url=fake_deepgram.listen_url,
-        data_dir=tmp_path,
+) -> Callable[[], CallRunner]:
+    """Makes runners with speech (STT on the Deepgram stand-in), keeping recordings in tmp_path."""
+    return functools.partial(
+        new_runner, audio=True, deepgram_url=fake_deepgram.listen_url, data_dir=tmp_path
     )
 
-    def make() -> CallRunner:
-        control = ControlPlane(runtime_settings, transport=control_plane)
-        runners.append(CallRunner(control, settings=runtime_settings, audio=True))
-        return runners[-1]
 
-    yield make
-    for runner in runners:
-        if runner.session is not None:
-            await runner.session.aclose()
-        await runner.control.aclose()
-
-
-async def outbound_call(client: Any, settings: Any, fake_llm: FakeOpenAI, *, recorded: bool):
+async def outbound_call(client: Any, settings: Any, scripted_llm: FakeOpenAI, *, recorded: bool):
     """An outbound call on a line whose agent records calls (or not): (call id, headers)."""
     line = await scripted_line(
-        client, settings, fake_llm, first_message=GREETING, recording_enabled=recorded
+        client, settings, scripted_llm, first_message=GREETING, recording_enabled=recorded
     )
     headers = line["headers"]
     body = {"agent_phone_number": AGENT_NUMBER, "phone_number_to_dial": CALLEE}
@@ -163,9 +143,9 @@ async def run_call(runner: CallRunner, line: CalleeLine, livekit: FakeLiveKit, c
 
 
 async def test_a_recorded_call_is_uploaded_with_each_side_on_its_channel(
-    client, settings, livekit, fake_llm, speech_providers, callee_line, make_runner, tmp_path
+    client, settings, livekit, scripted_llm, speech_providers, callee_line, make_runner, tmp_path
 ):
-    call_id, headers = await outbound_call(client, settings, fake_llm, recorded=True)
+    call_id, headers = await outbound_call(client, settings, scripted_llm, recorded=True)
     runner = make_runner()
 
     await run_call(runner, callee_line, livekit, call_id)
@@ -194,9 +174,9 @@ async def test_a_recorded_call_is_uploaded_with_each_side_on_its_channel(
 
 
 async def test_a_call_not_recorded_has_no_recording(
-    client, settings, livekit, fake_llm, speech_providers, callee_line, make_runner, tmp_path
+    client, settings, livekit, scripted_llm, speech_providers, callee_line, make_runner, tmp_path
 ):
-    call_id, headers = await outbound_call(client, settings, fake_llm, recorded=False)
+    call_id, headers = await outbound_call(client, settings, scripted_llm, recorded=False)
     runner = make_runner()
 
     await run_call(runner, callee_line, livekit, call_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from telephony.config import TelephonySettings
-from telephony.errors import NotConfigured, ProviderError
+from telephony.errors import NotConfigured, NumberVendorError
 from telephony.numbers import NUMBER_PROVIDERS, AvailableNumber, get_number_provider
 from tests.fakes.twilio_server import FakeTwilio
 from tests.fakes.vonage_server import FakeVonage
@@ -48,7 +48,7 @@ async def test_workspace_credentials_override_the_settings(twilio: FakeTwilio, t
         settings=telephony_settings,
     )
 
-    with pytest.raises(ProviderError) as caught:
+    with pytest.raises(NumberVendorError) as caught:
         await provider.search("US")
 
     assert caught.value.http_status == 401
@@ -138,7 +138,7 @@ async def test_twilio_release_by_number_and_twice(twilio, telephony_settings):
 async def test_twilio_purchase_of_a_number_gone_carries_twilios_message(twilio, telephony_settings):
     provider = get_number_provider("twilio", settings=telephony_settings)
 
-    with pytest.raises(ProviderError) as caught:
+    with pytest.raises(NumberVendorError) as caught:
         await provider.purchase("+19995550000")
 
     error = caught.value
@@ -152,7 +152,7 @@ async def test_twilio_outage_is_retryable(twilio, telephony_settings):
     twilio.fail("search", 503, {"code": 20503, "message": "Service Unavailable", "status": 503})
     provider = get_number_provider("twilio", settings=telephony_settings)
 
-    with pytest.raises(ProviderError) as caught:
+    with pytest.raises(NumberVendorError) as caught:
         await provider.search("US")
 
     assert caught.value.retryable
@@ -164,7 +164,7 @@ async def test_unreachable_provider_is_retryable(telephony_settings):
         "vonage", {"api_base": "http://127.0.0.1:9"}, settings=telephony_settings
     )
 
-    with pytest.raises(ProviderError) as caught:
+    with pytest.raises(NumberVendorError) as caught:
         await provider.search("GB")
 
     assert caught.value.retryable
@@ -291,7 +291,7 @@ async def test_vonage_purchase_needs_the_country(vonage, telephony_settings):
 async def test_vonage_refusal_carries_vonages_label(vonage, telephony_settings):
     provider = get_number_provider("vonage", settings=telephony_settings)
 
-    with pytest.raises(ProviderError) as caught:
+    with pytest.raises(NumberVendorError) as caught:
         await provider.purchase("+447700900555", country_code="GB")
 
     error = caught.value
@@ -307,7 +307,7 @@ async def test_vonage_refusal_in_a_200_body_is_an_error(vonage, telephony_settin
     vonage.fail("buy", 200, {"error-code": "420", "error-code-label": "insufficient funds"})
     provider = get_number_provider("vonage", settings=telephony_settings)
 
-    with pytest.raises(ProviderError, match="insufficient funds"):
+    with pytest.raises(NumberVendorError, match="insufficient funds"):
         await provider.purchase("+447700900123", country_code="GB")
 
 
@@ -316,7 +316,7 @@ async def test_vonage_wrong_credentials(vonage, telephony_settings):
         "vonage", {"api_key": vonage.api_key, "api_secret": "wrong"}, settings=telephony_settings
     )
 
-    with pytest.raises(ProviderError) as caught:
+    with pytest.raises(NumberVendorError) as caught:
         await provider.search("GB")
 
     assert (caught.value.http_status, caught.value.provider_message) == (

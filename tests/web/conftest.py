@@ -18,7 +18,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.fakes.openai_server import FakeOpenAI
 from tests.servers import SERVICE_TOKEN, ControlPlaneProcess
 
 playwright_api = pytest.importorskip("playwright.async_api", reason="playwright is not installed")
@@ -37,13 +36,6 @@ if not shutil.which(CHROMIUM) and not Path(CHROMIUM).exists():
         f"no Chromium at {CHROMIUM}: `make setup` installs Debian's chromium package",
         allow_module_level=True,
     )
-
-
-@pytest.fixture(scope="session")
-def scripted_llm():
-    server = FakeOpenAI().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="session")

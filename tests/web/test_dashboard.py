@@ -41,7 +41,6 @@ async def create_agent(page, scripted_llm, name: str = "Harbor Cafe") -> str:
 
 
 async def test_a_new_user_creates_an_agent_teaches_it_and_chats_with_it(page, scripted_llm):
-    scripted_llm.reset()
     await sign_up(page)
     await expect(page.get_by_text("No agents yet. Create your first agent")).to_be_visible()
     await screenshot(page, "agents-empty")

@@ -11,9 +11,10 @@ from quart import Blueprint, current_app
 from quart_schema import validate_response
 
 from control import jobs
-from control.http.errors import RETRY_AFTER_SECONDS, APIError
+from control.http.errors import APIError
 from control.http.principal import public
 from control.http.ratelimit import fail_open, per_minute
+from control.outages import RETRY_AFTER_SECONDS
 from control.services import health as health_service
 
 logger = logging.getLogger(__name__)

@@ -11,10 +11,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from quart import Blueprint, current_app, request
 from quart_schema import validate_request, validate_response
 
-from control.http.errors import APIError, field_errors
+from control.errors import field_errors
+from control.http.errors import APIError
 from control.http.principal import GUARD_ATTRIBUTE
-from control.models import Agent
 from control.security import constant_time_equals
+from control.services import agents as agent_service
 from control.services import calls as call_service
 from control.services import demo, recordings
 from control.services.agent_config import E164
@@ -110,9 +111,7 @@ async def spec_by_call(call_id: uuid.UUID) -> dict:
 async def spec_by_agent(agent_id: uuid.UUID) -> tuple[dict, int]:
     """Open a call log for an agent and return its spec (web rooms, simulations)."""
     data = await _json_body(NewCallIn)
-    agent = await Agent.get_or_none(id=agent_id)
-    if agent is None:
-        raise APIError(404, "AGENT_NOT_FOUND", "No agent with that id.")
+    agent = await agent_service.get_agent(None, agent_id)
     call = await call_service.create_call(agent, **data.model_dump())
     return await _joined_spec(call), 201
 
@@ -174,7 +173,6 @@ async def report(call_id: uuid.UUID) -> dict:
         raise APIError(400, "VALIDATION_ERROR", f"Invalid call report: {error}") from error
     call = await call_service.get_call(None, call_id)
     applied = await call_service.apply_report(_redis(), call, call_report)
-    await call.refresh_from_db()
     # A report for a call already final changes nothing (a retry, or a duplicate): 200 all the
     # same, so the worker stops re-sending it.
     return {"id": str(call.id), "status": call.status, "applied": applied}

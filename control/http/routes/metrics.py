@@ -5,6 +5,7 @@ from __future__ import annotations
 from quart import Blueprint, Response, current_app
 
 from control import metrics
+from control.http import metrics as http_metrics
 from control.http.principal import public
 from control.http.ratelimit import fail_open, per_minute
 
@@ -20,5 +21,5 @@ async def process_metrics() -> Response:
 
     Open unless `VOXLINE_METRICS_TOKEN` is set; then it needs that bearer token.
     """
-    metrics.check_scrape_token(current_app.config["SETTINGS"].metrics_token)
-    return metrics.exposition(metrics.process_registry())
+    http_metrics.check_scrape_token(current_app.config["SETTINGS"].metrics_token)
+    return http_metrics.exposition(metrics.process_registry())

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field, field_validator
 from quart import Blueprint, Response, current_app
 from quart_schema import validate_querystring, validate_response
 
-from control import metrics
+from control.http import metrics as http_metrics
 from control.http.principal import current_principal, public, require_role
 from control.http.ratelimit import per_minute
 from control.http.routes.calls import CallFilterQuery
@@ -189,6 +189,6 @@ async def workload_metrics() -> Response:
     Active calls and capacity, sessions per agent id, dialer and job queues, webhook failures.
     """
     settings = current_app.config["SETTINGS"]
-    metrics.check_scrape_token(settings.metrics_token)
+    http_metrics.check_scrape_token(settings.metrics_token)
     registry = await workload.registry(current_app.extensions["redis"], settings.max_agent_sessions)
-    return metrics.exposition(registry)
+    return http_metrics.exposition(registry)

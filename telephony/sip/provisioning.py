@@ -1,10 +1,7 @@
-"""LiveKit SIP provisioning, agent dispatch, outbound dialing, room tokens and webhook checks.
+"""A phone number's LiveKit SIP objects: its trunks and dispatch rule, created, updated, deleted.
 
-Every function talks to the LiveKit server API through livekit-api's `LiveKitAPI` (Twirp over
-HTTP). Each one opens a client from the settings and closes it afterwards, unless it is given
-an open one as `api=` (the worker passes its job's `ctx.api`; a caller making several calls can
-share one with `async with livekit_api() as api:`). LiveKit failures come out as `LiveKitError`
-(or `DialError` for calls), never as livekit-api's own exceptions.
+Each function undoes its own partial work when a step fails, so a number is never left half
+provisioned.
 """
 
 from __future__ import annotations
@@ -13,49 +10,27 @@ import json
 import logging
 import re
 import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
-import aiohttp
 from livekit import api as lk
 
-from runtime.spec import CallStatus, call_status_for_sip, mask_phone
+from runtime.spec import mask_phone
 from telephony.config import TelephonySettings, get_settings
-from telephony.errors import DialError, InvalidWebhook, LiveKitError
+from telephony.errors import LiveKitError
 from telephony.numbers.base import check_e164
+from telephony.sip.client import livekit_api, livekit_errors, metadata_json
 
 logger = logging.getLogger(__name__)
 
-__all__ = [
-    "DEFAULT_RINGING_TIMEOUT",
-    "ROOM_PREFIX",
-    "DialResult",
-    "SipProvisioning",
-    "call_status_for_sip",
-    "check_sip_address",
-    "deprovision",
-    "dial",
-    "dispatch_agent",
-    "livekit_api",
-    "mint_room_token",
-    "provision_number",
-    "update_provisioning",
-    "verify_livekit_webhook",
-]
-
 #: Inbound calls each get a new room whose name starts with this (LiveKit adds caller and random).
 ROOM_PREFIX = "call-"
-#: How long an outbound call rings before it counts as not answered (PARITY.md: about 45 s).
-DEFAULT_RINGING_TIMEOUT = 45.0
 #: Trunk metadata key that tags the objects of one provisioning run, so that a run whose create
 #: request got no answer (the object may exist, its id unknown) can still be cleaned up.
 PROVISIONING_TAG = "voxline_provisioning_id"
 
 _SIP_HOST = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?(:[0-9]{1,5})?")
-_RETRYABLE_CODES = frozenset({"unavailable", "deadline_exceeded", "resource_exhausted"})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -72,36 +47,6 @@ class SipProvisioning:
     inbound_trunk_id: str
     outbound_trunk_id: str | None
     dispatch_rule_id: str
-
-
-@dataclass(frozen=True, kw_only=True)
-class DialResult:
-    """The SIP participant of an answered (or, without waiting, started) outbound call."""
-
-    participant_id: str
-    participant_identity: str
-    room_name: str
-    sip_call_id: str
-
-
-@asynccontextmanager
-async def livekit_api(
-    settings: TelephonySettings | None = None, api: lk.LiveKitAPI | None = None
-) -> AsyncIterator[lk.LiveKitAPI]:
-    """A LiveKit server API client: `api` itself if given, else a new one closed on exit.
-
-    Raises:
-        NotConfigured: when LIVEKIT_URL, LIVEKIT_API_KEY or LIVEKIT_API_SECRET is missing.
-    """
-    if api is not None:
-        yield api
-        return
-    url, key, secret = (settings or get_settings()).livekit_credentials()
-    client = lk.LiveKitAPI(url, key, secret)
-    try:
-        yield client
-    finally:
-        await client.aclose()
 
 
 def check_sip_address(address: str) -> str:
@@ -171,7 +116,7 @@ async def provision_number(
     created: list[tuple[str, str]] = []  # (kind, id), in creation order
     async with livekit_api(settings, api) as client:
         try:
-            with _livekit_errors("create the inbound trunk"):
+            with livekit_errors("create the inbound trunk"):
                 inbound = await client.sip.create_inbound_trunk(
                     lk.CreateSIPInboundTrunkRequest(
                         trunk=lk.SIPInboundTrunkInfo(
@@ -182,7 +127,7 @@ async def provision_number(
             created.append(("trunk", inbound.sip_trunk_id))
             outbound_id = None
             if sip_address:
-                with _livekit_errors("create the outbound trunk"):
+                with livekit_errors("create the outbound trunk"):
                     outbound = await client.sip.create_outbound_trunk(
                         lk.CreateSIPOutboundTrunkRequest(
                             trunk=_outbound_trunk(
@@ -192,14 +137,14 @@ async def provision_number(
                     )
                 outbound_id = outbound.sip_trunk_id
                 created.append(("trunk", outbound_id))
-            with _livekit_errors("create the dispatch rule"):
+            with livekit_errors("create the dispatch rule"):
                 rule = await client.sip.create_dispatch_rule(
                     lk.CreateSIPDispatchRuleRequest(
                         dispatch_rule=_dispatch_rule(
                             name,
                             inbound.sip_trunk_id,
                             agent_name or settings.agent_name,
-                            _json(metadata),
+                            metadata_json(metadata),
                         )
                     )
                 )
@@ -349,241 +294,6 @@ async def deprovision(
     logger.info("deprovisioned inbound trunk %s", existing.inbound_trunk_id)
 
 
-async def dispatch_agent(
-    room_name: str,
-    agent_name: str | None = None,
-    metadata: Mapping[str, Any] | None = None,
-    *,
-    api: lk.LiveKitAPI | None = None,
-    settings: TelephonySettings | None = None,
-) -> str:
-    """Creates the room (if it does not exist) and dispatches the agent worker into it.
-
-    Args:
-        room_name: the room; LiveKit's CreateRoom returns an existing room unchanged.
-        agent_name: the worker's agent name; settings.agent_name (VOXLINE_AGENT_NAME) if None.
-        metadata: JSON-serialisable job metadata (call id, dynamic variables, ...).
-        api: an open LiveKit client to use instead of a new one.
-        settings: telephony settings; the environment's by default.
-
-    Returns:
-        The dispatch id ("AD_...").
-
-    Raises:
-        LiveKitError: when LiveKit refuses or fails.
-    """
-    settings = settings or get_settings()
-    agent = agent_name or settings.agent_name
-    async with livekit_api(settings, api) as client:
-        with _livekit_errors(f"create room {room_name}"):
-            await client.room.create_room(lk.CreateRoomRequest(name=room_name))
-        with _livekit_errors(f"dispatch agent {agent} to room {room_name}"):
-            dispatch = await client.agent_dispatch.create_dispatch(
-                lk.CreateAgentDispatchRequest(
-                    agent_name=agent, room=room_name, metadata=_json(metadata)
-                )
-            )
-    logger.info("dispatched %s to room %s (%s)", agent, room_name, dispatch.id)
-    return dispatch.id
-
-
-async def dial(
-    room_name: str,
-    outbound_trunk_id: str,
-    to_number: str,
-    participant_identity: str,
-    *,
-    wait_until_answered: bool = True,
-    krisp_enabled: bool = False,
-    participant_name: str | None = None,
-    from_number: str | None = None,
-    ringing_timeout: float = DEFAULT_RINGING_TIMEOUT,
-    max_call_duration: float | None = None,
-    api: lk.LiveKitAPI | None = None,
-    settings: TelephonySettings | None = None,
-) -> DialResult:
-    """Calls `to_number` over the outbound trunk and brings the callee into the room.
-
-    Args:
-        room_name: the room the agent is in.
-        outbound_trunk_id: the caller's outbound trunk ("ST_...").
-        to_number: the callee, E.164.
-        participant_identity: the callee's identity in the room.
-        wait_until_answered: return only once the callee answers (and fail if they do not).
-        krisp_enabled: noise cancellation on the call.
-        participant_name: the callee's display name in the room.
-        from_number: caller id, if not the trunk's own number.
-        ringing_timeout: seconds to ring before giving up.
-        max_call_duration: hang up after this many seconds, if set.
-        api: an open LiveKit client (the worker's `ctx.api`) instead of a new one.
-        settings: telephony settings; the environment's by default.
-
-    Returns:
-        The SIP participant.
-
-    Raises:
-        DialError: when the call does not connect; `call_status` says "busy", "no_answer",
-            "rejected" or "failed" and `sip_status` holds the SIP code when LiveKit gave one.
-    """
-    request = lk.CreateSIPParticipantRequest(
-        sip_trunk_id=outbound_trunk_id,
-        sip_call_to=to_number,
-        room_name=room_name,
-        participant_identity=participant_identity,
-        participant_name=participant_name or "",
-        wait_until_answered=wait_until_answered,
-        krisp_enabled=krisp_enabled,
-    )
-    if from_number:
-        request.sip_number = from_number
-    request.ringing_timeout.seconds = int(ringing_timeout)
-    if max_call_duration:
-        request.max_call_duration.seconds = int(max_call_duration)
-    masked = mask_phone(to_number)
-    logger.info("dialling %s into room %s over %s", masked, room_name, outbound_trunk_id)
-    async with livekit_api(settings, api) as client:
-        try:
-            participant = await client.sip.create_sip_participant(request)
-        except lk.ServerError as e:
-            raise _dial_error(e, masked) from e
-        except TimeoutError as e:
-            raise DialError(
-                f"call to {masked} got no answer from LiveKit in time",
-                call_status=CallStatus.NO_ANSWER,
-                code="deadline_exceeded",
-                retryable=True,
-            ) from e
-        except aiohttp.ClientError as e:
-            raise DialError(
-                f"call to {masked} failed: LiveKit unreachable ({type(e).__name__})",
-                call_status=CallStatus.FAILED,
-                code="unavailable",
-                retryable=True,
-            ) from e
-    logger.info("call to %s connected (%s)", masked, participant.sip_call_id)
-    return DialResult(
-        participant_id=participant.participant_id,
-        participant_identity=participant.participant_identity,
-        room_name=participant.room_name,
-        sip_call_id=participant.sip_call_id,
-    )
-
-
-def mint_room_token(
-    room_name: str,
-    identity: str,
-    ttl_seconds: int = 600,
-    name: str | None = None,
-    *,
-    settings: TelephonySettings | None = None,
-) -> str:
-    """A token that can join `room_name` only, and nothing else (no room admin, create or list).
-
-    Args:
-        room_name: the one room the token opens.
-        identity: the participant's identity in the room.
-        ttl_seconds: how long the token may be used to join.
-        name: the participant's display name.
-        settings: telephony settings; the environment's by default.
-
-    Returns:
-        The signed JWT.
-    """
-    _, key, secret = (settings or get_settings()).livekit_credentials()
-    token = (
-        lk.AccessToken(key, secret)
-        .with_identity(identity)
-        .with_ttl(timedelta(seconds=ttl_seconds))
-        .with_grants(lk.VideoGrants(room_join=True, room=room_name))
-    )
-    if name:
-        token.with_name(name)
-    return token.to_jwt()
-
-
-def verify_livekit_webhook(
-    body: str | bytes,
-    auth_header: str | None,
-    *,
-    settings: TelephonySettings | None = None,
-) -> lk.WebhookEvent:
-    """Checks a LiveKit webhook's signature against the raw body and parses the event.
-
-    LiveKit sends a JWT signed with the API secret in `Authorization`; its `sha256` claim is
-    the base64 SHA-256 of the body. A "Bearer " prefix is tolerated.
-
-    Args:
-        body: the raw request body, exactly as received.
-        auth_header: the `Authorization` header.
-        settings: telephony settings; the environment's by default.
-
-    Returns:
-        The event (`event`, `id`, `room`, `participant`, `created_at`, ...).
-
-    Raises:
-        InvalidWebhook: when the header is missing, the signature, issuer or expiry is wrong,
-            or the body does not match its hash.
-    """
-    if not auth_header:
-        raise InvalidWebhook("LiveKit webhook without an Authorization header")
-    _, key, secret = (settings or get_settings()).livekit_credentials()
-    token = auth_header.strip()
-    if token[:7].lower() == "bearer ":
-        token = token[7:].strip()
-    try:
-        text = body.decode() if isinstance(body, bytes) else body
-        return lk.WebhookReceiver(lk.TokenVerifier(key, secret)).receive(text, token)
-    except Exception as e:  # jwt errors, "hash mismatch", a body that is not an event
-        raise InvalidWebhook(f"LiveKit webhook rejected: {e}") from e
-
-
-# --------------------------------------------------------------------------------------------
-# Helpers
-# --------------------------------------------------------------------------------------------
-
-
-@contextmanager
-def _livekit_errors(action: str) -> Iterator[None]:
-    """Turns livekit-api and transport failures into `LiveKitError`."""
-    try:
-        yield
-    except lk.ServerError as e:
-        raise LiveKitError(
-            f"LiveKit could not {action}: {e.message or e.code}",
-            code=e.code,
-            http_status=e.status,
-            retryable=e.status >= 500 or e.code in _RETRYABLE_CODES,
-        ) from e
-    except (aiohttp.ClientError, TimeoutError) as e:
-        raise LiveKitError(
-            f"LiveKit did not answer while trying to {action} ({type(e).__name__})",
-            code="unavailable",
-            retryable=True,
-        ) from e
-
-
-def _dial_error(error: lk.ServerError, masked_number: str) -> DialError:
-    raw = (error.metadata or {}).get("sip_status_code")
-    sip_status = int(raw) if raw and str(raw).isdigit() else None
-    status = call_status_for_sip(sip_status)
-    reason = (error.metadata or {}).get("sip_status") or error.message or error.code
-    detail = f"SIP {sip_status} {reason}" if sip_status else f"{reason} ({error.code})"
-    logger.info("call to %s ended %s: %s", masked_number, status, detail)
-    return DialError(
-        f"call to {masked_number} {status}: {detail}",
-        call_status=status,
-        code=error.code,
-        http_status=error.status,
-        sip_status=sip_status,
-        retryable=status in (CallStatus.BUSY, CallStatus.NO_ANSWER)
-        or (sip_status is None and error.status >= 500),
-    )
-
-
-def _json(metadata: Mapping[str, Any] | None) -> str:
-    return json.dumps(dict(metadata), separators=(",", ":")) if metadata else ""
-
-
 def _outbound_trunk(
     name: str,
     number: str,
@@ -620,7 +330,7 @@ def _dispatch_rule(
 async def _delete(client: lk.LiveKitAPI, kind: str, object_id: str) -> None:
     """Deletes a trunk or rule; one that no longer exists counts as deleted."""
     try:
-        with _livekit_errors(f"delete {kind} {object_id}"):
+        with livekit_errors(f"delete {kind} {object_id}"):
             if kind == "rule":
                 await client.sip.delete_dispatch_rule(
                     lk.DeleteSIPDispatchRuleRequest(sip_dispatch_rule_id=object_id)
@@ -657,7 +367,7 @@ async def _roll_back(
 
 async def _find_provisioned(client: lk.LiveKitAPI, number: str, tag: str) -> list[tuple[str, str]]:
     """The rules and trunks one provisioning run (`tag`) created for `number`."""
-    with _livekit_errors("look for objects of the failed provisioning"):
+    with livekit_errors("look for objects of the failed provisioning"):
         inbound = await client.sip.list_inbound_trunk(
             lk.ListSIPInboundTrunkRequest(numbers=[number])
         )
@@ -678,7 +388,7 @@ async def _find_provisioned(client: lk.LiveKitAPI, number: str, tag: str) -> lis
 
 
 async def _get_inbound(client: lk.LiveKitAPI, trunk_id: str) -> lk.SIPInboundTrunkInfo:
-    with _livekit_errors(f"read inbound trunk {trunk_id}"):
+    with livekit_errors(f"read inbound trunk {trunk_id}"):
         found = await client.sip.list_inbound_trunk(
             lk.ListSIPInboundTrunkRequest(trunk_ids=[trunk_id])
         )
@@ -686,7 +396,7 @@ async def _get_inbound(client: lk.LiveKitAPI, trunk_id: str) -> lk.SIPInboundTru
 
 
 async def _get_outbound(client: lk.LiveKitAPI, trunk_id: str) -> lk.SIPOutboundTrunkInfo:
-    with _livekit_errors(f"read outbound trunk {trunk_id}"):
+    with livekit_errors(f"read outbound trunk {trunk_id}"):
         found = await client.sip.list_outbound_trunk(
             lk.ListSIPOutboundTrunkRequest(trunk_ids=[trunk_id])
         )
@@ -694,7 +404,7 @@ async def _get_outbound(client: lk.LiveKitAPI, trunk_id: str) -> lk.SIPOutboundT
 
 
 async def _get_rule(client: lk.LiveKitAPI, rule_id: str) -> lk.SIPDispatchRuleInfo:
-    with _livekit_errors(f"read dispatch rule {rule_id}"):
+    with livekit_errors(f"read dispatch rule {rule_id}"):
         found = await client.sip.list_dispatch_rule(
             lk.ListSIPDispatchRuleRequest(dispatch_rule_ids=[rule_id])
         )
@@ -720,7 +430,7 @@ async def _update_inbound(
     """Applies the inbound changes; returns the trunk as it was, for undoing."""
     trunk_id = existing.inbound_trunk_id
     original = await _get_inbound(client, trunk_id)
-    with _livekit_errors(f"update inbound trunk {trunk_id}"):
+    with livekit_errors(f"update inbound trunk {trunk_id}"):
         if krisp_enabled is None:
             await client.sip.update_inbound_trunk_fields(trunk_id, name=label)
         else:
@@ -739,7 +449,7 @@ async def _update_outbound(
     """Patches the outbound trunk; returns it as it was, for undoing."""
     trunk_id = existing.outbound_trunk_id or ""
     original = await _get_outbound(client, trunk_id)
-    with _livekit_errors(f"update outbound trunk {trunk_id}"):
+    with livekit_errors(f"update outbound trunk {trunk_id}"):
         await client.sip.update_outbound_trunk_fields(trunk_id, **changes)
     return original
 
@@ -758,7 +468,7 @@ async def _add_outbound(
         raise LiveKitError(
             f"inbound trunk {existing.inbound_trunk_id} has no number", code="failed_precondition"
         )
-    with _livekit_errors("create the outbound trunk"):
+    with livekit_errors("create the outbound trunk"):
         outbound = await client.sip.create_outbound_trunk(
             lk.CreateSIPOutboundTrunkRequest(
                 trunk=_outbound_trunk(
@@ -784,7 +494,7 @@ async def _update_rule(
     """Rewrites the dispatch rule's agent, metadata or name; returns it as it was."""
     rule_id = existing.dispatch_rule_id
     original = await _get_rule(client, rule_id)
-    with _livekit_errors(f"update dispatch rule {rule_id}"):
+    with livekit_errors(f"update dispatch rule {rule_id}"):
         if agent_name is None and metadata is None:
             await client.sip.update_dispatch_rule_fields(rule_id, name=label)
         else:
@@ -798,7 +508,7 @@ async def _update_rule(
             if agent_name is not None:
                 agent.agent_name = agent_name
             if metadata is not None:
-                agent.metadata = _json(metadata)
+                agent.metadata = metadata_json(metadata)
             await client.sip.update_dispatch_rule(rule_id, changed)
     return original
 
@@ -810,7 +520,7 @@ async def _undo_updates(client: lk.LiveKitAPI, undo: list[tuple[str, Any]]) -> N
             if kind == "created":
                 await _delete(client, "trunk", original)
                 continue
-            with _livekit_errors(f"undo the {kind} change"):
+            with livekit_errors(f"undo the {kind} change"):
                 if kind == "inbound":
                     await client.sip.update_inbound_trunk(original.sip_trunk_id, original)
                 elif kind == "rule":

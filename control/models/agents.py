@@ -1,0 +1,94 @@
+"""Agents, their knowledge files and their chat history."""
+
+from __future__ import annotations
+
+import uuid
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+from tortoise import fields
+from tortoise.models import Model
+
+if TYPE_CHECKING:  # relations name their models by string; these are for type hints
+    from control.models.accounts import Workspace
+
+
+class Agent(Model):
+    id = fields.UUIDField(primary_key=True)
+    workspace: fields.ForeignKeyRelation[Workspace] = fields.ForeignKeyField(
+        "models.Workspace", related_name="agents", on_delete=fields.CASCADE
+    )
+    workspace_id: uuid.UUID
+    agent_name = fields.CharField(max_length=200)
+    phone_number = fields.CharField(max_length=20, null=True, unique=True)
+    config: fields.JSONField[dict[str, Any]] = fields.JSONField(default=dict)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    class Meta:
+        table = "agents"
+        indexes = (("workspace_id", "created_at"),)
+
+
+class FileStatus(StrEnum):
+    PROCESSING = "processing"
+    READY = "ready"
+    FAILED = "failed"
+
+
+# An uploaded knowledge file; its bytes sit in the data dir under the row's id.
+
+
+class KnowledgeFile(Model):
+    id = fields.UUIDField(primary_key=True)
+    workspace: fields.ForeignKeyRelation[Workspace] = fields.ForeignKeyField(
+        "models.Workspace", related_name="knowledge_files", on_delete=fields.CASCADE
+    )
+    workspace_id: uuid.UUID
+    agent: fields.ForeignKeyRelation[Agent] = fields.ForeignKeyField(
+        "models.Agent", related_name="files", on_delete=fields.CASCADE
+    )
+    agent_id: uuid.UUID
+    filename = fields.CharField(max_length=255)
+    kind = fields.CharField(max_length=8)
+    size_bytes = fields.BigIntField()
+    status = fields.CharEnumField(FileStatus, max_length=16, default=FileStatus.PROCESSING)
+    error = fields.TextField(null=True)
+    chunk_count = fields.IntField(default=0)
+    page_count = fields.IntField(null=True)
+    version = fields.IntField(default=1)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    class Meta:
+        table = "knowledge_files"
+        unique_together = (("agent", "filename"),)
+
+
+# A call log: one phone or web call of an agent, from queueing to post-call analysis.
+
+
+class ChatMessage(Model):
+    id = fields.UUIDField(primary_key=True)
+    workspace: fields.ForeignKeyRelation[Workspace] = fields.ForeignKeyField(
+        "models.Workspace", related_name="chat_messages", on_delete=fields.CASCADE
+    )
+    workspace_id: uuid.UUID
+    agent: fields.ForeignKeyRelation[Agent] = fields.ForeignKeyField(
+        "models.Agent", related_name="chat_messages", on_delete=fields.CASCADE
+    )
+    agent_id: uuid.UUID
+    session_id = fields.CharField(max_length=64)
+    role = fields.CharField(max_length=16)
+    text = fields.TextField()
+    tool_calls: fields.JSONField[list[Any]] = fields.JSONField(default=list)
+    sources: fields.JSONField[list[Any]] = fields.JSONField(default=list)
+    usage: fields.JSONField[dict[str, Any]] = fields.JSONField(default=dict)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "chat_messages"
+        indexes = (
+            ("workspace_id", "agent_id", "session_id", "created_at"),
+            ("workspace_id", "created_at"),
+        )

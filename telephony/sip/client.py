@@ -1,0 +1,65 @@
+"""The LiveKit server API client every SIP function uses, and its errors as `LiveKitError`."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any
+
+import aiohttp
+from livekit import api as lk
+
+from telephony.config import TelephonySettings, get_settings
+from telephony.errors import LiveKitError
+
+logger = logging.getLogger(__name__)
+
+#: Twirp error codes that may succeed when tried again (Twirp's own words, not HTTP statuses).
+RETRYABLE_TWIRP_CODES = frozenset({"unavailable", "deadline_exceeded", "resource_exhausted"})
+
+
+@asynccontextmanager
+async def livekit_api(
+    settings: TelephonySettings | None = None, api: lk.LiveKitAPI | None = None
+) -> AsyncIterator[lk.LiveKitAPI]:
+    """A LiveKit server API client: `api` itself if given, else a new one closed on exit.
+
+    Raises:
+        NotConfigured: when LIVEKIT_URL, LIVEKIT_API_KEY or LIVEKIT_API_SECRET is missing.
+    """
+    if api is not None:
+        yield api
+        return
+    url, key, secret = (settings or get_settings()).livekit_credentials()
+    client = lk.LiveKitAPI(url, key, secret)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+@contextmanager
+def livekit_errors(action: str) -> Iterator[None]:
+    """Turns livekit-api and transport failures into `LiveKitError`."""
+    try:
+        yield
+    except lk.ServerError as e:
+        raise LiveKitError(
+            f"LiveKit could not {action}: {e.message or e.code}",
+            code=e.code,
+            http_status=e.status,
+            retryable=e.status >= 500 or e.code in RETRYABLE_TWIRP_CODES,
+        ) from e
+    except (aiohttp.ClientError, TimeoutError) as e:
+        raise LiveKitError(
+            f"LiveKit did not answer while trying to {action} ({type(e).__name__})",
+            code="unavailable",
+            retryable=True,
+        ) from e
+
+
+def metadata_json(metadata: Mapping[str, Any] | None) -> str:
+    """Job metadata as LiveKit takes it: compact JSON, or "" for none."""
+    return json.dumps(dict(metadata), separators=(",", ":")) if metadata else ""
