@@ -84,7 +84,7 @@ def split_text(text: str, chunk_size: int, overlap: int) -> list[str]:
         candidate = [*current, (separator, piece)]
         if current and len(_join(candidate)) > chunk_size:
             # A heading belongs with the text under it, not at the end of the chunk before.
-            carried = []
+            carried: list[tuple[str, str]] = []
             while len(current) > 1 and _is_heading(current[-1][1]):
                 carried.insert(0, current.pop())
             chunks.append(_join(current))

@@ -134,6 +134,8 @@ def ingest_sync(
     with _file_lock(agent_id, filename):
         try:
             collection = get_collection(agent_id, settings, create=True)
+            if collection is None:  # get-or-create never finds the collection missing
+                raise RuntimeError(f"Chroma created no collection for agent {agent_id}")
             collection.delete(where={"file_name": filename})
             sections = load(kind, data, max_pages=settings.max_pdf_pages)
             chunks = chunk_sections(filename, sections, settings.chunk_size, settings.chunk_overlap)
@@ -185,16 +187,17 @@ def retrieve_sync(
         )
     except Exception as e:
         raise as_store_error(e) from e
+    documents, metadatas, distances = result["documents"], result["metadatas"], result["distances"]
+    if documents is None or metadatas is None or distances is None:  # all asked for in `include`
+        raise RuntimeError("Chroma's query result lacks the fields it was asked to include")
     passages = []
-    for text, metadata, distance in zip(
-        result["documents"][0], result["metadatas"][0], result["distances"][0], strict=True
-    ):
+    for text, metadata, distance in zip(documents[0], metadatas[0], distances[0], strict=True):
         page = metadata.get("page")
         passages.append(
             Passage(
                 file_name=str(metadata["file_name"]),
-                position=int(metadata["position"]),
-                page=int(page) if page is not None else None,
+                position=_metadata_int(metadata["position"]),
+                page=_metadata_int(page) if page is not None else None,
                 score=round(1.0 - float(distance), 4),
                 text=text,
             )
@@ -250,3 +253,10 @@ def _metadata(chunk: Chunk) -> dict[str, str | int]:
     if chunk.page is not None:
         metadata["page"] = chunk.page
     return metadata
+
+
+def _metadata_int(value: object) -> int:
+    """A number that `_metadata` wrote, read back (Chroma's values may also be lists)."""
+    if not isinstance(value, str | int | float):
+        raise TypeError(f"a chunk's metadata holds {value!r} where a number belongs")
+    return int(value)

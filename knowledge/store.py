@@ -6,12 +6,14 @@ import logging
 import re
 import threading
 from functools import lru_cache
+from typing import cast
 from urllib.parse import urlsplit
 
 import chromadb
 import httpx
 from chromadb.api import ClientAPI
 from chromadb.api.models.Collection import Collection
+from chromadb.api.types import Embeddable, EmbeddingFunction
 from chromadb.config import Settings as ChromaSettings
 from chromadb.errors import NotFoundError
 
@@ -66,8 +68,11 @@ def get_collection(
     settings = settings or get_knowledge_settings()
     client = get_client(settings)
     name = collection_name(agent_id)
-    embedding_function = chroma_embedding_function(settings)
-    embedder = embedding_function.embedder.name
+    our_function = chroma_embedding_function(settings)
+    embedder = our_function.embedder.name
+    # Chroma's client hints want a function of documents *and* images, though Chroma documents
+    # (and accepts) an `EmbeddingFunction[Documents]` such as ours for text collections.
+    embedding_function = cast(EmbeddingFunction[Embeddable], our_function)
     try:
         if create:
             collection = client.get_or_create_collection(

@@ -162,9 +162,9 @@ def _check_content(name: str, kind: FileKind, data: bytes, settings: KnowledgeSe
     if kind == "docx":
         _check_docx(name, data, settings)
         return
-    found = describe_binary(data)
-    if found is not None:
-        raise UploadRejected(f"{name}: the content is {found}, not {expected}")
+    binary_kind = describe_binary(data)
+    if binary_kind is not None:
+        raise UploadRejected(f"{name}: the content is {binary_kind}, not {expected}")
     try:
         decode_text(data)
     except ValueError as e:

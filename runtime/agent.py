@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from livekit import rtc
-from livekit.agents import Agent, AgentSession, llm, stt
+from livekit.agents import Agent, AgentSession, FlushSentinel, llm, stt
 from livekit.agents.metrics import LLMModelUsage, STTModelUsage, TTSModelUsage
 from livekit.agents.voice import SpeechHandle
 from livekit.agents.voice.events import (
@@ -134,17 +134,11 @@ class VoxlineAgent(Agent):
             ground = spec.knowledge_ready and not calls_tools
         self._ground = ground
         self.greeting: SpeechHandle | None = None
-        super().__init__(
-            instructions=instructions,
-            tools=build_tools(
-                call,
-                on_end=self.state.end,
-                retrieve=retrieve,
-                end_call=voice,
-            )
-            + (control.tools() if control is not None else []),
-            chat_ctx=chat_ctx,
-        )
+        tools: list[llm.Tool | llm.Toolset] = [
+            *build_tools(call, on_end=self.state.end, retrieve=retrieve, end_call=voice),
+            *(control.tools() if control is not None else []),
+        ]
+        super().__init__(instructions=instructions, tools=tools, chat_ctx=chat_ctx)
 
     async def on_enter(self) -> None:
         if self._greet_on_enter:
@@ -152,7 +146,7 @@ class VoxlineAgent(Agent):
 
     async def llm_node(
         self, chat_ctx: llm.ChatContext, tools: list[llm.Tool], model_settings: Any
-    ) -> AsyncIterator[llm.ChatChunk | str]:
+    ) -> AsyncIterator[llm.ChatChunk | str | FlushSentinel]:
         if self.control is not None and self.control.at_voicemail:
             return  # an answering machine: nothing to answer, the message follows the beep
         if self._ground:
@@ -179,11 +173,13 @@ class VoxlineAgent(Agent):
         told that the knowledge has nothing on it.
         """
         items = chat_ctx.items
-        last = next(
-            (i for i in range(len(items) - 1, -1, -1) if getattr(items[i], "role", "") == "user"),
-            None,
-        )
-        question = (items[last].text_content or "").strip() if last is not None else ""
+        for last in range(len(items) - 1, -1, -1):
+            message = items[last]
+            if isinstance(message, llm.ChatMessage) and message.role == "user":
+                break
+        else:
+            return None, chat_ctx
+        question = (message.text_content or "").strip()
         if not question:
             return None, chat_ctx
         try:
@@ -219,7 +215,7 @@ def session_options(call: CallSpec, pipeline: Pipeline | None, state: CallState)
     spec = call.agent
     audio = pipeline is not None and pipeline.stt is not None
     turn_handling: dict[str, Any] = {
-        "turn_detection": pipeline.turn_detection if audio else None,
+        "turn_detection": pipeline.turn_detection if audio and pipeline is not None else None,
         "endpointing": {
             "min_delay": spec.min_endpointing_delay,
             "max_delay": spec.max_endpointing_delay,

@@ -144,13 +144,14 @@ class BeepDetector:
             self._rate = frame.sample_rate
             self._pending = np.zeros(0, dtype=np.float32)
         self._pending = np.concatenate([self._pending, samples.astype(np.float32)])
-        size = max(int(self._rate * self.window), 64)
+        rate = frame.sample_rate
+        size = max(int(rate * self.window), 64)
         while len(self._pending) >= size and not self.heard:
-            self._slice(self._pending[:size], size)
+            self._slice(self._pending[:size], size, rate)
             self._pending = self._pending[size:]
         return self.heard
 
-    def _tone_of(self, chunk: np.ndarray, size: int) -> float | None:
+    def _tone_of(self, chunk: np.ndarray, size: int, rate: int) -> float | None:
         if float(np.sqrt(np.mean(chunk**2))) < self.min_rms:
             return None
         spectrum = np.abs(np.fft.rfft(chunk * np.hanning(size))) ** 2
@@ -160,20 +161,20 @@ class BeepDetector:
         if total <= 0:
             return None
         share = float(spectrum[max(peak - 2, 0) : peak + 3].sum()) / total
-        hz = peak * self._rate / size
+        hz = peak * rate / size
         if share < self.min_peak_share or not self.low_hz <= hz <= self.high_hz:
             return None
         return hz
 
-    def _slice(self, chunk: np.ndarray, size: int) -> None:
-        hz = self._tone_of(chunk, size)
+    def _slice(self, chunk: np.ndarray, size: int, rate: int) -> None:
+        hz = self._tone_of(chunk, size, rate)
         if hz is None:
             self._tone_hz, self._tone_seconds = None, 0.0
             return
         if self._tone_hz is not None and abs(hz - self._tone_hz) <= self._tone_hz * self.tolerance:
-            self._tone_seconds += size / self._rate
+            self._tone_seconds += size / rate
         else:
-            self._tone_hz, self._tone_seconds = hz, size / self._rate
+            self._tone_hz, self._tone_seconds = hz, size / rate
         if self._tone_seconds >= self.min_seconds - 1e-9:
             self.heard = True
             self.frequency = self._tone_hz

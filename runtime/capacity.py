@@ -31,7 +31,7 @@ from typing import Any, TextIO
 import numpy as np
 import psutil
 from livekit import rtc
-from livekit.agents import APIConnectOptions, llm, stt, tts, utils
+from livekit.agents import APIConnectOptions, LanguageCode, llm, stt, tts, utils
 from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, NOT_GIVEN, NotGivenOr
 from livekit.agents.voice.events import AgentStateChangedEvent
 
@@ -100,7 +100,9 @@ class _InstantSTTStream(stt.RecognizeStream):
             quiet += frame.duration
             if voiced >= 0.1 and quiet >= STT_QUIET:
                 voiced = 0.0
-                alternative = stt.SpeechData(language="en", text=TRANSCRIPT, confidence=1.0)
+                alternative = stt.SpeechData(
+                    language=LanguageCode("en"), text=TRANSCRIPT, confidence=1.0
+                )
                 self._event_ch.send_nowait(
                     stt.SpeechEvent(
                         type=stt.SpeechEventType.FINAL_TRANSCRIPT, alternatives=[alternative]
@@ -295,7 +297,10 @@ async def _run_call(index: int, step: _Step) -> CallResult:
             audio_out.expect_reply(ended)
             try:
                 await asyncio.wait_for(audio_out.replied.wait(), MISSED_AFTER)
-                result.latencies.append(audio_out.replied_at - ended)
+                replied_at = audio_out.replied_at
+                if replied_at is None:  # `capture_frame` sets it before `replied`
+                    raise RuntimeError("the reply was signalled without its time")
+                result.latencies.append(replied_at - ended)
             except TimeoutError:
                 result.missed += 1
             step.count_turn()

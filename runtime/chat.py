@@ -17,6 +17,7 @@ from livekit.agents.voice.run_result import (
     ChatMessageEvent,
     FunctionCallEvent,
     FunctionCallOutputEvent,
+    RunResult,
 )
 
 from runtime.agent import CallRecorder, CallState, VoxlineAgent, create_session
@@ -98,7 +99,7 @@ async def chat_turn(
     )
     try:
         await session.start(chat_agent)
-        result = await session.run(user_input=message)
+        result: RunResult[None] = await session.run(user_input=message)  # no output_type
     finally:
         await session.aclose()
 

@@ -15,7 +15,7 @@ import asyncio
 import logging
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +25,9 @@ logger = logging.getLogger(__name__)
 #: evaluation set, answering questions score 0.32-0.86 and goodbyes and unknown questions 0-0.19.
 ANSWER_SCORE = 0.3
 
-Embed = Callable[[str, list[str]], tuple[list[float], list[list[float]]]]
+#: An embedding: a list of floats or a one-dimensional numpy array (what the embedders return).
+Vector = Collection[float]
+Embed = Callable[[str, list[str]], tuple[Vector, Collection[Vector]]]
 
 _HEADING = re.compile(r"^\s*#+\s*(.*?)\s*$")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
@@ -46,7 +48,8 @@ class Fact:
 def _paragraphs(text: str) -> list[tuple[str, str]]:
     """(heading, paragraph text) pairs of a markdown-ish passage."""
     found: list[tuple[str, str]] = []
-    heading, lines = "", []
+    heading = ""
+    lines: list[str] = []
     for line in [*text.splitlines(), ""]:
         match = _HEADING.match(line)
         if (match or not line.strip()) and lines:
@@ -73,7 +76,7 @@ def passage_facts(passages: Sequence[dict[str, Any]]) -> list[Fact]:
     return facts
 
 
-def _default_embed(question: str, texts: list[str]) -> tuple[list[float], list[list[float]]]:
+def _default_embed(question: str, texts: list[str]) -> tuple[Vector, Collection[Vector]]:
     from knowledge import get_knowledge_settings
     from knowledge.embeddings import get_embedder
 
@@ -81,7 +84,7 @@ def _default_embed(question: str, texts: list[str]) -> tuple[list[float], list[l
     return embedder.embed_query(question), embedder.embed_documents(texts)
 
 
-def _cosine(a: Sequence[float], b: Sequence[float]) -> float:
+def _cosine(a: Vector, b: Vector) -> float:
     dot = sum(x * y for x, y in zip(a, b, strict=True))
     norm = math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b))
     return dot / norm if norm else 0.0

@@ -151,7 +151,8 @@ def guarded_openai_client(base_url: str, api_key: str | None, allow_private: boo
         api_key=api_key or "no-key",  # not sent: see `no_authorization`
         base_url=base_url,
         max_retries=0,
-        http_client=http_client,
+        # openai's hints name only its own httpx2 client; at run time it takes an httpx one too
+        http_client=http_client,  # type: ignore[arg-type]
     )
 
 
@@ -400,7 +401,7 @@ class TurnPredictor:
                 self._ready.wait()
             if self._closed:
                 return None
-            batch = []
+            batch: list[_Request] = []
             now = time.monotonic()
             while self._queue and len(batch) < self.max_batch:
                 request = self._queue.popleft()

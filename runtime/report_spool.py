@@ -189,7 +189,11 @@ class ReportSpool:
                     logger.info("call %s: re-sending a report left in %s", report.call_id, path)
                     task = asyncio.create_task(self.deliver(control, report))
                     in_flight[path] = task
-                    task.add_done_callback(lambda _, path=path: in_flight.pop(path, None))
+
+                    def forget(_: asyncio.Task[bool], path: Path = path) -> None:
+                        in_flight.pop(path, None)
+
+                    task.add_done_callback(forget)
                 await asyncio.sleep(sweep_seconds)
         finally:
             for task in list(in_flight.values()):

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import Message
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -27,8 +28,9 @@ from tortoise import Tortoise, connections
 from control.config import Settings
 from control.db import apply_migrations
 from control.http.app import create_app
-from control.models import Membership, Role, User, Workspace
+from control.models import Agent, Membership, Role, User, Workspace
 from control.security import encode_token, hash_password
+from control.services.agents import create_agent
 from telephony.config import TelephonySettings
 from tests.fakes.livekit_server import (  # noqa: F401 (fixtures)
     FakeLiveKit,
@@ -36,7 +38,7 @@ from tests.fakes.livekit_server import (  # noqa: F401 (fixtures)
     livekit_api,
     livekit_server,
 )
-from tests.fakes.openai_server import openai_server, scripted_llm  # noqa: F401
+from tests.fakes.openai_server import FakeOpenAI, openai_server, scripted_llm  # noqa: F401
 from tests.fakes.twilio_server import FakeTwilio, twilio, twilio_server  # noqa: F401
 from tests.fakes.vonage_server import FakeVonage, vonage, vonage_server  # noqa: F401
 
@@ -262,3 +264,27 @@ def auth_headers(settings: Settings, user: User, workspace: Workspace | None = N
     if workspace is not None:
         headers["X-Workspace-Id"] = str(workspace.id)
     return headers
+
+
+def scripted_agent_config(llm: FakeOpenAI, **fields: Any) -> dict[str, Any]:
+    """An agent's configuration whose LLM is the scripted one, `llm`, plus `fields`."""
+    return {
+        "LLM_provider": "openai",
+        "LLM_base_url": llm.base_url,
+        "LLM_model": "scripted",
+        **fields,
+    }
+
+
+async def offline_spoken_agent(
+    settings: Settings, llm: FakeOpenAI, **fields: Any
+) -> tuple[User, Agent]:
+    """A developer and their agent on the scripted LLM, hearing and speaking offline (local STT
+    and TTS) as `voxline simulate` runs it, with `fields` added to its configuration."""
+    user, workspace = await make_user("dev@example.com", role=Role.DEVELOPER)
+    agent = await create_agent(
+        settings.model_copy(update={"allow_private_urls": True}),  # the LLM is on loopback
+        workspace.id,
+        scripted_agent_config(llm, STT_provider="local", TTS_provider="local", **fields),
+    )
+    return user, agent

@@ -1,6 +1,6 @@
 """The real control-plane app as the runtime reaches it in tests: in process (ASGI), recorded.
 
-Fixtures, imported by the test modules that use them: `control_plane` (the transport, on this
+Fixtures, registered by tests/runtime/conftest.py: `control_plane` (the transport, on this
 test's database) and `new_runner` (call runners whose control-plane client uses it).
 """
 

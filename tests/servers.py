@@ -18,6 +18,20 @@ from tests.conftest import TEST_DATA_DIR, free_port
 SERVICE_TOKEN = "test-service-token"
 
 
+def stop_process(process: subprocess.Popen) -> None:
+    """Terminates a child process and reaps it, resuming it first (a test may have paused it
+    with SIGSTOP) and killing it if it outlives 15 seconds."""
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGCONT)
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=15)
+
+
 class ControlPlaneProcess:
     """`voxline serve` in a child process, on a fixed port, that a test may kill and restart."""
 
@@ -78,14 +92,8 @@ class ControlPlaneProcess:
         self.process.wait(timeout=15)
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGCONT)
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=15)
+        if self.process is not None:
+            stop_process(self.process)
 
     def log_tail(self) -> str:
         return self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""

@@ -475,6 +475,12 @@ def live_calls(workspace_id: uuid.UUID, campaign_id: uuid.UUID | None = None) ->
     return query.order_by("created_at", "id")
 
 
+async def slug_of(workspace_id: uuid.UUID, campaign_id: uuid.UUID) -> str:
+    """The slug of one of the workspace's campaigns."""
+    campaign = await Campaign.get(id=campaign_id, workspace_id=workspace_id)
+    return campaign.slug
+
+
 async def slugs_by_id(workspace_id: uuid.UUID, ids: set[uuid.UUID]) -> dict[str, str]:
     rows = await Campaign.filter(workspace_id=workspace_id, id__in=list(ids)).values_list(
         "id", "slug"

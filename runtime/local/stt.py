@@ -12,7 +12,7 @@ import logging
 import numpy as np
 from faster_whisper import WhisperModel
 from livekit import rtc
-from livekit.agents import APIConnectOptions, stt, utils
+from livekit.agents import APIConnectOptions, LanguageCode, stt, utils
 from livekit.agents.types import NOT_GIVEN, NotGivenOr
 
 from runtime.local._models import load_once, whisper_model_path
@@ -65,7 +65,10 @@ class WhisperSTT(stt.STT):
         return stt.SpeechEvent(
             type=stt.SpeechEventType.FINAL_TRANSCRIPT,
             request_id=utils.shortuuid("whisper_"),
-            alternatives=[stt.SpeechData(language=self._language, text=text, end_time=duration)],
+            # normalised here, not in __init__: whisper takes the code as it was configured
+            alternatives=[
+                stt.SpeechData(language=LanguageCode(self._language), text=text, end_time=duration)
+            ],
         )
 
 

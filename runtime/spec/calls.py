@@ -13,7 +13,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from functools import cache
 from typing import Any, Literal
 
 from pydantic import TypeAdapter
@@ -93,7 +92,10 @@ class _Serialisable:
 
     @classmethod
     def _adapter(cls) -> TypeAdapter[Any]:
-        return _adapter_for(cls)
+        adapter = _ADAPTERS.get(cls)
+        if adapter is None:  # built once per class: building one costs milliseconds
+            adapter = _ADAPTERS[cls] = TypeAdapter(cls)
+        return adapter
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (tuples become lists, enums their values)."""
@@ -110,12 +112,11 @@ class _Serialisable:
 
     def replace(self, **changes: Any):
         """A copy with some fields changed (`dataclasses.replace`)."""
-        return dataclasses.replace(self, **changes)
+        # every subclass is a dataclass, which this mixin itself is not
+        return dataclasses.replace(self, **changes)  # type: ignore[type-var]
 
 
-@cache
-def _adapter_for(cls: type) -> TypeAdapter[Any]:
-    return TypeAdapter(cls)
+_ADAPTERS: dict[type, TypeAdapter[Any]] = {}
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -67,8 +67,8 @@ def normalise_parameters(params: Mapping[str, Any] | None) -> dict[str, Any]:
         raise ValueError(f"parameters must be an object schema, not type {params['type']!r}")
 
     if is_schema:
-        properties = params.get("properties", {})
-        if not isinstance(properties, Mapping):
+        schema_properties = params.get("properties", {})
+        if not isinstance(schema_properties, Mapping):
             raise ValueError("'properties' must be an object")
         required = params.get("required", [])
         if not isinstance(required, list) or not all(isinstance(r, str) for r in required):
@@ -77,7 +77,7 @@ def normalise_parameters(params: Mapping[str, Any] | None) -> dict[str, Any]:
         schema.pop("$schema", None)
         schema["type"] = "object"
         schema["properties"] = {
-            name: _normalise_property(name, prop) for name, prop in properties.items()
+            name: _normalise_property(name, prop) for name, prop in schema_properties.items()
         }
         unknown = [name for name in required if name not in schema["properties"]]
         if unknown:

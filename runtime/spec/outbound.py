@@ -112,6 +112,18 @@ def _addresses(infos: list[AddressInfo]) -> list[str]:
     return [str(info[4][0]) for info in infos]
 
 
+def _host_to_resolve(url: str, allow_private: bool) -> tuple[str, int] | None:
+    """Check what needs no DNS; return (host, port) when the host name must still be resolved."""
+    host, port = _split_url(url)
+    literal = literal_ip(host)
+    if literal is not None:
+        _check_addresses(literal, [literal], allow_private)
+        return None
+    if allow_private:
+        return None
+    return host, port
+
+
 def check_url_allowed(url: str, allow_private: bool) -> None:
     """Refuse URLs the platform must not call (blocking DNS; see the async variant).
 
@@ -121,13 +133,10 @@ def check_url_allowed(url: str, allow_private: bool) -> None:
     Raises:
         URLNotAllowedError: with a message saying why.
     """
-    host, port = _split_url(url)
-    literal = literal_ip(host)
-    if literal is not None:
-        _check_addresses(literal, [literal], allow_private)
+    target = _host_to_resolve(url, allow_private)
+    if target is None:
         return
-    if allow_private:
-        return
+    host, port = target
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except OSError as e:
@@ -169,13 +178,10 @@ async def check_url_allowed_async(
     With `unresolvable_ok` (saving an agent), a host that does not resolve yet is accepted;
     the runtime checks again, after resolution, at call time.
     """
-    host, port = _split_url(url)
-    literal = literal_ip(host)
-    if literal is not None:
-        _check_addresses(literal, [literal], allow_private)
+    target = _host_to_resolve(url, allow_private)
+    if target is None:
         return
-    if allow_private:
-        return
+    host, port = target
     try:
         await resolve_allowed(host, port, allow_private)
     except OSError as e:

@@ -98,7 +98,8 @@ class NumberProvider(abc.ABC):
         Raises:
             NotConfigured: when neither gives the credentials; the message names the variables.
         """
-        values = {
+        # the subclass's constructor takes its credentials by name
+        values: dict[str, Any] = {
             argument: credential(credentials, argument, getattr(settings, field))
             for argument, field in cls.required_credentials.items()
         }

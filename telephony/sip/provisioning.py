@@ -450,7 +450,13 @@ async def _update_outbound(
     trunk_id = existing.outbound_trunk_id or ""
     original = await _get_outbound(client, trunk_id)
     with livekit_errors(f"update outbound trunk {trunk_id}"):
-        await client.sip.update_outbound_trunk_fields(trunk_id, **changes)
+        await client.sip.update_outbound_trunk_fields(
+            trunk_id,
+            address=changes.get("address"),
+            auth_username=changes.get("auth_username"),
+            auth_password=changes.get("auth_password"),
+            name=changes.get("name"),
+        )
     return original
 
 

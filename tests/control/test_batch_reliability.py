@@ -23,7 +23,7 @@ from control.security import utcnow
 from control.services import calls as call_service
 from control.services import capacity
 from tests.control.batching import SERVICE, StandInWorker, phone_csv, serve, tick, upload
-from tests.control.test_call_lifecycle import until
+from tests.waiting import until
 
 ROWS = int(os.environ.get("VOXLINE_BATCH_RELIABILITY_ROWS", "200"))
 
@@ -58,12 +58,12 @@ async def test_a_control_plane_killed_mid_batch_loses_nothing_and_dials_nothing_
         response = await upload(client, line, phone_csv(ROWS), calls_per_minute=600)
         batch_id = (await response.get_json())["id"]
         worker.start()
-        await until(lambda: _dispatched_at_least(livekit, ROWS // 4), seconds=120)
+        await until(lambda: _dispatched_at_least(livekit, ROWS // 4), seconds=120, every=0.2)
         server.kill()  # SIGKILL: mid-tick, perhaps mid-dial
         killed_with = len(livekit.dispatches)
         server.start()
         await server.wait_until_up()
-        await until(lambda: batch_done(batch_id), seconds=300)
+        await until(lambda: batch_done(batch_id), seconds=300, every=0.2)
         print(f"\nkilled after {killed_with} of {ROWS} dispatches; the restart finished the rest")
         await assert_each_row_dialed_once(batch_id, livekit, ROWS)
     finally:

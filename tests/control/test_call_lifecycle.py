@@ -22,6 +22,7 @@ from runtime.config import RuntimeSettings
 from runtime.control_client import ControlPlane
 from tests.conftest import auth_headers, make_user
 from tests.servers import SERVICE_TOKEN, ControlPlaneProcess
+from tests.waiting import until
 
 SERVICE = {"Authorization": "Bearer test-service-token"}
 DIAL = {"agent_phone_number": "+16505551234", "phone_number_to_dial": "+14155559876"}
@@ -325,7 +326,7 @@ async def test_a_workers_heartbeat_beats_until_its_client_closes(app, client, li
     async def beat_taken() -> bool:
         return (await Call.get(id=call_id)).heartbeat_at is not None
 
-    await until(beat_taken)
+    await until(beat_taken, seconds=30, every=0.2)
     # Closing the client (a call's end, however it ended) stops the heartbeat with it: it
     # never beats on into a closed client.
     await control.aclose()
@@ -386,13 +387,13 @@ async def test_a_worker_killed_mid_call_is_reaped_and_its_slot_freed(
         workspace_key = capacity.WORKSPACE_KEY.format(line["workspace"].id)
         assert await capacity.in_use(redis, workspace_key) == 1
         # Alive: heartbeats keep it past the heartbeat timeout.
-        await until(lambda: heartbeats_after(call_id, seconds=5))
+        await until(lambda: heartbeats_after(call_id, seconds=5), seconds=30, every=0.2)
         assert (await Call.get(id=call_id)).status == "queued"
 
         worker.kill()  # SIGKILL: no report, no goodbye
         await worker.wait()
         killed_at = time.monotonic()
-        call = await until(lambda: final_call(call_id), seconds=60)
+        call = await until(lambda: final_call(call_id), seconds=60, every=0.2)
         finished_in = time.monotonic() - killed_at
         print(f"\nworker killed -> call finished as lost in {finished_in:.1f} s")
         assert (call.status, call.end_reason) == ("failed", "lost")
@@ -402,17 +403,6 @@ async def test_a_worker_killed_mid_call_is_reaped_and_its_slot_freed(
         if worker is not None and worker.returncode is None:
             worker.kill()
         server.stop()
-
-
-async def until(check, seconds: float = 30.0, every: float = 0.2):
-    """Poll `check` (an async callable) until it returns something truthy."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        result = await check()
-        if result:
-            return result
-        await asyncio.sleep(every)
-    raise AssertionError(f"{check} did not come true within {seconds} s")
 
 
 async def heartbeats_after(call_id: str, seconds: float) -> bool:

@@ -8,7 +8,7 @@ import pytest
 
 from control import jobs
 from control.models import ChatMessage, Role
-from tests.conftest import auth_headers, free_port, make_user
+from tests.conftest import auth_headers, free_port, make_user, scripted_agent_config
 from tests.control.test_knowledge_api import upload, wait_until_settled
 from tests.fakes.openai_server import tool_call
 
@@ -45,13 +45,11 @@ async def chat_agent(client, settings, scripted_llm, inventory_api, db):
     user, _ = await make_user("dev@example.com", role=Role.DEVELOPER)
     outsider, _ = await make_user("outsider@example.com", role=Role.ADMIN)
     headers = auth_headers(settings, user)
-    body = {
-        "agent_name": "Shop assistant",
-        "LLM_provider": "openai",
-        "LLM_base_url": scripted_llm.base_url,
-        "LLM_model": "scripted",
-        "system_prompt": "You are the assistant of Acme Shop. Customer: {{customer_name}}.",
-        "custom_functions": [
+    body = scripted_agent_config(
+        scripted_llm,
+        agent_name="Shop assistant",
+        system_prompt="You are the assistant of Acme Shop. Customer: {{customer_name}}.",
+        custom_functions=[
             {
                 "name": "check_inventory",
                 "description": "Check stock of a product",
@@ -61,7 +59,7 @@ async def chat_agent(client, settings, scripted_llm, inventory_api, db):
                 "headers": {"X-Api-Token": "tok-123456789"},
             }
         ],
-    }
+    )
     created = await client.post("/agents", json=body, headers=headers)
     assert created.status_code == 201, await created.get_json()
     yield {

@@ -20,14 +20,14 @@ from moto.server import ThreadedMotoServer
 
 from control import jobs
 from control.config import Settings
-from control.http.errors import APIError
+from control.errors import TooLarge
 from control.models import Call, Role, Workspace
 from control.services import recordings
 from control.services.agents import create_agent
 from runtime.config import RuntimeSettings
 from runtime.control_client import ControlPlane
 from runtime.recording import FILE_SUFFIX
-from tests.conftest import auth_headers, make_user
+from tests.conftest import auth_headers, make_user, offline_spoken_agent
 from tests.recordings import decode_stereo, loud_spans
 from tests.servers import SERVICE_TOKEN
 
@@ -206,11 +206,11 @@ async def test_uploads_are_checked_and_leave_nothing_when_refused(client, world,
     assert (await _upload(client, uuid.uuid4(), OGG)).status_code == 404
 
     # Too large, found only while streaming: the partial object is dropped.
-    with pytest.raises(APIError) as refused:
+    with pytest.raises(TooLarge) as refused:
         await recordings.store_recording(
             storage.settings, call, "audio/ogg", _chunks(OGG), limit=len(OGG) - 1
         )
-    assert refused.value.status == 413
+    assert refused.value.code == "PAYLOAD_TOO_LARGE"
     await call.refresh_from_db()
     assert call.recording_url is None and not storage.holds(key)
     missing = await client.get(f"/calls/{call.id}/recording", headers=world["member"])
@@ -342,20 +342,12 @@ async def test_a_simulated_call_has_each_voice_on_its_own_channel(
     # the scripted LLM listens on loopback: private URLs allowed
     settings = settings.model_copy(update={"allow_private_urls": True})
     monkeypatch.setitem(app.app.config, "SETTINGS", settings)
-    user, workspace = await make_user("dev@example.com", role=Role.DEVELOPER)
-    agent = await create_agent(
+    user, agent = await offline_spoken_agent(
         settings,
-        workspace.id,
-        {
-            "agent_name": "Cafe",
-            "LLM_provider": "openai",
-            "LLM_base_url": scripted_llm.base_url,
-            "LLM_model": "scripted",
-            "STT_provider": "local",
-            "TTS_provider": "local",
-            "first_message": "Hello, Harbor Cafe.",
-            "recording_enabled": True,
-        },
+        scripted_llm,
+        agent_name="Cafe",
+        first_message="Hello, Harbor Cafe.",
+        recording_enabled=True,
     )
     scripted_llm.on(r"bye|thank|good", "Goodbye, and have a lovely day!", times=1)
     scripted_llm.on(r".", "We open at seven every weekday.", times=1)

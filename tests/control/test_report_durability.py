@@ -25,6 +25,7 @@ from runtime.report_spool import ReportSpool
 from runtime.spec import CallReport, CallStatus, EndReason
 from tests.conftest import make_user
 from tests.servers import SERVICE_TOKEN, ControlPlaneProcess
+from tests.waiting import until
 
 
 @pytest.fixture
@@ -74,14 +75,6 @@ async def call_ended_deliveries(call_id: str) -> list[WebhookDelivery]:
     return [d for d in deliveries if d.payload.get("data", {}).get("call_id") == call_id]
 
 
-async def wait_for(condition, seconds: float = 10.0) -> None:
-    for _ in range(int(seconds / 0.02)):
-        if condition():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("condition not met in time")
-
-
 @pytest.mark.postgres_only("two processes on one database")
 async def test_a_report_in_flight_when_the_control_plane_is_killed_lands_once_after_restart(
     server, agent_with_webhook, tmp_path
@@ -95,7 +88,7 @@ async def test_a_report_in_flight_when_the_control_plane_is_killed_lands_once_af
 
         server.signal(signal.SIGSTOP)  # frozen: the report's request waits in its socket
         delivery = asyncio.create_task(spool.deliver(control, report))
-        await wait_for(lambda: (outbox / f"{call.call_id}.json").exists())
+        await until(lambda: (outbox / f"{call.call_id}.json").exists())
         await asyncio.sleep(0.5)
         server.kill()  # SIGKILL with the request in flight
         await asyncio.sleep(1.0)  # the worker retries against a dead port meanwhile
@@ -130,7 +123,7 @@ async def test_a_report_sent_again_after_a_lost_answer_changes_nothing(
         first = await control.report(report)
         server.kill()
         delivery = asyncio.create_task(spool.deliver(control, report))
-        await wait_for(lambda: (outbox / f"{call.call_id}.json").exists())
+        await until(lambda: (outbox / f"{call.call_id}.json").exists())
         await asyncio.sleep(0.5)
         assert not delivery.done()
 

@@ -23,7 +23,7 @@ from control.models import Call, Role
 from control.services.agents import create_agent
 from tests.conftest import free_port, make_user
 from tests.promtools import INSTALL_HINT
-from tests.servers import SERVICE_TOKEN, ControlPlaneProcess
+from tests.servers import SERVICE_TOKEN, ControlPlaneProcess, stop_process
 
 DASHBOARD = Path(__file__).parents[2] / ".deploy" / "grafana" / "dashboards" / "voxline.json"
 DEADLINE_SECONDS = 120.0
@@ -61,13 +61,7 @@ class Child:
             )
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=15)
+        stop_process(self.process)
 
     def tail(self) -> str:
         return self.log.read_text(errors="replace")[-3000:]
@@ -139,9 +133,7 @@ async def test_prometheus_scrapes_every_process_and_feeds_every_panel(
     control.start()
     try:
         children.append(
-            Child(
-                [sys.executable, "-m", "voxline", "worker"], tmp_path / "worker.log", worker_env
-            )
+            Child([sys.executable, "-m", "voxline", "worker"], tmp_path / "worker.log", worker_env)
         )
         children.append(
             Child(

@@ -9,7 +9,7 @@ import pytest
 from control.models import Agent, Call, KnowledgeFile, Role, User
 from control.services import demo
 from control.services.agents import create_agent
-from tests.conftest import auth_headers, make_user
+from tests.conftest import auth_headers, make_user, offline_spoken_agent
 from tests.servers import SERVICE_TOKEN, ControlPlaneProcess
 from tests.speech import word_error_rate
 
@@ -51,19 +51,8 @@ async def test_demo_seed_is_idempotent(db, settings):
 async def test_simulate_runs_a_spoken_call_and_stores_its_log(
     control_plane, scripted_llm, settings, client
 ):
-    user, workspace = await make_user("dev@example.com", role=Role.DEVELOPER)
-    agent = await create_agent(
-        settings.model_copy(update={"allow_private_urls": True}),
-        workspace.id,
-        {
-            "agent_name": "Cafe",
-            "LLM_provider": "openai",
-            "LLM_base_url": scripted_llm.base_url,
-            "LLM_model": "scripted",
-            "STT_provider": "local",
-            "TTS_provider": "local",
-            "first_message": "Hello, Harbor Cafe.",
-        },
+    user, agent = await offline_spoken_agent(
+        settings, scripted_llm, agent_name="Cafe", first_message="Hello, Harbor Cafe."
     )
     # Chosen by turn, not by exact words: whisper may mishear a word on a loaded machine.
     scripted_llm.on(r"bye|thank|good", "Goodbye!", times=1)

@@ -16,7 +16,7 @@ from control.services.agents import create_agent, update_agent
 from control.services.webhooks import set_endpoint
 from runtime.spec import CallReport
 from runtime.worker import CallRunner
-from tests.conftest import auth_headers, make_user
+from tests.conftest import auth_headers, make_user, scripted_agent_config
 from tests.control.conftest import TRUNK_BODY
 from tests.control.test_call_flows import post_webhook
 from tests.control_plane import control_plane, new_runner  # noqa: F401 (fixtures)
@@ -248,12 +248,8 @@ async def test_an_outbound_call_is_transferred_by_name_and_logged(
         settings.model_copy(update={"allow_private_urls": True}),  # the LLM is on loopback
         line["workspace"].id,
         line["agent"].id,
-        dict(
-            LLM_provider="openai",
-            LLM_base_url=scripted_llm.base_url,
-            LLM_model="scripted",
-            first_message="Hello from Acme.",
-            transfer_destinations=DESTINATIONS,
+        scripted_agent_config(
+            scripted_llm, first_message="Hello from Acme.", transfer_destinations=DESTINATIONS
         ),
     )
     await PhoneNumber.filter(phone_number=AGENT_NUMBER).update(krisp_enabled=True)

@@ -800,6 +800,24 @@ def object_count(server: FakeLiveKit) -> int:
     return len(server.inbound_trunks) + len(server.outbound_trunks) + len(server.dispatch_rules)
 
 
+@dataclass
+class SipCaller:
+    """The SIP participant LiveKit puts in the room of an inbound call (its attributes); its
+    `join` is what a worker awaits for the caller."""
+
+    attributes: dict[str, str]
+    joined: int = 0
+
+    async def join(self) -> SipCaller:
+        self.joined += 1
+        return self
+
+
+async def no_caller() -> Any:
+    """What a worker awaits for the caller when a job must never wait for one."""
+    raise AssertionError("this job must not wait for a SIP caller")
+
+
 @pytest.fixture(scope="session")
 def livekit_server() -> Iterator[FakeLiveKit]:
     """One LiveKit stand-in for the test session."""
@@ -829,9 +847,11 @@ __all__ = [
     "TEST_API_SECRET",
     "FakeLiveKit",
     "Recorded",
+    "SipCaller",
     "TwirpFailure",
     "livekit",
     "livekit_api",
     "livekit_server",
+    "no_caller",
     "object_count",
 ]

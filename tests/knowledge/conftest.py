@@ -14,7 +14,8 @@ import httpx
 import pytest
 
 from knowledge import KnowledgeSettings
-from tests.knowledge.helpers import free_port
+from tests.conftest import free_port
+from tests.servers import stop_process
 
 CHROMA_START_TIMEOUT = 60
 
@@ -63,12 +64,7 @@ def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             time.sleep(0.2)
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
         log.close()
 
 

@@ -15,8 +15,9 @@ from knowledge import (
     retrieve,
 )
 from knowledge.store import get_client
+from tests.conftest import free_port
 from tests.knowledge.builders import make_docx
-from tests.knowledge.helpers import free_port, stored_chunks
+from tests.knowledge.helpers import stored_chunks
 from tests.knowledge.pdfgen import make_pdf
 
 HOURS = (

@@ -1,4 +1,4 @@
-"""Fixtures for runtime tests: a real HTTP backend, call specs, the Deepgram stand-in."""
+"""Fixtures for runtime tests: the app in process, a real HTTP backend, call specs, Deepgram."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from aiohttp import web
 from runtime.agent import CallGuard, CallRecorder, CallState, VoxlineAgent, create_session
 from runtime.providers import build_pipeline
 from runtime.spec import AgentSpec, CallSpec, CustomFunctionSpec
+from tests.control_plane import control_plane, new_runner  # noqa: F401 (fixtures)
 from tests.fakes.background import BackgroundServer
 from tests.fakes.deepgram_server import FakeDeepgram
 

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 from aiohttp import web
@@ -22,6 +20,7 @@ from runtime.config import RuntimeSettings
 from runtime.control_client import ControlPlane, ControlPlaneError
 from runtime.worker import AT_CAPACITY, BUSY_MESSAGE, CallRunner, say_busy
 from tests.fakes.background import BackgroundServer
+from tests.fakes.livekit_server import SipCaller, no_caller
 
 SERVICE_TOKEN = "capacity-test-token"
 CALL_ID = "5d6e7f80-1a2b-4c3d-9e4f-5a6b7c8d9e0f"
@@ -53,18 +52,6 @@ class FullControlPlane(BackgroundServer):
         app.router.add_post("/internal/agents/{agent_id}/calls", self._full)
         app.router.add_post("/internal/calls/{call_id}/report", self._report)
         return app
-
-
-@dataclass
-class SipCaller:
-    attributes: dict[str, str]
-
-    async def join(self) -> SipCaller:
-        return self
-
-
-async def no_caller() -> Any:
-    raise AssertionError("this job must not wait for a caller")
 
 
 @pytest.fixture(scope="module")

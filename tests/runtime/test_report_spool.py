@@ -22,6 +22,7 @@ from runtime.report_spool import ReportSpool
 from runtime.spec import AgentSpec, CallReport, CallSpec, CallStatus, EndReason
 from runtime.worker import CallRunner, run_worker
 from tests.conftest import free_port
+from tests.waiting import until
 
 SERVICE_TOKEN = "spool-test-token"
 CALL_ID = "3f0c7d9e-2b7a-4a55-9a57-0f8c1d2e3b4a"
@@ -107,14 +108,6 @@ def make_report(call_id: str = CALL_ID, **fields: Any) -> CallReport:
     )
 
 
-async def wait_until(condition, seconds: float = 10.0) -> None:
-    for _ in range(int(seconds / 0.02)):
-        if condition():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("condition not met in time")
-
-
 def spool_files(directory: Path) -> list[str]:
     return sorted(path.name for path in directory.iterdir()) if directory.exists() else []
 
@@ -124,7 +117,7 @@ async def test_a_report_waits_on_disk_until_the_control_plane_is_back(sink, cont
     report = make_report()
 
     delivery = asyncio.create_task(fast_spool(outbox).deliver(control, report))
-    await wait_until(lambda: (outbox / f"{CALL_ID}.json").exists())
+    await until(lambda: (outbox / f"{CALL_ID}.json").exists())
     await asyncio.sleep(0.5)  # several attempts against the closed port
 
     assert not delivery.done()
@@ -182,7 +175,7 @@ async def test_the_worker_resends_at_start_up_what_a_dead_worker_left(sink, tmp_
 
     worker = asyncio.create_task(run_worker(settings, retry_seconds=0.05))
     try:
-        await wait_until(lambda: len(sink.received) >= 2 and not list(outbox.glob("*.json")))
+        await until(lambda: len(sink.received) >= 2 and not list(outbox.glob("*.json")))
         await asyncio.sleep(0.2)  # nothing is sent twice
     finally:
         worker.cancel()
@@ -201,7 +194,7 @@ async def test_a_worker_stopped_mid_retry_leaves_the_report_for_the_next_one(
     outbox = tmp_path / "outbox"
     report = make_report()
     delivery = asyncio.create_task(fast_spool(outbox).deliver(control, report))
-    await wait_until(lambda: (outbox / f"{CALL_ID}.json").exists())
+    await until(lambda: (outbox / f"{CALL_ID}.json").exists())
     await asyncio.sleep(0.1)
     delivery.cancel()  # the job process is killed while the control plane is away
     with pytest.raises(asyncio.CancelledError):
@@ -215,7 +208,7 @@ async def test_a_worker_stopped_mid_retry_leaves_the_report_for_the_next_one(
     )
     worker = asyncio.create_task(run_worker(settings, retry_seconds=0.05))
     try:
-        await wait_until(lambda: spool_files(outbox) == [])
+        await until(lambda: spool_files(outbox) == [])
     finally:
         worker.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -238,7 +231,7 @@ async def test_a_job_whose_control_plane_restarts_reports_once_it_is_back(
 
     await sink.stop()  # the control plane restarts as the job shuts down
     finishing = asyncio.create_task(runner.finish("error"))
-    await wait_until(lambda: (outbox / f"{CALL_ID}.json").exists())
+    await until(lambda: (outbox / f"{CALL_ID}.json").exists())
     await asyncio.sleep(0.3)
     assert not finishing.done() and sink.received == []
 

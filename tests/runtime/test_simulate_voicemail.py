@@ -7,9 +7,8 @@ import sys
 
 import pytest
 
-from control.models import Call, Role
-from control.services.agents import create_agent
-from tests.conftest import make_user
+from control.models import Call
+from tests.conftest import offline_spoken_agent
 
 # `voxline serve` in a child process
 from tests.control.test_simulate import control_plane  # noqa: F401
@@ -26,21 +25,13 @@ async def test_simulate_leaves_the_voicemail_message_after_the_beep(
     scripted_llm,
     settings,
 ):
-    _, workspace = await make_user("dev@example.com", role=Role.DEVELOPER)
-    agent = await create_agent(
-        settings.model_copy(update={"allow_private_urls": True}),
-        workspace.id,
-        {
-            "agent_name": "Harbor Cafe",
-            "LLM_provider": "openai",
-            "LLM_base_url": scripted_llm.base_url,
-            "LLM_model": "scripted",
-            "STT_provider": "local",
-            "TTS_provider": "local",
-            "voicemail_detection": True,
-            "voicemail_action": "leave_message",
-            "voicemail_message": "Hello, this is {{agent_name}}. Please call us back.",
-        },
+    _, agent = await offline_spoken_agent(
+        settings,
+        scripted_llm,
+        agent_name="Harbor Cafe",
+        voicemail_detection=True,
+        voicemail_action="leave_message",
+        voicemail_message="Hello, this is {{agent_name}}. Please call us back.",
     )
     # by turn, not by words: the first thing heard is the machine's greeting
     scripted_llm.on(r".", tool_call("detected_answering_machine"), times=1)

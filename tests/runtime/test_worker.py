@@ -23,9 +23,8 @@ from control.models import Agent, Call, PhoneNumber, Role
 from control.services.agents import create_agent
 from runtime.config import RuntimeSettings
 from runtime.worker import run_worker, worker_options
-from tests.conftest import auth_headers, free_port, make_user
-from tests.control_plane import control_plane, new_runner  # noqa: F401 (fixtures)
-from tests.fakes.livekit_server import FakeLiveKit
+from tests.conftest import auth_headers, free_port, make_user, scripted_agent_config
+from tests.fakes.livekit_server import FakeLiveKit, SipCaller, no_caller
 from tests.fakes.openai_server import FakeOpenAI
 
 AGENT_NUMBER = "+16505551234"
@@ -33,22 +32,6 @@ CALLEE = "+14155559876"
 CALLER = "+14155550000"
 TRUNK_BODY = {"sip_address": "sip.example.com", "phone_number": AGENT_NUMBER, "provider": "vonage"}
 GREETING = "Hello {{customer_name}}, this is Acme."
-
-
-@dataclass
-class SipCaller:
-    """The SIP participant LiveKit puts in the room of an inbound call (its attributes)."""
-
-    attributes: dict[str, str]
-    joined: int = 0
-
-    async def join(self) -> SipCaller:
-        self.joined += 1
-        return self
-
-
-async def no_caller() -> Any:
-    raise AssertionError("a job with a call id must not wait for a SIP caller")
 
 
 @dataclass
@@ -72,14 +55,7 @@ async def scripted_line(
     created = await create_agent(
         settings.model_copy(update={"allow_private_urls": True}),  # the LLM is on loopback
         workspace.id,
-        {
-            "agent_name": "Acme",
-            "phone_number": AGENT_NUMBER,
-            "LLM_provider": "openai",
-            "LLM_base_url": scripted_llm.base_url,
-            "LLM_model": "scripted",
-            **agent,
-        },
+        scripted_agent_config(scripted_llm, agent_name="Acme", phone_number=AGENT_NUMBER, **agent),
     )
     return {"headers": headers, "workspace": workspace, "agent": created}
 

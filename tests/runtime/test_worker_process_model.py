@@ -41,12 +41,11 @@ from runtime.config import RuntimeSettings
 from runtime.control_client import ControlPlane
 from runtime.providers import build_vad, preload_models
 from runtime.worker import JOB_EXECUTOR, CallRunner, worker_options
-from tests.control_plane import ControlPlaneTransport, control_plane  # noqa: F401 (fixture)
-from tests.fakes.livekit_server import FakeLiveKit
+from tests.control_plane import ControlPlaneTransport
+from tests.fakes.livekit_server import FakeLiveKit, no_caller
 from tests.fakes.openai_server import FakeOpenAI, Reply
-from tests.runtime.test_worker import (  # noqa: F401 (fixtures)
+from tests.runtime.test_worker import (
     Job,
-    no_caller,
     said_by_agent,
     scripted_line,
     web_job,
@@ -191,7 +190,7 @@ def warm_process() -> None:
 
 @pytest.fixture
 async def switchboard(
-    control_plane: ControlPlaneTransport,  # noqa: F811 (the fixture)
+    control_plane: ControlPlaneTransport,
     settings: Any,
     livekit: FakeLiveKit,
 ) -> Switchboard:
@@ -256,7 +255,7 @@ async def test_one_process_holds_several_calls_and_one_crash_ends_only_its_own_c
     web_agent,
     livekit,
     scripted_llm,
-    control_plane,  # noqa: F811 (the fixture)
+    control_plane,
     switchboard,
     job_pool,
 ):

@@ -21,15 +21,13 @@ from livekit import rtc
 from control.models import Call
 from runtime.audio_io import CaptureAudioOutput, PacedAudioInput, silence, to_frames
 from runtime.worker import CallRunner
-from tests.control_plane import control_plane, new_runner  # noqa: F401 (fixtures)
 from tests.fakes.deepgram_server import FakeDeepgram
-from tests.fakes.livekit_server import FakeLiveKit
+from tests.fakes.livekit_server import FakeLiveKit, no_caller
 from tests.fakes.openai_server import FakeOpenAI
 from tests.recordings import decode_stereo, loud_spans, rms
 from tests.runtime.test_worker import (
     AGENT_NUMBER,
     CALLEE,
-    no_caller,
     said_by_agent,
     scripted_line,
 )
@@ -105,7 +103,7 @@ def speech_providers(monkeypatch, scripted_llm: FakeOpenAI, fake_deepgram: FakeD
 
 @pytest.fixture
 def make_runner(
-    new_runner: Callable[..., CallRunner],  # noqa: F811 (the fixture)
+    new_runner: Callable[..., CallRunner],
     fake_deepgram: FakeDeepgram,
     tmp_path,
 ) -> Callable[[], CallRunner]:

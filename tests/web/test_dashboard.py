@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from playwright.async_api import expect
 
+from tests.conftest import scripted_agent_config
 from tests.fakes.openai_server import tool_call
 from tests.web.conftest import SERVICE, WAIT_MS, screenshot, sign_up, simulated_call
 
@@ -28,13 +29,9 @@ async def create_agent(page, scripted_llm, name: str = "Harbor Cafe") -> str:
     """An agent on the scripted LLM, made through the API with the browser's session."""
     response = await page.request.post(
         "/agents",
-        data={
-            "agent_name": name,
-            "LLM_provider": "openai",
-            "LLM_base_url": scripted_llm.base_url,
-            "LLM_model": "scripted",
-            "phone_number": TRUNK["phone_number"],
-        },
+        data=scripted_agent_config(
+            scripted_llm, agent_name=name, phone_number=TRUNK["phone_number"]
+        ),
     )
     assert response.status == 201, await response.text()
     return (await response.json())["id"]

@@ -28,7 +28,7 @@ from control.http.principal import public
 from control.http.ratelimit import fail_open, per_minute
 from runtime.spec import PROVIDERS
 
-WEB_DIRECTORY = Path(__file__).resolve().parent.parent / "web"
+WEB_DIRECTORY = Path(__file__).resolve().parents[2] / "web"  # control/web
 STATIC_DIRECTORY = WEB_DIRECTORY / "static"
 # Browsers revalidate assets on each use (a 304 by ETag when unchanged), so an upgrade's pages
 # never run the previous release's scripts.
