@@ -10,9 +10,8 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, time
+from datetime import datetime
 from typing import Any, BinaryIO
-from zoneinfo import ZoneInfo
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.functions import Count, Min
@@ -22,6 +21,7 @@ from tortoise.transactions import in_transaction
 from control import jobs
 from control.db import insert_many
 from control.dialing import csv_reader
+from control.dialing.window import CallingWindow
 from control.errors import Conflict, Invalid, NotFound
 from control.models import (
     Agent,
@@ -64,20 +64,9 @@ class BatchOptions:
     latest_time: str | None = None
 
 
-def parse_clock(value: str | None) -> time | None:
-    return time.fromisoformat(value) if value else None
-
-
 def in_window(batch: Batch, now: datetime) -> bool:
     """Whether `now` is inside the batch's calling window (always, when it has none)."""
-    earliest, latest = parse_clock(batch.earliest_time), parse_clock(batch.latest_time)
-    if earliest is None and latest is None:
-        return True
-    local = now.astimezone(ZoneInfo(batch.timezone)).time()
-    earliest, latest = earliest or time.min, latest or time.max
-    if earliest <= latest:
-        return earliest <= local < latest
-    return local >= earliest or local < latest  # a window across midnight
+    return CallingWindow.of((batch.timezone,), batch.earliest_time, batch.latest_time).contains(now)
 
 
 async def check_line(workspace_id: uuid.UUID, agent_id: Any, agent_phone_number: str) -> None:

@@ -20,11 +20,9 @@ from __future__ import annotations
 import logging
 import math
 import uuid
-from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta
+from datetime import datetime, time, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from redis.asyncio import Redis
 from tortoise.expressions import F, Q
@@ -33,6 +31,7 @@ from tortoise.transactions import in_transaction
 
 from control.config import Settings
 from control.dialing import campaigns, dialer
+from control.dialing.window import CallingWindow, parse_clock
 from control.models import Call, Campaign, DncNumber, Prospect, ProspectStatus, Workspace
 from control.security import utcnow
 from control.services import capacity
@@ -92,8 +91,8 @@ class Rules:
             min_time_between_calls=timedelta(minutes=int(config["min_time_between_calls"])),
             dupe_days=int(config["dupe_days"]),
             expire_days=int(config["expire_days"]),
-            earliest=time.fromisoformat(config["earliest_prospect_time"]),
-            latest=time.fromisoformat(config["latest_prospect_time"]),
+            earliest=parse_clock(config["earliest_prospect_time"]),
+            latest=parse_clock(config["latest_prospect_time"]),
         )
 
     def dialing(self) -> dialer.Dialing:
@@ -113,47 +112,6 @@ class Rules:
 def zones_of(prospect: Prospect, locale_name: str) -> tuple[str, ...]:
     """The zones whose clocks a prospect's calling window is read on."""
     return tuple(prospect.timezones or LOCALE_ZONES.get(locale_name, ("UTC",)))
-
-
-# -- the calling window -----------------------------------------------------------------------
-
-
-def _inside(local: time, earliest: time, latest: time) -> bool:
-    if earliest <= latest:
-        return earliest <= local < latest
-    return local >= earliest or local < latest  # a window across midnight
-
-
-def in_window(zones: Iterable[str], earliest: time, latest: time, moment: datetime) -> bool:
-    """Whether `moment` is inside [earliest, latest) local time in every one of `zones`."""
-    return all(
-        _inside(moment.astimezone(ZoneInfo(zone)).time(), earliest, latest) for zone in zones
-    )
-
-
-def next_opening(
-    zones: tuple[str, ...], earliest: time, latest: time, moment: datetime
-) -> datetime | None:
-    """The first time at or after `moment` inside the window in every zone (None: never, the
-    zones' windows do not overlap). Where windows overlap, the overlap opens when one of them
-    opens, so only the zones' openings over the next days are tried."""
-    if in_window(zones, earliest, latest, moment):
-        return moment
-    openings = sorted(
-        datetime.combine(moment.astimezone(ZoneInfo(zone)).date() + timedelta(days=day), earliest)
-        .replace(tzinfo=ZoneInfo(zone))
-        .astimezone(UTC)
-        for zone in zones
-        for day in (-1, 0, 1, 2)
-    )
-    return next(
-        (
-            opening
-            for opening in openings
-            if opening >= moment and in_window(zones, earliest, latest, opening)
-        ),
-        None,
-    )
 
 
 # -- a tick -----------------------------------------------------------------------------------
@@ -346,8 +304,8 @@ def _verdict(
         return Verdict(reason="expired", fields={"status": ProspectStatus.EXPIRED})
     if prospect.phone_number in on_dnc:
         return Verdict(reason="dnc", fields={"status": ProspectStatus.DNC})
-    zones = rules.zones_of(prospect)
-    opening = next_opening(zones, rules.earliest, rules.latest, now)
+    window = CallingWindow(rules.zones_of(prospect), rules.earliest, rules.latest)
+    opening = window.next_opening(now)
     if opening != now:
         # Never (windows that do not overlap): look again in a day, in case the rules change.
         return Verdict(

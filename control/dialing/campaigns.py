@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from datetime import time as clock
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from redis.asyncio import Redis
 from tortoise.exceptions import IntegrityError
@@ -27,6 +27,7 @@ from tortoise.transactions import in_transaction
 
 from control.config import Settings
 from control.dialing import batches, dnc
+from control.dialing.window import check_timezone, parse_clock
 from control.errors import Conflict, Invalid, NotFound, Unauthenticated
 from control.models import (
     Call,
@@ -115,24 +116,11 @@ def defaults() -> dict[str, Any]:
     }
 
 
-def parse_clock(value: str) -> clock:
-    return clock.fromisoformat(value)
-
-
 def default_country(locale_name: str) -> str:
     return LOCALES[locale_name]["country"]
 
 
 # --- time zones -----------------------------------------------------------------------------
-
-
-def check_timezone(value: str) -> str:
-    """`value` if it names an IANA zone, else ValueError."""
-    try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError) as error:
-        raise ValueError(f"{value!r} is not an IANA time zone (e.g. America/New_York)") from error
-    return value
 
 
 def prospect_timezones(phone_number: str, given: str | None) -> list[str]:

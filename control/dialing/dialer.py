@@ -303,7 +303,7 @@ async def _recover(
         return 0
     try:
         await sip.dispatch_agent(
-            call.room_name,
+            call_service.room_of(call),
             metadata={"call_id": str(call.id), "direction": "outbound"},
             settings=telephony,
         )
@@ -318,7 +318,7 @@ async def _recover(
 async def _dispatched(telephony: TelephonySettings, call: Call) -> bool:
     """Whether LiveKit already has an agent dispatched to the call's room."""
     async with sip.livekit_api(telephony) as client:
-        found = await client.agent_dispatch.list_dispatch(room_name=call.room_name)
+        found = await client.agent_dispatch.list_dispatch(room_name=call_service.room_of(call))
     return bool(found)
 
 

@@ -211,14 +211,17 @@ class RedisRateLimiter(RateLimiter):
     async def _before_request(self) -> None:
         if not current_app.config["QUART_RATE_LIMITER_ENABLED"]:
             return
-        view = current_app.view_functions.get(request.endpoint)
+        endpoint, blueprint_name = request.endpoint, request.blueprint
+        if endpoint is None:  # no route matched: nothing to meter
+            return
+        view = current_app.view_functions.get(endpoint)
         if view is None:
             return
-        blueprint = current_app.blueprints.get(request.blueprint)
+        blueprint = None if blueprint_name is None else current_app.blueprints.get(blueprint_name)
         for limit in self._get_limits_for_view_function(view, blueprint):
             if await self._should_skip(limit):
                 continue
-            key = KEY_PREFIX + await self._create_key(request.endpoint, limit)
+            key = KEY_PREFIX + await self._create_key(endpoint, limit)
             try:
                 wait = float(
                     await self._gcra(

@@ -165,7 +165,7 @@ async def _run(context: JobContext, claimed: Job) -> None:
             "failed" if gave_up else "retry",
             time.perf_counter() - started,
         )
-        if gave_up:
+        if gave_up or spec is None:  # gave_up covers spec is None; repeated so the checker sees it
             logger.exception("job %s (%s) failed for good", claimed.id, claimed.kind)
             await Job.filter(id=claimed.id).update(
                 status=JobStatus.FAILED, attempts=attempt, last_error=last_error

@@ -1,6 +1,10 @@
 """Tortoise models of the control plane, by domain; every workspace-owned row cascades with its
 workspace. Tortoise finds them here (`control.models`), so each model is listed once below."""
 
+# For the type checker, the models declare what tortoise's hints leave out: each foreign key's
+# `<fk>_id`, each JSONField's type, the reverse relations the code reads, and each nullable
+# TextField as `str | None` (TextField's hints have no `null` overload, unlike CharField's).
+
 from control.models.accounts import (
     ROLE_RANKS,
     ApiKey,

@@ -53,7 +53,7 @@ class KnowledgeFile(Model):
     kind = fields.CharField(max_length=8)
     size_bytes = fields.BigIntField()
     status = fields.CharEnumField(FileStatus, max_length=16, default=FileStatus.PROCESSING)
-    error = fields.TextField(null=True)
+    error: str | None = fields.TextField(null=True)
     chunk_count = fields.IntField(default=0)
     page_count = fields.IntField(null=True)
     version = fields.IntField(default=1)

@@ -45,7 +45,7 @@ class Call(Model):
     # Where the recording is in the recordings store (`services.recordings`); its extension
     # says its format. Never from the client: made from the call's workspace and id.
     recording_key = fields.CharField(max_length=255, null=True)
-    summary = fields.TextField(null=True)
+    summary: str | None = fields.TextField(null=True)
     disposition = fields.CharField(max_length=64, null=True)
     sentiment = fields.CharField(max_length=16, null=True)
     extracted_data: fields.JSONField[dict[str, Any]] = fields.JSONField(default=dict)
@@ -53,7 +53,7 @@ class Call(Model):
     batch_id = fields.UUIDField(null=True)
     campaign = fields.CharField(max_length=100, null=True)  # a label; the dialer writes the slug
     campaign_id = fields.UUIDField(null=True)
-    error = fields.TextField(null=True)
+    error: str | None = fields.TextField(null=True)
     # Liveness, for the reaper: when a worker took the call, when it last said the call was
     # alive, and when the call must be over whatever happens (max duration plus a grace).
     joined_at = fields.DatetimeField(null=True)
@@ -91,7 +91,7 @@ class PhoneNumber(Model):
     email = fields.CharField(max_length=320, null=True)
     sip_address = fields.CharField(max_length=255, null=True)
     auth_username = fields.CharField(max_length=255, null=True)
-    auth_password_encrypted = fields.TextField(null=True)
+    auth_password_encrypted: str | None = fields.TextField(null=True)
     krisp_enabled = fields.BooleanField(default=False)
     inbound_trunk_id = fields.CharField(max_length=64)
     outbound_trunk_id = fields.CharField(max_length=64, null=True)

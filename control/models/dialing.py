@@ -96,7 +96,7 @@ class BatchItem(Model):
     next_attempt_at = fields.DatetimeField(null=True)
     call_id = fields.UUIDField(null=True)  # the current (or last) attempt's call
     outcome = fields.CharField(max_length=16, null=True)
-    error = fields.TextField(null=True)
+    error: str | None = fields.TextField(null=True)
     attempt_log: fields.JSONField[list[Any]] = fields.JSONField(
         default=list
     )  # [{attempt, call_id, room_name, outcome, ...}]
@@ -193,7 +193,7 @@ class ProspectUpload(Model):
     rejects: fields.JSONField[list[Any]] = fields.JSONField(
         default=list
     )  # the first rejected rows: line and reason
-    error = fields.TextField(null=True)
+    error: str | None = fields.TextField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
     finished_at = fields.DatetimeField(null=True)
 
@@ -243,7 +243,7 @@ class Prospect(Model):
     call_id = fields.UUIDField(null=True)
     outcome = fields.CharField(max_length=16, null=True)
     disposition = fields.CharField(max_length=64, null=True)
-    error = fields.TextField(null=True)
+    error: str | None = fields.TextField(null=True)
     attempt_log: fields.JSONField[list[Any]] = fields.JSONField(
         default=list
     )  # [{attempt, call_id, started_at, outcome, ...}]

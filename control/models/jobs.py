@@ -30,7 +30,7 @@ class Job(Model):
     max_attempts = fields.IntField(default=5)
     # When a pending job is due; for a running job, when its lease runs out.
     run_at = fields.DatetimeField()
-    last_error = fields.TextField(null=True)
+    last_error: str | None = fields.TextField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)
 

@@ -51,11 +51,12 @@ class WebhookDelivery(Model):
     attempts = fields.IntField(default=0)
     next_attempt_at = fields.DatetimeField()
     last_status_code = fields.IntField(null=True)
-    last_error = fields.TextField(null=True)
+    last_error: str | None = fields.TextField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
     delivered_at = fields.DatetimeField(null=True)
     # The call an event is about (its `data.call_id`), so a call lists the events it caused.
     call_id = fields.UUIDField(null=True)
+    attempt_log: fields.ReverseRelation[WebhookAttempt]
 
     class Meta:
         table = "webhook_deliveries"
@@ -78,7 +79,7 @@ class WebhookAttempt(Model):
     number = fields.IntField()
     attempted_at = fields.DatetimeField(auto_now_add=True)
     status_code = fields.IntField(null=True)
-    error = fields.TextField(null=True)
+    error: str | None = fields.TextField(null=True)
     duration_ms = fields.FloatField()
 
     class Meta:

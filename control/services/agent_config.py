@@ -235,10 +235,11 @@ class AgentConfig(Strict):
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
             raise ValueError(f"custom function names must be unique: {', '.join(duplicates)}")
+        targets: list[str] = []
         for index, destination in enumerate(self.transfer_destinations, start=1):
             destination.name = destination.name or f"destination_{index}"
             TransferDestinationSpec(**destination.model_dump())  # as the runtime will run it
-        targets = [destination.name for destination in self.transfer_destinations]
+            targets.append(destination.name)
         duplicates = sorted({name for name in targets if targets.count(name) > 1})
         if duplicates:
             raise ValueError(f"transfer destination names must be unique: {', '.join(duplicates)}")

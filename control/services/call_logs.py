@@ -171,7 +171,7 @@ async def _postgres_copy(workspace_id: uuid.UUID, filters: CallFilters) -> Async
 
 async def _keyset_rows(
     workspace_id: uuid.UUID, filters: CallFilters
-) -> AsyncIterator[list[Sequence[Any]]]:
+) -> AsyncIterator[list[tuple[Any, ...]]]:
     """Batches by key (SQLite: short queries, so the single connection is never held long)."""
     cursor: tuple[datetime, uuid.UUID] | None = None
     while True:

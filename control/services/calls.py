@@ -30,6 +30,7 @@ from control.services import agents as agent_service
 from control.services import capacity, phone_numbers, webhooks
 from runtime.spec import (
     AgentSpec,
+    CallDirection,
     CallReport,
     CallSpec,
     CustomFunctionSpec,
@@ -68,6 +69,8 @@ async def create_call(
 
     A dialer passes its (injectable) clock as `created_at`; otherwise it is now."""
     call_id = call_id or uuid.uuid4()
+    # Left out when not given: the column's `auto_now_add` stamps it (an explicit None is refused).
+    clock: dict[str, Any] = {"created_at": created_at} if created_at is not None else {}
     call = await Call.create(
         id=call_id,
         workspace_id=agent.workspace_id,
@@ -83,7 +86,7 @@ async def create_call(
         batch_id=batch_id,
         campaign_id=campaign_id,
         campaign=campaign,
-        **({"created_at": created_at} if created_at is not None else {}),
+        **clock,
     )
     logger.info(
         "call %s queued: %s %s -> %s",
@@ -95,8 +98,18 @@ async def create_call(
     return call
 
 
-def _direction(call: Call) -> str:
-    return "web" if call.call_type == "web" else call.call_direction
+def _direction(call: Call) -> CallDirection:
+    # `create_call` writes only these values.
+    if call.call_type == "web":
+        return "web"
+    return "outbound" if call.call_direction == "outbound" else "inbound"
+
+
+def room_of(call: Call) -> str:
+    """The call's LiveKit room (the column is nullable, but `create_call` always names one)."""
+    if call.room_name is None:
+        raise ValueError(f"call {call.id} has no room")
+    return call.room_name
 
 
 async def agent_spec(settings: Settings, agent: Agent) -> AgentSpec:
@@ -189,7 +202,7 @@ async def call_spec(settings: Settings, call: Call) -> CallSpec:
         call_id=str(call.id),
         workspace_id=str(call.workspace_id),
         direction=_direction(call),
-        call_type=call.call_type,
+        call_type="web" if call.call_type == "web" else "phone",
         from_number=call.from_number,
         to_number=call.to_number,
         dynamic_variables=call.dynamic_variables,
@@ -405,7 +418,7 @@ async def _dispatch(
     telephony: TelephonySettings, redis: Redis, call: Call, metadata: dict[str, Any]
 ) -> str:
     try:
-        return await sip.dispatch_agent(call.room_name, metadata=metadata, settings=telephony)
+        return await sip.dispatch_agent(room_of(call), metadata=metadata, settings=telephony)
     except TelephonyError as error:
         await finish_call(
             redis, call, status="failed", end_reason="error", error=f"dispatch failed: {error}"
@@ -504,7 +517,7 @@ async def start_web_call(
     await _dispatch(telephony, redis, call, {"call_id": str(call.id), "direction": "web"})
     try:
         token = sip.mint_room_token(
-            call.room_name,
+            room_of(call),
             identity=f"web-{session_id}",
             ttl_seconds=WEB_TOKEN_TTL_SECONDS,
             settings=telephony,

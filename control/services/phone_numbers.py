@@ -45,7 +45,7 @@ async def get_number(workspace_id: uuid.UUID, number: str) -> PhoneNumber:
 
 async def agents_by_number(workspace_id: uuid.UUID, numbers: list[str]) -> dict[str, Agent]:
     agents = await Agent.filter(workspace_id=workspace_id, phone_number__in=numbers)
-    return {agent.phone_number: agent for agent in agents}
+    return {agent.phone_number: agent for agent in agents if agent.phone_number is not None}
 
 
 async def _ensure_free(number: str) -> None:

@@ -274,6 +274,8 @@ async def expire_recordings(settings: Settings, now: datetime | None = None) -> 
     expired = 0
     workspaces = await Workspace.filter(recording_retention_days__isnull=False)
     for workspace in workspaces:
+        if workspace.recording_retention_days is None:  # the filter leaves none; narrows the type
+            continue
         cutoff = now - timedelta(days=workspace.recording_retention_days)
         while True:
             calls = await Call.filter(

@@ -71,6 +71,8 @@ async def rotate_secrets(settings: Settings) -> Rotation:
             agent.config = _rotate_agent_config(settings, agent, result)
             await agent.save(update_fields=["config"])
         for number in await PhoneNumber.filter(auth_password_encrypted__isnull=False):
+            if number.auth_password_encrypted is None:  # the filter leaves none; narrows the type
+                continue
             number.auth_password_encrypted = _rotate(
                 settings,
                 number.auth_password_encrypted,

@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 
 from control import jobs
 from control.dialing import campaign_dialer, campaigns, dialer, dnc
+from control.dialing.window import CallingWindow
 from control.models import Agent, Call, Campaign, IdempotencyKey, Prospect
 from control.security import utcnow
 from control.services import calls as call_service
@@ -306,20 +307,26 @@ async def test_the_window_is_read_in_every_zone_of_the_prospect():
     # A number spanning Mountain and Central time: 09:00 must have come in both.
     zones = ("America/Denver", "America/North_Dakota/Center")
     day = datetime(2026, 6, 10, 8, tzinfo=UTC)  # 02:00 in Denver
-    opening = campaign_dialer.next_opening(zones, time(9), time(21), day)
-    assert opening == datetime(2026, 6, 10, 15, tzinfo=UTC)  # 09:00 MDT = 10:00 CDT
+    window = CallingWindow(zones, time(9), time(21))
+    assert window.next_opening(day) == datetime(2026, 6, 10, 15, tzinfo=UTC)  # 09:00 MDT
     # It closes at 21:00 in the eastern one (20:00 in Denver).
-    assert campaign_dialer.in_window(
-        zones, time(9), time(21), datetime(2026, 6, 11, 1, 59, tzinfo=UTC)
-    )
-    assert not campaign_dialer.in_window(
-        zones, time(9), time(21), datetime(2026, 6, 11, 2, tzinfo=UTC)
-    )
+    assert window.contains(datetime(2026, 6, 11, 1, 59, tzinfo=UTC))
+    assert not window.contains(datetime(2026, 6, 11, 2, tzinfo=UTC))
     # Windows that never overlap (12 hours apart, 09:00-12:00): never.
-    assert (
-        campaign_dialer.next_opening(("Asia/Kolkata", "America/New_York"), time(9), time(12), day)
-        is None
+    apart = CallingWindow(("Asia/Kolkata", "America/New_York"), time(9), time(12))
+    assert apart.next_opening(day) is None
+
+
+def test_a_window_across_midnight_and_a_window_without_bounds():
+    night = CallingWindow(("UTC",), time(22), time(6))
+    assert night.contains(datetime(2026, 6, 10, 23, 30, tzinfo=UTC))
+    assert night.contains(datetime(2026, 6, 11, 5, 59, tzinfo=UTC))
+    assert not night.contains(datetime(2026, 6, 11, 6, tzinfo=UTC))
+    assert night.next_opening(datetime(2026, 6, 11, 12, tzinfo=UTC)) == datetime(
+        2026, 6, 11, 22, tzinfo=UTC
     )
+    always = CallingWindow(("America/New_York",))
+    assert always.contains(datetime(2026, 6, 11, 3, tzinfo=UTC))
 
 
 # -- replicas and restarts --------------------------------------------------------------------

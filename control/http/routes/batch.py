@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, time
+from datetime import UTC, datetime
 from typing import Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from quart import Blueprint, request
@@ -13,6 +13,7 @@ from quart_schema import DataSource, validate_querystring, validate_request, val
 
 from control.dialing import batches
 from control.dialing.batches import RETRYABLE_OUTCOMES
+from control.dialing.window import check_timezone, parse_clock
 from control.http.errors import APIError
 from control.http.pagination import Page, PageQuery, paginate
 from control.http.principal import current_principal, require_role
@@ -23,25 +24,11 @@ from control.services.agent_config import E164
 blueprint = Blueprint("batch", __name__, url_prefix="/batch")
 
 Outcome = Literal["busy", "no_answer", "failed"]
-Clock = str
-
-
-def _check_timezone(value: str) -> str:
-    try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError) as error:
-        raise ValueError(f"{value!r} is not an IANA time zone (e.g. America/New_York)") from error
-    return value
 
 
 def _check_clock(value: str | None) -> str | None:
-    if value is None or value == "":
-        return None
-    try:
-        parsed = time.fromisoformat(value)
-    except ValueError as error:
-        raise ValueError("use HH:MM, e.g. 09:00") from error
-    return parsed.strftime("%H:%M")
+    """`HH:MM` or `HH:MM:SS`, stored as `HH:MM`; empty means no bound."""
+    return parse_clock(value).strftime("%H:%M") if value else None
 
 
 class ScheduleFields(BaseModel):
@@ -50,13 +37,13 @@ class ScheduleFields(BaseModel):
     scheduled_time: datetime | None = None
     timezone: str | None = Field(default=None, max_length=64)
     calls_per_minute: int | None = Field(default=None, ge=1, le=600)
-    earliest_time: Clock | None = Field(default=None, max_length=8)
-    latest_time: Clock | None = Field(default=None, max_length=8)
+    earliest_time: str | None = Field(default=None, max_length=8)
+    latest_time: str | None = Field(default=None, max_length=8)
 
     @field_validator("timezone")
     @classmethod
     def _zone(cls, value: str | None) -> str | None:
-        return _check_timezone(value) if value else None
+        return check_timezone(value) if value else None
 
     @field_validator("earliest_time", "latest_time")
     @classmethod

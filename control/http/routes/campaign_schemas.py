@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, time
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from control.dialing import campaigns, csv_reader
 from control.dialing.campaigns import LIMITS
+from control.dialing.window import parse_clock
 from control.http.errors import APIError
 from control.http.pagination import PageQuery
 from control.http.schemas import IsoTime
@@ -26,16 +27,11 @@ from control.services.agent_config import E164
 
 
 def _check_clock(value: str) -> str:
-    try:
-        parsed = time.fromisoformat(value)
-    except ValueError as error:
-        raise ValueError("use HH:MM, e.g. 09:00") from error
-    if len(value) != 5 or parsed.second or parsed.microsecond:
-        raise ValueError("use HH:MM, e.g. 09:00")
-    return parsed.strftime("%H:%M")
+    return parse_clock(value, minutes_only=True).strftime("%H:%M")
 
 
-Clock = Annotated[str, AfterValidator(_check_clock)]
+#: A campaign's local time of day, exactly `HH:MM`.
+ClockHHMM = Annotated[str, AfterValidator(_check_clock)]
 
 
 def _without_nul(value: Any) -> Any:
@@ -94,8 +90,8 @@ class CampaignFields(NoNul):
     min_time_between_calls: int | None = _ranged("min_time_between_calls")
     dupe_days: int | None = _ranged("dupe_days")
     expire_days: int | None = _ranged("expire_days")
-    earliest_prospect_time: Clock | None = None
-    latest_prospect_time: Clock | None = None
+    earliest_prospect_time: ClockHHMM | None = None
+    latest_prospect_time: ClockHHMM | None = None
     dispositions: list[DispositionIn] | None = Field(
         default=None, max_length=campaigns.MAX_DISPOSITIONS
     )
