@@ -222,8 +222,9 @@ async def _principal_in_workspace(principal: Principal, workspace_id: uuid.UUID)
         if principal.api_key.workspace_id != workspace_id:
             raise APIError(404, "WORKSPACE_NOT_FOUND", "No workspace with that id.")
         return principal
-    workspace, role = await workspace_role(principal.user, workspace_id)
-    return Principal(user=principal.user, api_key=None, workspace=workspace, role=role)
+    user = principal.require_user()  # without an API key, the principal is a user
+    workspace, role = await workspace_role(user, workspace_id)
+    return Principal(user=user, api_key=None, workspace=workspace, role=role)
 
 
 def require_user(view: Callable) -> Callable:

@@ -21,10 +21,10 @@ from runtime.spec import (
     UnknownProviderError,
     check_dtmf_menu,
     is_e164,
+    is_transfer_address,
     resolve_provider,
 )
 
-SIP_URI_PATTERN = re.compile(r"^sips?:[^@\s]+@[^@\s]+$")
 HEADER_NAME_PATTERN = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}$")
 MAX_CUSTOM_FUNCTIONS = 32
 
@@ -115,7 +115,7 @@ class TransferDestination(Strict):
     @classmethod
     def _e164_or_sip(cls, destination: str) -> str:
         destination = destination.strip()
-        if is_e164(destination) or SIP_URI_PATTERN.match(destination):
+        if is_transfer_address(destination):
             return destination
         raise ValueError("must be an E.164 number or a SIP URI (sip:user@host)")
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
@@ -161,7 +163,7 @@ async def revoke_refresh_token(settings: Settings, refresh_token: str, user: Use
         )
 
 
-def _verify_google_id_token(settings: Settings, token: str) -> dict:
+def _verify_google_id_token(settings: Settings, token: str) -> Mapping[str, Any]:
     import google.auth.transport.requests
     from google.auth import exceptions as google_exceptions
     from google.oauth2 import id_token

@@ -7,6 +7,7 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any, cast
 
 from tortoise.exceptions import IntegrityError
 from tortoise.queryset import QuerySet
@@ -88,13 +89,14 @@ async def delete_workspace(
     """
     workspace = await get_workspace(workspace_id)
     await phone_numbers.release_all(telephony, workspace_id)
-    # Outside the database: each agent's knowledge index and stored files.
-    for agent_id in await Agent.filter(workspace_id=workspace_id).values_list("id", flat=True):
+    # Outside the database: each agent's knowledge index and stored files. (The casts: tortoise
+    # types `values_list` as tuples even with `flat=True`.)
+    agent_ids = await Agent.filter(workspace_id=workspace_id).values_list("id", flat=True)
+    for agent_id in cast(list[uuid.UUID], agent_ids):
         await knowledge_files.forget_agent(settings, agent_id)
     await recordings.forget_workspace(settings, workspace_id)
-    await campaigns.forget_files(
-        settings, await Campaign.filter(workspace_id=workspace_id).values_list("id", flat=True)
-    )
+    campaign_ids = await Campaign.filter(workspace_id=workspace_id).values_list("id", flat=True)
+    await campaigns.forget_files(settings, cast(list[uuid.UUID], campaign_ids))
     await workspace.delete()
 
 
@@ -150,7 +152,7 @@ async def invite(
     token = new_secret()
     # One row per workspace and email: inviting again renews it with a new token (the older
     # email's link stops working), a new role and a new week.
-    renewal = {
+    renewal: dict[str, Any] = {
         "role": role,
         "invited_by": inviter,
         "token_hash": hash_secret(token),
@@ -251,9 +253,11 @@ async def revoke_invitation(workspace_id: uuid.UUID, invitation_id: uuid.UUID) -
 
 async def remove_member(workspace_id: uuid.UUID, user_id: uuid.UUID) -> None:
     async with in_transaction():
-        membership = await Membership.get_or_none(
-            workspace_id=workspace_id, user_id=user_id
-        ).select_for_update()
+        membership = (
+            await Membership.filter(workspace_id=workspace_id, user_id=user_id)
+            .select_for_update()
+            .get_or_none()
+        )
         if membership is None:
             raise NotFound("MEMBER_NOT_FOUND", "That user is not a member of this workspace.")
         if membership.role == Role.ADMIN:

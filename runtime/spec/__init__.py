@@ -45,6 +45,7 @@ from runtime.spec.outbound import (
 from runtime.spec.phone import (
     E164_PATTERN,
     is_e164,
+    is_transfer_address,
     mask_phone,
     normalise_number,
     number_time_zones,
@@ -98,6 +99,7 @@ __all__ = [
     "check_url_allowed",
     "check_url_allowed_async",
     "is_e164",
+    "is_transfer_address",
     "literal_ip",
     "mask_phone",
     "normalise_number",

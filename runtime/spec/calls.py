@@ -18,7 +18,7 @@ from typing import Any, Literal
 from pydantic import TypeAdapter
 
 from runtime.spec.functions import normalise_parameters
-from runtime.spec.phone import is_e164, mask_phone
+from runtime.spec.phone import is_transfer_address, mask_phone
 from runtime.spec.providers import ResolvedProvider, resolve_provider
 
 
@@ -83,7 +83,6 @@ RESERVED_TOOL_NAMES: frozenset[str] = frozenset(
 DTMF_DIGITS = "0123456789*#"
 VOICEMAIL_ACTIONS: tuple[str, ...] = ("hang_up", "leave_message")
 _TOOL_NAME = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
-_SIP_URI = re.compile(r"^sips?:[^@\s]+@[^@\s]+$")
 _DESTINATION_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 
 
@@ -173,7 +172,7 @@ class TransferDestinationSpec(_Serialisable):
                 f"transfer destination name {self.name!r} is invalid; use lower-case letters, "
                 "digits, '_' or '-' (at most 40 characters)"
             )
-        if not (is_e164(self.destination) or _SIP_URI.match(self.destination or "")):
+        if not is_transfer_address(self.destination):
             raise ValueError("a transfer destination must be an E.164 number or a SIP URI")
 
     @property

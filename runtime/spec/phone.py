@@ -12,6 +12,15 @@ from phonenumbers import timezone as number_zones
 E164_PATTERN = re.compile(r"\+[1-9][0-9]{6,14}")
 
 
+#: A SIP address a call may be transferred to: `sip:user@host` (or `sips:`).
+SIP_URI_PATTERN = re.compile(r"^sips?:[^@\s]+@[^@\s]+$")
+
+
+def is_transfer_address(destination: str | None) -> bool:
+    """Whether a call can be transferred to `destination`: an E.164 number or a SIP URI."""
+    return is_e164(destination) or SIP_URI_PATTERN.match(destination or "") is not None
+
+
 def is_e164(number: object) -> bool:
     """Whether `number` is a string in E.164 form, such as "+16505551234" (nothing around it)."""
     return isinstance(number, str) and E164_PATTERN.fullmatch(number) is not None

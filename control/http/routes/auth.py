@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field
-from quart import Blueprint, Response, after_this_request, current_app, request
+from quart import Blueprint, after_this_request, current_app, request
+from quart.typing import ResponseTypes
 from quart_schema import validate_request, validate_response
 
 from control.http.errors import APIError
@@ -109,7 +110,7 @@ def _session_response(
     """The tokens in the body for API clients, and as HttpOnly cookies for browsers."""
 
     @after_this_request
-    async def set_cookies(response: Response) -> Response:
+    async def set_cookies(response: ResponseTypes) -> ResponseTypes:
         return _set_session_cookies(response, tokens)
 
     body = TokensOut(
@@ -121,7 +122,7 @@ def _session_response(
     return body, status
 
 
-def _set_session_cookies(response: Response, tokens: auth_service.TokenPair) -> Response:
+def _set_session_cookies(response: ResponseTypes, tokens: auth_service.TokenPair) -> ResponseTypes:
     secure = _settings().cookie_secure
     response.set_cookie(
         ACCESS_COOKIE,
@@ -144,7 +145,7 @@ def _set_session_cookies(response: Response, tokens: auth_service.TokenPair) -> 
     return response
 
 
-async def _clear_session_cookies(response: Response) -> Response:
+async def _clear_session_cookies(response: ResponseTypes) -> ResponseTypes:
     response.delete_cookie(ACCESS_COOKIE, path="/")
     response.delete_cookie(REFRESH_COOKIE, path=REFRESH_COOKIE_PATH)
     return response

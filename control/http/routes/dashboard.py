@@ -23,6 +23,7 @@ from quart import (
     send_from_directory,
 )
 from quart_schema import hide
+from werkzeug.wrappers.response import Response as WerkzeugResponse
 
 from control.http.principal import public
 from control.http.ratelimit import fail_open, per_minute
@@ -118,7 +119,7 @@ def _navigation() -> dict:
 @public
 @fail_open
 @hide
-async def root() -> Response:
+async def root() -> WerkzeugResponse:
     """The dashboard is the front page."""
     return redirect("/app/")
 
@@ -128,7 +129,7 @@ async def root() -> Response:
 @public
 @fail_open
 @hide
-async def home() -> Response:
+async def home() -> WerkzeugResponse:
     """The first page of the dashboard: the agents."""
     return redirect("/app/agents")
 
@@ -139,7 +140,7 @@ async def home() -> Response:
 @public
 @fail_open
 @hide
-async def emailed_link() -> Response:
+async def emailed_link() -> WerkzeugResponse:
     """The links in password-reset and invitation emails open the dashboard's form."""
     token = request.args.get("token", "")
     target = "/app" + request.path
