@@ -47,8 +47,14 @@ GRACEFUL_SHUTDOWN_SECONDS = 5
 def _server(app, host: str, port: int):
     """A uvicorn server for `app` (httptools when installed); `_serve_app` handles the signals."""
     import contextlib
+    from collections.abc import Iterator
 
     import uvicorn
+
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:  # left to `_serve_app`, for all servers
+            yield
 
     config = uvicorn.Config(
         app,
@@ -61,9 +67,7 @@ def _server(app, host: str, port: int):
         server_header=False,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )
-    server = uvicorn.Server(config)
-    server.capture_signals = contextlib.nullcontext
-    return server
+    return Server(config)
 
 
 async def _serve_app(

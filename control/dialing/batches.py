@@ -8,10 +8,10 @@ import itertools
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.functions import Count, Min
@@ -88,7 +88,7 @@ async def check_line(workspace_id: uuid.UUID, agent_id: Any, agent_phone_number:
 
 
 async def create_batch(
-    workspace_id: uuid.UUID, options: BatchOptions, stream: BinaryIO
+    workspace_id: uuid.UUID, options: BatchOptions, stream: IO[bytes]
 ) -> tuple[Batch, list[dict[str, Any]]]:
     """Read the CSV as a stream into a new batch; returns it and the rejected rows (all or none).
 
@@ -195,7 +195,7 @@ def _take(rows: Iterator[csv_reader.Row | csv_reader.Reject]) -> list[Any]:
 
 async def chunks_read_ahead(
     rows: Iterator[csv_reader.Row | csv_reader.Reject],
-) -> AsyncIterator[list[csv_reader.Row | csv_reader.Reject]]:
+) -> AsyncGenerator[list[csv_reader.Row | csv_reader.Reject], None]:
     """The rows in chunks, the next chunk read (in a thread) while the caller stores this one:
     parsing and the database's inserts overlap. One thread at a time reads the iterator."""
     ahead = asyncio.ensure_future(asyncio.to_thread(_take, rows))

@@ -22,7 +22,7 @@ import math
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
-from typing import Any
+from typing import Any, cast
 
 from redis.asyncio import Redis
 from tortoise.expressions import F, Q
@@ -274,11 +274,12 @@ async def _judge(
     """Each candidate's verdict, the rules in order: attempts left, age, do-not-call, window,
     spacing, dupes."""
     numbers = list({prospect.phone_number for prospect in candidates})
-    on_dnc = set(
-        await DncNumber.filter(
+    on_dnc: set[str] = set()
+    if numbers:
+        listed = await DncNumber.filter(
             workspace_id=rules.workspace_id, phone_number__in=numbers
         ).values_list("phone_number", flat=True)
-    ) if numbers else set()  # fmt: skip
+        on_dnc = set(cast(list[str], listed))  # tortoise types a flat `values_list` as tuples
     recent = await _recent_calls(rules, numbers, now)
     dialing_now: set[str] = set()
     verdicts: dict[uuid.UUID, Verdict] = {}

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from datetime import time as clock
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 from redis.asyncio import Redis
@@ -363,7 +363,9 @@ async def clear_cache(
             query = query.filter(slug=slug)
         if workspace_id is not None:
             query = query.filter(workspace_id=workspace_id)
-        return await forget_config(redis, list(await query.values_list("id", flat=True)))
+        campaign_ids = await query.values_list("id", flat=True)
+        # tortoise types `values_list` as tuples even with `flat=True`
+        return await forget_config(redis, cast(list[uuid.UUID], campaign_ids))
     dropped = 0
     async for key in redis.scan_iter(match=f"{CACHE_PREFIX}*", count=500):
         dropped += await redis.delete(key)

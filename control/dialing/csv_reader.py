@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import IO
 
 from control.errors import DomainError, Gone, Invalid, TooLarge
 from runtime.spec import normalise_number
@@ -80,7 +80,7 @@ def _decode(raw: bytes) -> str:
         return raw.decode("latin-1")
 
 
-def _text_lines(stream: BinaryIO, limits: Limits, counter: _Counter) -> Iterator[str]:
+def _text_lines(stream: IO[bytes], limits: Limits, counter: _Counter) -> Iterator[str]:
     first = True
     while True:
         raw = stream.readline(MAX_LINE_BYTES + 1)
@@ -130,7 +130,7 @@ def _phone_column(names: list[str]) -> int:
 
 
 def read_rows(
-    stream: BinaryIO, default_country: str | None, limits: Limits
+    stream: IO[bytes], default_country: str | None, limits: Limits
 ) -> Iterator[Row | Reject]:
     """The file's data rows in order, each accepted (E.164, variables) or rejected with a reason.
 

@@ -17,7 +17,7 @@ import logging
 import secrets
 import uuid
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 from tortoise import connections
 from tortoise.backends.base.client import BaseDBAsyncClient
@@ -67,7 +67,7 @@ async def get_upload(workspace_id: uuid.UUID, upload_id: uuid.UUID) -> ProspectU
     return upload
 
 
-def _write(stream: BinaryIO, path: Path) -> int:
+def _write(stream: IO[bytes], path: Path) -> int:
     """Copy the upload to `path` in chunks, refusing more than MAX_BYTES; returns its size."""
     path.parent.mkdir(parents=True, exist_ok=True)
     size = 0
@@ -100,7 +100,7 @@ async def store_upload(
     campaign: Campaign,
     list_name: str,
     priority: int,
-    stream: BinaryIO,
+    stream: IO[bytes],
 ) -> ProspectUpload:
     """Keep the CSV under the data dir and queue its processing; the list starts `pending`.
 

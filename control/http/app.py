@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 from quart import Quart, request
 from quart_schema import QuartSchema
+from quart_schema.typing import PydanticDumpOptions
 from redis.asyncio import Redis
 
 from control.config import Settings, get_settings
@@ -81,8 +84,9 @@ def create_app(
         },
         security=[{"cookie": []}, {"bearer": []}, {"apiKey": []}],
         # Response models are written as JSON types: ISO timestamps, UUIDs and enums as strings
-        # (Quart's own encoder would write datetimes as HTTP dates).
-        pydantic_dump_options={"mode": "json"},
+        # (Quart's own encoder would write datetimes as HTTP dates). The cast: quart-schema passes
+        # these to `model_dump`, but its TypedDict of them leaves out `mode`.
+        pydantic_dump_options=cast(PydanticDumpOptions, {"mode": "json"}),
         # ReDoc and Scalar exist only as CDN scripts; /docs (Swagger UI) is served offline.
         redoc_ui_path=None,
         scalar_ui_path=None,

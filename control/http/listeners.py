@@ -13,7 +13,9 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-ASGIApp = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
+# The scope is `Any` here: Quart's app is typed to take its own TypedDicts of it, and these
+# listeners pass on whatever the server gave them.
+ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
 
 INTERNAL_PREFIX = "/internal"
 #: Paths both listeners serve (load balancers and workers check them).

@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
 from functools import wraps
 from typing import Any
 from urllib.parse import urlsplit
@@ -14,15 +13,14 @@ from quart import current_app, g, request
 
 from control.errors import NotFound
 from control.http.errors import APIError
-from control.models import ApiKey, Membership, Role, User, Workspace
-from control.security import decode_token, hash_secret, utcnow
-from control.services.workspaces import API_KEY_PREFIX, workspace_role
+from control.models import ApiKey, Role, User, Workspace
+from control.services.auth import api_key_of_secret, user_of_access_token
+from control.services.workspaces import API_KEY_PREFIX, default_workspace, workspace_role
 
 ACCESS_COOKIE = "access_token"
 REFRESH_COOKIE = "refresh_token"
 WORKSPACE_HEADER = "X-Workspace-Id"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-LAST_USED_PRECISION = timedelta(minutes=1)
 
 # Set on every view function by the guards below; the route-guard test reads it.
 GUARD_ATTRIBUTE = "_voxline_guard"
@@ -65,26 +63,6 @@ def _settings():
     return current_app.config["SETTINGS"]
 
 
-async def _user_from_token(token: str) -> User:
-    claims = decode_token(_settings(), token, "access")
-    user = await User.get_or_none(id=claims["sub"])
-    if user is None or not user.is_active:
-        raise APIError(401, "INVALID_TOKEN", "The account for this token no longer exists.")
-    return user
-
-
-async def _api_key_from_secret(secret: str) -> ApiKey:
-    api_key = await ApiKey.get_or_none(key_hash=hash_secret(secret)).prefetch_related("workspace")
-    if api_key is None:
-        raise APIError(401, "INVALID_API_KEY", "The API key is invalid or has been revoked.")
-    now = utcnow()
-    # A write per request would put the database on every API call's path; a minute's
-    # precision is enough for "last used".
-    if api_key.last_used_at is None or now - api_key.last_used_at > LAST_USED_PRECISION:
-        await ApiKey.filter(id=api_key.id).update(last_used_at=now)
-    return api_key
-
-
 def _parse_workspace_id(raw: str) -> uuid.UUID:
     try:
         return uuid.UUID(raw)
@@ -104,21 +82,7 @@ async def _current_workspace(user: User) -> tuple[Workspace | None, Role | None]
             raise APIError(
                 403, "NOT_A_MEMBER", f"You are not a member of the workspace in {WORKSPACE_HEADER}."
             ) from error
-    if user.current_workspace_id is not None:
-        membership = await Membership.get_or_none(
-            user_id=user.id, workspace_id=user.current_workspace_id
-        ).prefetch_related("workspace")
-        if membership is not None:
-            return membership.workspace, membership.role
-    membership = (
-        await Membership.filter(user_id=user.id)
-        .order_by("created_at")
-        .prefetch_related("workspace")
-        .first()
-    )
-    if membership is not None:
-        return membership.workspace, membership.role
-    return None, None
+    return await default_workspace(user)
 
 
 def _refuse_cross_site_cookie() -> None:
@@ -156,7 +120,7 @@ async def resolve_principal() -> Principal:
         api_key_secret = bearer
         bearer = None
     if api_key_secret:
-        api_key = await _api_key_from_secret(api_key_secret)
+        api_key = await api_key_of_secret(api_key_secret)
         return Principal(user=None, api_key=api_key, workspace=api_key.workspace, role=api_key.role)
     token = bearer
     if not token:
@@ -169,7 +133,7 @@ async def resolve_principal() -> Principal:
             "NOT_AUTHENTICATED",
             "Log in (POST /auth/login) or send an X-API-Key header.",
         )
-    user = await _user_from_token(token)
+    user = await user_of_access_token(_settings(), token)
     workspace, role = await _current_workspace(user)
     return Principal(user=user, api_key=None, workspace=workspace, role=role)
 

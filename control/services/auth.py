@@ -16,7 +16,7 @@ from tortoise.transactions import in_transaction
 from control.config import Settings
 from control.errors import Conflict, Invalid, Unauthenticated
 from control.mail import MailError, send_email
-from control.models import PasswordResetToken, RefreshToken, User
+from control.models import ApiKey, PasswordResetToken, RefreshToken, User
 from control.security import (
     decode_token,
     encode_token,
@@ -250,3 +250,36 @@ async def reset_password(token: str, new_password: str) -> None:
         password_hash = await asyncio.to_thread(hash_password, new_password)
         await User.filter(id=row.user_id).update(password_hash=password_hash)
         await RefreshToken.filter(user_id=row.user_id, revoked_at=None).update(revoked_at=utcnow())
+
+
+#: A write per request would put the database on every API call's path; a minute's precision
+#: is enough for an API key's "last used".
+LAST_USED_PRECISION = timedelta(minutes=1)
+
+
+async def user_of_access_token(settings: Settings, token: str) -> User:
+    """The active user an access token was issued to.
+
+    Raises:
+        Unauthenticated: the token is invalid or expired, or its account is gone or disabled.
+    """
+    claims = decode_token(settings, token, "access")
+    user = await User.get_or_none(id=claims["sub"])
+    if user is None or not user.is_active:
+        raise Unauthenticated("INVALID_TOKEN", "The account for this token no longer exists.")
+    return user
+
+
+async def api_key_of_secret(secret: str) -> ApiKey:
+    """The API key (with its workspace) whose secret this is, marked as used now.
+
+    Raises:
+        Unauthenticated: no key has that secret (never had, or revoked).
+    """
+    api_key = await ApiKey.get_or_none(key_hash=hash_secret(secret)).prefetch_related("workspace")
+    if api_key is None:
+        raise Unauthenticated("INVALID_API_KEY", "The API key is invalid or has been revoked.")
+    now = utcnow()
+    if api_key.last_used_at is None or now - api_key.last_used_at > LAST_USED_PRECISION:
+        await ApiKey.filter(id=api_key.id).update(last_used_at=now)
+    return api_key

@@ -301,3 +301,23 @@ async def delete_api_key(workspace_id: uuid.UUID, key_id: uuid.UUID) -> None:
     deleted = await ApiKey.filter(workspace_id=workspace_id, id=key_id).delete()
     if not deleted:
         raise NotFound("API_KEY_NOT_FOUND", "No API key with that id in this workspace.")
+
+
+async def default_workspace(user: User) -> tuple[Workspace | None, Role | None]:
+    """The workspace a user works in when a request names none, and their role there: the one
+    they switched to last, else the first they joined; (None, None) for a user with none."""
+    if user.current_workspace_id is not None:
+        membership = await Membership.get_or_none(
+            user_id=user.id, workspace_id=user.current_workspace_id
+        ).prefetch_related("workspace")
+        if membership is not None:
+            return membership.workspace, membership.role
+    membership = (
+        await Membership.filter(user_id=user.id)
+        .order_by("created_at")
+        .prefetch_related("workspace")
+        .first()
+    )
+    if membership is not None:
+        return membership.workspace, membership.role
+    return None, None

@@ -23,7 +23,6 @@ from control.services.agent_config import E164
 blueprint = Blueprint("calls", __name__, url_prefix="/calls")
 
 
-
 NO_STORE = {"Cache-Control": "private, no-store"}
 
 

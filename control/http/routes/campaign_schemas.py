@@ -223,8 +223,8 @@ def campaign_out(campaign: Campaign) -> CampaignOut:
     )
 
 
-def upload_out(upload: ProspectUpload, slug: str, *, detail: bool = False) -> dict[str, Any]:
-    body = {
+def upload_out(upload: ProspectUpload, slug: str, *, detail: bool = False) -> ProspectUploadOut:
+    body: dict[str, Any] = {
         "uuid": str(upload.id),
         "campaign": slug,
         "list_name": upload.list_name,
@@ -239,8 +239,8 @@ def upload_out(upload: ProspectUpload, slug: str, *, detail: bool = False) -> di
         "finished_at": upload.finished_at,
     }
     if detail:
-        return ProspectUploadDetailOut(**body, rejects=upload.rejects).model_dump(mode="json")
-    return ProspectUploadOut(**body).model_dump(mode="json")
+        return ProspectUploadDetailOut(**body, rejects=upload.rejects)
+    return ProspectUploadOut(**body)
 
 
 class CampaignListQuery(PageQuery, NoNul):

@@ -207,7 +207,7 @@ async def upload_prospects(slug: str, data: ProspectUploadForm) -> tuple[dict, i
     upload = await prospects.store_upload(
         _settings(), campaign, data.list_name.strip() or "list", data.priority, file.stream
     )
-    return upload_out(upload, campaign.slug), 202
+    return upload_out(upload, campaign.slug).model_dump(mode="json"), 202
 
 
 @blueprint.get("/upload/<uuid:upload_id>/")
@@ -219,7 +219,7 @@ async def get_upload(upload_id: uuid.UUID) -> dict:
     Statuses: pending, processing, completed, failed (with its error).
     """
     upload = await prospects.get_upload(current_principal().workspace_id, upload_id)
-    return upload_out(upload, upload.campaign.slug, detail=True)
+    return upload_out(upload, upload.campaign.slug, detail=True).model_dump(mode="json")
 
 
 @blueprint.post("/upload/<uuid:upload_id>/retry/")
@@ -232,7 +232,8 @@ async def retry_upload(upload_id: uuid.UUID) -> tuple[dict, int]:
     """
     workspace_id = current_principal().workspace_id
     upload = await prospects.retry_upload(workspace_id, upload_id)
-    return upload_out(upload, await campaigns.slug_of(workspace_id, upload.campaign_id)), 202
+    slug = await campaigns.slug_of(workspace_id, upload.campaign_id)
+    return upload_out(upload, slug).model_dump(mode="json"), 202
 
 
 @blueprint.post("/prospect/<uuid:upload_id>/")
@@ -360,7 +361,8 @@ async def dialer_webhook() -> dict:
     Signed like outgoing webhooks (`X-Voxline-Timestamp`, `X-Voxline-Signature`) with the
     campaign's workspace secret; unsigned, stale or wrongly signed events get 401.
     """
-    body = await request.get_data()
+    # All three named, so that quart's hints pick the overload that returns bytes.
+    body = await request.get_data(cache=True, as_text=False, parse_form_data=False)
     campaign, payload = await campaigns.verify_webhook(
         _settings(),
         body,
