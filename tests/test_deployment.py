@@ -169,3 +169,23 @@ def test_env_example_lists_every_variable_the_compose_file_reads():
     env_example = (DEPLOY_DIR / "env.example").read_text()
     listed = set(re.findall(r"^([A-Z][A-Z0-9_]*)=", env_example, flags=re.MULTILINE))
     assert used - listed == set()
+
+
+def test_the_image_holds_every_package_the_project_installs():
+    # The image copies the packages one by one; a new top-level package (voxline/ came with the
+    # composed command) must be copied and let through the build context's filter too.
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    packages = {
+        pattern.rstrip("*")
+        for pattern in project["tool"]["setuptools"]["packages"]["find"]["include"]
+    }
+    dockerfile = (DEPLOY_DIR / "Dockerfile").read_text()
+    copied = set(re.findall(r"^COPY (\w+) \./\1$", dockerfile, re.MULTILINE))
+    allowed = set(
+        re.findall(r"^!(\w+)$", (DEPLOY_DIR / "Dockerfile.dockerignore").read_text(), re.M)
+    )
+    assert packages == copied, packages ^ copied
+    assert packages <= allowed, packages - allowed
+    assert "voxline" in packages
