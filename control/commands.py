@@ -1,4 +1,4 @@
-"""The control plane's `voxline` subcommands: serve, migrate, createsuperuser, jobs, demo."""
+"""The control plane's `voxline` subcommands: serve, migrate, jobs, demo, openapi and others."""
 
 from __future__ import annotations
 
@@ -450,8 +450,25 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_openapi(args: argparse.Namespace) -> int:
+    """Write the API's OpenAPI document, built from the code as `/openapi.json` serves it."""
+    import json
+
+    from control.http.app import create_app
+
+    document = create_app().extensions["QUART_SCHEMA"].openapi_provider.schema()
+    text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+        print(f"Wrote {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 def add_commands(commands: argparse._SubParsersAction) -> None:
-    """The control plane's subcommands: serve, migrate, createsuperuser, jobs, demo, rotate-keys."""
+    """The control plane's subcommands: serve, migrate, createsuperuser, jobs, demo, rotate-keys,
+    openapi."""
     serve = commands.add_parser("serve", help="run the control plane (the HTTP API)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
@@ -501,3 +518,11 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "VOXLINE_ENCRYPTION_KEYS, newest first, comma-separated)",
     )
     rotate.set_defaults(handler=cmd_rotate_keys)
+
+    openapi = commands.add_parser(
+        "openapi",
+        help="write the API's OpenAPI document (as /openapi.json serves it) without a server, "
+        "e.g. to generate a client",
+    )
+    openapi.add_argument("--output", "-o", help="the file to write (default: standard output)")
+    openapi.set_defaults(handler=cmd_openapi)

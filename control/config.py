@@ -129,6 +129,9 @@ class Settings(VoxlineSettings):
     recordings_url: str | None = None
     # How often the job that deletes recordings past their workspace's retention runs.
     recording_cleanup_seconds: float = Field(default=3600.0, gt=0)
+    # Agent tests with no judge named: the platform's OpenAI when OPENAI_API_KEY is set, else
+    # the local model (when installed and this is on), else none (results say `not_judged`).
+    test_judge_local: bool = True
 
     # Scrapes of `/metrics` and `/reports/workload` must carry this bearer token when it is set.
     metrics_token: str | None = None

@@ -110,9 +110,11 @@ class VoxlineAgent(Agent):
         chat_ctx: llm.ChatContext | None = None,
         ground: bool | None = None,
         control: CallControl | None = None,
+        end_call: bool | None = None,
     ) -> None:
         """`ground`: put the knowledge passages for the caller's message into every turn
         (default: when the agent has knowledge and its LLM cannot call the lookup tool).
+        `end_call`: whether the agent may end the conversation (default: in voice only).
         `control`: the call's transfers, keypad and voicemail handling (phone and simulated
         calls); its tools join the agent's."""
         self.call = call
@@ -135,7 +137,12 @@ class VoxlineAgent(Agent):
         self._ground = ground
         self.greeting: SpeechHandle | None = None
         tools: list[llm.Tool | llm.Toolset] = [
-            *build_tools(call, on_end=self.state.end, retrieve=retrieve, end_call=voice),
+            *build_tools(
+                call,
+                on_end=self.state.end,
+                retrieve=retrieve,
+                end_call=voice if end_call is None else end_call,
+            ),
             *(control.tools() if control is not None else []),
         ]
         super().__init__(instructions=instructions, tools=tools, chat_ctx=chat_ctx)

@@ -38,6 +38,8 @@ class ChatReply:
         sources: knowledge passages looked up (`{file_name, position, page, score, text}`).
         messages: the turn's new history items (`{role, text}`), to append to the session.
         usage: `{llm_prompt_tokens, llm_completion_tokens}`.
+        ended: whether the agent ended the conversation this turn.
+        llm_ttft_ms: the LLM's time to first token this turn.
     """
 
     reply: str
@@ -45,6 +47,10 @@ class ChatReply:
     sources: list[dict[str, Any]] = field(default_factory=list)
     messages: list[dict[str, str]] = field(default_factory=list)
     usage: dict[str, int | float] = field(default_factory=dict)
+    #: the agent ended the conversation this turn (only when it may: `ChatConversation`)
+    ended: bool = False
+    #: the LLM's time to its first token this turn, when measured
+    llm_ttft_ms: float | None = None
 
 
 def history_context(history: list[dict[str, Any]] | None) -> llm.ChatContext:
@@ -55,6 +61,106 @@ def history_context(history: list[dict[str, Any]] | None) -> llm.ChatContext:
         if role in ("user", "assistant") and text:
             chat_ctx.add_message(role=role, content=str(text))
     return chat_ctx
+
+
+class ChatConversation:
+    """A room-less text session kept open across messages: the agent's brain, one turn at a time.
+
+    Chats open one per message (with the stored history); agent tests keep one per conversation,
+    with `function_mocks` answering custom functions without a request and, with `end_call`, the
+    agent able to end the conversation (`ChatReply.ended`).
+
+        async with ChatConversation(agent, session_id=..., workspace_id=...) as conversation:
+            reply = await conversation.send("What are your opening hours?")
+
+    Raises (on entering):
+        UnknownProviderError, ModelProviderError, MissingExtraError: the agent's LLM cannot be
+            built.
+    """
+
+    def __init__(
+        self,
+        agent: AgentSpec,
+        *,
+        session_id: str,
+        workspace_id: str,
+        history: list[dict[str, Any]] | None = None,
+        variables: dict[str, str] | None = None,
+        allow_private_urls: bool = False,
+        retrieve: Retrieve | None = None,
+        now: datetime | None = None,
+        function_mocks: dict[str, dict[str, Any]] | None = None,
+        end_call: bool = False,
+    ) -> None:
+        call = CallSpec(
+            call_id=session_id,
+            workspace_id=workspace_id,
+            direction="web",
+            call_type="web",
+            dynamic_variables=variables or {},
+            agent=agent,
+            allow_private_urls=allow_private_urls,
+            function_mocks=function_mocks or {},
+        )
+        self.state = CallState(call=call)
+        pipeline = build_pipeline(agent, audio=False, allow_private_urls=allow_private_urls)
+        self.session = create_session(call, pipeline, self.state, user_away_timeout=None)
+        self.recorder = CallRecorder(self.session, self.state)
+        self.agent = VoxlineAgent(
+            call,
+            state=self.state,
+            now=now,
+            retrieve=retrieve,
+            greet_on_enter=False,
+            voice=False,
+            end_call=end_call,
+            chat_ctx=history_context(history),
+        )
+
+    async def __aenter__(self) -> ChatConversation:
+        await self.session.start(self.agent)
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.session.aclose()
+
+    async def send(self, message: str) -> ChatReply:
+        """The agent's answer to one message (its tool calls, sources and first-token time)."""
+        sources_before = len(self.state.sources)
+        result: RunResult[None] = await self.session.run(user_input=message)  # no output_type
+        texts: list[str] = []
+        calls: dict[str, dict[str, Any]] = {}
+        ttft: float | None = None
+        for event in result.events:
+            if isinstance(event, ChatMessageEvent) and event.item.role == "assistant":
+                if event.item.text_content:
+                    texts.append(event.item.text_content)
+                if ttft is None:
+                    ttft = (event.item.metrics or {}).get("llm_node_ttft")
+            elif isinstance(event, FunctionCallEvent):
+                try:
+                    arguments = json.loads(event.item.arguments or "{}")
+                except ValueError:
+                    arguments = event.item.arguments
+                calls[event.item.call_id] = {"name": event.item.name, "arguments": arguments}
+            elif isinstance(event, FunctionCallOutputEvent) and event.item.call_id in calls:
+                calls[event.item.call_id].update(
+                    result=event.item.output, is_error=event.item.is_error
+                )
+        reply = "\n".join(texts)
+        usage = self.recorder.usage()
+        return ChatReply(
+            reply=reply,
+            tool_calls=list(calls.values()),
+            sources=list(self.state.sources[sources_before:]),
+            messages=[{"role": "user", "text": message}, {"role": "assistant", "text": reply}],
+            usage={
+                "llm_prompt_tokens": usage["llm_prompt_tokens"],
+                "llm_completion_tokens": usage["llm_completion_tokens"],
+            },
+            ended=self.state.end_reason is not None,
+            llm_ttft_ms=None if ttft is None else round(ttft * 1000, 1),
+        )
 
 
 async def chat_turn(
@@ -75,57 +181,15 @@ async def chat_turn(
         UnknownProviderError, ModelProviderError, MissingExtraError: the agent's LLM cannot be
             built.
     """
-    call = CallSpec(
-        call_id=session_id,
+    conversation = ChatConversation(
+        agent,
+        session_id=session_id,
         workspace_id=workspace_id,
-        direction="web",
-        call_type="web",
-        dynamic_variables=variables or {},
-        agent=agent,
+        history=history,
+        variables=variables,
         allow_private_urls=allow_private_urls,
-    )
-    state = CallState(call=call)
-    pipeline = build_pipeline(agent, audio=False, allow_private_urls=allow_private_urls)
-    session = create_session(call, pipeline, state, user_away_timeout=None)
-    recorder = CallRecorder(session, state)
-    chat_agent = VoxlineAgent(
-        call,
-        state=state,
-        now=now,
         retrieve=retrieve,
-        greet_on_enter=False,
-        voice=False,
-        chat_ctx=history_context(history),
+        now=now,
     )
-    try:
-        await session.start(chat_agent)
-        result: RunResult[None] = await session.run(user_input=message)  # no output_type
-    finally:
-        await session.aclose()
-
-    texts: list[str] = []
-    calls: dict[str, dict[str, Any]] = {}
-    for event in result.events:
-        if isinstance(event, ChatMessageEvent) and event.item.role == "assistant":
-            if event.item.text_content:
-                texts.append(event.item.text_content)
-        elif isinstance(event, FunctionCallEvent):
-            try:
-                arguments = json.loads(event.item.arguments or "{}")
-            except ValueError:
-                arguments = event.item.arguments
-            calls[event.item.call_id] = {"name": event.item.name, "arguments": arguments}
-        elif isinstance(event, FunctionCallOutputEvent) and event.item.call_id in calls:
-            calls[event.item.call_id].update(result=event.item.output, is_error=event.item.is_error)
-    reply = "\n".join(texts)
-    usage = recorder.usage()
-    return ChatReply(
-        reply=reply,
-        tool_calls=list(calls.values()),
-        sources=list(state.sources),
-        messages=[{"role": "user", "text": message}, {"role": "assistant", "text": reply}],
-        usage={
-            "llm_prompt_tokens": usage["llm_prompt_tokens"],
-            "llm_completion_tokens": usage["llm_completion_tokens"],
-        },
-    )
+    async with conversation:
+        return await conversation.send(message)

@@ -88,15 +88,21 @@ async def call_custom_function(
 
     GET sends the arguments as the query string, other methods as a JSON body. The URL is
     checked against the SSRF policy before connecting, again on every redirect, and the
-    addresses actually connected to are checked by the resolver.
+    addresses actually connected to are checked by the resolver. The stored headers (secrets
+    among them) go to the function's own origin only: from a redirect to another scheme, host
+    or port on, they are left out, and no cookie is kept between hops.
 
     Raises:
         ToolError: on a refused URL, a timeout, a connection failure or a non-2xx answer; the
             message tells the LLM what happened.
     """
     url = URL(spec.url)
-    headers = {"User-Agent": USER_AGENT, "Accept": "application/json, text/plain;q=0.9, */*;q=0.5"}
-    headers.update(spec.headers)
+    origin = url.origin()
+    anyone_may_see = {
+        "User-Agent": USER_AGENT,
+        "Accept": "application/json, text/plain;q=0.9, */*;q=0.5",
+    }
+    headers = {**anyone_may_see, **spec.headers}
     request: dict[str, Any] = {"headers": headers, "allow_redirects": False}
     if spec.method == "GET":
         url = url.extend_query(_query_pairs(arguments))
@@ -107,9 +113,13 @@ async def call_custom_function(
     timeout = aiohttp.ClientTimeout(total=spec.timeout)
     method = spec.method
     try:
-        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
+        async with aiohttp.ClientSession(
+            connector=connector, timeout=timeout, cookie_jar=aiohttp.DummyCookieJar()
+        ) as http:
             for _ in range(MAX_REDIRECTS + 1):
                 await check_url_allowed_async(str(url), allow_private)
+                if url.origin() != origin:  # from here on, the function's headers stay behind
+                    request["headers"] = anyone_may_see
                 async with http.request(method, url, **request) as response:
                     if response.status in (301, 302, 303, 307, 308) and response.headers.get(
                         "Location"
@@ -152,15 +162,32 @@ async def call_custom_function(
         raise ToolError(f"The {spec.name} service failed ({type(e).__name__}).") from e
 
 
-def build_http_tool(spec: CustomFunctionSpec, allow_private: bool) -> llm.RawFunctionTool:
+def mocked_answer(name: str, mock: dict[str, Any]) -> str:
+    """What a mocked custom function answers: its `response` as JSON (a string as is).
+
+    Raises:
+        ToolError: the mock is `{"error": ...}`.
+    """
+    if "error" in mock:
+        raise ToolError(str(mock["error"]) or f"The {name} service failed.")
+    response = mock.get("response")
+    return trim_body(response if isinstance(response, str) else json.dumps(response))
+
+
+def build_http_tool(
+    spec: CustomFunctionSpec, allow_private: bool, mock: dict[str, Any] | None = None
+) -> llm.RawFunctionTool:
     """An LLM tool that calls a custom function's HTTP endpoint.
 
     `speak_during` is said (once, when the agent is otherwise quiet) while the request runs;
-    `speak_after` is said when it succeeded.
+    `speak_after` is said when it succeeded. With a `mock` (agent tests), the endpoint is never
+    called: the tool answers as `mocked_answer` says.
     """
 
     async def handler(raw_arguments: dict[str, object], context: RunContext) -> str:
         arguments = dict(raw_arguments or {})
+        if mock is not None:
+            return mocked_answer(spec.name, mock)
         if spec.speak_during:
             async with context.with_filler(spec.speak_during):
                 result = await call_custom_function(spec, arguments, allow_private)
@@ -331,7 +358,10 @@ def build_tools(
     """
     agent: AgentSpec = call.agent
     private = call.allow_private_urls if allow_private is None else allow_private
-    tools = [build_http_tool(function, private) for function in agent.custom_functions]
+    tools = [
+        build_http_tool(function, private, call.function_mocks.get(function.name))
+        for function in agent.custom_functions
+    ]
     if agent.knowledge_ready:
         tools.append(build_knowledge_tool(agent.agent_id, retrieve=retrieve))
     if end_call:

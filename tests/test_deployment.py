@@ -1,5 +1,6 @@
 """The docker-compose deployment: it validates, it is complete, and it refuses missing secrets."""
 
+import ipaddress
 import json
 import os
 import re
@@ -9,6 +10,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+
+from tests.fakes.livekit_server import LIVEKIT_SERVER_IMAGE, LIVEKIT_SIP_IMAGE
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -35,6 +38,7 @@ SECRETS = {
     "LIVEKIT_API_KEY": "dummy-api-key",
     "LIVEKIT_API_SECRET": "dummy-api-secret",
     "GRAFANA_ADMIN_PASSWORD": "dummy-grafana-password",
+    "VOXLINE_METRICS_TOKEN": "dummy-metrics-token",
 }
 
 
@@ -74,7 +78,7 @@ def test_control_and_worker_share_one_image_build(rendered):
     assert Path(control["build"]["context"]) == ROOT
     assert worker["build"] == control["build"] == migrate["build"]
     assert worker["image"] == control["image"] == migrate["image"]
-    assert control["command"] == ["voxline", "serve", "--host", "0.0.0.0", "--port", "8000"]
+    assert control["command"][:6] == ["voxline", "serve", "--host", "0.0.0.0", "--port", "8000"]
     assert worker["command"] == ["voxline", "worker"]
 
 
@@ -99,7 +103,7 @@ def test_secrets_reach_the_control_plane_and_worker(rendered):
     )
     assert control["VOXLINE_JWT_SECRET"] == "dummy-jwt-secret"
     assert control["VOXLINE_ENCRYPTION_KEY"] == "dummy-encryption-key"
-    assert worker["VOXLINE_API_URL"] == "http://control:8000"
+    assert worker["VOXLINE_API_URL"] == "http://control:8001"  # the internal listener
     for environment in (control, worker):
         assert environment["VOXLINE_SERVICE_TOKEN"] == "dummy-service-token"
         assert environment["LIVEKIT_URL"] == "ws://livekit:7880"
@@ -189,3 +193,73 @@ def test_the_image_holds_every_package_the_project_installs():
     assert packages == copied, packages ^ copied
     assert packages <= allowed, packages - allowed
     assert "voxline" in packages
+
+
+def _ports(service: dict) -> list[tuple[str, int]]:
+    """(host address, container port) of each port a service publishes; docker-compose v1
+    renders one with a host address as `ip:published:target/protocol`, others as mappings."""
+    ports = []
+    for port in service.get("ports", []):
+        if isinstance(port, str):
+            host_ip, _, target = port.split("/")[0].rsplit(":", 2)
+            ports.append((host_ip, int(target)))
+        else:
+            ports.append((port.get("host_ip", "0.0.0.0"), int(port["target"])))
+    return ports
+
+
+def _published(service: dict) -> set[int]:
+    return {target for _, target in _ports(service)}
+
+
+def test_internal_endpoints_have_their_own_port_inside_the_compose_network(rendered):
+    services = rendered["services"]
+    control, worker = services["control"], services["worker"]
+    command = control["command"]
+    internal_port = int(command[command.index("--internal-port") + 1])
+    assert internal_port != 8000
+    # The API is published to the host's loopback only, for the TLS proxy; /internal nowhere.
+    assert _ports(control) == [("127.0.0.1", 8000)]
+    assert internal_port not in _published(control)
+    assert worker["environment"]["VOXLINE_API_URL"] == f"http://control:{internal_port}"
+    # LiveKit's webhook is a public route: it stays on the API's port.
+    livekit_config = yaml.safe_load((DEPLOY_DIR / "livekit.yaml").read_text())
+    assert livekit_config["webhook"]["urls"][0].startswith("http://control:8000/")
+
+
+def test_the_control_plane_believes_forwarded_addresses_of_the_proxy_only(rendered):
+    subnet = ipaddress.ip_network(rendered["networks"]["default"]["ipam"]["config"][0]["subnet"])
+    gateway = next(subnet.hosts())  # Docker's default gateway: where a host proxy connects from
+    control = rendered["services"]["control"]["environment"]
+    assert control["VOXLINE_TRUSTED_PROXIES"] == str(gateway)
+
+
+def test_metrics_need_the_token_and_the_compose_prometheus_sends_it(rendered):
+    services = rendered["services"]
+    for name in ("control", "worker", "prometheus"):
+        assert services[name]["environment"]["VOXLINE_METRICS_TOKEN"] == "dummy-metrics-token"
+    worker = services["worker"]
+    assert _published(worker) == set()  # the workers' metrics: the compose network only
+    prometheus_config = yaml.safe_load((DEPLOY_DIR / "prometheus.yml").read_text())
+    jobs = {job["job_name"]: job for job in prometheus_config["scrape_configs"]}
+    assert jobs["voxline-worker"]["dns_sd_configs"][0]["port"] == int(
+        worker["environment"]["VOXLINE_METRICS_PORT"]
+    )
+    startup = " ".join(services["prometheus"]["entrypoint"] + services["prometheus"]["command"])
+    written = re.search(r"printf '%s' \"\$\$?VOXLINE_METRICS_TOKEN\" > (\S+)", startup)
+    assert written, startup
+    assert "exec /bin/prometheus" in startup and "--config.file=" in startup
+    voxline_jobs = [job for name, job in jobs.items() if name.startswith("voxline")]
+    assert len(voxline_jobs) == 3
+    for job in voxline_jobs:
+        assert job["authorization"] == {"type": "Bearer", "credentials_file": written.group(1)}
+
+
+def test_livekit_images_are_the_versions_the_tests_follow(rendered):
+    services = rendered["services"]
+    assert services["livekit"]["image"] == LIVEKIT_SERVER_IMAGE
+    assert services["livekit-sip"]["image"] == LIVEKIT_SIP_IMAGE
+    env_example = (DEPLOY_DIR / "env.example").read_text()
+    assert f"LIVEKIT_SERVER_IMAGE={LIVEKIT_SERVER_IMAGE}\n" in env_example
+    assert f"LIVEKIT_SIP_IMAGE={LIVEKIT_SIP_IMAGE}\n" in env_example
+    assert not any(image.endswith(":latest") for image in (LIVEKIT_SERVER_IMAGE, LIVEKIT_SIP_IMAGE))

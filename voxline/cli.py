@@ -1,8 +1,9 @@
 """The one `voxline` command: each area contributes its subcommands to this entry point.
 
-- the control plane (`control.commands`): serve, migrate, createsuperuser, jobs, demo, rotate-keys;
+- the control plane (`control.commands`): serve, migrate, createsuperuser, jobs, demo, rotate-keys,
+  openapi;
 - the runtime (`runtime.commands`): worker, simulate, capacity;
-- the API client (`voxline.client`): batch upload, batch status;
+- the API client (`voxline.client`): batch upload, batch status, test;
 - and `up`, which runs the control plane and a worker together.
 """
 
@@ -14,6 +15,7 @@ import sys
 
 from control import commands as control_commands
 from runtime import commands as runtime_commands
+from voxline.client import agent_tests as test_client
 from voxline.client import batch as batch_client
 from voxline.common.logs import configure_logging
 
@@ -21,6 +23,7 @@ COMMAND_GROUPS = (
     control_commands.add_commands,
     runtime_commands.add_commands,
     batch_client.add_commands,
+    test_client.add_commands,
 )
 
 

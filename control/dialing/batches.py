@@ -20,7 +20,7 @@ from tortoise.transactions import in_transaction
 
 from control import jobs
 from control.db import insert_many
-from control.dialing import csv_reader
+from control.dialing import csv_reader, dnc
 from control.dialing.window import CallingWindow
 from control.errors import Conflict, Invalid, NotFound
 from control.models import (
@@ -92,6 +92,9 @@ async def create_batch(
 ) -> tuple[Batch, list[dict[str, Any]]]:
     """Read the CSV as a stream into a new batch; returns it and the rejected rows (all or none).
 
+    Rows that repeat an earlier row's number, or whose number is on the workspace's do-not-call
+    list (`NUMBER_ON_DNC`), are rejected with the reason like invalid ones.
+
     Raises:
         Invalid: a file with no usable row, or one that is not a CSV (saying why).
         TooLarge: a file over the limits.
@@ -136,9 +139,10 @@ async def create_batch(
                 if items:
                     await _insert_items(connection, batch, items, due)
         duplicates, first_duplicates = await _remove_duplicates(connection, batch)
-        accepted -= duplicates
-        rejected += duplicates
-        rejects = sorted(rejects + first_duplicates, key=lambda row: row["line"])
+        listed, first_listed = await _remove_do_not_call(connection, batch)
+        accepted -= duplicates + listed
+        rejected += duplicates + listed
+        rejects = sorted(rejects + first_duplicates + first_listed, key=lambda row: row["line"])
         rejects = rejects[:REJECTS_KEPT]
         if not accepted:
             raise Invalid(
@@ -187,6 +191,27 @@ async def _remove_duplicates(
         {"line": row["line"], "reason": f"duplicate: the same number as line {row['first']}"}
         for row in shown
     ]
+
+
+async def _remove_do_not_call(
+    connection: BaseDBAsyncClient, batch: Batch
+) -> tuple[int, list[dict[str, Any]]]:
+    """Drop the rows whose number is on the workspace's do-not-call list; returns how many, and
+    the first of them as rejects (one pass in SQL, like the duplicates)."""
+    postgres = connection.capabilities.dialect == "postgres"
+    ids = [batch.id, batch.workspace_id] if postgres else [str(batch.id), str(batch.workspace_id)]
+    first, second = ("$1", "$2") if postgres else ("?", "?")
+    listed = (
+        f'FROM "batch_items" WHERE "batch_id" = {first} AND "phone_number" IN '
+        f'(SELECT "phone_number" FROM "dnc_numbers" WHERE "workspace_id" = {second})'
+    )
+    shown = await connection.execute_query_dict(
+        f'SELECT "line" {listed} ORDER BY "line" LIMIT {REJECTS_KEPT}', ids
+    )
+    if not shown:
+        return 0, []
+    removed, _ = await connection.execute_query(f"DELETE {listed}", ids)
+    return removed, [{"line": row["line"], "reason": dnc.ON_DNC_REASON} for row in shown]
 
 
 def _take(rows: Iterator[csv_reader.Row | csv_reader.Reject]) -> list[Any]:

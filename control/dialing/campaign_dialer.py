@@ -22,7 +22,7 @@ import math
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
-from typing import Any, cast
+from typing import Any
 
 from redis.asyncio import Redis
 from tortoise.expressions import F, Q
@@ -30,9 +30,9 @@ from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
 from control.config import Settings
-from control.dialing import campaigns, dialer
+from control.dialing import campaigns, dialer, dnc
 from control.dialing.window import CallingWindow, parse_clock
-from control.models import Call, Campaign, DncNumber, Prospect, ProspectStatus, Workspace
+from control.models import Call, Campaign, Prospect, ProspectStatus, Workspace
 from control.security import utcnow
 from control.services import capacity
 from telephony.config import TelephonySettings
@@ -274,12 +274,7 @@ async def _judge(
     """Each candidate's verdict, the rules in order: attempts left, age, do-not-call, window,
     spacing, dupes."""
     numbers = list({prospect.phone_number for prospect in candidates})
-    on_dnc: set[str] = set()
-    if numbers:
-        listed = await DncNumber.filter(
-            workspace_id=rules.workspace_id, phone_number__in=numbers
-        ).values_list("phone_number", flat=True)
-        on_dnc = set(cast(list[str], listed))  # tortoise types a flat `values_list` as tuples
+    on_dnc = await dnc.listed(rules.workspace_id, numbers)
     recent = await _recent_calls(rules, numbers, now)
     dialing_now: set[str] = set()
     verdicts: dict[uuid.UUID, Verdict] = {}

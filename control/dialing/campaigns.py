@@ -12,7 +12,7 @@ import secrets
 import shutil
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime, timedelta
 from datetime import time as clock
 from pathlib import Path
@@ -90,10 +90,17 @@ CACHE_PREFIX = "campaign:config:"
 CACHE_TTL_SECONDS = 300
 # Receivers of our own webhooks reject a timestamp skewed by more than this (PARITY.md).
 SIGNATURE_TOLERANCE_SECONDS = 300
+# A signed webhook request is applied once: its signature is remembered while a replay of it
+# could still be fresh (a timestamp is accepted up to the tolerance either side of now).
+SEEN_SIGNATURE_PREFIX = "campaign:webhook-signature:"
+SEEN_SIGNATURE_SECONDS = 2 * SIGNATURE_TOLERANCE_SECONDS
+# The campaign a webhook body names, read from its raw bytes (slugs need no JSON escapes): the
+# signature is checked with that campaign's secret before anything parses the body.
+CAMPAIGN_FIELD = re.compile(rb'"campaign"\s*:\s*"([a-z0-9][a-z0-9-]{0,79})"')
 
 # What a campaign's configuration is, as the dialer reads it (cached) and the API shows it.
 CONFIG_FIELDS = (
-    "name", "slug", "locale_name", "active", "agent_phone_number", "call_ratio",
+    "name", "slug", "locale_name", "active", "public_status", "agent_phone_number", "call_ratio",
     "dialer_interval", "max_active_calls", "max_number_calls", "min_time_between_calls",
     "dupe_days", "expire_days", "earliest_prospect_time", "latest_prospect_time", "dispositions",
 )  # fmt: skip
@@ -110,6 +117,7 @@ def defaults() -> dict[str, Any]:
         **{field: limit[2] for field, limit in LIMITS.items()},
         "locale_name": Locale.USCA.value,
         "active": True,
+        "public_status": False,
         "earliest_prospect_time": DEFAULT_EARLIEST,
         "latest_prospect_time": DEFAULT_LATEST,
         "dispositions": [],
@@ -297,11 +305,11 @@ async def forget_files(settings: Settings, campaign_ids: Iterable[uuid.UUID]) ->
         await asyncio.to_thread(shutil.rmtree, files_dir(settings, campaign_id), ignore_errors=True)
 
 
-async def prospect_counts(campaign_id: uuid.UUID) -> dict[str, int]:
+async def prospect_counts(campaign: Campaign) -> dict[str, int]:
     """Prospects per status (every status, zeros included)."""
     counts = {status.value: 0 for status in ProspectStatus}
     rows = (
-        await Prospect.filter(campaign_id=campaign_id)
+        await Prospect.filter(campaign_id=campaign.id, workspace_id=campaign.workspace_id)
         .annotate(count=Count("id"))
         .group_by("status")
         .values("status", "count")
@@ -429,16 +437,29 @@ def _start_of_day(now: datetime, zone: ZoneInfo) -> datetime:
     return midnight.astimezone(now.tzinfo)
 
 
-async def public_status(slug: str, now: datetime | None = None) -> dict[str, Any]:
-    """Aggregate counts only (the route is public): no number, name, email or id."""
+async def campaign_status(
+    slug: str,
+    member_of: Callable[[uuid.UUID], Awaitable[bool]] | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """A campaign's aggregate counts (no number, name, email or id): for anyone when it has
+    `public_status`, else only when `member_of(its workspace id)`; anyone else gets the same
+    NotFound as for a slug no campaign has."""
     campaign = await Campaign.get_or_none(slug=slug) if is_slug(slug) else None
     if campaign is None:
+        raise _not_found()
+    if not campaign.public_status and (
+        member_of is None or not await member_of(campaign.workspace_id)
+    ):
         raise _not_found()
     now = now or utcnow()
     # "Today" is the campaign's own day: its locale's time zone, not UTC's.
     zone = LOCALES[campaign.locale_name]["default_timezone"]
-    today = Call.filter(campaign_id=campaign.id, created_at__gte=_start_of_day(now, ZoneInfo(zone)))
-    prospects = await prospect_counts(campaign.id)
+    # Scoped by workspace too, as every query is: it also lets these counts read the calls index
+    # (workspace_id, campaign_id, created_at) from its first column.
+    calls = Call.filter(workspace_id=campaign.workspace_id, campaign_id=campaign.id)
+    today = calls.filter(created_at__gte=_start_of_day(now, ZoneInfo(zone)))
+    prospects = await prospect_counts(campaign)
     return {
         "campaign": campaign.name,
         "slug": campaign.slug,
@@ -448,9 +469,7 @@ async def public_status(slug: str, now: datetime | None = None) -> dict[str, Any
         "total_prospects": sum(prospects.values()),
         "calls_today": await today.count(),
         "answered_today": await today.filter(answered_at__not_isnull=True).count(),
-        "active_now": await Call.filter(campaign_id=campaign.id)
-        .exclude(status__in=FINAL_STATUSES)
-        .count(),
+        "active_now": await calls.exclude(status__in=FINAL_STATUSES).count(),
         "as_of": now,
     }
 
@@ -529,15 +548,16 @@ async def verify_webhook(
     timestamp: str | None,
     signature: str | None,
     now: float | None = None,
-) -> tuple[Campaign, dict[str, Any]]:
-    """The campaign a signed webhook body names, and the body; Unauthenticated unless it is
-    signed with that campaign's workspace secret within the tolerance."""
-    try:
-        payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        payload = None
-    slug = payload.get("campaign") if isinstance(payload, dict) else None
-    campaign, secret = await _webhook_secret(settings, slug)
+) -> Campaign:
+    """The campaign a signed webhook body names; Unauthenticated unless the raw body is signed
+    with that campaign's workspace secret within the tolerance.
+
+    Nothing parses the body before its signature holds: the campaign is the first
+    `"campaign": "<slug>"` in its bytes, and `apply_webhook_event` refuses an event whose
+    parsed `campaign` is another.
+    """
+    named = CAMPAIGN_FIELD.search(body)
+    campaign, secret = await _webhook_secret(settings, named.group(1).decode() if named else None)
     try:
         stamp = int(timestamp or "")
     except ValueError:
@@ -549,7 +569,39 @@ async def verify_webhook(
     fresh = stamp is not None and abs(now - stamp) <= SIGNATURE_TOLERANCE_SECONDS
     if campaign is None or secret is None or not matches or not fresh:
         raise _bad_signature()
-    return campaign, payload
+    return campaign
+
+
+async def apply_webhook_event(
+    redis: Redis,
+    campaign: Campaign,
+    signature: str,
+    *,
+    named_campaign: str,
+    prospect_id: uuid.UUID | None,
+    phone_number: str | None,
+    disposition: str,
+    callback_at: datetime | None,
+) -> Prospect | None:
+    """Apply a verified webhook event (see `verify_webhook`) once.
+
+    Returns:
+        The prospect, or None when this signed request was applied before (a replay within
+        the window changes nothing).
+    """
+    if named_campaign != campaign.slug:  # the signature was checked for another campaign
+        raise _bad_signature()
+    seen = f"{SEEN_SIGNATURE_PREFIX}{signature.strip()}"
+    if not await redis.set(seen, "1", nx=True, ex=SEEN_SIGNATURE_SECONDS):
+        logger.info("campaign %s: a webhook request replayed, not applied again", campaign.slug)
+        return None
+    try:
+        prospect = await find_prospect(campaign, prospect_id, phone_number)
+        await apply_disposition(prospect, disposition, callback_at=callback_at, source="webhook")
+    except BaseException:
+        await redis.delete(seen)  # not applied: the sender may send it again
+        raise
+    return prospect
 
 
 async def find_prospect(

@@ -5,7 +5,8 @@ campaign's `next_dial_at`), so two replicas never spend the same slot; rows are 
 `FOR UPDATE SKIP LOCKED`, so no row is claimed twice. The core then dials what was claimed: each
 attempt's call id (and so its room, `call-<id>`) derives from the row and the attempt number and
 is recorded before dialing; the attempt dials through `POST /calls/outbound_call`'s path with the
-key `<prefix>:<row>:<attempt>` (`batch-item:…`, `campaign-prospect:…`). An attempt whose replica
+key `<prefix>:<row>:<attempt>` (`batch-item:…`, `campaign-prospect:…`), kept apart from clients'
+`Idempotency-Key`s (`DialerAttemptKey`), which cannot reach it. An attempt whose replica
 died mid-dial is found again when its claim runs out: its call and its room on LiveKit are looked
 up before anything is dispatched. A call's final state is settled on its row by the front end's
 policy.
@@ -29,9 +30,9 @@ from tortoise.queryset import QuerySet
 
 from control import jobs
 from control.config import Settings
-from control.dialing import batches
+from control.dialing import batches, dnc
 from control.errors import AtCapacity, DomainError
-from control.models import Batch, BatchItem, BatchStatus, Call, IdempotencyKey, ItemStatus
+from control.models import Batch, BatchItem, BatchStatus, Call, DialerAttemptKey, ItemStatus
 from control.security import utcnow
 from control.services import calls as call_service
 from control.services import idempotency, webhooks
@@ -243,7 +244,7 @@ async def _attempt(
         return {"call_id": str(call.id), "dispatch_id": dispatch_id}
 
     try:
-        await idempotency.once(dialing.workspace_id, key, body, place_call)
+        await idempotency.once(dialing.workspace_id, key, body, place_call, store=DialerAttemptKey)
     except AtCapacity:
         await give_back(dialing, item, now)
         return None
@@ -280,7 +281,7 @@ async def _recover(
     call = await Call.get_or_none(id=call_id)
     if call is None:
         # It died before the call log existed, so nothing was dispatched: dial this attempt.
-        await IdempotencyKey.filter(
+        await DialerAttemptKey.filter(
             workspace_id=dialing.workspace_id,
             key=attempt_key(item.id, attempt, dialing.key_prefix),
             response=None,
@@ -445,7 +446,25 @@ async def _dial_batch(
         status=ItemStatus.CALLING,
         attempts=F("attempts") + 1,
     )
+    claimed = await _skip_do_not_call(claimed)
     return dialed + await dial_claimed(settings, telephony, redis, dialing, claimed, now)
+
+
+async def _skip_do_not_call(claimed: list[BatchItem]) -> list[BatchItem]:
+    """Cancel the claimed items whose number joined the do-not-call list after the upload (their
+    attempt is not spent); returns the others, to dial."""
+    if not claimed:
+        return claimed
+    listed = await dnc.listed(claimed[0].workspace_id, (item.phone_number for item in claimed))
+    for item in claimed:
+        if item.phone_number in listed:
+            await BatchItem.filter(id=item.id, status=ItemStatus.CALLING).update(
+                status=ItemStatus.CANCELLED,
+                attempts=item.attempts,
+                next_attempt_at=None,
+                error=dnc.ON_DNC_REASON,
+            )
+    return [item for item in claimed if item.phone_number not in listed]
 
 
 async def _finish_and_report(settings: Settings, now: datetime) -> None:

@@ -1,14 +1,21 @@
-"""The workspace do-not-call list: adding, checking, listing and removing numbers."""
+"""The workspace do-not-call list: adding, checking, listing and removing numbers.
+
+It applies to every outbound dial: `POST /calls/outbound_call` and both dialers go through
+`services.calls.start_outbound_call`, which refuses a listed number (`refuse_listed`); batches
+also reject listed rows at upload and skip rows listed later, and campaigns end such prospects.
+"""
 
 from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Iterable
+from typing import cast
 
 from tortoise.exceptions import IntegrityError
 from tortoise.queryset import QuerySet
 
-from control.errors import Invalid, NotFound
+from control.errors import Conflict, Invalid, NotFound
 from control.models import DncNumber, DncSource
 from control.security import mask_phone
 from runtime.spec import normalise_number
@@ -27,9 +34,35 @@ def normalise(phone_number: str, default_country: str | None = None) -> str:
         ) from error
 
 
+ON_DNC = "NUMBER_ON_DNC"
+#: Why a batch row is not called: at upload, or when it was listed after the upload.
+ON_DNC_REASON = f"{ON_DNC}: the number is on the workspace's do-not-call list"
+
+
 async def is_dnc(workspace_id: uuid.UUID, phone_number: str) -> bool:
     """Whether the workspace must never call `phone_number` (E.164)."""
     return await DncNumber.exists(workspace_id=workspace_id, phone_number=phone_number)
+
+
+async def listed(workspace_id: uuid.UUID, phone_numbers: Iterable[str]) -> set[str]:
+    """Which of `phone_numbers` (E.164) the workspace must never call."""
+    numbers = list(set(phone_numbers))
+    if not numbers:
+        return set()
+    rows = await DncNumber.filter(workspace_id=workspace_id, phone_number__in=numbers).values_list(
+        "phone_number", flat=True
+    )
+    return set(cast(list[str], rows))  # tortoise types a flat `values_list` as tuples
+
+
+async def refuse_listed(workspace_id: uuid.UUID, phone_number: str) -> None:
+    """Conflict `NUMBER_ON_DNC` when the workspace must never call `phone_number`."""
+    if await is_dnc(workspace_id, phone_number):
+        raise Conflict(
+            ON_DNC,
+            f"{mask_phone(phone_number)} is on this workspace's do-not-call list "
+            "(/api/v/dnc/); nothing was dialed.",
+        )
 
 
 async def add_dnc(

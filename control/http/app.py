@@ -4,18 +4,20 @@ from __future__ import annotations
 
 from typing import cast
 
-from quart import Quart, request
+from quart import Quart
 from quart_schema import QuartSchema
 from quart_schema.typing import PydanticDumpOptions
 from redis.asyncio import Redis
 
 from control.config import Settings, get_settings
 from control.db import close_db, init_db
-from control.http.errors import APIError, register_error_handlers
+from control.http.errors import register_error_handlers
 from control.http.metrics import instrument
+from control.http.openapi import VoxlineOpenAPIProvider
 from control.http.ratelimit import init_rate_limiter
-from control.http.request import VoxlineRequest
+from control.http.request import VoxlineRequest, limit_body_size
 from control.http.routes import (
+    agent_tests,
     agents,
     auth,
     batch,
@@ -41,6 +43,7 @@ BLUEPRINTS = (
     auth.blueprint,
     workspaces.blueprint,
     agents.blueprint,
+    agent_tests.blueprint,
     calls.blueprint,
     batch.blueprint,
     campaigns.blueprint,
@@ -55,11 +58,6 @@ BLUEPRINTS = (
 
 # /docs loads Swagger UI from the dashboard's vendored copy, never from a CDN.
 SWAGGER_UI_ASSETS = "/app/static/vendor/swagger-ui"
-
-
-# Bodies that may be larger than a JSON request: uploads and call recordings (bounded by
-# MAX_CONTENT_LENGTH and by their own routes).
-BULK_MIMETYPES = frozenset({"multipart/form-data", "audio/wav", "audio/ogg"})
 
 
 def create_app(
@@ -90,6 +88,8 @@ def create_app(
         # ReDoc and Scalar exist only as CDN scripts; /docs (Swagger UI) is served offline.
         redoc_ui_path=None,
         scalar_ui_path=None,
+        # Operation ids, tags, shared schemas and error responses, each by one rule.
+        openapi_provider_class=VoxlineOpenAPIProvider,
     )
     redis = Redis.from_url(
         settings.redis_url, socket_connect_timeout=1.0, socket_timeout=2.0, decode_responses=True
@@ -101,19 +101,8 @@ def create_app(
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)
 
-    @app.before_request
-    async def limit_json_body_size() -> None:
-        if request.mimetype in BULK_MIMETYPES or request.method in ("GET", "HEAD"):
-            return
-        size = request.content_length
-        if size is None:  # chunked: the body is bounded by MAX_CONTENT_LENGTH while read
-            size = len(await request.get_data(cache=True))
-        if size > settings.max_json_bytes:
-            raise APIError(
-                413,
-                "PAYLOAD_TOO_LARGE",
-                f"The request body is larger than {settings.max_json_bytes} bytes.",
-            )
+    # Every body is bounded by its route's limit: a JSON route's unless it takes uploads.
+    app.before_request(limit_body_size)
 
     background = BackgroundWork()
     # Neither start-up hook connects: the app serves while the database or Redis is down.

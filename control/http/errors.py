@@ -6,10 +6,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from quart import Quart, jsonify, request
 from quart_rate_limiter import RateLimitExceeded
 from quart_schema import RequestSchemaValidationError
+from tortoise.exceptions import ValidationError as ColumnValidationError
 from werkzeug.exceptions import HTTPException
 
 from control.errors import (
@@ -33,6 +34,23 @@ from control.errors import (
 from control.outages import outage_of, unavailable
 
 logger = logging.getLogger(__name__)
+
+
+class FieldErrorOut(BaseModel):
+    field: str
+    message: str
+
+
+class ErrorOut(BaseModel):
+    """The body of every error (`_render`'s): `{detail, code}`, and `errors` on a 400."""
+
+    model_config = ConfigDict(extra="allow")  # more fields, e.g. the `call_id` a 429 refused
+
+    detail: str = Field(description="What went wrong, for people")
+    code: str = Field(description="What went wrong, for programs, e.g. `AGENT_NOT_FOUND`")
+    errors: list[FieldErrorOut] = Field(
+        default_factory=list, description="On a VALIDATION_ERROR: each invalid field"
+    )
 
 
 class APIError(Exception):
@@ -145,6 +163,14 @@ def register_error_handlers(app: Quart) -> None:
         return _render(
             APIError(400, "VALIDATION_ERROR", f"Invalid request: {summary}", errors=errors)
         )
+
+    @app.errorhandler(ColumnValidationError)
+    async def handle_column_validation_error(error: ColumnValidationError):
+        # A value that no request model bounded reached a column that cannot hold it (e.g. a
+        # filter longer than the column it is compared with): the client's error, never a 500.
+        # Logged, so that the parameter gets its bound.
+        logger.warning("%s %s: %s", request.method, request.path, error)
+        return _render(APIError(400, "VALIDATION_ERROR", f"Invalid request: {str(error)[:300]}"))
 
     @app.errorhandler(RateLimitExceeded)
     async def handle_rate_limited(error: RateLimitExceeded):

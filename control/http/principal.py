@@ -85,7 +85,7 @@ async def _current_workspace(user: User) -> tuple[Workspace | None, Role | None]
     return await default_workspace(user)
 
 
-def _refuse_cross_site_cookie() -> None:
+def refuse_cross_site_cookie() -> None:
     """A change sent with the session cookie must come from this site's own pages.
 
     `SameSite=Lax` keeps the cookie off other sites' requests; this also stops a page on
@@ -126,7 +126,7 @@ async def resolve_principal() -> Principal:
     if not token:
         token = request.cookies.get(ACCESS_COOKIE)
         if token:
-            _refuse_cross_site_cookie()
+            refuse_cross_site_cookie()
     if not token:
         raise APIError(
             401,
@@ -136,6 +136,32 @@ async def resolve_principal() -> Principal:
     user = await user_of_access_token(_settings(), token)
     workspace, role = await _current_workspace(user)
     return Principal(user=user, api_key=None, workspace=workspace, role=role)
+
+
+async def optional_principal() -> Principal | None:
+    """The caller of a public route that shows more to some callers: None when the request
+    carries no credential at all; a credential sent is resolved as on any route (401 if wrong)."""
+    if not (
+        request.headers.get("X-API-Key")
+        or request.headers.get("Authorization")
+        or request.cookies.get(ACCESS_COOKIE)
+    ):
+        return None
+    return await resolve_principal()
+
+
+async def sees_workspace(principal: Principal, workspace_id: uuid.UUID) -> bool:
+    """Whether the caller belongs to the workspace (whatever its current one): its API key's
+    workspace, a membership, or a superuser."""
+    if principal.api_key is not None:
+        return principal.api_key.workspace_id == workspace_id
+    if principal.user is None:
+        return False
+    try:
+        await workspace_role(principal.user, workspace_id)
+    except NotFound:
+        return False
+    return True
 
 
 def current_principal() -> Principal:

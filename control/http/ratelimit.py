@@ -5,8 +5,9 @@ Redis is down; routes marked `@fail_open` (`/health`, `/auth/refresh`) are let t
 
 Limits per route are per client address: the peer's, or, for a request from one of
 `VOXLINE_TRUSTED_PROXIES`, the right-most forwarded address that is not a trusted proxy (what a
-client writes into those headers itself is to the left of it). Limits per account
-(`AccountLimit`) hold whatever the address.
+client writes into those headers itself is to the left of it). An IPv4 client is its address;
+an IPv6 client is its /64, the block one subscriber is given, so rotating addresses within it
+gains nothing. Limits per account (`AccountLimit`) hold whatever the address.
 """
 
 from __future__ import annotations
@@ -145,8 +146,22 @@ def client_address() -> str:
     return by_header.pop() if len(by_header) == 1 else peer
 
 
+#: The prefix an IPv6 client is keyed by: a subscriber's own block, whatever address in it.
+IPV6_CLIENT_PREFIX = 64
+
+
+def client_key(address: str) -> str:
+    """What a client's per-address limits are keyed on: an IPv4 address, an IPv6 /64."""
+    ip = _ip(address)  # an IPv4-mapped IPv6 address is its IPv4 one
+    if ip is None:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        return str(ipaddress.IPv6Network((ip, IPV6_CLIENT_PREFIX), strict=False))
+    return str(ip)
+
+
 async def client_address_key() -> str:
-    return client_address()
+    return client_key(client_address())
 
 
 class AccountLimit:

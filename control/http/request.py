@@ -1,12 +1,41 @@
-"""The request class of the app: a body that is not UTF-8 is a 400, wherever it is read."""
+"""The request class of the app and what it takes as a body: no more bytes than its route's limit,
+UTF-8 text where text is read, and JSON nested no deeper than `MAX_JSON_DEPTH`."""
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from collections.abc import Callable
+from itertools import accumulate, count
+from operator import sub
+from typing import Any, TypeVar, cast
 
-from quart import Request
+from quart import Request, current_app, request
+from quart.wrappers.request import Body
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from control.http.errors import APIError
+
+#: The deepest nesting of arrays and objects a JSON body may have (the API's own go four deep).
+MAX_JSON_DEPTH = 64
+UPLOAD_ATTRIBUTE = "_voxline_takes_upload"
+
+ViewT = TypeVar("ViewT", bound=Callable[..., Any])
+
+# The depth of a JSON text without parsing it, in linear time at C speed: escapes out first (so
+# strings hold no backslash), then strings (so no bracket inside one counts), then everything
+# but brackets. An opening bracket becomes 2 and a closing one 0, so the running sum minus the
+# position is the depth there.
+_ESCAPE = re.compile(rb"\\.", re.DOTALL)
+_STRING = re.compile(rb'"[^"]*"')
+_NOT_A_BRACKET = bytes(byte for byte in range(256) if byte not in b"[]{}")
+_BRACKET_WEIGHTS = bytes.maketrans(b"[{]}", b"\x02\x02\x00\x00")
+
+
+def json_depth(text: bytes) -> int:
+    """How deep arrays and objects nest in `text` (up to its first error, if it is not JSON)."""
+    bare = _STRING.sub(b"", _ESCAPE.sub(b"", text))
+    weights = bare.translate(_BRACKET_WEIGHTS, _NOT_A_BRACKET)
+    return max(map(sub, accumulate(weights), count(1)), default=0)
 
 
 class BodyNotText(APIError):
@@ -16,13 +45,55 @@ class BodyNotText(APIError):
         super().__init__(400, "BAD_REQUEST", "The request body is not valid UTF-8 text.")
 
 
+class JSONTooDeep(APIError):
+    """A JSON body nested deeper than `MAX_JSON_DEPTH`."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            400,
+            "JSON_TOO_DEEP",
+            f"The JSON body nests arrays and objects deeper than {MAX_JSON_DEPTH} levels.",
+        )
+
+
+class BodyTooLarge(APIError):
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            413, "PAYLOAD_TOO_LARGE", f"The request body is larger than {limit} bytes."
+        )
+
+
+class BoundedBody(Body):
+    """Quart's body, whose limit is lowered to the route's once the route is known.
+
+    Past the limit, what arrives is dropped as it arrives and reading the body answers 413: a
+    chunked body is never buffered beyond its route's limit.
+    """
+
+    def limit_to(self, max_bytes: int) -> None:
+        self._max_content_length = max_bytes
+        if len(self._data) > max_bytes:  # arrived before the route was known
+            self._must_raise = RequestEntityTooLarge()
+            self.set_complete()
+
+
 class VoxlineRequest(Request):
-    """Quart's request, except that undecodable bytes are the client's error, not a 500.
+    """Quart's request, except that a body the app cannot take is the client's error, not a 500.
 
     Quart decodes the body before its JSON parser's error handling starts, so bytes such as
     `EA 1F 48` raised `UnicodeDecodeError` from every `get_json` (and from quart-schema's
-    `validate_request`) and from `get_data(as_text=True)`.
+    `validate_request`) and from `get_data(as_text=True)`; and `"[" * 100000` raised
+    `RecursionError` from the parser.
     """
+
+    body_class = BoundedBody
+
+    def limit_body(self, max_bytes: int) -> None:
+        """Refuse a body over `max_bytes` (413): at once when its `Content-Length` says so, else
+        as it streams in."""
+        if self.content_length is not None and self.content_length > max_bytes:
+            raise BodyTooLarge(max_bytes)
+        cast(BoundedBody, self.body).limit_to(max_bytes)
 
     async def get_data(
         self, cache: bool = True, as_text: bool = False, parse_form_data: bool = False
@@ -35,9 +106,41 @@ class VoxlineRequest(Request):
             raise BodyNotText() from error
 
     async def get_json(self, force: bool = False, silent: bool = False, cache: bool = True) -> Any:
+        """The body as JSON (see Quart's); a body nested too deeply is a 400 before it is parsed."""
         try:
-            return await super().get_json(force=force, silent=silent, cache=cache)
-        except BodyNotText:
+            if force or self.is_json:
+                raw = await self.get_data(cache=True, as_text=False, parse_form_data=False)
+                # Fewer brackets than the limit cannot nest deeper than it: most bodies stop here.
+                if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH:
+                    if json_depth(raw) > MAX_JSON_DEPTH:
+                        raise JSONTooDeep()
+            try:
+                return await super().get_json(force=force, silent=silent, cache=cache)
+            except RecursionError as error:  # not reachable past the check; never a 500
+                raise JSONTooDeep() from error
+        except (BodyNotText, JSONTooDeep):
             if silent:
                 return None
             raise
+
+
+def takes_upload(view: ViewT) -> ViewT:
+    """Mark a route whose body is an upload (a multipart form, a recording): it may be as large
+    as `VOXLINE_MAX_UPLOAD_REQUEST_BYTES`. Every other route takes at most
+    `VOXLINE_MAX_JSON_BYTES`, whatever the body's Content-Type says."""
+    setattr(view, UPLOAD_ATTRIBUTE, True)
+    return view
+
+
+async def limit_body_size() -> None:
+    """Before each request: bound its body by its route's limit (a JSON route's by default)."""
+    settings = current_app.config["SETTINGS"]
+    view = current_app.view_functions.get(request.endpoint or "")
+    if getattr(view, UPLOAD_ATTRIBUTE, False):
+        cast(VoxlineRequest, request).limit_body(settings.max_upload_request_bytes)
+        return
+    cast(VoxlineRequest, request).limit_body(settings.max_json_bytes)
+    if request.content_length is None and request.method not in ("GET", "HEAD"):
+        # Chunked: read now (the read stops at the limit), so that every route over it answers
+        # 413, even one that would not read a body of this Content-Type.
+        await request.get_data(cache=True, as_text=False, parse_form_data=False)

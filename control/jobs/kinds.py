@@ -11,7 +11,7 @@ from typing import Any
 from control.dialing import campaign_dialer, dialer, prospects
 from control.jobs import queue
 from control.jobs.queue import JobContext, JobKind
-from control.services import analysis, calls, knowledge_files, recordings
+from control.services import agent_tests, analysis, calls, knowledge_files, recordings
 from telephony.config import get_settings as get_telephony_settings
 
 
@@ -27,6 +27,10 @@ async def analyse_call(context: JobContext, payload: dict[str, Any]) -> None:
 
 async def process_prospect_upload(context: JobContext, payload: dict[str, Any]) -> None:
     await prospects.process_upload(uuid.UUID(payload["upload_id"]))
+
+
+async def run_agent_tests(context: JobContext, payload: dict[str, Any]) -> None:
+    await agent_tests.execute_run(context.settings, uuid.UUID(payload["run_id"]))
 
 
 async def reap_calls(context: JobContext, _: dict[str, Any]) -> None:
@@ -50,6 +54,7 @@ KINDS: tuple[JobKind, ...] = (
     JobKind("ingest_file", ingest_file, max_attempts=3, lease_seconds=1800),
     JobKind("analyse_call", analyse_call, max_attempts=3, lease_seconds=600),
     JobKind(prospects.JOB_KIND, process_prospect_upload, max_attempts=3, lease_seconds=1800),
+    JobKind(agent_tests.JOB_KIND, run_agent_tests, max_attempts=3, lease_seconds=1800),
     JobKind(
         "reap_calls",
         reap_calls,

@@ -16,6 +16,12 @@ from control.models.accounts import (
     User,
     Workspace,
 )
+from control.models.agent_tests import (
+    FINAL_TEST_RUN_STATUSES,
+    AgentTestCase,
+    TestRun,
+    TestRunStatus,
+)
 from control.models.agents import (
     Agent,
     ChatMessage,
@@ -32,6 +38,7 @@ from control.models.dialing import (
     BatchItem,
     BatchStatus,
     Campaign,
+    DialerAttemptKey,
     DncNumber,
     DncSource,
     ItemStatus,
@@ -66,6 +73,10 @@ __all__ = [
     "FileStatus",
     "KnowledgeFile",
     "ChatMessage",
+    "AgentTestCase",
+    "TestRun",
+    "TestRunStatus",
+    "FINAL_TEST_RUN_STATUSES",
     "Call",
     "PhoneNumber",
     "IdempotencyKey",
@@ -87,4 +98,5 @@ __all__ = [
     "Prospect",
     "DncSource",
     "DncNumber",
+    "DialerAttemptKey",
 ]

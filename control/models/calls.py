@@ -103,19 +103,29 @@ class PhoneNumber(Model):
         table = "phone_numbers"
 
 
-# One message of a text chat with an agent; a chat session is its `session_id`.
+# The first answer to a request sent with a key, kept 24 hours: one table per key space, so the
+# keys of one (a client's `Idempotency-Key`) can never name a request of another (a dialer's).
 
 
-class IdempotencyKey(Model):
+class KeptAnswer(Model):
     id = fields.UUIDField(primary_key=True)
-    workspace: fields.ForeignKeyRelation[Workspace] = fields.ForeignKeyField(
-        "models.Workspace", related_name="idempotency_keys", on_delete=fields.CASCADE
-    )
-    workspace_id: uuid.UUID
+    workspace_id: uuid.UUID  # each key space's table has its workspace foreign key
     key = fields.CharField(max_length=255)
     fingerprint = fields.CharField(max_length=64)
     response: fields.JSONField[Any] = fields.JSONField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        abstract = True
+
+
+# Clients' keys: the `Idempotency-Key` header of `POST /calls/outbound_call`.
+
+
+class IdempotencyKey(KeptAnswer):
+    workspace: fields.ForeignKeyRelation[Workspace] = fields.ForeignKeyField(
+        "models.Workspace", related_name="idempotency_keys", on_delete=fields.CASCADE
+    )
 
     class Meta:
         table = "idempotency_keys"

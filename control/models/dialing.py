@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 from tortoise import fields
 from tortoise.models import Model
 
+from control.models.calls import KeptAnswer
+
 if TYPE_CHECKING:  # relations name their models by string; these are for type hints
     from control.models.accounts import Workspace
     from control.models.agents import Agent
@@ -112,6 +114,20 @@ class BatchItem(Model):
         )
 
 
+# The dialers' own attempt keys (`batch-item:<item>:<attempt>`, `campaign-prospect:<id>:<n>`):
+# a key space apart from the clients' `Idempotency-Key`s, which cannot reach it.
+
+
+class DialerAttemptKey(KeptAnswer):
+    workspace: fields.ForeignKeyRelation[Workspace] = fields.ForeignKeyField(
+        "models.Workspace", related_name="dialer_attempt_keys", on_delete=fields.CASCADE
+    )
+
+    class Meta:
+        table = "dialer_attempt_keys"
+        unique_together = (("workspace", "key"),)
+
+
 class Locale(StrEnum):
     """Where a campaign's prospects are: the country code numbers without a `+` are read in."""
 
@@ -140,6 +156,8 @@ class Campaign(Model):
     slug = fields.CharField(max_length=80, unique=True)
     locale_name = fields.CharEnumField(Locale, max_length=8, default=Locale.USCA)
     active = fields.BooleanField(default=True)
+    # Whether anyone may read the aggregate `status/` counts; else only the workspace's members.
+    public_status = fields.BooleanField(default=False, db_default=False)
     agent_phone_number = fields.CharField(max_length=20)
     call_ratio = fields.FloatField(default=1.0)
     dialer_interval = fields.IntField(default=10)  # seconds between ticks, 2..15

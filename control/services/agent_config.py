@@ -50,8 +50,31 @@ def check_origin(origin: str) -> str:
     return origin
 
 
+def without_nul(value: Any) -> Any:
+    """`value` (text, or lists and dicts of it) unless it holds a NUL character.
+
+    PostgreSQL's text and JSON cannot store NUL: it is refused here as bad input (a 400), not
+    failed there (a 500).
+    """
+    if isinstance(value, str) and "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            without_nul(key)
+            without_nul(item)
+    elif isinstance(value, list):
+        for item in value:
+            without_nul(item)
+    return value
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        return without_nul(value)
 
 
 class CustomFunction(Strict):

@@ -225,7 +225,7 @@ async def send_password_reset(settings: Settings, email: str) -> None:
             "Reset your Voxline password",
             "Someone asked to reset the password of this Voxline account.\n\n"
             f"Reset it here (the link works once, for {minutes} minutes):\n"
-            f"{settings.public_url}/reset-password?token={token}\n\n"
+            f"{settings.public_url}/reset-password#token={token}\n\n"
             "Or POST the token to /auth/reset-password. If it wasn't you, ignore this email.\n",
         )
     except MailError as error:

@@ -19,6 +19,7 @@ from control.models import Call, Campaign
 
 # The longest date range a list, export or report takes: ten years.
 MAX_RANGE = timedelta(days=3660)
+SLUG_LENGTH = 80  # what `Campaign.slug` holds
 EXPORT_BATCH = 1000
 COPY_QUEUE_CHUNKS = 16
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
@@ -79,8 +80,11 @@ def _campaign_filter(workspace_id: uuid.UUID, campaign: str) -> Q:
     try:
         return Q(campaign_id=uuid.UUID(campaign)) | Q(campaign=campaign)
     except ValueError:
-        slugs = Campaign.filter(workspace_id=workspace_id, slug=campaign).values("id")
-        return Q(campaign_id__in=Subquery(slugs)) | Q(campaign=campaign)
+        pass
+    if len(campaign) > SLUG_LENGTH:  # no slug is that long (and the ORM refuses to compare it)
+        return Q(campaign=campaign)
+    slugs = Campaign.filter(workspace_id=workspace_id, slug=campaign).values("id")
+    return Q(campaign_id__in=Subquery(slugs)) | Q(campaign=campaign)
 
 
 def _safe_cell(value: object) -> str:

@@ -15,6 +15,7 @@ from tortoise.expressions import Q
 
 from control import jobs
 from control.config import Settings
+from control.dialing import dnc
 from control.errors import (
     AtCapacity,
     Conflict,
@@ -442,6 +443,9 @@ async def start_outbound_call(
 ) -> tuple[Call, str]:
     """Take a capacity slot, queue a call log and dispatch the agent; the worker then dials.
 
+    A number on the workspace's do-not-call list is refused first (Conflict `NUMBER_ON_DNC`):
+    no slot, no call log, no dispatch.
+
     A dialer passes the `call_id` it recorded before dialing (its room is `call-<call_id>`), so
     that after a crash it can find the call, and its room on LiveKit, instead of dialing again,
     and its clock as `now` (the call log's `created_at`), which a simulation may inject.
@@ -464,6 +468,8 @@ async def start_outbound_call(
             "NO_OUTBOUND_TRUNK",
             "That number has no outbound SIP trunk; register one (POST /phonenumbers/sip_trunk).",
         )
+    # Every outbound dial passes here (the API and both dialers): the list is never dialed.
+    await dnc.refuse_listed(workspace_id, to_number)
     call_id = call_id or uuid.uuid4()
     await reserve_capacity(settings, redis, call_id, workspace_id)
     try:

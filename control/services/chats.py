@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from tortoise.queryset import QuerySet
@@ -36,20 +38,35 @@ async def _history(workspace_id: uuid.UUID, agent_id: uuid.UUID, session_id: str
     return [{"role": message.role, "text": message.text} for message in reversed(recent)]
 
 
-async def run_turn(settings: Settings, **kwargs: Any):
+@asynccontextmanager
+async def conversation(settings: Settings, **kwargs: Any) -> AsyncIterator[Any]:
+    """A `runtime.chat.ChatConversation` (its keyword arguments), open for the block.
+
+    Raises:
+        Unavailable: the runtime or the agent's LLM provider is not installed or configured.
+    """
     # The chat brain is the runtime's (DESIGN.md flow 7); imported here, on first use, so the
     # control plane starts without loading livekit-agents.
     try:
-        from runtime.chat import chat_turn
+        from runtime.chat import ChatConversation
         from runtime.providers import MissingExtraError, ModelProviderError
     except ImportError as error:
         raise Unavailable("RUNTIME_NOT_INSTALLED", f"Chats need the runtime: {error}") from error
     try:
-        return await chat_turn(allow_private_urls=settings.allow_private_urls, **kwargs)
+        async with ChatConversation(
+            allow_private_urls=settings.allow_private_urls, **kwargs
+        ) as opened:
+            yield opened
     except MissingExtraError as error:
         raise Unavailable("PROVIDER_NOT_INSTALLED", str(error)) from error
     except ModelProviderError as error:
         raise Unavailable("PROVIDER_NOT_CONFIGURED", str(error)) from error
+
+
+async def run_turn(settings: Settings, message: str, **kwargs: Any):
+    """One message through a new conversation (`conversation`'s arguments); its reply."""
+    async with conversation(settings, **kwargs) as opened:
+        return await opened.send(message)
 
 
 async def send(

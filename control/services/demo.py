@@ -10,8 +10,18 @@ from dataclasses import dataclass
 
 import knowledge
 from control.config import Settings
-from control.models import Agent, FileStatus, KnowledgeFile, Membership, Role, User, Workspace
+from control.models import (
+    Agent,
+    AgentTestCase,
+    FileStatus,
+    KnowledgeFile,
+    Membership,
+    Role,
+    User,
+    Workspace,
+)
 from control.security import hash_password
+from control.services import agent_tests
 from control.services import agents as agent_service
 
 logger = logging.getLogger(__name__)
@@ -49,6 +59,58 @@ DEMO_AGENT = {
     "first_message": "Hello, thanks for calling Harbor Cafe. How can I help you?",
     "max_call_duration": 300,
 }
+
+#: The demo agent's starter test suite (`voxline test --agent ID`): rule expectations only, so it
+#: runs offline with no judge; the expectations are loose because the local model is small.
+DEMO_TESTS: tuple[dict, ...] = (
+    {
+        "name": "opening hours",
+        "turns": [
+            {
+                "user": "What are your opening hours?",
+                "expect": [
+                    {"type": "no_tool_called"},
+                    {"type": "reply_matches", "pattern": r"(?i)\b(7|8|6|4)\s*(am|pm)\b"},
+                ],
+            }
+        ],
+    },
+    {
+        "name": "a price",
+        "turns": [
+            {
+                "user": "How much does a large coffee cost?",
+                "expect": [
+                    {"type": "reply_matches", "pattern": r"(?i)\bfour\b|\$\s*4|\b4 dollars"}
+                ],
+            }
+        ],
+    },
+    {
+        "name": "an unknown question",
+        "turns": [
+            {
+                "user": "Do you repair bicycles?",
+                "expect": [
+                    {"type": "no_tool_called"},
+                    {"type": "reply_not_contains", "text": "we repair bicycles"},
+                ],
+            }
+        ],
+    },
+    {
+        "name": "goodbye",
+        "turns": [
+            {
+                "user": "Thank you, goodbye!",
+                "expect": [
+                    {"type": "no_tool_called"},
+                    {"type": "reply_matches", "pattern": r"(?i)bye|thank|welcome|great day|care"},
+                ],
+            }
+        ],
+    },
+)
 
 
 @dataclass(frozen=True)
@@ -96,4 +158,8 @@ async def seed(settings: Settings) -> DemoSeed:
         file.status, file.error = FileStatus.READY, None
         file.chunk_count, file.page_count = result.chunks, result.pages
         await file.save()
+    have = set(await AgentTestCase.filter(agent_id=agent.id).values_list("name", flat=True))
+    for case in DEMO_TESTS:
+        if case["name"] not in have:
+            await agent_tests.create_case(workspace.id, agent.id, dict(case))
     return DemoSeed(user=user, workspace=workspace, agent=agent, password=password)

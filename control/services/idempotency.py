@@ -1,4 +1,8 @@
-"""`Idempotency-Key`: a retried request gets the first request's answer instead of acting twice."""
+"""`Idempotency-Key`: a retried request gets the first request's answer instead of acting twice.
+
+Each key space has its own table: clients' keys (`IdempotencyKey`) and the dialers' attempt keys
+(`DialerAttemptKey`), so a client's key can never name, and so never poison, a dialer's attempt.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from tortoise.exceptions import IntegrityError
 
 from control.errors import Conflict, Invalid, Unprocessable
 from control.models import IdempotencyKey
+from control.models.calls import KeptAnswer
 from control.security import utcnow
 
 KEY_LIFETIME = timedelta(hours=24)
@@ -26,26 +31,26 @@ def fingerprint(body: Any) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
 
 
-async def _claim(workspace_id: uuid.UUID, key: str, request_fingerprint: str) -> bool:
+async def _claim(
+    store: type[KeptAnswer], workspace_id: uuid.UUID, key: str, request_fingerprint: str
+) -> bool:
     """True when this request is the first with `key` (an expired key is taken over)."""
-    await IdempotencyKey.filter(
+    await store.filter(
         workspace_id=workspace_id, key=key, created_at__lt=utcnow() - KEY_LIFETIME
     ).delete()
     try:
-        await IdempotencyKey.create(
-            workspace_id=workspace_id, key=key, fingerprint=request_fingerprint
-        )
+        await store.create(workspace_id=workspace_id, key=key, fingerprint=request_fingerprint)
     except IntegrityError:
         return False
     return True
 
 
 async def _first_response(
-    workspace_id: uuid.UUID, key: str, request_fingerprint: str
+    store: type[KeptAnswer], workspace_id: uuid.UUID, key: str, request_fingerprint: str
 ) -> dict[str, Any]:
     deadline = asyncio.get_running_loop().time() + WAIT_FOR_FIRST_SECONDS
     while True:
-        first = await IdempotencyKey.get_or_none(workspace_id=workspace_id, key=key)
+        first = await store.get_or_none(workspace_id=workspace_id, key=key)
         if first is not None and first.fingerprint != request_fingerprint:
             raise Unprocessable(
                 "IDEMPOTENCY_KEY_REUSED",
@@ -68,10 +73,13 @@ async def once(
     key: str | None,
     body: Any,
     act: Callable[[], Awaitable[dict[str, Any]]],
+    *,
+    store: type[KeptAnswer] = IdempotencyKey,
 ) -> tuple[dict[str, Any], bool]:
     """Run `act` once per key within 24 h; returns its response and whether this request ran it.
 
-    A request whose `act` fails frees its key, so the client's retry can try again.
+    A request whose `act` fails frees its key, so the client's retry can try again. `store` is
+    the key space: the clients' by default, `DialerAttemptKey` for the dialers' attempts.
     """
     if key is None:
         return await act(), True
@@ -81,12 +89,12 @@ async def once(
             f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} characters.",
         )
     request_fingerprint = fingerprint(body)
-    if not await _claim(workspace_id, key, request_fingerprint):
-        return await _first_response(workspace_id, key, request_fingerprint), False
+    if not await _claim(store, workspace_id, key, request_fingerprint):
+        return await _first_response(store, workspace_id, key, request_fingerprint), False
     try:
         response = await act()
     except BaseException:
-        await IdempotencyKey.filter(workspace_id=workspace_id, key=key).delete()
+        await store.filter(workspace_id=workspace_id, key=key).delete()
         raise
-    await IdempotencyKey.filter(workspace_id=workspace_id, key=key).update(response=response)
+    await store.filter(workspace_id=workspace_id, key=key).update(response=response)
     return response, True

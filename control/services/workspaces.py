@@ -186,7 +186,7 @@ async def invite(
             f"You are invited to {workspace.name} on Voxline",
             f'{inviter.email} invited you to the workspace "{workspace.name}" as {role.value}.\n\n'
             f"Accept it here, logged in as {email} (the link works once, for {days} days):\n"
-            f"{settings.public_url}/accept-invite?token={token}\n\n"
+            f"{settings.public_url}/accept-invite#token={token}\n\n"
             f"No account yet? Sign up with this email address first, then open the link.\n"
             f"Or POST the token to /auth/accept-invite while logged in.\n",
         )

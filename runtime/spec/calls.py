@@ -300,6 +300,9 @@ class CallSpec(_Serialisable):
     #: noise cancellation on the SIP leg the worker dials (the calling number's setting)
     krisp_enabled: bool = False
     allow_private_urls: bool = False
+    #: Agent tests: custom functions answered without a request, by name: `{"response": <JSON>}`
+    #: (what the LLM sees) or `{"error": "<text>"}` (a failure the LLM is told about).
+    function_mocks: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.direction not in CALL_DIRECTIONS:

@@ -32,10 +32,11 @@ from control.dialing import csv_reader, dialer  # noqa: E402
 from control.models import Batch  # noqa: E402
 from control.security import utcnow  # noqa: E402
 from tests.bench.harness import AGENT_NUMBER, admin_headers, bench_app, calling_line  # noqa: E402
+from tests.bench.samples import positive, require  # noqa: E402
 from tests.control.batching import multipart  # noqa: E402
 
 DATABASE = "voxline_bench_batch"
-BASE_URL = os.environ.get("VOXLINE_BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
+REDIS_URL = os.environ.get("VOXLINE_BENCH_REDIS", "redis://127.0.0.1:6379/13")
 
 
 def rss_mib() -> float:
@@ -68,13 +69,12 @@ def parser_peak_kib(rows: int) -> float:
     return peak / 1024
 
 
-
 async def main(rows: int, due: int) -> None:
     print("CSV reader alone (tracemalloc peak):")
     for size in (rows // 10, rows):
         print(f"  {size:>8,} rows: {parser_peak_kib(size):8.0f} KiB")
 
-    app = bench_app(DATABASE, "redis://127.0.0.1:6379/13", max_agent_sessions=due * 2)
+    app = bench_app(DATABASE, REDIS_URL, max_agent_sessions=due * 2)
     async with app as (settings, test_app, livekit):
         telephony = test_app.app.config["TELEPHONY"]
         await test_app.app.extensions["redis"].flushdb()
@@ -122,6 +122,7 @@ async def main(rows: int, due: int) -> None:
             wall += time.perf_counter() - wall_started
             ticks += 1
             now += timedelta(seconds=1)
+        require(dispatched, f"dialer over {due:,} due items", "the dialer dispatched no call")
         print(
             f"\ndialer: {dispatched:,} calls dispatched from {due:,} due items in {ticks} ticks "
             f"(600 a minute: 10 a tick)\n"
@@ -133,7 +134,7 @@ async def main(rows: int, due: int) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=100_000)
-    parser.add_argument("--due", type=int, default=1000)
+    parser.add_argument("--rows", type=positive, default=100_000)
+    parser.add_argument("--due", type=positive, default=1000)
     arguments = parser.parse_args()
     asyncio.run(main(arguments.rows, arguments.due))

@@ -4,10 +4,10 @@ Run by hand (needs PostgreSQL and Redis at their standard local ports):
 
     .venv/bin/python tests/bench/bench_calls.py [--rows 1000000]
 
-It fills a separate database (`voxline_bench`) with call logs across 10 workspaces using
-PostgreSQL's generate_series, then drives the real app in-process (Quart's test client: no
-network hop) and prints latency percentiles, export rows/s with peak memory, and webhook
-events/s. Nothing is asserted.
+It fills a separate database (`voxline_bench`) with call logs across 10 workspaces (rows built
+from the model by `tests/bench/fill.py`, written with one COPY), then drives the real app
+in-process (Quart's test client: no network hop) and prints latency percentiles, export rows/s
+with peak memory, and webhook events/s. Nothing is asserted.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
@@ -28,11 +29,13 @@ os.environ.setdefault("VOXLINE_DATA_DIR", tempfile.mkdtemp(prefix="voxline-bench
 
 from tortoise import connections  # noqa: E402
 
-from control.models import Workspace  # noqa: E402
+from control.models import Agent, Call, Workspace  # noqa: E402
+from tests.bench.fill import copy_rows  # noqa: E402
 from tests.bench.harness import admin_headers, bench_app  # noqa: E402
+from tests.bench.samples import positive, require  # noqa: E402
 
 DATABASE = "voxline_bench"
-BASE_URL = os.environ.get("VOXLINE_BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
+REDIS_URL = os.environ.get("VOXLINE_BENCH_REDIS", "redis://127.0.0.1:6379/14")
 WORKSPACES = 10
 
 
@@ -47,55 +50,43 @@ def rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def call_rows(rows: int, agents: list[list[Agent]]):
+    """Workspaces round-robin, 5 agents each, a spread of types, dispositions, batches and
+    creation times over a year."""
+    now = datetime.now(UTC)
+    batches = [uuid.uuid5(uuid.NAMESPACE_OID, f"batch-{index}") for index in range(49)]
+    dispositions = ("interested", "not_interested", "callback", "voicemail", None)
+    for i in range(1, rows + 1):
+        agent = agents[i % WORKSPACES][i % 5]
+        yield {
+            "workspace_id": agent.workspace_id,
+            "agent_id": agent.id,
+            "call_type": "web" if i % 5 == 0 else "phone",
+            "call_direction": "inbound" if i % 3 == 0 else "outbound",
+            "from_number": f"+1650555{i % 10000:04d}",
+            "to_number": f"+1415555{i % 9999:04d}",
+            "status": "completed",
+            "end_reason": "user_hangup",
+            "created_at": now - timedelta(minutes=i % 525_600),
+            "duration_seconds": float(i % 600),
+            "disposition": dispositions[i % 5],
+            "batch_id": batches[i % 49] if i % 7 == 0 else None,
+        }
+
 
 async def fill(rows: int) -> list[Workspace]:
     workspaces = [
         await Workspace.create(name=f"Bench {index}", slug=f"bench-{index}")
         for index in range(WORKSPACES)
     ]
-    connection = connections.get("default")
-    agent_rows = []
-    for workspace in workspaces:
-        for index in range(5):
-            agent_rows.append((uuid.uuid4(), workspace.id, f"Agent {index}"))
-    for agent_id, workspace_id, name in agent_rows:
-        await connection.execute_query(
-            "INSERT INTO agents (id, workspace_id, agent_name, config, created_at, updated_at) "
-            "VALUES ($1, $2, $3, '{}', now(), now())",
-            [agent_id, workspace_id, name],
-        )
+    agents = [
+        [await Agent.create(workspace=workspace, agent_name=f"Agent {index}") for index in range(5)]
+        for workspace in workspaces
+    ]
     started = time.perf_counter()
-    # One statement: workspaces round-robin, 5 agents each, a spread of types, dispositions,
-    # batches and creation times over a year.
-    await connection.execute_script(
-        f"""
-        INSERT INTO calls (id, workspace_id, agent_id, call_type, call_direction, from_number,
-            to_number, status, end_reason, created_at, duration_seconds, disposition, batch_id,
-            transcript, usage, latencies, extracted_data, dynamic_variables)
-        SELECT md5(i::text || 'call')::uuid,
-               w.id,
-               a.id,
-               CASE WHEN i % 5 = 0 THEN 'web' ELSE 'phone' END,
-               CASE WHEN i % 3 = 0 THEN 'inbound' ELSE 'outbound' END,
-               '+1650555' || lpad((i % 10000)::text, 4, '0'),
-               '+1415555' || lpad((i % 9999)::text, 4, '0'),
-               'completed', 'user_hangup',
-               now() - (i % 525600) * interval '1 minute',
-               (i % 600)::float,
-               (ARRAY['interested','not_interested','callback','voicemail',NULL])[1 + i % 5],
-               CASE WHEN i % 7 = 0 THEN md5((i % 49)::text || 'batch')::uuid END,
-               '[]', '{{}}', '[]', '{{}}', '{{}}'
-        FROM generate_series(1, {rows}) AS i
-        JOIN LATERAL (
-            SELECT id FROM workspaces ORDER BY slug OFFSET (i % {WORKSPACES}) LIMIT 1
-        ) w ON true
-        JOIN LATERAL (
-            SELECT id FROM agents WHERE workspace_id = w.id ORDER BY id OFFSET (i % 5) LIMIT 1
-        ) a ON true;
-        """
-    )
+    await copy_rows(Call, call_rows(rows, agents))
     # Fresh rows: set the visibility map as autovacuum would, so counts use index-only scans.
-    await connection.execute_script("VACUUM ANALYZE calls")
+    await connections.get("default").execute_script("VACUUM ANALYZE calls")
     print(f"filled {rows:,} call logs in {time.perf_counter() - started:.0f} s")
     return workspaces
 
@@ -111,8 +102,8 @@ async def timed(client, path: str, headers: dict, repeat: int) -> list[float]:
     return samples
 
 
-async def main(rows: int, repeat: int) -> None:
-    async with bench_app(DATABASE, "redis://127.0.0.1:6379/14") as (settings, test_app, livekit):
+async def main(rows: int, repeat: int, events: int) -> None:
+    async with bench_app(DATABASE, REDIS_URL) as (settings, test_app, livekit):
         workspaces = await fill(rows)
         workspace = workspaces[3]
         headers = await admin_headers(settings, workspace)
@@ -149,7 +140,6 @@ async def main(rows: int, repeat: int) -> None:
             await timed(client, path, headers, 2)  # warm up
             print(f"  {label:24s} {percentiles(await timed(client, path, headers, repeat))}")
 
-        export_rows = min(100_000, rows // WORKSPACES)
         before = rss_mib()
         started = time.perf_counter()
         response = await client.get("/calls/export", headers=headers)
@@ -157,13 +147,12 @@ async def main(rows: int, repeat: int) -> None:
         async for chunk in response.response:
             count += chunk.count(b"\n")
         elapsed = time.perf_counter() - started
+        require(count - 1, "GET /calls/export", "the workspace has no call logs")
         print(
             f"\nGET /calls/export: {count - 1:,} rows in {elapsed:.1f} s = "
             f"{(count - 1) / elapsed:,.0f} rows/s; peak RSS {before:.0f} -> {rss_mib():.0f} MiB"
         )
-        del export_rows
 
-        events = 2000
         bodies = []
         for index in range(events):
             kind = "room_started" if index % 2 == 0 else "room_finished"
@@ -183,7 +172,8 @@ async def main(rows: int, repeat: int) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--repeat", type=int, default=50)
+    parser.add_argument("--rows", type=positive, default=1_000_000)
+    parser.add_argument("--repeat", type=positive, default=50)
+    parser.add_argument("--events", type=positive, default=2000, help="LiveKit webhooks sent")
     arguments = parser.parse_args()
-    asyncio.run(main(arguments.rows, arguments.repeat))
+    asyncio.run(main(arguments.rows, arguments.repeat, arguments.events))

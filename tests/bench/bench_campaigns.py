@@ -4,12 +4,13 @@ Run by hand (needs PostgreSQL and Redis at their standard local ports):
 
     .venv/bin/python tests/bench/bench_campaigns.py [--prospects 1000000] [--campaigns 50]
 
-The prospects are bulk-loaded with `generate_series` (not the ORM), in a steady state: most
-pending and due, some retrying, finished or waiting for a callback, and the Indian quarter
-outside its window (pushed to its next opening, as earlier ticks would have left it). The
-clock is injected: noon in New York, so the US is inside its window. The job ticks once a
-second and each campaign every `dialer_interval` (10 s), so a tick handles about a tenth of the
-campaigns. Calls are dispatched to the LiveKit stand-in and ended in bulk between ticks.
+The prospects are bulk-loaded (rows built from the model by `tests/bench/fill.py`, written
+with one COPY) in a steady state: most pending and due, some retrying, finished or waiting for
+a callback, and the Indian quarter outside its window (pushed to its next opening, as earlier
+ticks would have left it). The clock is injected: noon in New York, so the US is inside its
+window. The job ticks once a second and each campaign every `dialer_interval` (10 s), so a
+tick handles about a tenth of the campaigns. Calls are dispatched to the LiveKit stand-in and
+ended in bulk between ticks.
 
 Printed: per tick, the wall time and the number of SQL statements (counted from tortoise's
 query log) in three states of the platform's 100 agent sessions: steady (two calls end each
@@ -39,10 +40,12 @@ os.environ.setdefault("VOXLINE_DATA_DIR", tempfile.mkdtemp(prefix="voxline-bench
 from tortoise import connections  # noqa: E402
 
 from control.dialing import campaign_dialer  # noqa: E402
-from control.models import Call, Campaign, ProspectStatus  # noqa: E402
+from control.models import Call, Campaign, Prospect, ProspectStatus  # noqa: E402
 from control.security import utcnow  # noqa: E402
 from control.services import calls as call_service  # noqa: E402
+from tests.bench.fill import copy_rows  # noqa: E402
 from tests.bench.harness import AGENT_NUMBER, bench_app, calling_line  # noqa: E402
+from tests.bench.samples import positive  # noqa: E402
 from tests.control.campaign_dialing import release_slots  # noqa: E402
 
 DATABASE = "voxline_bench_campaigns"
@@ -50,47 +53,64 @@ REDIS_URL = os.environ.get("VOXLINE_BENCH_REDIS", "redis://127.0.0.1:6379/2")
 
 # Of every eight rows: two in New York, one in Chicago, one in Denver, two in Los Angeles, two
 # in India. Statuses by a hash of the row; India's due time is its next opening.
-LOAD_SQL = """
-INSERT INTO prospects (
-    id, campaign_id, workspace_id, phone_number, name, timezones, variables, priority,
-    status, attempts, next_attempt_at, attempt_log, last_called_at, created_at
-)
-SELECT
-    gen_random_uuid(), c.id, c.workspace_id,
-    CASE WHEN g % 8 >= 6 THEN '+9198' || lpad((c.n * $2 + g)::text, 8, '0')
-         ELSE '+1' || (ARRAY['212', '212', '312', '303', '415', '415'])[g % 8 + 1]
-              || (2000000 + c.n * $2 + g)::text END,
-    'Person ' || g,
-    (CASE WHEN g % 8 >= 6 THEN '["Asia/Calcutta"]'
-          ELSE (ARRAY['["America/New_York"]', '["America/New_York"]', '["America/Chicago"]',
-                      '["America/Denver"]', '["America/Los_Angeles"]',
-                      '["America/Los_Angeles"]'])[g % 8 + 1] END)::jsonb,
-    '{"plan": "gold"}'::jsonb,
-    CASE WHEN g % 3 = 0 THEN 5 ELSE 0 END,
-    s.status,
-    CASE s.status WHEN 'pending' THEN 0 WHEN 'failed' THEN 3 WHEN 'retrying' THEN 1 + g % 2
-                  ELSE 1 END,
-    CASE
-        WHEN s.status NOT IN ('pending', 'retrying', 'callback') THEN NULL
-        WHEN g % 8 >= 6 THEN $4::timestamptz  -- India: its next opening
-        WHEN s.status = 'pending' THEN $3::timestamptz - (g % 5000) * interval '1 minute'
-        ELSE $3::timestamptz + (g % 120 - 60) * interval '1 minute'
-    END,
-    '[]'::jsonb,
-    CASE WHEN s.status = 'pending' THEN NULL
-         ELSE $3::timestamptz - (1 + g % 20) * interval '1 day' END,
-    $3::timestamptz - (g % 80) * interval '1 day'
-FROM (SELECT id, workspace_id, row_number() OVER (ORDER BY created_at) - 1 AS n
-      FROM campaigns) AS c
-CROSS JOIN generate_series(0, $1 - 1) AS g
-CROSS JOIN LATERAL (SELECT CASE
-    WHEN (g * 7919) % 100 < 55 THEN 'pending'
-    WHEN (g * 7919) % 100 < 65 THEN 'retrying'
-    WHEN (g * 7919) % 100 < 85 THEN 'completed'
-    WHEN (g * 7919) % 100 < 97 THEN 'failed'
-    WHEN (g * 7919) % 100 < 98 THEN 'callback'
-    ELSE 'dnc' END AS status) AS s
-"""
+AREAS = ("212", "212", "312", "303", "415", "415")
+ZONES = (
+    "America/New_York", "America/New_York", "America/Chicago", "America/Denver",
+    "America/Los_Angeles", "America/Los_Angeles",
+)  # fmt: skip
+
+
+def steady_status(g: int) -> ProspectStatus:
+    share = (g * 7919) % 100
+    if share < 55:
+        return ProspectStatus.PENDING
+    if share < 65:
+        return ProspectStatus.RETRYING
+    if share < 85:
+        return ProspectStatus.COMPLETED
+    if share < 97:
+        return ProspectStatus.FAILED
+    return ProspectStatus.CALLBACK if share < 98 else ProspectStatus.DNC
+
+
+def prospect_rows(campaigns: list[Campaign], per_campaign: int, start, india_opens):
+    """Each campaign's prospects as earlier ticks would have left them (see the module)."""
+    waiting = (ProspectStatus.PENDING, ProspectStatus.RETRYING, ProspectStatus.CALLBACK)
+    for n, campaign in enumerate(campaigns):
+        for g in range(per_campaign):
+            status = steady_status(g)
+            india = g % 8 >= 6
+            number = n * per_campaign + g
+            if status not in waiting:
+                next_attempt_at = None
+            elif india:
+                next_attempt_at = india_opens
+            elif status == ProspectStatus.PENDING:
+                next_attempt_at = start - timedelta(minutes=g % 5000)
+            else:
+                next_attempt_at = start + timedelta(minutes=g % 120 - 60)
+            yield {
+                "campaign_id": campaign.id,
+                "workspace_id": campaign.workspace_id,
+                "phone_number": f"+9198{number:08d}"
+                if india
+                else f"+1{AREAS[g % 8]}{2000000 + number}",
+                "name": f"Person {g}",
+                "timezones": ["Asia/Calcutta"] if india else [ZONES[g % 8]],
+                "variables": {"plan": "gold"},
+                "priority": 5 if g % 3 == 0 else 0,
+                "status": status,
+                "attempts": {
+                    ProspectStatus.PENDING: 0,
+                    ProspectStatus.FAILED: 3,
+                    ProspectStatus.RETRYING: 1 + g % 2,
+                }.get(status, 1),
+                "next_attempt_at": next_attempt_at,
+                "last_called_at": None
+                if status == ProspectStatus.PENDING
+                else start - timedelta(days=1 + g % 20),
+                "created_at": start - timedelta(days=g % 80),
+            }
 
 
 class QueryCounter(logging.Handler):
@@ -151,13 +171,14 @@ async def main(prospects: int, campaign_count: int, ticks: int) -> None:
             )
         connection = connections.get("default")
         started = time.perf_counter()
-        await connection.execute_query(LOAD_SQL, [per_campaign, per_campaign, start, india_opens])
+        campaigns = await Campaign.all().order_by("created_at")
+        await copy_rows(Prospect, prospect_rows(campaigns, per_campaign, start, india_opens))
         await connection.execute_script("VACUUM ANALYZE prospects")
         loaded = await connection.execute_query_dict("SELECT count(*) AS n FROM prospects")
         print(
             f"loaded {loaded[0]['n']:,} prospects in {campaign_count} campaigns "
             f"({per_campaign:,} each) in {time.perf_counter() - started:.1f} s "
-            f"(generate_series, then VACUUM ANALYZE)"
+            f"(COPY, then VACUUM ANALYZE)"
         )
         sizes = await connection.execute_query_dict(
             "SELECT pg_size_pretty(pg_relation_size('prospects')) AS heap, "
@@ -223,8 +244,8 @@ async def main(prospects: int, campaign_count: int, ticks: int) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--prospects", type=int, default=1_000_000)
-    parser.add_argument("--campaigns", type=int, default=50)
-    parser.add_argument("--ticks", type=int, default=30)
+    parser.add_argument("--prospects", type=positive, default=1_000_000)
+    parser.add_argument("--campaigns", type=positive, default=50)
+    parser.add_argument("--ticks", type=positive, default=30)
     arguments = parser.parse_args()
     asyncio.run(main(arguments.prospects, arguments.campaigns, arguments.ticks))

@@ -2,10 +2,11 @@
 
     .venv/bin/python -m tests.bench.bench_http [--workers 1 2] [--seconds 10] [--connections 8]
 
-Needs `wrk` (Debian/Ubuntu: `apt-get install wrk`; macOS: `brew install wrk`); without it the
-bench says so and exits 0. It starts `voxline serve` (as the tests do, `tests/servers.py`) on its
-own PostgreSQL database (`VOXLINE_BENCH_PG`) and a Redis database (`VOXLINE_BENCH_REDIS`, flushed
-first), once per `--workers` value, and runs `wrk` (1 thread, 8 connections) against:
+Needs `wrk`: `make bench-tools` installs it (the Debian package; on macOS: `brew install wrk`);
+without it the bench says so and exits 1, as it does when a run had no request answered. It
+starts `voxline serve` (as the tests do, `tests/servers.py`) on its own PostgreSQL database
+(`VOXLINE_BENCH_PG`) and a Redis database (`VOXLINE_BENCH_REDIS`, flushed first), once per
+`--workers` value, and runs `wrk` (1 thread, 8 connections) against:
 
 - `/health`, each request from another client address (`X-Forwarded-For` behind a trusted proxy),
   so the per-address rate limit is checked on every request but does not refuse them;
@@ -36,6 +37,7 @@ from redis.asyncio import Redis
 from control.config import Settings
 from control.services.livekit_events import ACTIVE_CALLS_KEY
 from tests.bench.harness import recreate_database
+from tests.bench.samples import positive, require
 from tests.fakes.livekit_server import FakeLiveKit
 from tests.servers import ControlPlaneProcess
 
@@ -119,13 +121,19 @@ def run_wrk(url: str, script: Path, seconds: int, connections: int) -> dict:
         check=True,
     ).stdout
     figures: dict = {"load": load_average()}
-    figures["rps"] = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
+    requests = re.search(r"(\d+) requests in", output)
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    figures["rps"] = float(rps.group(1)) if rps else 0.0
     for percentile in ("50", "99"):
         found = re.search(rf"^\s+{percentile}%\s+([\d.]+)(us|ms|s)\s*$", output, re.M)
+        if found is None:  # no latency without an answered request: `show` stops first
+            figures[f"p{percentile}_ms"] = None
+            continue
         value, unit = float(found.group(1)), found.group(2)
         figures[f"p{percentile}_ms"] = value * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     figures["non_2xx"] = int(non_2xx.group(1)) if non_2xx else 0
+    figures["answered"] = (int(requests.group(1)) if requests else 0) - figures["non_2xx"]
     errors = re.search(r"Socket errors: (.*)", output)
     figures["socket_errors"] = errors.group(1) if errors else "none"
     events = re.search(
@@ -143,6 +151,7 @@ def run_wrk(url: str, script: Path, seconds: int, connections: int) -> dict:
 
 
 def show(label: str, figures: dict) -> None:
+    require(figures["answered"], label, "no request was answered with a 2xx")
     print(
         f"{label:<28} {figures['rps']:>8.0f} req/s  p50 {figures['p50_ms']:6.2f} ms  "
         f"p99 {figures['p99_ms']:6.2f} ms  non-2xx {figures['non_2xx']}  "
@@ -210,16 +219,18 @@ async def bench(workers: int, seconds: int, connections: int, work: Path) -> Non
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--connections", type=int, default=8)
-    parser.add_argument("--events", type=int, default=30_000, help="pre-signed webhook events")
+    parser.add_argument("--workers", type=positive, nargs="+", default=[1, 2])
+    parser.add_argument("--seconds", type=positive, default=10)
+    parser.add_argument("--connections", type=positive, default=8)
+    parser.add_argument("--events", type=positive, default=30_000, help="pre-signed webhook events")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print(
-            "bench_http: wrk is not installed (apt-get install wrk, or brew install wrk): skipped"
+            "bench_http: wrk is not installed; install it with: make bench-tools "
+            "(the Debian package; on macOS: brew install wrk)",
+            file=sys.stderr,
         )
-        return 0
+        return 1
     with tempfile.TemporaryDirectory(prefix="voxline-bench-http-") as directory:
         work = Path(directory)
         write_events(work / "events.lua", args.events)

@@ -27,6 +27,7 @@ from knowledge.chunking import chunk_sections  # noqa: E402
 from knowledge.embeddings import get_embedder  # noqa: E402
 from knowledge.loaders import load  # noqa: E402
 from knowledge.store import get_collection  # noqa: E402
+from tests.bench.samples import positive, require  # noqa: E402
 from tests.knowledge.pdfgen import make_pdf  # noqa: E402
 
 logger = logging.getLogger(__name__)
@@ -119,9 +120,9 @@ async def bench_ingestion(settings: KnowledgeSettings, pdf: bytes) -> str:
 
 
 async def fill_collection(
-    settings: KnowledgeSettings, source_agent: str, agent_id: str, embed_all: bool
+    settings: KnowledgeSettings, source_agent: str, agent_id: str, embed_all: bool, chunks: int
 ) -> None:
-    """Puts TARGET_CHUNKS chunks in one collection.
+    """Puts `chunks` chunks (TARGET_CHUNKS by default) in one collection.
 
     By default the PDF's real chunk vectors are reused, and the rest are copies of them with
     small noise (embedding 10,000 chunks takes minutes on two shared cores and says nothing
@@ -135,7 +136,7 @@ async def fill_collection(
     rng = random.Random(11)
     start = time.perf_counter()
     batch_ids, batch_docs, batch_vectors, batch_meta = [], [], [], []
-    for position in range(TARGET_CHUNKS):
+    for position in range(chunks):
         index = position % len(documents)
         text = documents[index]
         if embed_all or position < len(documents):
@@ -151,7 +152,7 @@ async def fill_collection(
         batch_docs.append(text)
         batch_vectors.append(vector)
         batch_meta.append({"file_name": f"file-{position // 500}.pdf", "position": position})
-        if len(batch_ids) == 500 or position == TARGET_CHUNKS - 1:
+        if len(batch_ids) == 500 or position == chunks - 1:
             if embed_all:
                 target.upsert(ids=batch_ids, documents=batch_docs, metadatas=batch_meta)
             else:
@@ -168,13 +169,15 @@ async def fill_collection(
     )
 
 
-async def bench_queries(settings: KnowledgeSettings, agent_id: str) -> None:
+async def bench_queries(
+    settings: KnowledgeSettings, agent_id: str, chunks: int, queries: int
+) -> None:
     questions = [q["question"] for q in json.loads(QUESTIONS.read_text())]
     embedder = get_embedder(settings)
     for question in questions[:5]:  # warm-up
         await retrieve(agent_id, question, top_k=5, settings=settings)
     total, embed_only = [], []
-    for i in range(QUERIES):
+    for i in range(queries):
         question = questions[i % len(questions)]
         start = time.perf_counter()
         passages = await retrieve(agent_id, question, top_k=5, settings=settings)
@@ -183,8 +186,9 @@ async def bench_queries(settings: KnowledgeSettings, agent_id: str) -> None:
         start = time.perf_counter()
         embedder.embed_query(question)
         embed_only.append((time.perf_counter() - start) * 1000)
+    require(total, "retrieve(top_k=5)")
     print(
-        f"  retrieve(top_k=5) over {TARGET_CHUNKS} chunks, {QUERIES} queries: "
+        f"  retrieve(top_k=5) over {chunks} chunks, {queries} queries: "
         f"p50 {statistics.median(total):.1f} ms, p95 {percentile(total, 0.95):.1f} ms, "
         f"max {max(total):.1f} ms"
     )
@@ -198,7 +202,9 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--embed-all", action="store_true", help="embed all 10,000 chunks")
     parser.add_argument("--chroma-url", help="benchmark a Chroma server instead of embedded")
-    parser.add_argument("--pages", type=int, default=PAGES, help="pages of the PDF")
+    parser.add_argument("--pages", type=positive, default=PAGES, help="pages of the PDF")
+    parser.add_argument("--chunks", type=positive, default=TARGET_CHUNKS, help="chunks queried")
+    parser.add_argument("--queries", type=positive, default=QUERIES, help="queries timed")
     parser.add_argument("--ingest-only", action="store_true", help="skip the query benchmark")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -221,9 +227,9 @@ async def main() -> None:
         if args.ingest_only:
             return
 
-        print(f"queries: one collection of {TARGET_CHUNKS} chunks")
-        await fill_collection(settings, source, "bench-query", args.embed_all)
-        await bench_queries(settings, "bench-query")
+        print(f"queries: one collection of {args.chunks} chunks")
+        await fill_collection(settings, source, "bench-query", args.embed_all, args.chunks)
+        await bench_queries(settings, "bench-query", args.chunks, args.queries)
         print(f"peak RSS of the whole run: {rss_mib():.0f} MiB")
 
 

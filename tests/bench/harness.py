@@ -40,7 +40,7 @@ async def bench_app(
     livekit = FakeLiveKit().start()
     settings = Settings(
         env="test",
-        database_url=f"postgres://postgres@127.0.0.1:5432/{database}",
+        database_url=f"{BASE_URL.replace('postgresql://', 'postgres://')}/{database}",
         redis_url=redis_url,
         jwt_secret="bench-secret-" + "x" * 40,
         service_token="bench-service-token",

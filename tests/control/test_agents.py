@@ -76,6 +76,9 @@ async def test_provider_spellings_are_one_provider(client, developer, spelling):
         ({"temperature": 3}, "temperature"),
         ({"max_call_duration": -5}, "max_call_duration"),
         ({"surprise": True}, "surprise"),
+        # PostgreSQL cannot store NUL: refused (400), never failed at the insert (500)
+        ({"agent_name": "Sales\x00Agent"}, "NUL"),
+        ({"end_call_phrases": ["goodbye\x00"]}, "NUL"),
     ],
 )
 async def test_bad_configuration_is_a_400_that_says_what_is_allowed(

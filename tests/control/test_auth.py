@@ -117,6 +117,20 @@ async def test_bearer_token_authenticates(client):
     assert (await response.get_json())["total"] == 1
 
 
+async def test_refresh_and_logout_by_cookie_come_only_from_the_sites_own_pages(client):
+    await signup(client)
+    await login(client)
+    other_site = {"Origin": "https://evil.example.com"}
+    for path in ("/auth/refresh", "/auth/logout"):
+        refused = await client.post(path, headers=other_site)
+        assert refused.status_code == 403, path
+        assert (await refused.get_json())["code"] == "CROSS_ORIGIN"
+        assert "Set-Cookie" not in refused.headers  # the session was neither rotated nor ended
+    own_page = {"Origin": "http://localhost"}
+    assert (await client.post("/auth/refresh", headers=own_page)).status_code == 200
+    assert (await client.post("/auth/logout", headers=own_page)).status_code == 200
+
+
 async def test_the_session_cookie_changes_nothing_for_another_sites_pages(client):
     await signup(client)
     await login(client)

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 from control import jobs
 from control.dialing import dialer
-from control.models import Batch, BatchItem, Call, IdempotencyKey, WebhookDelivery
+from control.models import Batch, BatchItem, Call, DialerAttemptKey, WebhookDelivery
 from control.security import utcnow
 from control.services import calls as call_service
 from control.services.webhooks import set_endpoint
@@ -291,6 +291,41 @@ async def _orphan(batch_id: str, at_attempt: int = 1) -> BatchItem:
     return await BatchItem.get(id=item.id)
 
 
+async def test_a_clients_idempotency_key_cannot_poison_a_dialer_attempt(
+    client, line, settings, telephony_settings, redis, livekit
+):
+    batch = await new_batch(client, line, phone_csv(1))
+    paused = await client.patch(
+        f"/batch/{batch['id']}", json={"action": "pause"}, headers=line["headers"]
+    )
+    assert paused.status_code == 200
+    [item] = await items(client, line, batch["id"])
+    # The dialer's own key for the item's first attempt, sent by a client with another body.
+    own_key = {"Idempotency-Key": f"batch-item:{item['id']}:1"}
+    body = {"agent_phone_number": "+16505551234", "phone_number_to_dial": "+14155550999"}
+    first = await client.post(
+        "/calls/outbound_call", json=body, headers={**line["headers"], **own_key}
+    )
+    assert first.status_code == 201, await first.get_json()
+    again = await client.post(
+        "/calls/outbound_call", json=body, headers={**line["headers"], **own_key}
+    )
+    assert again.status_code == 200  # the client's key still works for the client
+    assert (await again.get_json())["call_id"] == (await first.get_json())["call_id"]
+
+    resumed = await client.patch(
+        f"/batch/{batch['id']}", json={"action": "resume"}, headers=line["headers"]
+    )
+    assert resumed.status_code == 200
+    assert await tick(settings, telephony_settings, redis) == 1
+    [dialed] = await items(client, line, batch["id"])
+    assert (dialed["status"], dialed["error"]) == ("calling", None)
+    assert dialed["call_id"] == attempt_call(item["id"], 1)
+    call = await Call.get(id=dialed["call_id"])
+    assert call.to_number == item["phone_number"] and call.status == "queued"
+    assert len(livekit.dispatches) == 2  # the client's call and the dialer's
+
+
 async def test_after_a_crash_before_the_call_log_the_attempt_dials_once(
     client, line, settings, telephony_settings, redis, livekit
 ):
@@ -298,7 +333,7 @@ async def test_after_a_crash_before_the_call_log_the_attempt_dials_once(
     await Batch.filter(id=batch["id"]).update(status="paused")  # the dead replica's moment
     item = await _orphan(batch["id"])
     # It had claimed the idempotency key, then died.
-    await IdempotencyKey.create(
+    await DialerAttemptKey.create(
         workspace_id=line["workspace"].id, key=dialer.attempt_key(item.id, 1), fingerprint="x"
     )
     await Batch.filter(id=batch["id"]).update(status="running")

@@ -7,11 +7,12 @@ import pytest
 from livekit import api as lk
 
 from control.config import Settings
-from control.models import Call, PhoneNumber, WebhookDelivery
+from control.models import Call, PhoneNumber, Role, WebhookDelivery
 from control.services.calls import finish_call
 from control.services.livekit_events import ACTIVE_CALLS_KEY
 from control.services.webhooks import set_endpoint
-from tests.conftest import TEST_AGENT_NAME
+from control.services.workspaces import create_api_key
+from tests.conftest import TEST_AGENT_NAME, auth_headers, make_user
 
 
 async def test_outbound_call_queues_a_call_and_dispatches_the_agent(client, line, livekit):
@@ -39,6 +40,24 @@ async def test_outbound_call_queues_a_call_and_dispatches_the_agent(client, line
     number = await PhoneNumber.get(phone_number="+16505551234")
     assert number.outbound_trunk_id.startswith("ST_")
     assert (await spec.get_json())["sip_trunk_id"] == number.outbound_trunk_id
+
+
+async def test_members_and_member_api_keys_cannot_place_calls(client, line, livekit, settings):
+    workspace = line["workspace"]
+    member, _ = await make_user("member@example.com", role=Role.MEMBER, workspace=workspace)
+    admin, _ = await make_user("admin@example.com", role=Role.ADMIN, workspace=workspace)
+    _, member_secret = await create_api_key(workspace.id, admin, "read-only", Role.MEMBER)
+    _, developer_secret = await create_api_key(workspace.id, admin, "server", Role.DEVELOPER)
+    body = {"agent_phone_number": "+16505551234", "phone_number_to_dial": "+14155559876"}
+    for headers in (auth_headers(settings, member), {"X-API-Key": member_secret}):
+        refused = await client.post("/calls/outbound_call", json=body, headers=headers)
+        assert refused.status_code == 403
+        assert (await refused.get_json())["code"] == "INSUFFICIENT_ROLE"
+    assert await Call.all().count() == 0 and livekit.dispatches == {}
+    for headers in (auth_headers(settings, admin), {"X-API-Key": developer_secret}):
+        placed = await client.post("/calls/outbound_call", json=body, headers=headers)
+        assert placed.status_code == 201, await placed.get_json()
+    assert len(livekit.dispatches) == 2
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from control.models import Call, Role
+from control.http.app import create_app
+from control.models import Call, Campaign, Role
 from control.services.agents import create_agent
 from control.services.recordings import store_recording
 from tests.conftest import auth_headers, make_user
@@ -236,3 +237,51 @@ async def test_recordings_transcripts_and_exports_are_private_no_store(client, w
         assert "Expires" not in response.headers, name
     assert responses["ranged recording"].status_code == 206
     assert (await responses["recording"].get_data())[:4] == b"RIFF"
+
+
+CAMPAIGN_FILTERED = (
+    "/calls",
+    "/calls/export",
+    "/reports/dashboard",
+    "/reports/call-summary",
+    "/reports/disposition-summary",
+)
+
+
+async def test_a_campaign_filter_is_bounded_by_its_column_never_a_500(client, world):
+    # `campaign=` is a campaign's id, its slug (at most 80 characters) or a call's label (at
+    # most 100). 100 characters used to reach the slug column's check inside the query: a 500.
+    label = "l" * 100
+    labelled = await Call.create(
+        workspace_id=world["sales"].workspace_id, agent=world["sales"], call_type="phone",
+        call_direction="outbound", status="completed", campaign=label,
+    )  # fmt: skip
+    assert await ids(client, world, f"?campaign={label}") == [str(labelled.id)]
+    for path in CAMPAIGN_FILTERED:
+        fits = await client.get(f"{path}?campaign={'0' * 100}", headers=world["headers"])
+        assert fits.status_code == 200, (path, await fits.get_data(as_text=True))
+        too_long = await client.get(f"{path}?campaign={'0' * 101}", headers=world["headers"])
+        assert too_long.status_code == 400, path
+        body = await too_long.get_json()
+        assert body["code"] == "VALIDATION_ERROR"
+        assert [error["field"] for error in body["errors"]] == ["campaign"]
+
+
+async def test_a_value_no_column_holds_is_a_400_wherever_it_escapes(
+    db, settings, telephony_settings
+):
+    # The one mapping (control/http/errors.py) for a value that reaches the ORM unbounded, on a
+    # route of this test's own: the ORM refuses a 100-character slug.
+    app = create_app(settings, telephony_settings)
+
+    async def unbounded_filter() -> dict:
+        return {"found": await Campaign.filter(slug="s" * 100).count()}
+
+    app.add_url_rule("/test-only/unbounded", view_func=unbounded_filter, methods=["GET"])
+    try:
+        response = await app.test_client().get("/test-only/unbounded")
+        assert response.status_code == 400
+        body = await response.get_json()
+        assert body["code"] == "VALIDATION_ERROR" and "80" in body["detail"]
+    finally:
+        await app.extensions["redis"].aclose()

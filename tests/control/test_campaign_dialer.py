@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 from control import jobs
 from control.dialing import campaign_dialer, campaigns, dialer, dnc
 from control.dialing.window import CallingWindow
-from control.models import Agent, Call, Campaign, IdempotencyKey, Prospect
+from control.models import Agent, Call, Campaign, DialerAttemptKey, Prospect
 from control.security import utcnow
 from control.services import calls as call_service
 from tests.control.campaign_dialing import (
@@ -386,7 +386,7 @@ async def test_after_a_crash_before_the_call_log_the_attempt_dials_once(
     row = await _orphan(campaign)
     key = dialer.attempt_key(row.id, 1, campaign_dialer.PROSPECT_KEY)
     assert key == f"campaign-prospect:{row.id}:1"
-    await IdempotencyKey.create(workspace_id=line["workspace"].id, key=key, fingerprint="x")
+    await DialerAttemptKey.create(workspace_id=line["workspace"].id, key=key, fingerprint="x")
     noon = START + timedelta(hours=17)
     assert await campaign_dialer.tick(settings, telephony_settings, redis, now=noon) == 1
     later = noon + timedelta(seconds=10)

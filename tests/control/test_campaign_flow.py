@@ -22,7 +22,9 @@ PROSPECTS = ["+12125550101", "+12125550102", "+12125550103"]
 async def test_a_campaign_dials_its_list_and_shows_it_live_then_the_outcomes(
     client, settings, redis, livekit, line, jobs_reach_livekit
 ):
-    campaign = await create_campaign(client, line, name="Winter renewals", max_number_calls=2)
+    campaign = await create_campaign(
+        client, line, name="Winter renewals", max_number_calls=2, public_status=True
+    )
     slug = campaign["slug"]
     zone = midday_zone(datetime.now(UTC))
     rows = [f"{number},Prospect {index},{zone}" for index, number in enumerate(PROSPECTS)]

@@ -68,15 +68,21 @@ async def sql(url: str, statement: str, *values) -> list[tuple]:
         await connection.close()
 
 
-async def test_0014_gives_each_webhook_delivery_the_call_it_is_about(scratch_url):
-    await migrate(scratch_url, "0013_recordings")
-    workspace, call = uuid.uuid4(), uuid.uuid4()
+async def new_workspace(url: str) -> uuid.UUID:
+    """A workspace row, as every schema since the first knows it."""
+    workspace = uuid.uuid4()
     await sql(
-        scratch_url,
+        url,
         'INSERT INTO "workspaces" ("id", "name", "slug", "created_at") '
         "VALUES ($1, 'Acme', 'acme', CURRENT_TIMESTAMP)",
         workspace,
     )
+    return workspace
+
+
+async def test_0014_gives_each_webhook_delivery_the_call_it_is_about(scratch_url):
+    await migrate(scratch_url, "0013_recordings")
+    workspace, call = await new_workspace(scratch_url), uuid.uuid4()
     payloads = {
         "call event": {"type": "call_ended", "data": {"call_id": str(call)}},
         "batch event": {"type": "batch_completed", "data": {"batch_id": "b1"}},
@@ -100,3 +106,46 @@ async def test_0014_gives_each_webhook_delivery_the_call_it_is_about(scratch_url
     rows = await sql(scratch_url, 'SELECT "event_type", "call_id" FROM "webhook_deliveries"')
     calls = {name: str(call_id) if call_id else None for name, call_id in rows}
     assert calls == {"call event": str(call), "batch event": None, "not a call id": None}
+
+
+async def test_0015_and_0016_keep_campaigns_private_and_give_the_dialers_their_own_keys(
+    scratch_url,
+):
+    await migrate(scratch_url, "0014_delivery_call")
+    workspace, campaign = await new_workspace(scratch_url), uuid.uuid4()
+    await sql(
+        scratch_url,
+        'INSERT INTO "campaigns" ("id", "workspace_id", "name", "slug", "locale_name", "active", '
+        '"agent_phone_number", "call_ratio", "dialer_interval", "max_active_calls", '
+        '"max_number_calls", "min_time_between_calls", "dupe_days", "expire_days", '
+        '"earliest_prospect_time", "latest_prospect_time", "dispositions", "created_at", '
+        "\"updated_at\") VALUES ($1, $2, 'Renewals', 'renewals', 'USCA', TRUE, "
+        "'+16505551234', 1.0, 10, 0, 10, 30, 90, 90, '09:00', '21:00', '[]', "
+        "CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)",
+        campaign,
+        workspace,
+    )
+    client_key = f"batch-item:{uuid.uuid4()}:1"
+    await sql(
+        scratch_url,
+        'INSERT INTO "idempotency_keys" ("id", "workspace_id", "key", "fingerprint", '
+        "\"created_at\") VALUES ($1, $2, $3, 'a', CURRENT_TIMESTAMP)",
+        uuid.uuid4(),
+        workspace,
+        client_key,
+    )
+
+    await migrate(scratch_url, "0016_dialer_attempt_keys")
+
+    # A campaign made before keeps its status page to its workspace until it says otherwise.
+    assert await sql(scratch_url, 'SELECT "public_status" FROM "campaigns"') in ([(False,)], [(0,)])
+    # The same key in the dialers' table is another key: the client's row does not clash.
+    await sql(
+        scratch_url,
+        'INSERT INTO "dialer_attempt_keys" ("id", "workspace_id", "key", "fingerprint", '
+        "\"created_at\") VALUES ($1, $2, $3, 'b', CURRENT_TIMESTAMP)",
+        uuid.uuid4(),
+        workspace,
+        client_key,
+    )
+    assert await sql(scratch_url, 'SELECT "fingerprint" FROM "idempotency_keys"') == [("a",)]

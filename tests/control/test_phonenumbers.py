@@ -111,11 +111,12 @@ async def test_roles(client, team, livekit):
 async def test_map_agent_routes_inbound_calls(client, team, settings):
     await client.post("/phonenumbers/sip_trunk", json=TRUNK_BODY, headers=team["dev"])
     agent = await create_agent(settings, team["workspace"].id, {"agent_name": "Reception"})
-    response = await client.put(
-        "/phonenumbers/map_agent",
-        json={"phone_number": "+16505551234", "agent_id": str(agent.id)},
-        headers=team["member"],
-    )
+    mapping = {"phone_number": "+16505551234", "agent_id": str(agent.id)}
+    # Routing a number is a write: members read only (PARITY.md's roles).
+    refused = await client.put("/phonenumbers/map_agent", json=mapping, headers=team["member"])
+    assert refused.status_code == 403
+    assert (await Agent.get(id=agent.id)).phone_number is None
+    response = await client.put("/phonenumbers/map_agent", json=mapping, headers=team["dev"])
     assert response.status_code == 200
     assert (await response.get_json())["agent_id"] == str(agent.id)
     assert (await Agent.get(id=agent.id)).phone_number == "+16505551234"

@@ -63,6 +63,38 @@ async def test_made_up_forwarded_addresses_from_an_untrusted_peer_are_ignored(cl
     assert (await attempt(client, "other@example.com", address="192.0.2.2")).status_code == 401
 
 
+async def test_an_ipv6_client_is_its_64_and_an_ipv4_client_its_address(client, behind_proxy):
+    # Rotating addresses within one /64 (one subscriber's block) shares one budget...
+    responses = await asyncio.gather(
+        *(
+            attempt(client, f"user{n}@example.com", address=f"2001:db8:1:2::{n:x}")
+            for n in range(1, 17)
+        )
+    )
+    assert statuses(responses) == [401] * 10 + [429] * 6
+    other_host = await attempt(client, "a@example.com", address="2001:db8:1:2:ffff:1:2:3")
+    assert other_host.status_code == 429
+    # ...the next /64 is another client, and so is the IPv4 address next door.
+    assert (await attempt(client, "b@example.com", address="2001:db8:1:3::1")).status_code == 401
+    answers = await asyncio.gather(
+        *(attempt(client, f"c{n}@example.com", address=f"198.51.100.{n}") for n in range(1, 13))
+    )
+    assert statuses(answers) == [401] * 12
+    # Forwarded by a trusted proxy, an IPv6 client is keyed the same way.
+    forwarded = await asyncio.gather(
+        *(
+            attempt(
+                behind_proxy,
+                f"proxied{n}@example.com",
+                address=PROXY,
+                headers={"X-Forwarded-For": f"2001:db8:9:9::{n:x}"},
+            )
+            for n in range(1, 13)
+        )
+    )
+    assert statuses(forwarded) == [401] * 10 + [429] * 2
+
+
 async def test_trusted_proxy_forwards_the_right_most_address_it_did_not_add(behind_proxy):
     # The client prepends a made-up address each time; the proxies append the real one.
     responses = await asyncio.gather(

@@ -47,6 +47,12 @@ logger = logging.getLogger(__name__)
 TEST_API_KEY = "APIvoxlinetest"
 TEST_API_SECRET = "voxline-livekit-test-secret-0123456789abcdef"
 
+#: The LiveKit releases this stand-in follows: their server API (SIP trunks updated in place,
+#: SIP participants and transfers, agent dispatch, rooms) as livekit-api 1.2 / livekit-protocol
+#: 1.1.29 speak it. docker-compose.yml pins the same images (tests/test_deployment.py checks).
+LIVEKIT_SERVER_IMAGE = "livekit/livekit-server:v1.13.5"
+LIVEKIT_SIP_IMAGE = "livekit/sip:v1.26.0"
+
 #: Twirp error code -> HTTP status (twitchtv/twirp's ServerHTTPStatusFromErrorCode).
 TWIRP_STATUS = {
     "canceled": 408,

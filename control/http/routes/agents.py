@@ -8,12 +8,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from quart import Blueprint, current_app, request
-from quart_schema import DataSource, validate_querystring, validate_request, validate_response
+from quart_schema import DataSource, tag, validate_querystring, validate_request, validate_response
 
 from control.http.pagination import Page, PageQuery, paginate
 from control.http.principal import current_principal, require_role
 from control.http.ratelimit import per_minute
-from control.http.schemas import IsoTime
+from control.http.request import takes_upload
+from control.http.schemas import FileParts, IsoTime, file_fields_required
 from control.models import Agent, KnowledgeFile, Role
 from control.services import agents as agent_service
 from control.services import chats, knowledge_files
@@ -88,7 +89,9 @@ class KnowledgeFileOut(BaseModel):
 class UploadForm(BaseModel):
     """Multipart form: one or more `files` fields (PDF, DOCX, TXT, MD, CSV or HTML)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", json_schema_extra=file_fields_required("files"))
+
+    files: FileParts = None
 
 
 class QueryIn(BaseModel):
@@ -192,9 +195,11 @@ async def rotate_web_call_key(agent_id: uuid.UUID) -> dict:
 
 
 @blueprint.post("/<uuid:agent_id>/upload")
+@takes_upload
 @require_role(Role.DEVELOPER)
 @validate_request(UploadForm, source=DataSource.FORM_MULTIPART)
 @validate_response(UploadedOut, 202)
+@tag(["knowledge"])
 async def upload_files(agent_id: uuid.UUID, data: UploadForm) -> tuple[dict, int]:
     """Upload knowledge files (multipart field `files`, several allowed).
 
@@ -216,6 +221,7 @@ async def upload_files(agent_id: uuid.UUID, data: UploadForm) -> tuple[dict, int
 @require_role(Role.MEMBER)
 @validate_querystring(PageQuery)
 @validate_response(Page[KnowledgeFileOut])
+@tag(["knowledge"])
 async def list_files(agent_id: uuid.UUID, query_args: PageQuery) -> dict:
     """List the agent's knowledge files.
 
@@ -229,6 +235,7 @@ async def list_files(agent_id: uuid.UUID, query_args: PageQuery) -> dict:
 
 @blueprint.delete("/<uuid:agent_id>/files/<path:filename>")
 @require_role(Role.DEVELOPER)
+@tag(["knowledge"])
 async def delete_file(agent_id: uuid.UUID, filename: str) -> tuple[str, int]:
     """Delete a knowledge file.
 
@@ -244,6 +251,7 @@ async def delete_file(agent_id: uuid.UUID, filename: str) -> tuple[str, int]:
 @require_role(Role.MEMBER)
 @validate_request(QueryIn)
 @validate_response(QueryOut)
+@tag(["knowledge"])
 async def query_knowledge(agent_id: uuid.UUID, data: QueryIn) -> dict:
     """Query the agent's knowledge base.
 

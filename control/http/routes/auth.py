@@ -15,6 +15,7 @@ from control.http.principal import (
     REFRESH_COOKIE,
     current_principal,
     public,
+    refuse_cross_site_cookie,
     require_user,
 )
 from control.http.ratelimit import AccountLimit, fail_open, per_minute
@@ -97,11 +98,15 @@ def _settings():
 
 
 async def _presented_refresh_token() -> str | None:
-    """The refresh token named in a JSON body `{"refresh_token": ...}`, else its cookie."""
+    """The refresh token named in a JSON body `{"refresh_token": ...}`, else its cookie (which
+    only this site's own pages may send: see `refuse_cross_site_cookie`)."""
     payload = await request.get_json(silent=True)
     if isinstance(payload, dict) and isinstance(payload.get("refresh_token"), str):
         return payload["refresh_token"][:4096]
-    return request.cookies.get(REFRESH_COOKIE)
+    token = request.cookies.get(REFRESH_COOKIE)
+    if token:
+        refuse_cross_site_cookie()
+    return token
 
 
 def _session_response(
@@ -222,7 +227,7 @@ async def logout() -> MessageOut:
 @public
 @validate_request(GoogleIn)
 @validate_response(TokensOut)
-async def google(data: GoogleIn) -> tuple[TokensOut, int]:
+async def login_with_google(data: GoogleIn) -> tuple[TokensOut, int]:
     """Log in with a Google ID token.
 
     The token is verified against Google's keys, the configured client id, issuer and expiry.
@@ -236,7 +241,7 @@ async def google(data: GoogleIn) -> tuple[TokensOut, int]:
 @public
 @validate_request(ForgotPasswordIn)
 @validate_response(MessageOut)
-async def forgot_password(data: ForgotPasswordIn) -> tuple[dict, int]:
+async def request_password_reset(data: ForgotPasswordIn) -> tuple[dict, int]:
     """Email a password reset link.
 
     Always answers 200, whether or not the email has an account; at most 10 requests per email

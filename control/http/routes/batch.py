@@ -15,9 +15,11 @@ from control.dialing import batches
 from control.dialing.batches import RETRYABLE_OUTCOMES
 from control.dialing.window import check_timezone, parse_clock
 from control.http.errors import APIError
+from control.http.openapi import document_body
 from control.http.pagination import Page, PageQuery, paginate
 from control.http.principal import current_principal, require_role
-from control.http.schemas import IsoTime
+from control.http.request import takes_upload
+from control.http.schemas import FilePart, IsoTime, file_fields_required
 from control.models import Batch, BatchItem, BatchStatus, ItemStatus, Role
 from control.services.agent_config import E164
 
@@ -63,7 +65,10 @@ class ScheduleFields(BaseModel):
 class BatchUploadForm(ScheduleFields):
     """Multipart form: `file` (the CSV) and these fields."""
 
-    model_config = ConfigDict(extra="allow")  # `file`, and anything a client adds
+    # fields a client adds are allowed (and ignored)
+    model_config = ConfigDict(extra="allow", json_schema_extra=file_fields_required("file"))
+
+    file: FilePart = None
 
     name: str = Field(min_length=1, max_length=200)
     agent_id: uuid.UUID
@@ -186,13 +191,15 @@ async def list_batches(query_args: BatchListQuery) -> dict:
 
 
 @blueprint.post("/upload")
+@takes_upload
 @require_role(Role.DEVELOPER)
 @validate_request(BatchUploadForm, source=DataSource.FORM_MULTIPART)
 @validate_response(BatchUploadOut, 201)
 async def upload_batch(data: BatchUploadForm) -> tuple[dict, int]:
     """Upload a CSV and create a batch (multipart: `file` and the batch's fields).
 
-    Rows with an invalid or duplicate number are rejected with their line; the rest are dialed.
+    Rows with an invalid or duplicate number, or one on the do-not-call list, are rejected with
+    their line; the rest are dialed.
     """
     files = await request.files
     upload = files.get("file")
@@ -270,6 +277,7 @@ async def update_batch(batch_id: uuid.UUID, data: BatchUpdate) -> dict:
 @blueprint.delete("/<uuid:batch_id>")
 @require_role(Role.DEVELOPER)
 @validate_response(BatchDetailOut, 200)
+@document_body(204, description="The batch had ended and is deleted; no body.")
 async def delete_batch(batch_id: uuid.UUID) -> tuple[dict | str, int]:
     """Cancel a live batch (200, still readable), or delete a finished one (204).
 
@@ -285,7 +293,7 @@ class BatchItemQuery(PageQuery):
     status: ItemStatus | None = None
 
 
-class AttemptOut(BaseModel):
+class ItemAttemptOut(BaseModel):
     model_config = ConfigDict(extra="allow")
     attempt: int
     call_id: str
@@ -306,7 +314,7 @@ class BatchItemOut(BaseModel):
     call_id: str | None
     next_attempt_at: IsoTime | None
     variables: dict[str, str]
-    attempt_log: list[AttemptOut]
+    attempt_log: list[ItemAttemptOut]
 
 
 def item_out(item: BatchItem) -> BatchItemOut:
@@ -330,7 +338,7 @@ def item_out(item: BatchItem) -> BatchItemOut:
 @require_role(Role.MEMBER)
 @validate_querystring(BatchItemQuery)
 @validate_response(Page[BatchItemOut])
-async def list_items(batch_id: uuid.UUID, query_args: BatchItemQuery) -> dict:
+async def list_batch_items(batch_id: uuid.UUID, query_args: BatchItemQuery) -> dict:
     """List a batch's items in file order, with their attempts and call ids.
 
     Filter by `status`.

@@ -11,6 +11,7 @@ from quart import Blueprint, Response, current_app, request
 from quart_schema import validate_querystring, validate_request, validate_response
 
 from control.http.errors import APIError
+from control.http.openapi import document_body
 from control.http.pagination import Page, PageQuery, paginate
 from control.http.principal import current_principal, public, require_role
 from control.http.ratelimit import per_minute
@@ -24,6 +25,7 @@ blueprint = Blueprint("calls", __name__, url_prefix="/calls")
 
 
 NO_STORE = {"Cache-Control": "private, no-store"}
+RECORDING_TYPES = tuple(recordings.FORMATS)  # the media types recordings are stored in
 
 
 def private_no_store(response: Response) -> Response:
@@ -180,6 +182,7 @@ async def list_calls(query_args: CallListQuery) -> dict:
 @blueprint.get("/export")
 @require_role(Role.MEMBER)
 @validate_querystring(CallFilterQuery)
+@document_body(200, "text/csv", description="The call logs as CSV, one row per call")
 async def export_calls(query_args: CallFilterQuery) -> Response:
     """Export call logs as CSV, streamed.
 
@@ -246,7 +249,7 @@ class WebCallTokenOut(BaseModel):
 
 
 @blueprint.post("/outbound_call")
-@require_role(Role.MEMBER)
+@require_role(Role.DEVELOPER)
 @validate_request(OutboundCallIn)
 @validate_response(OutboundCallOut, 201)
 @validate_response(OutboundCallOut, 200)
@@ -315,6 +318,8 @@ async def generate_token(query_args: GenerateTokenQuery) -> dict:
 
 @blueprint.get("/<uuid:call_id>/recording")
 @require_role(Role.MEMBER)
+@document_body(200, *RECORDING_TYPES, description="The whole recording")
+@document_body(206, *RECORDING_TYPES, description="The requested byte range of the recording")
 async def get_recording(call_id: uuid.UUID) -> Response:
     """Download a call's recording: both sides (Ogg/Opus, caller left, agent right; or WAV).
 

@@ -6,14 +6,23 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from control.dialing import campaigns, csv_reader
 from control.dialing.campaigns import LIMITS
 from control.dialing.window import parse_clock
 from control.http.errors import APIError
 from control.http.pagination import PageQuery
-from control.http.schemas import IsoTime
+from control.http.schemas import FilePart, IsoTime, file_fields_required
 from control.models import (
     Campaign,
     DncNumber,
@@ -23,7 +32,7 @@ from control.models import (
     ProspectUpload,
     ProspectUploadStatus,
 )
-from control.services.agent_config import E164
+from control.services.agent_config import E164, without_nul
 
 
 def _check_clock(value: str) -> str:
@@ -34,24 +43,13 @@ def _check_clock(value: str) -> str:
 ClockHHMM = Annotated[str, AfterValidator(_check_clock)]
 
 
-def _without_nul(value: Any) -> Any:
-    # PostgreSQL text cannot hold NUL: refused here as bad input, not failed there.
-    if isinstance(value, str) and "\x00" in value:
-        raise ValueError("must not contain NUL characters")
-    if isinstance(value, dict):
-        for key, item in value.items():
-            _without_nul(key)
-            _without_nul(item)
-    return value
-
-
 class NoNul(BaseModel):
     """A request model whose text fields (and dict keys and values) hold no NUL character."""
 
     @field_validator("*")
     @classmethod
     def _no_nul(cls, value: Any) -> Any:
-        return _without_nul(value)
+        return without_nul(value)
 
 
 def _ranged(field: str) -> Any:
@@ -83,6 +81,11 @@ class CampaignFields(NoNul):
 
     locale_name: Locale | None = Field(default=None, description="fixed after creation")
     active: bool | None = None
+    public_status: bool | None = Field(
+        default=None,
+        description="anyone may read the aggregate counts of `status/` (default false: only "
+        "members of the campaign's workspace)",
+    )
     call_ratio: float | None = _ranged("call_ratio")
     dialer_interval: int | None = _ranged("dialer_interval")
     max_active_calls: int | None = _ranged("max_active_calls")
@@ -166,6 +169,7 @@ class CampaignOut(BaseModel):
     agent_phone_number: str
     locale_name: Locale
     active: bool
+    public_status: bool
     call_ratio: float
     dialer_interval: int
     max_active_calls: int
@@ -264,7 +268,10 @@ class CampaignStatusOut(BaseModel):
 class ProspectUploadForm(NoNul):
     """Multipart form: `file` (the CSV), `list_name` and `priority`."""
 
-    model_config = ConfigDict(extra="allow")  # `file`, and anything a client adds
+    # fields a client adds are allowed (and ignored)
+    model_config = ConfigDict(extra="allow", json_schema_extra=file_fields_required("file"))
+
+    file: FilePart = None
 
     list_name: str = Field(min_length=1, max_length=200)
     priority: int = Field(default=0, ge=-1000, le=1000, description="Higher dials first")
@@ -389,10 +396,18 @@ class WebhookEventIn(NoNul):
 
 
 class WebhookResultOut(BaseModel):
-    prospect_id: str
-    status: ProspectStatus
-    disposition: str
-    callback_at: IsoTime | None
+    applied: bool = Field(
+        description="False when this signed request was applied before: nothing changed "
+        '(and the body is just `{"applied": false}`)'
+    )
+    prospect_id: str | None = None
+    status: ProspectStatus | None = None
+    disposition: str | None = None
+    callback_at: IsoTime | None = None
+
+    @model_serializer(mode="wrap")
+    def _only_applied_when_not(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return handler(self) if self.applied else {"applied": False}
 
 
 class DncIn(NoNul):

@@ -16,8 +16,15 @@ from control.dialing.campaigns import LIMITS
 from control.errors import field_errors
 from control.http.errors import APIError
 from control.http.pagination import Page, PageQuery, paginate
-from control.http.principal import current_principal, public, require_role
+from control.http.principal import (
+    current_principal,
+    optional_principal,
+    public,
+    require_role,
+    sees_workspace,
+)
 from control.http.ratelimit import per_minute
+from control.http.request import takes_upload
 from control.http.routes.campaign_schemas import (
     CacheClearedOut,
     CampaignCreate,
@@ -63,7 +70,7 @@ def _redis():
 
 
 async def campaign_detail(campaign: Campaign) -> dict[str, Any]:
-    counts = await campaigns.prospect_counts(campaign.id)
+    counts = await campaigns.prospect_counts(campaign)
     uploads = await campaigns.uploads_of(campaign.id)
     return CampaignDetailOut(
         **campaign_out(campaign).model_dump(),
@@ -182,14 +189,23 @@ async def delete_campaign(slug: str) -> tuple[str, int]:
 @public
 @validate_response(CampaignStatusOut)
 async def campaign_status(slug: str) -> dict:
-    """A campaign's live counts (public: aggregate counts only, no personal data).
+    """A campaign's live counts: aggregate counts only, no personal data.
 
-    Prospects per status, calls today, answered today and calls in progress.
+    Anyone may read them when the campaign has `public_status`; else only members of its
+    workspace (anyone else gets the 404 of an unknown slug).
     """
-    return CampaignStatusOut(**await campaigns.public_status(slug)).model_dump(mode="json")
+    # Credentials sent are checked first (401 if wrong), before any campaign is looked at.
+    principal = await optional_principal()
+
+    async def member_of(workspace_id: uuid.UUID) -> bool:
+        return principal is not None and await sees_workspace(principal, workspace_id)
+
+    status = await campaigns.campaign_status(slug, member_of)
+    return CampaignStatusOut(**status).model_dump(mode="json")
 
 
 @blueprint.post("/upload/<slug>/")
+@takes_upload
 @require_role(Role.DEVELOPER)
 @validate_request(ProspectUploadForm, source=DataSource.FORM_MULTIPART)
 @validate_response(ProspectUploadOut, 202)
@@ -261,7 +277,7 @@ async def add_prospect(upload_id: uuid.UUID, data: ProspectIn) -> tuple[dict, in
 @blueprint.get("/options/")
 @require_role(Role.MEMBER)
 @validate_response(CampaignOptionsOut)
-async def options() -> dict:
+async def get_campaign_options() -> dict:
     """The allowed values and ranges of every campaign option, with their defaults.
 
     Locales (with their default zones), numeric ranges, the time format, disposition limits.
@@ -317,7 +333,7 @@ async def options() -> dict:
 @require_role(Role.MEMBER)
 @validate_querystring(LiveCallQuery)
 @validate_response(Page[LiveCallOut])
-async def live(query_args: LiveCallQuery) -> dict:
+async def list_live_calls(query_args: LiveCallQuery) -> dict:
     """The workspace's campaign calls in progress, oldest first, numbers masked.
 
     Filter by `campaign` (slug).
@@ -355,33 +371,41 @@ async def delete_cache() -> dict:
 @per_minute(600)
 @public
 @validate_response(WebhookResultOut)
-async def dialer_webhook() -> dict:
+async def receive_dialer_webhook() -> dict:
     """Apply a call outcome from outside (e.g. a human agent's disposition).
 
     Signed like outgoing webhooks (`X-Voxline-Timestamp`, `X-Voxline-Signature`) with the
-    campaign's workspace secret; unsigned, stale or wrongly signed events get 401.
+    campaign's workspace secret; unsigned, stale or wrongly signed events get 401, and a signed
+    request sent again answers `{"applied": false}` and changes nothing.
     """
     # All three named, so that quart's hints pick the overload that returns bytes.
     body = await request.get_data(cache=True, as_text=False, parse_form_data=False)
-    campaign, payload = await campaigns.verify_webhook(
-        _settings(),
-        body,
-        request.headers.get(webhook_service.TIMESTAMP_HEADER),
-        request.headers.get(webhook_service.SIGNATURE_HEADER),
+    signature = request.headers.get(webhook_service.SIGNATURE_HEADER)
+    campaign = await campaigns.verify_webhook(
+        _settings(), body, request.headers.get(webhook_service.TIMESTAMP_HEADER), signature
     )
     try:
-        event = WebhookEventIn.model_validate(payload)
+        event = WebhookEventIn.model_validate(await request.get_json(force=True))
     except ValidationError as error:
         errors = field_errors(error)
         summary = "; ".join(f"{item['field']}: {item['message']}" for item in errors[:5])
         raise APIError(
             400, "VALIDATION_ERROR", f"Invalid request: {summary}", errors=errors
         ) from error
-    prospect = await campaigns.find_prospect(campaign, event.prospect_id, event.phone_number)
-    await campaigns.apply_disposition(
-        prospect, event.disposition, callback_at=event.callback_at, source="webhook"
+    prospect = await campaigns.apply_webhook_event(
+        _redis(),
+        campaign,
+        signature or "",
+        named_campaign=event.campaign,
+        prospect_id=event.prospect_id,
+        phone_number=event.phone_number,
+        disposition=event.disposition,
+        callback_at=event.callback_at,
     )
+    if prospect is None:
+        return WebhookResultOut(applied=False).model_dump(mode="json")
     return WebhookResultOut(
+        applied=True,
         prospect_id=str(prospect.id),
         status=prospect.status,
         disposition=prospect.disposition or event.disposition,

@@ -68,7 +68,7 @@ def message_out(message: ChatMessage) -> dict[str, Any]:
 @require_role(Role.MEMBER)
 @validate_request(ChatIn)
 @validate_response(ChatOut)
-async def chat(data: ChatIn) -> dict:
+async def send_chat_message(data: ChatIn) -> dict:
     """Send a message to an agent and get its reply.
 
     Pass the returned `session_id` back to continue the conversation.

@@ -62,9 +62,14 @@ PAGES: dict[str, tuple[str, bool]] = {
 # Pages shown only when their API is part of the app.
 PAGE_BLUEPRINTS = {"campaigns": "campaigns", "campaign": "campaigns"}
 # The navigation entry a page belongs to, when it is not its own.
-PAGE_SECTIONS = {"campaign": "campaigns"}
+PAGE_SECTIONS = {"campaign": "campaigns", "test-runs": "agents"}
 # Pages of one item: `/app/<name>/<id>` renders `<name>-detail.html`.
-DETAIL_PAGES: dict[str, str] = {"agents": "Agent", "calls": "Call", "batches": "Batch"}
+DETAIL_PAGES: dict[str, str] = {
+    "agents": "Agent",
+    "calls": "Call",
+    "batches": "Batch",
+    "test-runs": "Test run",
+}
 
 
 def _provider_catalogue() -> dict:
@@ -141,10 +146,15 @@ async def home() -> WerkzeugResponse:
 @fail_open
 @hide
 async def emailed_link() -> WerkzeugResponse:
-    """The links in password-reset and invitation emails open the dashboard's form."""
+    """The links in password-reset and invitation emails open the dashboard's form.
+
+    The token is in the link's fragment (`#token=`), which browsers keep across the redirect
+    and never send, so it reaches no server's log. A link with `?token=` (sent by an earlier
+    release) has its token moved into the fragment.
+    """
     token = request.args.get("token", "")
     target = "/app" + request.path
-    return redirect(f"{target}?{urlencode({'token': token})}" if token else target)
+    return redirect(f"{target}#{urlencode({'token': token})}" if token else target)
 
 
 @blueprint.get("/app/<name>")
@@ -180,7 +190,7 @@ async def detail_page(name: str, item_id: uuid.UUID) -> str:
     return await render_template(
         f"{name}-detail.html",
         page=f"{name}-detail",
-        section=name,
+        section=PAGE_SECTIONS.get(name, name),
         title=DETAIL_PAGES[name],
         signed_in=True,
         item_id=str(item_id),

@@ -14,6 +14,7 @@ from quart_schema import validate_request, validate_response
 from control.errors import field_errors
 from control.http.errors import APIError
 from control.http.principal import GUARD_ATTRIBUTE
+from control.http.request import takes_upload
 from control.security import constant_time_equals
 from control.services import agents as agent_service
 from control.services import calls as call_service
@@ -221,6 +222,7 @@ async def demo_agent() -> dict:
 
 
 @blueprint.put("/calls/<uuid:call_id>/recording")
+@takes_upload
 @require_service_token
 @validate_response(RecordingOut)
 async def store_recording(call_id: uuid.UUID) -> dict:

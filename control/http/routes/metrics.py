@@ -6,6 +6,7 @@ from quart import Blueprint, Response, current_app
 
 from control import metrics
 from control.http import metrics as http_metrics
+from control.http.openapi import document_body
 from control.http.principal import public
 from control.http.ratelimit import fail_open, per_minute
 
@@ -16,6 +17,7 @@ blueprint = Blueprint("metrics", __name__)
 @per_minute(600)
 @public
 @fail_open
+@document_body(200, "text/plain", description="Prometheus text exposition format")
 async def process_metrics() -> Response:
     """Prometheus metrics of the control plane: requests per route template and status.
 

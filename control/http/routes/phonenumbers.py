@@ -245,7 +245,7 @@ async def register_sip_trunk(data: SipTrunkIn) -> tuple[dict, int]:
 
 
 @blueprint.put("/map_agent")
-@require_role(Role.MEMBER)
+@require_role(Role.DEVELOPER)
 @validate_request(MapAgentIn)
 @validate_response(PhoneNumberOut)
 async def map_agent(data: MapAgentIn) -> dict:

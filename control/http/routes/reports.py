@@ -12,6 +12,7 @@ from quart import Blueprint, Response, current_app
 from quart_schema import validate_querystring, validate_response
 
 from control.http import metrics as http_metrics
+from control.http.openapi import document_body
 from control.http.principal import current_principal, public, require_role
 from control.http.ratelimit import per_minute
 from control.http.routes.calls import CallFilterQuery
@@ -108,14 +109,14 @@ class DashboardOut(BaseModel):
     latency: list[AgentLatencyOut]
 
 
-class CallSummaryOut(BaseModel):
+class CallSummaryReportOut(BaseModel):
     range: RangeOut
     group_by: str
     totals: TotalsOut
     groups: list[GroupOut]
 
 
-class DispositionOut(BaseModel):
+class DispositionCountOut(BaseModel):
     disposition: str
     calls: int
     percentage: float
@@ -124,7 +125,7 @@ class DispositionOut(BaseModel):
 class DispositionSummaryOut(BaseModel):
     range: RangeOut
     total: int
-    dispositions: list[DispositionOut]
+    dispositions: list[DispositionCountOut]
 
 
 def _range(scope: report_service.ReportScope) -> dict:
@@ -153,7 +154,7 @@ async def dashboard(query_args: ReportQuery) -> dict:
 @blueprint.get("/call-summary")
 @require_role(Role.MEMBER)
 @validate_querystring(CallSummaryQuery)
-@validate_response(CallSummaryOut)
+@validate_response(CallSummaryReportOut)
 async def call_summary(query_args: CallSummaryQuery) -> dict:
     """Counts and talk time grouped by day, agent, direction, type, status or end reason.
 
@@ -183,6 +184,7 @@ async def disposition_summary(query_args: ReportQuery) -> dict:
 @blueprint.get("/workload")
 @per_minute(600)
 @public
+@document_body(200, "text/plain", description="Prometheus text exposition format")
 async def workload_metrics() -> Response:
     """The platform's workload in Prometheus text format (no workspace names or personal data).
 

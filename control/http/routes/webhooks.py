@@ -58,7 +58,7 @@ class EndpointOut(BaseModel):
         )
 
 
-class AttemptOut(BaseModel):
+class DeliveryAttemptOut(BaseModel):
     number: int
     attempted_at: IsoTime
     status_code: int | None
@@ -76,7 +76,7 @@ class DeliveryOut(BaseModel):
     last_error: str | None
     created_at: IsoTime
     delivered_at: IsoTime | None
-    attempt_log: list[AttemptOut]
+    attempt_log: list[DeliveryAttemptOut]
     payload: Any
 
 
@@ -183,7 +183,7 @@ async def list_deliveries(query_args: DeliveryQuery) -> dict:
 @per_minute(60_000)
 @public
 @validate_response(LiveKitEventOut)
-async def livekit_webhook() -> dict:
+async def receive_livekit_webhook() -> dict:
     """Receive LiveKit's webhook events.
 
     The `Authorization` signature is checked against the raw body; rooms move the active-call

@@ -36,7 +36,7 @@ async function refreshSession() {
 }
 
 export function goToLogin() {
-  const next = encodeURIComponent(location.pathname + location.search);
+  const next = encodeURIComponent(location.pathname + location.search + location.hash);
   location.assign(`/app/login?next=${next}`);
 }
 

@@ -1,7 +1,8 @@
 import { api, rememberWorkspace } from "../api.js";
 import { $, attempt, formValues, say } from "../ui.js";
 
-const token = new URLSearchParams(location.search).get("token");
+// The emailed link carries the token in its fragment, which never reaches a server.
+const token = new URLSearchParams(location.hash.slice(1)).get("token");
 if (token) $("#token").value = token;
 
 $("#accept-form").addEventListener("submit", (event) => {

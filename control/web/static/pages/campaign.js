@@ -72,6 +72,7 @@ form.addEventListener("submit", (event) => {
     agent_id: form.elements.agent_id.value,
     agent_phone_number: form.elements.agent_phone_number.value,
     active: form.elements.active.checked,
+    public_status: form.elements.public_status.checked,
     dispositions: parseDispositions(form.elements.dispositions.value),
     ...optionValues($("#campaign-options")),
   };
@@ -111,6 +112,7 @@ attempt(async () => {
   const campaign = await refresh();
   form.elements.name.value = campaign.name;
   form.elements.active.checked = campaign.active;
+  form.elements.public_status.checked = campaign.public_status;
   form.elements.dispositions.value = dispositionsText(campaign.dispositions);
   await fillAgentsAndNumbers(form, campaign);
   await optionFields($("#campaign-options"), campaign);
