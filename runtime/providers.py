@@ -37,6 +37,7 @@ from runtime.spec import (
     pinned_http_transport,
     provider_info,
 )
+from runtime.spec.providers import install_advice
 
 logger = logging.getLogger(__name__)
 
@@ -67,10 +68,9 @@ def load_factory(info: ProviderInfo) -> Callable[..., Any]:
     try:
         return _import_attribute(info.factory)
     except ImportError as e:
-        extra = f"voxline[{info.extra}]" if info.extra else "voxline"
         raise MissingExtraError(
             f"the {info.label} {info.kind.upper()} provider needs packages that are not "
-            f"installed ({e.name or e}); install them with: pip install '{extra}'"
+            f"installed ({e.name or e}); install them with: {install_advice(info.extra)}"
         ) from e
 
 

@@ -15,7 +15,7 @@ from control.http.errors import register_error_handlers
 from control.http.metrics import instrument
 from control.http.openapi import VoxlineOpenAPIProvider
 from control.http.ratelimit import init_rate_limiter
-from control.http.request import VoxlineRequest, limit_body_size
+from control.http.request import VoxlineRequest, bound_request
 from control.http.routes import (
     agent_tests,
     agents,
@@ -101,8 +101,9 @@ def create_app(
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)
 
-    # Every body is bounded by its route's limit: a JSON route's unless it takes uploads.
-    app.before_request(limit_body_size)
+    # Every body is bounded by its route's limit (a JSON route's unless it takes uploads), and
+    # no query parameter holds what no column can.
+    app.before_request(bound_request)
 
     background = BackgroundWork()
     # Neither start-up hook connects: the app serves while the database or Redis is down.

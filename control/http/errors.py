@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import asyncpg
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from quart import Quart, jsonify, request
 from quart_rate_limiter import RateLimitExceeded
@@ -140,6 +141,26 @@ def _render(error: APIError):
     return response
 
 
+def value_no_column_holds(error: BaseException) -> str | None:
+    """What was wrong when `error` is a value no request model bounded that reached a column
+    unable to hold it (a filter longer than its column, a number out of its range, text with
+    NUL): the client's error, never a 500. None for anything else.
+
+    The ORM checks some values itself; PostgreSQL refuses the rest with a "data exception"
+    (SQLSTATE class 22), which the ORM wraps.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ColumnValidationError):
+            return str(current)[:300]
+        if isinstance(current, asyncpg.DataError):
+            return f"a value the database cannot hold ({current.sqlstate}: {current})"[:300]
+        current = current.__cause__ or current.__context__
+    return None
+
+
 def register_error_handlers(app: Quart) -> None:
     """Render every failure, expected or not, in the documented error body."""
 
@@ -163,14 +184,6 @@ def register_error_handlers(app: Quart) -> None:
         return _render(
             APIError(400, "VALIDATION_ERROR", f"Invalid request: {summary}", errors=errors)
         )
-
-    @app.errorhandler(ColumnValidationError)
-    async def handle_column_validation_error(error: ColumnValidationError):
-        # A value that no request model bounded reached a column that cannot hold it (e.g. a
-        # filter longer than the column it is compared with): the client's error, never a 500.
-        # Logged, so that the parameter gets its bound.
-        logger.warning("%s %s: %s", request.method, request.path, error)
-        return _render(APIError(400, "VALIDATION_ERROR", f"Invalid request: {str(error)[:300]}"))
 
     @app.errorhandler(RateLimitExceeded)
     async def handle_rate_limited(error: RateLimitExceeded):
@@ -197,6 +210,11 @@ def register_error_handlers(app: Quart) -> None:
 
     @app.errorhandler(Exception)
     async def handle_unexpected(error: Exception):
+        unheld = value_no_column_holds(error)
+        if unheld is not None:
+            # Logged, so that the parameter or field gets its bound.
+            logger.warning("%s %s: %s", request.method, request.path, unheld)
+            return _render(APIError(400, "VALIDATION_ERROR", f"Invalid request: {unheld}"))
         part = outage_of(error)
         if part is not None:
             # One line per request: an outage fails every request the same way.

@@ -1,5 +1,6 @@
-"""The request class of the app and what it takes as a body: no more bytes than its route's limit,
-UTF-8 text where text is read, and JSON nested no deeper than `MAX_JSON_DEPTH`."""
+"""The request class of the app and what it takes: a body of no more bytes than its route's
+limit, UTF-8 text where text is read, JSON nested no deeper than `MAX_JSON_DEPTH`, and no NUL
+character in a query parameter or JSON text (PostgreSQL cannot store one)."""
 
 from __future__ import annotations
 
@@ -54,6 +55,25 @@ class JSONTooDeep(APIError):
             "JSON_TOO_DEEP",
             f"The JSON body nests arrays and objects deeper than {MAX_JSON_DEPTH} levels.",
         )
+
+
+class TextHasNul(APIError):
+    """A query parameter or JSON text holding a NUL character, which no column can hold."""
+
+    def __init__(self, field: str) -> None:
+        message = "must not contain NUL characters"
+        super().__init__(
+            400,
+            "VALIDATION_ERROR",
+            f"Invalid request: {field}: {message}",
+            errors=[{"field": field, "message": message}],
+        )
+
+
+def has_escaped_nul(text: bytes) -> bool:
+    """Whether JSON `text` holds `\\u0000` (not `\\\\u0000`, an escaped backslash and
+    `u0000`): pairs of backslashes are escaped backslashes, from the left, as JSON reads them."""
+    return b"\\u0000" in text and b"\\u0000" in text.replace(b"\\\\", b"")
 
 
 class BodyTooLarge(APIError):
@@ -114,11 +134,13 @@ class VoxlineRequest(Request):
                 if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH:
                     if json_depth(raw) > MAX_JSON_DEPTH:
                         raise JSONTooDeep()
+                if has_escaped_nul(raw):  # refused whole, before anything is half-written
+                    raise TextHasNul("body")
             try:
                 return await super().get_json(force=force, silent=silent, cache=cache)
             except RecursionError as error:  # not reachable past the check; never a 500
                 raise JSONTooDeep() from error
-        except (BodyNotText, JSONTooDeep):
+        except (BodyNotText, JSONTooDeep, TextHasNul):
             if silent:
                 return None
             raise
@@ -132,8 +154,17 @@ def takes_upload(view: ViewT) -> ViewT:
     return view
 
 
+async def bound_request() -> None:
+    """Before each request: no NUL in its query parameters, and its body bounded by its
+    route's limit (a JSON route's by default)."""
+    for name, value in request.args.items(multi=True):
+        if "\x00" in name or "\x00" in value:
+            raise TextHasNul(name.replace("\x00", ""))
+    await limit_body_size()
+
+
 async def limit_body_size() -> None:
-    """Before each request: bound its body by its route's limit (a JSON route's by default)."""
+    """Bound the request's body by its route's limit (a JSON route's by default)."""
     settings = current_app.config["SETTINGS"]
     view = current_app.view_functions.get(request.endpoint or "")
     if getattr(view, UPLOAD_ATTRIBUTE, False):

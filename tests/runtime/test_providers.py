@@ -33,7 +33,7 @@ def test_missing_dependency_names_the_extra():
     info = ProviderInfo(
         kind="tts", name="x", label="X", models=("m",), factory="no_such_module:TTS", extra="local"
     )
-    with pytest.raises(MissingExtraError, match=r"pip install 'voxline\[local\]'") as caught:
+    with pytest.raises(MissingExtraError, match=r"install them with: make setup-local") as caught:
         load_factory(info)
     assert isinstance(caught.value, ImportError)
 
