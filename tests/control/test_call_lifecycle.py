@@ -397,7 +397,12 @@ async def test_a_worker_killed_mid_call_is_reaped_and_its_slot_freed(
         finished_in = time.monotonic() - killed_at
         print(f"\nworker killed -> call finished as lost in {finished_in:.1f} s")
         assert (call.status, call.end_reason) == ("failed", "lost")
-        assert await capacity.in_use(redis, workspace_key) == 0
+
+        # The reaper writes the final state, then gives the slot back: wait for that event.
+        async def slot_freed() -> bool:
+            return await capacity.in_use(redis, workspace_key) == 0
+
+        await until(slot_freed, seconds=30, every=0.1)
         assert len(await deliveries(call_id, "call_failed")) == 1
     finally:
         if worker is not None and worker.returncode is None:
