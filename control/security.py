@@ -16,7 +16,6 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from control.config import Settings
 from control.errors import Unauthenticated
-from runtime.spec import mask_phone as mask_phone  # control's callers import it from here
 
 JWT_ALGORITHM = "HS256"
 MIN_PASSWORD_LENGTH = 10

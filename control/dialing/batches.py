@@ -31,8 +31,9 @@ from control.models import (
     ItemStatus,
     PhoneNumber,
 )
-from control.security import mask_phone, utcnow
+from control.security import utcnow
 from control.services import webhooks
+from runtime.spec.phone import mask_phone
 
 logger = logging.getLogger(__name__)
 

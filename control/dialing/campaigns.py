@@ -39,11 +39,12 @@ from control.models import (
     ProspectUpload,
     WebhookEndpoint,
 )
-from control.security import SecretUnreadableError, decrypt_secret, mask_phone, utcnow
+from control.security import SecretUnreadableError, decrypt_secret, utcnow
 from control.services import webhooks
 from control.services.calls import FINAL_STATUSES
 from control.text import slugify
 from runtime.spec import number_time_zones
+from runtime.spec.phone import mask_phone
 
 logger = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ from tortoise.queryset import QuerySet
 
 from control.errors import Conflict, Invalid, NotFound
 from control.models import DncNumber, DncSource
-from control.security import mask_phone
 from runtime.spec import normalise_number
+from runtime.spec.phone import mask_phone
 
 logger = logging.getLogger(__name__)
 

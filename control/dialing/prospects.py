@@ -35,7 +35,8 @@ from control.models import (
     ProspectUpload,
     ProspectUploadStatus,
 )
-from control.security import mask_phone, utcnow
+from control.security import utcnow
+from runtime.spec.phone import mask_phone
 
 logger = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from control.errors import (
     QuotaExceeded,
 )
 from control.models import Agent, Call, FileStatus, KnowledgeFile, PhoneNumber, Workspace
-from control.security import SecretUnreadableError, mask_phone, utcnow
+from control.security import SecretUnreadableError, utcnow
 from control.services import agents as agent_service
 from control.services import capacity, phone_numbers, webhooks
 from runtime.spec import (
@@ -37,6 +37,7 @@ from runtime.spec import (
     CustomFunctionSpec,
     TransferDestinationSpec,
 )
+from runtime.spec.phone import mask_phone
 from telephony import sip
 from telephony.config import TelephonySettings
 from telephony.errors import TelephonyError

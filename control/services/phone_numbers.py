@@ -13,7 +13,8 @@ from tortoise.transactions import in_transaction
 from control.config import Settings
 from control.errors import Conflict, Invalid, NotFound, Unavailable, UpstreamFailed
 from control.models import Agent, PhoneNumber
-from control.security import encrypt_secret, mask_phone
+from control.security import encrypt_secret
+from runtime.spec.phone import mask_phone
 from telephony import sip
 from telephony.config import TelephonySettings
 from telephony.errors import NotConfigured, NumberVendorError, TelephonyError
