@@ -104,6 +104,9 @@ class Settings(VoxlineSettings):
     # Run the background jobs (ingestion, analysis, webhooks, the reaper) inside `serve`.
     background_workers: bool = True
     jobs_poll_seconds: float = 1.0
+    # A claimed job's lease, renewed every third of it while the job runs: a replica killed
+    # mid-job leaves the job to the others within this long.
+    jobs_lease_seconds: float = Field(default=60.0, gt=0)
     # The call lifecycle: a dispatched call no worker took within the join timeout, a call whose
     # worker stopped its heartbeat, or a closed room with no report, is finished as `lost`.
     join_timeout_seconds: float = Field(
@@ -132,6 +135,9 @@ class Settings(VoxlineSettings):
     # Agent tests with no judge named: the platform's OpenAI when OPENAI_API_KEY is set, else
     # the local model (when installed and this is on), else none (results say `not_judged`).
     test_judge_local: bool = True
+    # Agent tests in voice mode feed the caller's speech at this multiple of real time: 1 is a
+    # real call's pace (latency expectations are real figures); tests and quick checks go faster.
+    test_voice_speed: float = Field(default=1.0, gt=0, le=8)
 
     # Scrapes of `/metrics` and `/reports/workload` must carry this bearer token when it is set.
     metrics_token: str | None = None

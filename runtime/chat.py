@@ -40,6 +40,10 @@ class ChatReply:
         usage: `{llm_prompt_tokens, llm_completion_tokens}`.
         ended: whether the agent ended the conversation this turn.
         llm_ttft_ms: the LLM's time to first token this turn.
+        heard: in a spoken conversation (`runtime.simulate.SpokenConversation`), what the
+            agent's STT made of the caller's line.
+        first_audio_ms: in a spoken conversation, end of the caller's speech → the reply's
+            first audio.
     """
 
     reply: str
@@ -51,6 +55,8 @@ class ChatReply:
     ended: bool = False
     #: the LLM's time to its first token this turn, when measured
     llm_ttft_ms: float | None = None
+    heard: str | None = None
+    first_audio_ms: float | None = None
 
 
 def history_context(history: list[dict[str, Any]] | None) -> llm.ChatContext:

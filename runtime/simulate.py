@@ -24,9 +24,10 @@ from livekit.agents.voice.events import AgentStateChangedEvent
 from runtime.agent import CallGuard, CallRecorder, CallState, VoxlineAgent, create_session
 from runtime.audio_io import CaptureAudioOutput, PacedAudioInput, silence, to_frames
 from runtime.call_control import CallControl
+from runtime.chat import ChatReply
 from runtime.providers import Pipeline, build_pipeline
 from runtime.recording import CallRecording
-from runtime.spec import CallReport, CallSpec, EndReason
+from runtime.spec import AgentSpec, CallReport, CallSpec, EndReason
 
 logger = logging.getLogger(__name__)
 
@@ -227,3 +228,124 @@ async def _wait_any(events: tuple[asyncio.Event, ...], seconds: float) -> None:
 async def _wait(event: asyncio.Event, seconds: float) -> None:
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(event.wait(), seconds)
+
+
+class SpokenConversation:
+    """A spoken conversation kept open across caller lines: each line is synthesised (Piper)
+    and fed through the agent's real VAD → STT → LLM → TTS pipeline, as in `simulate_call`.
+
+    The same interface as `runtime.chat.ChatConversation` (agent tests run either): `send`
+    returns a `ChatReply` whose `heard` is what the agent's STT made of the line and whose
+    `first_audio_ms` is end of speech → first audio of the reply. The agent greets first, as
+    on a call (`greeting`).
+
+        async with SpokenConversation(agent, session_id=..., workspace_id=...) as conversation:
+            reply = await conversation.send("What are your opening hours?")
+
+    Raises (on entering):
+        UnknownProviderError, ModelProviderError, MissingExtraError: a provider of the agent
+            cannot be built.
+    """
+
+    def __init__(
+        self,
+        agent: AgentSpec,
+        *,
+        session_id: str,
+        workspace_id: str,
+        variables: dict[str, str] | None = None,
+        allow_private_urls: bool = False,
+        function_mocks: dict[str, dict[str, Any]] | None = None,
+        speak: Speak | None = None,
+        speed: float = 1.0,
+        reply_timeout: float = 30.0,
+        **_text_only: Any,  # ChatConversation's options that a spoken call has by nature
+    ) -> None:
+        self.call = CallSpec(
+            call_id=session_id,
+            workspace_id=workspace_id,
+            direction="web",
+            call_type="web",
+            dynamic_variables=variables or {},
+            agent=agent,
+            allow_private_urls=allow_private_urls,
+            function_mocks=function_mocks or {},
+        )
+        self.speed = speed
+        self.reply_timeout = reply_timeout
+        self.greeting: str | None = None
+        self._speak = speak
+        self._stack = contextlib.AsyncExitStack()
+
+    async def __aenter__(self) -> SpokenConversation:
+        call = self.call
+        self._speak = self._speak or piper_caller()
+        pipeline = build_pipeline(call.agent, allow_private_urls=call.allow_private_urls)
+        await self._stack.enter_async_context(http_context.open())
+        self.state = CallState(call=call)
+        self.session = create_session(call, pipeline, self.state)
+        self.recorder = CallRecorder(self.session, self.state)
+        guard = CallGuard(self.session, self.state)
+        self.audio_in = PacedAudioInput(sample_rate=SAMPLE_RATE, speed=self.speed)
+        self.session.input.audio = self.audio_in
+        self.session.output.audio = CaptureAudioOutput(speed=self.speed)
+        self._watcher = _ReplyWatcher(quiet_for=1.0 / self.speed)
+        self.session.on("agent_state_changed", self._watcher.on_state)
+        control = CallControl(call, self.state, self.session, room_name=call.room_name)
+        agent = VoxlineAgent(call, state=self.state, control=control)
+        self._stack.push_async_callback(self._hang_up)
+        await self.session.start(agent)
+        self.state.answered_at = time.time()
+        control.answered()
+        guard.start()
+        if agent.first_message:
+            await _wait_any((self._watcher.done, self.recorder.closed), self.reply_timeout)
+            said = [e["text"] for e in self.recorder.transcript if e["role"] == "assistant"]
+            self.greeting = " ".join(said) or None
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self._stack.aclose()
+
+    async def _hang_up(self) -> None:
+        if not self.recorder.closed.is_set():
+            self.state.end(EndReason.USER_HANGUP)  # the test's caller hangs up
+            await self.session.aclose()
+        self.audio_in.close()
+
+    async def send(self, line: str) -> ChatReply:
+        """Say `line`; the agent's answer once it has spoken and gone quiet (or ended the call).
+
+        Raises:
+            TimeoutError: the agent said nothing within `reply_timeout`.
+        """
+        assert self._speak is not None  # set on entering
+        start = len(self.recorder.transcript)
+        self._watcher.reset()
+        pcm, rate = await asyncio.to_thread(self._speak, line)
+        self.audio_in.push(to_frames(pcm, rate, SAMPLE_RATE))
+        await self.audio_in.drained()
+        await _wait_any((self._watcher.done, self.recorder.closed), self.reply_timeout)
+        ended = self.recorder.closed.is_set() or self.state.end_reason is not None
+        entries = self.recorder.transcript[start:]
+        said = [e["text"] for e in entries if e["role"] == "assistant" and e["text"]]
+        if not said and not ended:
+            raise TimeoutError(f"the agent said nothing within {self.reply_timeout:g} s")
+        heard = " ".join(e["text"] for e in entries if e["role"] == "user" and e["text"])
+        calls: list[dict[str, Any]] = []
+        for entry in entries:
+            if entry["role"] == "tool_call":
+                calls.append({"name": entry["tool_name"], "arguments": entry["arguments"]})
+            elif entry["role"] == "tool_result" and calls:
+                calls[-1].update(result=entry["result"], is_error=entry["is_error"])
+        latency = self.recorder.latencies[-1:] if heard else []
+        reply = " ".join(said)
+        return ChatReply(
+            reply=reply,
+            tool_calls=calls,
+            messages=[{"role": "user", "text": heard}, {"role": "assistant", "text": reply}],
+            ended=ended,
+            llm_ttft_ms=latency[0]["llm_ttft_ms"] if latency else None,
+            heard=heard,
+            first_audio_ms=latency[0]["end_to_end_ms"] if latency else None,
+        )

@@ -2,8 +2,10 @@
 
 Ingestion, post-call analysis, the call reaper and (later) dialer ticks are jobs. A job is a row:
 it survives a restart; a replica claims due rows with `SELECT … FOR UPDATE SKIP LOCKED` (SQLite,
-the single-process default, serialises writes instead) and holds them under a lease, so a
-replica that dies mid-job leaves the job due again when the lease runs out. A job with a `key`
+the single-process default, serialises writes instead) and holds them under a lease that it
+renews while the job runs, so a replica that dies mid-job (even by SIGKILL) leaves the job due
+again within one lease (`jobs_lease_seconds`), and a job that hangs past its kind's
+`lease_seconds` is cancelled and counts as a failed attempt. A job with a `key`
 exists at most once, which makes enqueueing idempotent and periodic work run once per period
 however many replicas schedule it. Webhook deliveries keep their own table (it is the delivery
 log the API lists) but are claimed by the same `claim_due`.
@@ -64,7 +66,8 @@ Handler = Callable[[JobContext, dict[str, Any]], Awaitable[None]]
 
 @dataclass(frozen=True)
 class JobKind:
-    """What a kind of job runs, how often it may fail, and how long it may hold its lease."""
+    """What a kind of job runs, how often it may fail, and how long one run may take: a run past
+    `lease_seconds` is cancelled and counts as a failed attempt."""
 
     name: str
     handler: Handler
@@ -156,7 +159,8 @@ async def _run(context: JobContext, claimed: Job) -> None:
     try:
         if spec is None:
             raise LookupError(f"no handler for job kind {claimed.kind!r}")
-        await spec.handler(context, claimed.payload)
+        async with asyncio.timeout(spec.lease_seconds):
+            await spec.handler(context, claimed.payload)
     except Exception as error:
         last_error = "".join(traceback.format_exception_only(error)).strip()[-ERROR_TEXT_LIMIT:]
         gave_up = spec is None or attempt >= claimed.max_attempts
@@ -189,19 +193,37 @@ async def _run(context: JobContext, claimed: Job) -> None:
     logger.debug("job %s (%s) done in %.0f ms", claimed.id, claimed.kind, elapsed_ms)
 
 
+async def _renew_leases(held: set[Any], seconds: float) -> None:
+    """Push the leases of the jobs this runner holds (running or waiting their turn) out every
+    third of a lease, for as long as it holds them."""
+    while True:
+        await asyncio.sleep(seconds / 3)
+        try:
+            await Job.filter(id__in=list(held), status=JobStatus.RUNNING).update(
+                run_at=utcnow() + timedelta(seconds=seconds)
+            )
+        except Exception as error:  # a blip: the next renewal (or the lease) covers it
+            logger.warning("could not renew the leases of %d jobs: %s", len(held), error)
+
+
 async def run_due(context: JobContext, limit: int = CLAIM_BATCH) -> int:
     """Schedule periodic jobs, then run the due ones once; returns how many ran."""
     await _schedule_periodic(context)
-    lease = max((spec.lease_seconds for spec in kinds().values()), default=300.0)
     claimed = await claim_due(
         Job.filter(status__in=(JobStatus.PENDING, JobStatus.RUNNING)),
         "run_at",
-        timedelta(seconds=lease),
+        timedelta(seconds=context.settings.jobs_lease_seconds),
         limit,
         status=JobStatus.RUNNING,
     )
-    for row in claimed:
-        await _run(context, row)
+    held = {row.id for row in claimed}
+    renewing = asyncio.create_task(_renew_leases(held, context.settings.jobs_lease_seconds))
+    try:
+        for row in claimed:
+            await _run(context, row)
+            held.discard(row.id)
+    finally:
+        renewing.cancel()
     return len(claimed)
 
 

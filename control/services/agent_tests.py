@@ -23,7 +23,7 @@ from tortoise.exceptions import IntegrityError
 from tortoise.queryset import QuerySet
 
 from control.config import Settings
-from control.errors import Conflict, DomainError, Invalid, NotFound, Unprocessable
+from control.errors import Conflict, DomainError, Invalid, NotFound
 from control.jobs import queue
 from control.models import (
     FINAL_TEST_RUN_STATUSES,
@@ -334,13 +334,8 @@ async def start_run(
     Raises:
         Invalid: no cases to run, an id that is not the agent's, a judge the catalogue lacks.
         Conflict: `TEST_RUN_IN_PROGRESS`, the agent already has a run queued or running.
-        Unprocessable: `VOICE_TESTS_UNAVAILABLE`, voice mode is not built yet.
     """
     agent = await agent_service.get_agent(workspace_id, agent_id)
-    if mode != "text":
-        raise Unprocessable(
-            "VOICE_TESTS_UNAVAILABLE", "Voice-mode test runs are not available yet; use text."
-        )
     resolved_judge = check_judge(judge)
     cases = await cases_of(workspace_id, agent.id)
     if test_ids is not None:
@@ -583,7 +578,8 @@ def check_rule(expectation: dict[str, Any], reply: Any) -> dict[str, str]:
             return {"status": "passed", "reason": "the agent ended the call"}
         return {"status": "failed", "reason": "the agent did not end the call"}
     if kind == "max_latency_ms":
-        latency = reply.llm_ttft_ms
+        # first audio in voice mode (a spoken reply has `heard`), LLM first token in text mode
+        latency = reply.first_audio_ms if reply.heard is not None else reply.llm_ttft_ms
         if latency is None:
             return {"status": "failed", "reason": "no latency was measured this turn"}
         if latency <= expectation["value"]:
@@ -616,7 +612,9 @@ def attempt_status(expectations: list[dict[str, Any]]) -> str:
 
 
 class CaseRunner:
-    """Runs one attempt of one case against the agent, in text mode."""
+    """Runs one attempt of one case against the agent: in text mode as a chat, in voice mode
+    as a spoken call (the caller's lines synthesised into the agent's real STT, its replies
+    through its TTS)."""
 
     def __init__(
         self, settings: Settings, run: TestRun, spec: AgentSpec, judge: Judge | None
@@ -642,7 +640,14 @@ class CaseRunner:
             variables=definition.get("variables") or {},
             function_mocks=definition.get("mocks") or {},
             end_call=True,
+            **self._voice,
         )
+
+    @property
+    def _voice(self) -> dict[str, Any]:
+        if self.run.mode != "voice":
+            return {}
+        return {"spoken": True, "speed": self.settings.test_voice_speed}
 
     async def attempt(self, case: dict[str, Any], number: int) -> dict[str, Any]:
         """The attempt's transcript, expectation results and latencies, and its status."""
@@ -653,6 +658,8 @@ class CaseRunner:
         session_id = f"test-{self.run.id}-{case['test_id']}-{number}"
         try:
             async with self._conversation(definition, session_id) as conversation:
+                if getattr(conversation, "greeting", None):
+                    transcript.append({"role": "assistant", "text": conversation.greeting})
                 if case["kind"] == "scripted":
                     await self._scripted(
                         conversation, definition, transcript, expectations, latencies
@@ -690,11 +697,16 @@ class CaseRunner:
         }
 
     async def _send(self, conversation, line, turn, definition, transcript, latencies):
-        transcript.append({"role": "user", "text": line})
+        said: dict[str, Any] = {"role": "user", "text": line}
+        transcript.append(said)
         reply = await conversation.send(line)
+        latency = {"turn": turn, "llm_ttft_ms": reply.llm_ttft_ms}
+        if reply.heard is not None:  # spoken: what the agent heard, and its first audio
+            said["heard"] = reply.heard
+            latency["first_audio_ms"] = reply.first_audio_ms
         transcript.extend(_tool_entries(reply, definition.get("mocks") or {}))
         transcript.append({"role": "assistant", "text": reply.reply})
-        latencies.append({"turn": turn, "llm_ttft_ms": reply.llm_ttft_ms})
+        latencies.append(latency)
         return reply
 
     async def _scripted(self, conversation, definition, transcript, expectations, latencies):

@@ -39,23 +39,27 @@ async def _history(workspace_id: uuid.UUID, agent_id: uuid.UUID, session_id: str
 
 
 @asynccontextmanager
-async def conversation(settings: Settings, **kwargs: Any) -> AsyncIterator[Any]:
-    """A `runtime.chat.ChatConversation` (its keyword arguments), open for the block.
+async def conversation(
+    settings: Settings, *, spoken: bool = False, **kwargs: Any
+) -> AsyncIterator[Any]:
+    """A `runtime.chat.ChatConversation` (its keyword arguments), open for the block; with
+    `spoken`, a `runtime.simulate.SpokenConversation`: the same brain behind the agent's real
+    STT and TTS, the caller's lines spoken by the offline voice (agent tests' voice mode).
 
     Raises:
-        Unavailable: the runtime or the agent's LLM provider is not installed or configured.
+        Unavailable: the runtime or one of the agent's providers is not installed or configured.
     """
     # The chat brain is the runtime's (DESIGN.md flow 7); imported here, on first use, so the
     # control plane starts without loading livekit-agents.
     try:
         from runtime.chat import ChatConversation
         from runtime.providers import MissingExtraError, ModelProviderError
+        from runtime.simulate import SpokenConversation
     except ImportError as error:
         raise Unavailable("RUNTIME_NOT_INSTALLED", f"Chats need the runtime: {error}") from error
+    opening = SpokenConversation if spoken else ChatConversation
     try:
-        async with ChatConversation(
-            allow_private_urls=settings.allow_private_urls, **kwargs
-        ) as opened:
+        async with opening(allow_private_urls=settings.allow_private_urls, **kwargs) as opened:
             yield opened
     except MissingExtraError as error:
         raise Unavailable("PROVIDER_NOT_INSTALLED", str(error)) from error

@@ -318,10 +318,10 @@ async def test_cases_are_edited_listed_scoped_and_guarded(client, settings, shop
 async def test_a_run_is_one_at_a_time_cancellable_and_announced_once(client, shop, scripted_llm):
     await webhooks.set_endpoint(shop["jobs"].settings, shop["workspace"].id, "http://127.0.0.1:9/")
     await add_case(client, shop, {"name": "hours", "turns": [OPENING_HOURS]})
-    voice = await client.post(
-        f"/agents/{shop['id']}/test-runs", json={"mode": "voice"}, headers=shop["headers"]
+    video = await client.post(
+        f"/agents/{shop['id']}/test-runs", json={"mode": "video"}, headers=shop["headers"]
     )
-    assert voice.status_code == 422  # not yet: said plainly, not queued
+    assert video.status_code == 400  # said plainly, not queued
     judge = {"judge": {"provider": "nope"}}
     unknown = await client.post(
         f"/agents/{shop['id']}/test-runs", json=judge, headers=shop["headers"]
