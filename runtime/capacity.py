@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import sys
 import threading
@@ -467,10 +468,15 @@ HEADER = (
 )
 
 
+def _ms(value: float) -> str:
+    """A latency column: "-" when the step answered no turn (never "nan")."""
+    return "-" if math.isnan(value) else f"{value:.0f}"
+
+
 def format_row(result: StepResult, holds: bool) -> str:
     return (
-        f"{result.calls:>5} | {result.turns:>5} | {result.missed:>6} | {result.p50_ms:>6.0f} | "
-        f"{result.p95_ms:>6.0f} | {result.cpu_per_call * 100:>15.1f} | "
+        f"{result.calls:>5} | {result.turns:>5} | {result.missed:>6} | {_ms(result.p50_ms):>6} | "
+        f"{_ms(result.p95_ms):>6} | {result.cpu_per_call * 100:>15.1f} | "
         f"{result.cores_used:>10.2f} | {result.rss_mb_per_call:>17.1f} | "
         f"{result.setup_cpu_ms:>17.1f} | {'yes' if holds else 'no'}"
     )
@@ -483,6 +489,8 @@ def summary_line(results: list[StepResult]) -> str:
     event loop per call under one GIL, and runs once per core).
     """
     baseline = results[0].p95_ms
+    if math.isnan(baseline):
+        return "capacity: nothing measured (one call answered no turn)"
     held = [result for result in results if result.holds(baseline)]
     best = max(held, key=lambda result: result.calls) if held else results[0]
     calls_per_core = (best.calls / max(best.cores_used, 1.0)) if held else 0.0
@@ -541,5 +549,12 @@ def main(steps: list[int], duration: float, wav: Path | None = None) -> int:
     if wav is not None and not wav.is_file():
         print(f"error: no caller audio at {wav} (a 16-bit mono WAV)", file=sys.stderr)
         return 2
-    measure(steps, duration, wav=wav)
+    results = measure(steps, duration, wav=wav)
+    if math.isnan(results[0].p95_ms):
+        print(
+            "nothing measured: one call answered no turn, so there is no capacity figure; "
+            "check the agent's providers (the errors above) or give it a longer --duration",
+            file=sys.stderr,
+        )
+        return 1
     return 0

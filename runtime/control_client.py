@@ -141,7 +141,7 @@ class ControlPlane:
         Posting the same report again is safe: a call already final answers `applied: false`.
         """
         path = f"/internal/calls/{report.call_id}/report"
-        return await self._request("POST", path, json=report.to_dict())
+        return await self._request("POST", path, json=without_nul(report.to_dict()))
 
     async def report_transfers(self, call_id: str, transfers: list[dict[str, Any]]) -> None:
         """The call's transfer attempts so far, as they happen (their events fire now)."""
@@ -186,6 +186,19 @@ class ControlPlane:
 
 
 UPLOAD_CHUNK_BYTES = 256 * 1024
+
+
+def without_nul(value: Any) -> Any:
+    """`value` with NUL characters taken out of its strings: a recogniser or a model may emit
+    one, no database column holds it, and the control plane refuses text that has one (400),
+    which would lose the whole call's report."""
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, dict):
+        return {without_nul(key): without_nul(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [without_nul(item) for item in value]
+    return value
 
 
 async def _file_chunks(path: Path) -> AsyncIterator[bytes]:

@@ -52,9 +52,9 @@ class StepRows(io.TextIOBase):
             self.summary = line
             return
         columns = [column.strip() for column in line.split("|")]
-        if len(columns) > self.P50 and columns[0].isdigit() and columns[self.P50] == "nan":
+        if len(columns) > self.P50 and columns[0].isdigit() and columns[self.P50] in ("nan", "-"):
             # A turn is a caller's utterance, the end of turn and the reply: a step shorter
-            # than one has no latency to report (its row would print nan).
+            # than one has no latency to report (its row prints "-").
             require(
                 0,
                 f"the {columns[0]}-call step of {self.duration:g} s",

@@ -15,13 +15,17 @@ function transcript(entries, number) {
       const how = entry.mocked ? "mocked" : "called";
       return el("li", { class: "tool" }, `${entry.name}(${JSON.stringify(entry.arguments)}) ${how} → ${entry.result ?? ""}`);
     }
-    return el("li", { class: entry.role }, el("strong", {}, entry.role === "user" ? "Caller: " : "Agent: "), entry.text);
+    // voice mode: what the caller said, and what the agent's speech recognition heard
+    const heard = entry.heard === undefined ? null : el("span", { class: "muted" }, ` (heard: “${entry.heard}”)`);
+    return el("li", { class: entry.role }, el("strong", {}, entry.role === "user" ? "Caller: " : "Agent: "), entry.text, heard);
   }));
 }
 
 function attemptSection(result) {
   const expectations = [...result.expectations].sort((a, b) => rank(a) - rank(b));
-  const latency = result.latencies.map((turn) => `${turn.llm_ttft_ms ?? "—"} ms`).join(", ");
+  const spoken = result.latencies.some((turn) => "first_audio_ms" in turn);
+  const key = spoken ? "first_audio_ms" : "llm_ttft_ms";
+  const latency = result.latencies.map((turn) => `${turn[key] ?? "—"} ms`).join(", ");
   return el("section", { class: "attempt" },
     el("h4", {}, `Attempt ${result.attempt} `, badge(result.status)),
     result.error ? el("p", { class: "error" }, result.error) : null,
@@ -31,7 +35,7 @@ function attemptSection(result) {
       ["Status", (e) => badge(e.status)],
       ["Reason", (e) => e.reason],
     ], expectations, "No expectations.", `Expectations of attempt ${result.attempt}`),
-    latency ? el("p", { class: "muted" }, `First-token latency per turn: ${latency}`) : null,
+    latency ? el("p", { class: "muted" }, `${spoken ? "First audio" : "First-token latency"} per turn: ${latency}`) : null,
     transcript(result.transcript, result.attempt),
   );
 }
