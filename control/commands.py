@@ -372,6 +372,27 @@ def cmd_rotate_keys(args: argparse.Namespace) -> int:
     return asyncio.run(_rotate_keys(settings))
 
 
+async def _rebuild_reports(settings: Settings, resume: bool) -> int:
+    from control.db import close_db, init_db
+    from control.services import report_rollups
+
+    await init_db(settings)
+    try:
+        days = await report_rollups.rebuild(
+            resume=resume, progress=lambda done: print(f"  {done} workspace-days", flush=True)
+        )
+    finally:
+        await close_db()
+    print(f"Report rollups rebuilt from the calls table: {days} workspace-days recomputed.")
+    return 0
+
+
+def cmd_reports_rebuild(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    asyncio.run(_migrate(settings))
+    return asyncio.run(_rebuild_reports(settings, args.resume))
+
+
 async def _seed_demo(settings: Settings) -> None:
     from control.db import close_db, init_db
     from control.services import demo
@@ -410,6 +431,7 @@ async def _run_jobs(
     from control import jobs
     from control.db import close_db, init_db
     from control.jobs.background import run_background_work
+    from telephony import sip
 
     await init_db(settings)
     redis = Redis.from_url(settings.redis_url, socket_connect_timeout=1.0, decode_responses=True)
@@ -438,6 +460,7 @@ async def _run_jobs(
             if metrics_server is not None:
                 await metrics_server.cleanup()
     finally:
+        await sip.close_shared_clients()
         await redis.aclose()
         await close_db()
 
@@ -526,3 +549,15 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     )
     openapi.add_argument("--output", "-o", help="the file to write (default: standard output)")
     openapi.set_defaults(handler=cmd_openapi)
+
+    reports = commands.add_parser("reports", help="the report rollups")
+    report_commands = reports.add_subparsers(dest="reports_command", required=True)
+    rebuild = report_commands.add_parser(
+        "rebuild",
+        help="recompute the report rollups from the calls table (idempotent; interrupted, run "
+        "it again with --resume to go on where it stopped)",
+    )
+    rebuild.add_argument(
+        "--resume", action="store_true", help="only finish the hours a rebuild left to do"
+    )
+    rebuild.set_defaults(handler=cmd_reports_rebuild)

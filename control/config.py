@@ -125,6 +125,11 @@ class Settings(VoxlineSettings):
         default=10,
         validation_alias=AliasChoices("VOXLINE_MAX_AGENT_SESSIONS", "MAX_AGENT_SESSIONS"),
     )
+    # Reports read the hourly rollups (`services.report_rollups`) for hours whose calls have not
+    # changed since they were computed, and the calls table for the rest; off: the calls table.
+    report_rollups: bool = True
+    # How often the job that recomputes the changed hours' rollups runs.
+    report_rollup_seconds: float = Field(default=5.0, gt=0)
 
     # Call recordings (`services.recordings`): unset, files under `<data_dir>/recordings`;
     # `file:///path` a directory; `s3://bucket[/prefix][?endpoint=URL&region=NAME]` any

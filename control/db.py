@@ -76,6 +76,39 @@ async def insert_many(
     await connection.execute_many(sql, [[value(item) for item in row] for row in rows])
 
 
+async def copy_many(
+    connection: BaseDBAsyncClient,
+    table: str,
+    columns: tuple[str, ...],
+    rows: Iterable[Sequence[Any]],
+    *,
+    skip_conflicts_on: tuple[str, ...] = (),
+) -> None:
+    """Like `insert_many`, by binary COPY on PostgreSQL: at 100,000 rows several times faster
+    than an INSERT run per row. Works inside a transaction (the transaction's own connection).
+    JSON columns take JSON text. With `skip_conflicts_on` the rows are copied into a temporary
+    table, then inserted from it skipping the clashes. SQLite: `insert_many`."""
+    if connection.capabilities.dialect != "postgres":
+        await insert_many(connection, table, columns, rows, skip_conflicts_on=skip_conflicts_on)
+        return
+    async with connection.acquire_connection() as raw:
+        if not skip_conflicts_on:
+            await raw.copy_records_to_table(table, records=rows, columns=list(columns))
+            return
+        staging = f"_copy_{table}"
+        async with raw.transaction():  # a savepoint when already in a transaction
+            await raw.execute(
+                f'CREATE TEMPORARY TABLE "{staging}" '
+                f'(LIKE "{table}" INCLUDING DEFAULTS) ON COMMIT DROP'
+            )
+            await raw.copy_records_to_table(staging, records=rows, columns=list(columns))
+            await raw.execute(
+                f'INSERT INTO "{table}" ({_quoted(columns)}) SELECT {_quoted(columns)} '
+                f'FROM "{staging}" ON CONFLICT ({_quoted(skip_conflicts_on)}) DO NOTHING'
+            )
+            await raw.execute(f'DROP TABLE "{staging}"')
+
+
 def _quoted(names: tuple[str, ...]) -> str:
     return ", ".join(f'"{name}"' for name in names)
 

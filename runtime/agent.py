@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from livekit import rtc
-from livekit.agents import Agent, AgentSession, FlushSentinel, llm, stt
+from livekit.agents import Agent, AgentSession, FlushSentinel, StopResponse, llm, stt
 from livekit.agents.metrics import LLMModelUsage, STTModelUsage, TTSModelUsage
 from livekit.agents.voice import SpeechHandle
 from livekit.agents.voice.events import (
@@ -36,12 +36,16 @@ from livekit.agents.voice.events import (
 
 from runtime.call_control import CallControl
 from runtime.grounding import ANSWER_SCORE, best_fact
-from runtime.providers import Pipeline
+from runtime.handoffs import build_handoff_tool
+from runtime.latency import flush_after_first_clause, spoken_in_clauses
+from runtime.moves import ConversationMoves
+from runtime.providers import Pipeline, build_pipeline, served_by
 from runtime.spec import (
     CallReport,
     CallSpec,
     CallStatus,
     EndReason,
+    HandoffDestinationSpec,
     call_variables,
     mask_phone,
     provider_info,
@@ -87,6 +91,13 @@ class CallState:
     answered_at: float | None = None
     #: each transfer attempt (see `CallReport.transfers`)
     transfers: list[dict[str, Any]] = field(default_factory=list)
+    #: each hand-off between agents (see `CallReport.handoffs`)
+    handoffs: list[dict[str, Any]] = field(default_factory=list)
+    #: the agent speaking now (the answering one until a hand-off)
+    agent_id: str = ""
+
+    def __post_init__(self) -> None:
+        self.agent_id = self.agent_id or self.call.agent.agent_id
 
     def end(self, reason: EndReason) -> None:
         """Record why the call ends; the first reason wins."""
@@ -111,12 +122,20 @@ class VoxlineAgent(Agent):
         ground: bool | None = None,
         control: CallControl | None = None,
         end_call: bool | None = None,
+        pipeline: Pipeline | None = None,
+        continue_on_enter: bool = False,
+        small_talk: bool | None = None,
     ) -> None:
         """`ground`: put the knowledge passages for the caller's message into every turn
         (default: when the agent has knowledge and its LLM cannot call the lookup tool).
         `end_call`: whether the agent may end the conversation (default: in voice only).
         `control`: the call's transfers, keypad and voicemail handling (phone and simulated
-        calls); its tools join the agent's."""
+        calls); its tools join the agent's.
+        `pipeline`: this agent's own models (an agent handed the call); else the session's.
+        `continue_on_enter`: answer at once on entering (an agent handed the call, not
+        greeting).
+        `small_talk`: answer the conversation's common moves from the settings
+        (`runtime.moves`; default: when the LLM cannot call tools, too small for them)."""
         self.call = call
         self.control = control
         self.state = state or CallState(call=call)
@@ -130,11 +149,30 @@ class VoxlineAgent(Agent):
             instructions = f"{instructions}\n\n{control.instructions()}"
         self.first_message = render_template(spec.first_message, self.variables).strip()
         self._greet_on_enter = greet_on_enter
+        self._continue_on_enter = continue_on_enter
+        self._voice = voice
+        self._end_call = end_call
         self._retrieve = retrieve
+        calls_tools = provider_info("llm", spec.llm_provider).calls_tools
         if ground is None:
-            calls_tools = provider_info("llm", spec.llm_provider).calls_tools
             ground = spec.knowledge_ready and not calls_tools
         self._ground = ground
+        # an LLM too small for the conversation's common moves: they come from the settings
+        # (not for a JSON reply: post-call analysis, judges)
+        if small_talk is None:
+            small_talk = not calls_tools and spec.reply_schema is None
+        self._moves = (
+            None
+            if not small_talk
+            else ConversationMoves(
+                spec,
+                prompt=prompt,
+                state=self.state,
+                may_end=voice if end_call is None else end_call,
+                control=control,
+                retrieve=retrieve,
+            )
+        )
         self.greeting: SpeechHandle | None = None
         tools: list[llm.Tool | llm.Toolset] = [
             *build_tools(
@@ -145,23 +183,75 @@ class VoxlineAgent(Agent):
             ),
             *(control.tools() if control is not None else []),
         ]
-        super().__init__(instructions=instructions, tools=tools, chat_ctx=chat_ctx)
+        handoff = build_handoff_tool(call, self.state, self.handed_to)
+        if handoff is not None:
+            tools.append(handoff)
+        models: dict[str, Any] = {}
+        if pipeline is not None:  # its own voice and models; the session's VAD and turns
+            models = {"llm": pipeline.llm}
+            models.update({"stt": pipeline.stt, "tts": pipeline.tts} if pipeline.tts else {})
+        super().__init__(instructions=instructions, tools=tools, chat_ctx=chat_ctx, **models)
 
     async def on_enter(self) -> None:
         if self._greet_on_enter:
             self.greet()
+        elif self._continue_on_enter:
+            self.session.generate_reply()
+
+    def handed_to(
+        self, call: CallSpec, destination: HandoffDestinationSpec, chat_ctx: llm.ChatContext
+    ) -> VoxlineAgent:
+        """The agent that takes the call over from this one (`runtime.handoffs`)."""
+        if self.control is not None:
+            self.control.hand_to(call.agent)
+        pipeline = build_pipeline(
+            call.agent,
+            audio=self.session.tts is not None,
+            allow_private_urls=call.allow_private_urls or None,
+        )
+        return VoxlineAgent(
+            call,
+            state=self.state,
+            retrieve=self._retrieve,
+            greet_on_enter=destination.greet_on_handoff,
+            continue_on_enter=not destination.greet_on_handoff,
+            voice=self._voice,
+            chat_ctx=chat_ctx,
+            control=self.control,
+            end_call=self._end_call,
+            pipeline=pipeline,
+        )
+
+    async def on_user_turn_completed(
+        self, turn_ctx: llm.ChatContext, new_message: llm.ChatMessage
+    ) -> None:
+        if self.control is not None and self.control.briefing_human:
+            raise StopResponse()  # a warm transfer's human: their answer decides, not the LLM
 
     async def llm_node(
         self, chat_ctx: llm.ChatContext, tools: list[llm.Tool], model_settings: Any
     ) -> AsyncIterator[llm.ChatChunk | str | FlushSentinel]:
         if self.control is not None and self.control.at_voicemail:
             return  # an answering machine: nothing to answer, the message follows the beep
+        if self._moves is not None:
+            said = await self._moves.reply(chat_ctx, self.session)
+            if said is not None:
+                for piece in spoken_in_clauses(said) if said else ():
+                    yield piece
+                return
         if self._ground:
             answer, chat_ctx = await self._grounded(chat_ctx)
+            if answer is None and self._moves is not None:
+                answer = await self._moves.unknown(chat_ctx)  # a question nothing answers
             if answer:
-                yield answer
+                for piece in spoken_in_clauses(answer):
+                    yield piece
                 return
-        async for chunk in Agent.default.llm_node(self, chat_ctx, tools, model_settings):
+        reply: AsyncIterator[llm.ChatChunk | str | FlushSentinel]
+        reply = Agent.default.llm_node(self, chat_ctx, tools, model_settings)
+        if self._moves is not None:  # a local model: its first clause is spoken at once
+            reply = flush_after_first_clause(reply)
+        async for chunk in reply:
             yield chunk
 
     async def stt_node(
@@ -228,6 +318,9 @@ def session_options(call: CallSpec, pipeline: Pipeline | None, state: CallState)
             "max_delay": spec.max_endpointing_delay,
         },
         "interruption": {"enabled": spec.interruptible},
+        # the reply is prepared from the final transcript before the turn ends; its audio too
+        # when the TTS is local (`runtime.latency`: nothing is billed for a discarded reply)
+        "preemptive_generation": {"enabled": True, "preemptive_tts": spec.tts_provider == "local"},
     }
     options: dict[str, Any] = {
         "userdata": state,
@@ -367,6 +460,10 @@ class CallRecorder:
         self.closed = asyncio.Event()
         self.ended_at: float | None = None
         self._usage: Any = None
+        # Where the framework's turn timing is missing (a turn it could not anchor), the
+        # caller's own clock (a simulated caller knows when it stopped talking) fills it in.
+        self._caller_stopped_at: float | None = None
+        self._turn_clock: dict[str, tuple[float, float]] = {}  # user item id -> (stopped, added)
         session.on("conversation_item_added", self._on_item)
         session.on("function_tools_executed", self._on_tools)
         session.on("session_usage_updated", self._on_usage)
@@ -383,14 +480,23 @@ class CallRecorder:
         entry: dict[str, Any] = {"role": item.role, "text": text, "started_at": _iso(started)}
         if item.interrupted:
             entry["interrupted"] = True
+        if self.state.call.agent.handoff_destinations:  # a call agents may pass on
+            entry["agent_id"] = self.state.agent_id
         self.transcript.append(entry)
         self._messages.append(item)
+        if item.role == "user" and self._caller_stopped_at is not None:
+            self._turn_clock[item.id] = (self._caller_stopped_at, time.time())
+
+    def caller_stopped_speaking(self, at: float) -> None:
+        """The caller's own mark of the end of its speech (`time.time()`), for the next turn."""
+        self._caller_stopped_at = at
 
     @property
     def latencies(self) -> list[dict[str, Any]]:
         """Per answered turn: end of utterance, LLM TTFT, TTS TTFB and end to end, in ms."""
         latencies = []
         turn = 0
+        agent = self.state.call.agent
         for index, user in enumerate(self._messages):
             if user.role != "user":
                 continue
@@ -398,18 +504,34 @@ class CallRecorder:
             replies = list(
                 itertools.takewhile(lambda m: m.role != "user", self._messages[index + 1 :])
             )
-            # the LLM's answer, not a filler line said while a tool ran
+            # the LLM's answer, not a filler line said while a tool ran; else what was said
             answer = next((m for m in replies if "llm_node_ttft" in (m.metrics or {})), None)
+            answer = answer or next(
+                (m for m in replies if "started_speaking_at" in (m.metrics or {})), None
+            )
             if answer is None:
                 continue
             user_metrics, metrics = user.metrics or {}, answer.metrics or {}
+            end_of_turn, end_to_end = (
+                user_metrics.get("end_of_turn_delay"),
+                metrics.get("e2e_latency"),
+            )
+            if user.id in self._turn_clock:
+                stopped, added = self._turn_clock[user.id]
+                spoke = metrics.get("started_speaking_at")
+                end_of_turn = end_of_turn if end_of_turn is not None else max(added - stopped, 0)
+                if end_to_end is None and isinstance(spoke, int | float):
+                    end_to_end = max(spoke - stopped, 0)
             latencies.append(
                 {
                     "turn": turn,
-                    "end_of_utterance_ms": _ms(user_metrics.get("end_of_turn_delay")),
+                    "end_of_utterance_ms": _ms(end_of_turn),
                     "llm_ttft_ms": _ms(metrics.get("llm_node_ttft")),
                     "tts_ttfb_ms": _ms(metrics.get("tts_node_ttfb")),
-                    "end_to_end_ms": _ms(metrics.get("e2e_latency")),
+                    "end_to_end_ms": _ms(end_to_end),
+                    # who answered and spoke: a fallback, when the primary had failed
+                    "llm_provider": served_by(agent, "llm", metrics.get("llm_metadata")),
+                    "tts_provider": served_by(agent, "tts", metrics.get("tts_metadata")),
                 }
             )
         return latencies
@@ -525,6 +647,8 @@ class CallRecorder:
             recording_path=recording_path,
             error=error,
             transfers=[dict(transfer) for transfer in self.state.transfers],
+            handoffs=[dict(handoff) for handoff in self.state.handoffs],
+            final_agent_id=self.state.agent_id or None,
         )
 
 

@@ -5,8 +5,8 @@ passed in (the server API, the room); its tools (`transfer_call`, `send_dtmf`,
 `detected_answering_machine`) are made by the factories at the bottom. Without a room or a SIP
 participant (web rooms, simulations, text) each tool answers that it is not possible here.
 
-Warm transfer is not offered: bridging a human briefed in a side room needs LiveKit's
-MoveParticipant, which self-hosted LiveKit servers do not provide (see the issue-14 report).
+A warm transfer (`"type": "warm"`) runs in the caller's own room with the room-service calls
+self-hosted LiveKit has; `runtime.warm_transfer` does its steps.
 """
 
 from __future__ import annotations
@@ -25,15 +25,27 @@ from livekit import rtc
 from livekit.agents import AgentSession, llm
 from livekit.agents.llm import ToolError, function_tool
 from livekit.agents.voice import RunContext
-from livekit.agents.voice.events import CloseEvent, UserStateChangedEvent
+from livekit.agents.voice.events import (
+    CloseEvent,
+    UserInputTranscribedEvent,
+    UserStateChangedEvent,
+)
 
 from runtime.spec import (
     DTMF_DIGITS,
+    AgentSpec,
     CallSpec,
     EndReason,
     TransferDestinationSpec,
     call_variables,
     render_template,
+)
+from runtime.warm_transfer import (
+    CALLER_HUNG_UP,
+    HoldPlayer,
+    RoomHoldPlayer,
+    TransferStepFailed,
+    WarmTransfer,
 )
 
 if TYPE_CHECKING:
@@ -46,6 +58,7 @@ SEND_DTMF_TOOL = "send_dtmf"
 VOICEMAIL_TOOL = "detected_answering_machine"
 
 HANDOVER_LINE = "One moment please, I'm transferring you to {name} now."
+HOLD_LINE = "One moment please, I'm connecting you to {name}. Please hold."
 #: How long the handover line may take before the transfer goes ahead regardless.
 HANDOVER_SECONDS = 10.0
 TRANSFER_TIMEOUT = 30.0
@@ -201,6 +214,12 @@ class CallControl:
         dtmf_gap: seconds between keypad tones.
         on_transfers: told the call's transfer attempts so far as each starts and ends (the
             worker sends them to the control plane, so their events fire as they happen).
+        agent_identity: the agent's own participant (warm transfers keep its voice from the
+            caller on hold); by default the room's local participant.
+        hold_player: plays hold audio in the room; by default a track of the room's local
+            participant.
+        on_bridged: called once a warm transfer joined caller and human, before the agent
+            leaves (the worker keeps the room open for them).
     """
 
     def __init__(
@@ -219,6 +238,9 @@ class CallControl:
         on_transfers: Callable[[list[dict[str, Any]]], Awaitable[Any]] | None = None,
         beep_wait: float = BEEP_WAIT_SECONDS,
         monologue_seconds: float = MONOLOGUE_SECONDS,
+        agent_identity: str | None = None,
+        hold_player: HoldPlayer | None = None,
+        on_bridged: Callable[[], None] | None = None,
     ) -> None:
         self.call = call
         self.spec = call.agent
@@ -240,13 +262,25 @@ class CallControl:
         self._voicemail_task: asyncio.Task | None = None
         self._monologue_task: asyncio.Task | None = None
         self._detect_until: float | None = None
+        self._agent_identity = agent_identity
+        self._hold_player = hold_player
+        self._on_bridged = on_bridged
+        #: the warm transfer under way, if any
+        self.warm: WarmTransfer | None = None
+        self._close_on_disconnect: bool | None = None
         if room is not None:
             room.on("sip_dtmf_received", self.on_dtmf)
+            room.on("participant_disconnected", self.on_participant_left)
+        session.on("user_input_transcribed", self.on_transcript)
         if self.detects_voicemail:
             session.on("user_state_changed", self._on_user_state)
         session.on("close", self._on_close)
 
     # -- what the call offers ---------------------------------------------------------------
+
+    def hand_to(self, spec: AgentSpec) -> None:
+        """Another agent took the call over: its destinations, keypad menu and settings apply."""
+        self.spec = spec
 
     @property
     def detects_voicemail(self) -> bool:
@@ -328,11 +362,15 @@ class CallControl:
         record: dict[str, Any] = {
             "destination_name": destination.name,
             "destination": destination.masked,
+            "type": destination.type,
             "at": _now_iso(self.clock),
             "outcome": "initiated",
         }
         self.state.transfers.append(record)
         await self._tell_transfers()
+        if destination.type == "warm":
+            await self._warm_transfer(destination, identity, record)
+            return
         logger.info(
             "call %s: transferring the caller to %s (%s)",
             self.call.call_id,
@@ -374,6 +412,99 @@ class CallControl:
         self.state.end(EndReason.TRANSFERRED)
         self.session.shutdown(drain=False)
 
+    async def _warm_transfer(
+        self, destination: TransferDestinationSpec, caller: str, record: dict[str, Any]
+    ) -> None:
+        """Hold, dial, brief, then bridge (the session closes) or bring the caller back."""
+        agent_identity = self._agent_identity or (
+            self.room.local_participant.identity if self.room is not None else None
+        )
+        hold_player = self._hold_player or (
+            RoomHoldPlayer(self.room) if self.room is not None else None
+        )
+        if agent_identity is None or hold_player is None:
+            record.update(outcome="failed", reason="failed", error="no room to hold the caller in")
+            await self._tell_transfers()
+            raise ToolError("A warm transfer is not possible on this call. Offer other help.")
+        await self._say_line(HOLD_LINE.format(name=destination.name.replace("_", " ")))
+        self.warm = WarmTransfer(
+            self,
+            destination,
+            caller=caller,
+            agent_identity=agent_identity,
+            record=record,
+            hold_player=hold_player,
+            listen_to=self._listen_to if self.room is not None else None,
+        )
+        try:
+            await self.warm.run()
+        except TransferStepFailed as failed:
+            error = failed.detail[:300] if failed.detail != failed.reason else None
+            record.update(
+                outcome="failed", reason=failed.reason, error=error, sip_status=failed.sip_status
+            )
+            await self._tell_transfers()
+            logger.info(
+                "call %s: warm transfer to %s failed: %s",
+                self.call.call_id,
+                destination.name,
+                failed.reason,
+            )
+            if failed.reason == CALLER_HUNG_UP:
+                self.state.end(EndReason.USER_HANGUP)
+                self.session.shutdown(drain=False)
+                return
+            fallback = destination.fallback_message.strip()
+            if fallback:
+                await self._say_line(fallback)
+            told = f" You have told them: {fallback!r}." if fallback else ""
+            raise ToolError(
+                f"{destination.name} did not take the call ({failed.reason.replace('_', ' ')}). "
+                f"The caller is back on the line with you.{told} Tell them briefly if you have "
+                "not, and offer to help or take a message."
+            ) from failed
+        finally:
+            self.warm = None
+        record["outcome"] = "succeeded"
+        await self._tell_transfers()
+        logger.info("call %s: warm transfer to %s bridged", self.call.call_id, destination.name)
+        self.state.end(EndReason.TRANSFERRED)
+        if self._on_bridged is not None:
+            self._on_bridged()
+        self.session.shutdown(drain=False)
+
+    def _listen_to(self, identity: str) -> None:
+        """The agent hears `identity` (a warm transfer's human while briefed, else the caller).
+
+        While it hears the human, the human hanging up must not close the session (it declines
+        the call); the session's own rule applies again once it hears the caller.
+        """
+        with contextlib.suppress(RuntimeError):
+            room_io = self.session.room_io
+            options = room_io._options  # livekit-agents has no public switch once started
+            if self.warm is not None and identity == self.warm.human:
+                self._close_on_disconnect = options.close_on_disconnect
+                options.close_on_disconnect = False
+            elif self._close_on_disconnect is not None:
+                options.close_on_disconnect = self._close_on_disconnect
+                self._close_on_disconnect = None
+            room_io.set_participant(identity)
+
+    @property
+    def briefing_human(self) -> bool:
+        """A warm transfer's human is being briefed: the agent answers nothing they say."""
+        return self.warm is not None and self.warm.listening
+
+    def on_transcript(self, event: UserInputTranscribedEvent) -> None:
+        """`user_input_transcribed`: during a briefing, the human's words decide."""
+        if self.warm is not None and event.is_final:
+            self.warm.heard(event.transcript)
+
+    def on_participant_left(self, participant: rtc.RemoteParticipant) -> None:
+        """`participant_disconnected`: a briefed human hanging up declines."""
+        if self.warm is not None:
+            self.warm.left(participant.identity)
+
     async def _tell_transfers(self) -> None:
         """Pass the attempts so far on; a failure to do so never stops the transfer (the
         end-of-call report carries them too)."""
@@ -385,7 +516,9 @@ class CallControl:
             logger.warning("call %s: transfers not sent yet: %s", self.call.call_id, error)
 
     async def _say_handover(self, destination: TransferDestinationSpec) -> None:
-        line = HANDOVER_LINE.format(name=destination.name.replace("_", " "))
+        await self._say_line(HANDOVER_LINE.format(name=destination.name.replace("_", " ")))
+
+    async def _say_line(self, line: str) -> None:
         try:
             handle = self.session.say(line, allow_interruptions=False)
             await asyncio.wait_for(handle.wait_for_playout(), HANDOVER_SECONDS)
@@ -438,8 +571,12 @@ class CallControl:
         if len(digit) != 1 or digit not in DTMF_DIGITS:
             logger.info("call %s: ignoring keypad event %r", self.call.call_id, event.digit)
             return
+        sender = event.participant.identity if event.participant is not None else None
+        if self.warm is not None:
+            self.warm.keypad(digit, sender)  # the human answering; the caller is on hold
+            return
         caller = self._room_sip_participant()
-        if caller and event.participant is not None and event.participant.identity != caller:
+        if caller and sender is not None and sender != caller:
             return
         logger.info("call %s: the caller pressed a key", self.call.call_id)
         with contextlib.suppress(RuntimeError):
@@ -522,6 +659,7 @@ class CallControl:
     def _on_close(self, _: CloseEvent) -> None:
         if self.room is not None:
             self.room.off("sip_dtmf_received", self.on_dtmf)
+            self.room.off("participant_disconnected", self.on_participant_left)
         if self._monologue_task is not None:
             self._monologue_task.cancel()
 
@@ -537,7 +675,11 @@ def build_transfer_tool(control: CallControl) -> llm.RawFunctionTool:
     listed = "\n".join(f"- {d.name}: {d.description or 'no description'}" for d in destinations)
 
     async def transfer_call(raw_arguments: dict[str, object], context: RunContext) -> None:
-        await control.transfer(str(raw_arguments.get("destination") or ""))
+        name = str(raw_arguments.get("destination") or "")
+        if control.destination(name).type == "warm":
+            # the caller speaking on hold must not cancel the transfer
+            context.disallow_interruptions()
+        await control.transfer(name)
 
     return function_tool(
         transfer_call,

@@ -5,15 +5,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import math
 import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from runtime.config import RuntimeSettings
 from runtime.control_client import ControlPlane, ControlPlaneError
 from runtime.providers import MissingExtraError, ModelProviderError
-from runtime.spec import CallReport, CallStatus, EndReason
+from runtime.spec import CallReport, CallStatus
 
 METRICS_DIR = Path(tempfile.gettempdir()) / "voxline-worker-metrics"
 
@@ -26,19 +28,42 @@ LOCAL_LLM_HINT = (
 )
 
 
-def _print_turn_latencies(report: CallReport) -> None:
-    if not report.latencies:
+LATENCY_FIELDS = ("end_of_utterance_ms", "llm_ttft_ms", "tts_ttfb_ms", "end_to_end_ms")
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """The nearest-rank `q` percentile (0 < q <= 1) of `values`, None when there are none."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(math.ceil(q * len(ordered)) - 1, 0)]
+
+
+def _latency_cells(cells: list[Any]) -> str:
+    return " | ".join(
+        f"{cell:>8.0f}" if isinstance(cell, int | float) else "       -" for cell in cells
+    )
+
+
+def print_turn_latencies(latencies: list[dict[str, Any]], *, fast: bool = False) -> None:
+    """The per-turn latency table (scripts read its `turn  N:` rows), then p50 and p95."""
+    if not latencies:
         return
     print("\nPer-turn latency (ms):  end of utterance | LLM first token | TTS first byte | reply")
-    for turn in report.latencies:
-        cells = [
-            turn.get(field)
-            for field in ("end_of_utterance_ms", "llm_ttft_ms", "tts_ttfb_ms", "end_to_end_ms")
-        ]
-        shown = " | ".join(
-            f"{cell:>8.0f}" if isinstance(cell, int | float) else "       -" for cell in cells
-        )
+    for turn in latencies:
+        shown = _latency_cells([turn.get(field) for field in LATENCY_FIELDS])
         print(f"  turn {turn.get('turn', '?'):>2}: {shown}")
+    for name, q in (("p50", 0.5), ("p95", 0.95)):
+        columns = [
+            [t[field] for t in latencies if isinstance(t.get(field), int | float)]
+            for field in LATENCY_FIELDS
+        ]
+        print(f"  {name}    : {_latency_cells([percentile(column, q) for column in columns])}")
+    if fast:
+        print(
+            f"  (--fast fed and played the audio {FAST_SPEED:g}x faster than real time: these "
+            "figures are not real time; run without --fast to measure)"
+        )
 
 
 async def simulate(
@@ -89,7 +114,7 @@ async def simulate(
                     CallReport(
                         call_id=call.call_id,
                         status=CallStatus.FAILED,
-                        end_reason=EndReason.ERROR,
+                        end_reason=error.end_reason,
                         error=str(error),
                     )
                 )
@@ -105,7 +130,7 @@ async def simulate(
                 )
         heartbeat.cancel()
         await control.report(report)
-    _print_turn_latencies(report)
+    print_turn_latencies(report.latencies, fast=fast)
     reason = report.end_reason.value if report.end_reason else "-"
     print(f"\nCall {call.call_id}: {report.status.value} ({reason})")
     if recording_url:

@@ -17,6 +17,7 @@ import functools
 import importlib
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -28,6 +29,8 @@ from runtime.config import RuntimeSettings
 from runtime.spec import (
     PROVIDERS,
     AgentSpec,
+    EndReason,
+    ProviderChoice,
     ProviderInfo,
     ResolvedProvider,
     URLNotAllowedError,
@@ -37,7 +40,7 @@ from runtime.spec import (
     pinned_http_transport,
     provider_info,
 )
-from runtime.spec.providers import install_advice
+from runtime.spec.providers import AZURE_TTS_URL, install_advice
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +50,8 @@ class ModelProviderError(Exception):
     configuration, missing key)."""
 
     retryable = False
+    #: why a call that cannot build its providers ends
+    end_reason = EndReason.ERROR
 
 
 class MissingExtraError(ModelProviderError, ImportError):
@@ -74,27 +79,28 @@ def load_factory(info: ProviderInfo) -> Callable[..., Any]:
         ) from e
 
 
-def _api_key(info: ProviderInfo, base_url: str | None) -> str:
-    assert info.api_key_env is not None
-    key = os.environ.get(info.api_key_env, "")
-    if key:
-        return key
-    if base_url:
-        # OpenAI-compatible servers (Ollama, vLLM, llama.cpp) usually take no key, but the
-        # client insists on one.
-        return "no-key"
-    raise ModelProviderError(
-        f"the {info.label} {info.kind.upper()} provider needs an API key: set {info.api_key_env}"
-    )
+class ProviderNotConfiguredError(ModelProviderError):
+    """A provider with no credentials anywhere: not the agent's, the workspace's nor the
+    platform's. The call ends at once with `provider_not_configured`."""
+
+    end_reason = EndReason.PROVIDER_NOT_CONFIGURED
+
+    def __init__(self, info: ProviderInfo):
+        self.provider = info.name
+        variables = [info.api_key_env] if info.api_key_env else []
+        if info.base_url is None and info.base_url_env:  # no public endpoint: it needs one
+            variables.append(info.base_url_env)
+        needs = "set " + " and ".join(name for name in variables if name)
+        super().__init__(
+            f"provider_not_configured: the {info.label} {info.kind.upper()} provider "
+            f"({info.name}) has no credentials: add them to the workspace "
+            f"(PUT /workspaces/{{id}}/providers/{info.name}) or {needs} on the workers"
+        )
 
 
 # --------------------------------------------------------------------------------------------
-# An agent's own OpenAI-compatible endpoint
+# Where a provider is called, and with which key
 # --------------------------------------------------------------------------------------------
-
-#: The hosts that may receive the platform's OPENAI_API_KEY, besides the operator's own
-#: OPENAI_BASE_URL.
-OPENAI_HOSTS = frozenset({"api.openai.com"})
 
 
 def _origin(url: str | None) -> tuple[str, str, int] | None:
@@ -103,23 +109,88 @@ def _origin(url: str | None) -> tuple[str, str, int] | None:
     try:
         parts = urlsplit(url.strip())
         scheme = parts.scheme.lower()
-        port = parts.port or {"http": 80, "https": 443}.get(scheme, 0)
+        port = parts.port or {"http": 80, "https": 443, "ws": 80, "wss": 443}.get(scheme, 0)
     except ValueError:
         return None
     return scheme, (parts.hostname or "").lower(), port
 
 
-def platform_endpoint(base_url: str | None) -> bool:
-    """Whether the platform's key may go to `base_url`: OpenAI's own host or OPENAI_BASE_URL."""
-    if not base_url:
-        return True
-    origin = _origin(base_url)
-    if origin is None:
-        return False
-    if origin[0] == "https" and origin[1] in OPENAI_HOSTS and origin[2] == 443:
-        return True
-    operator = os.environ.get("OPENAI_BASE_URL")
-    return bool(operator) and origin == _origin(operator)
+def platform_urls(info: ProviderInfo) -> tuple[str, ...]:
+    """The endpoints that may receive the platform's key for this vendor: the operator's own
+    (`base_url_env`) and the vendor's."""
+    operator = os.environ.get(info.base_url_env) if info.base_url_env else None
+    return tuple(url for url in (operator, info.base_url) if url)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where one provider of a call is reached, and with which key.
+
+    Attributes:
+        base_url: the address.
+        api_key: the key to send; None sends none.
+        own: the address is the agent's or the workspace's own, not the vendor's or the
+            operator's: connections to it are checked against the address policy.
+    """
+
+    base_url: str
+    api_key: str | None
+    own: bool = False
+
+
+def resolve_endpoint(
+    info: ProviderInfo,
+    agent: AgentSpec,
+    *,
+    agent_key: str | None = None,
+    agent_base_url: str | None = None,
+    platform_url: str | None = None,
+) -> Endpoint:
+    """A provider's address and key: the agent's own, else the workspace's, else the platform's.
+
+    Each key only goes where its owner sent it: the agent's key to the agent's endpoint (or the
+    vendor's), the workspace's to the workspace's endpoint (or the vendor's), the platform's
+    only to the vendor's or the operator's endpoint for that very vendor (`platform_urls`).
+
+    Args:
+        info: the provider.
+        agent: the call's agent (its workspace credentials ride in `agent.credentials`).
+        agent_key, agent_base_url: the agent's own key and endpoint (the LLM's).
+        platform_url: the operator's endpoint when a setting, not `info.base_url_env`, holds it.
+
+    Raises:
+        ProviderNotConfiguredError: no key (or no address for a self-hosted server) anywhere.
+    """
+    vendor_urls = (platform_url,) if platform_url else platform_urls(info)
+    vendor = {_origin(url) for url in vendor_urls}
+    credential = agent.credentials.get(info.name)
+    workspace_url = credential.base_url if credential else None
+    workspace_key = credential.api_key if credential else None
+    base_url = agent_base_url or workspace_url or (vendor_urls[0] if vendor_urls else None)
+    if base_url is None:
+        raise ProviderNotConfiguredError(info)  # a self-hosted server nobody has placed
+    at_vendor = _origin(base_url) in vendor
+    own = not at_vendor
+    if agent_key:
+        return Endpoint(base_url, agent_key, own)
+    if workspace_key and (at_vendor or base_url == workspace_url):
+        return Endpoint(base_url, workspace_key, own)
+    if info.api_key_env is None:
+        return Endpoint(base_url, None, own)
+    platform_key = os.environ.get(info.api_key_env)
+    if at_vendor and platform_key:
+        return Endpoint(base_url, platform_key, own)
+    overridden = info.base_url is not None and _origin(base_url) != _origin(info.base_url)
+    if info.accepts_base_url and (own or overridden):
+        # an agent's, a workspace's or the operator's own OpenAI-compatible server: many take
+        # no key at all
+        return Endpoint(base_url, None, own)
+    raise ProviderNotConfiguredError(info)
+
+
+def _key_or_placeholder(endpoint: Endpoint) -> str:
+    # Plugins insist on a key; given none, they would read the vendor's variable themselves.
+    return endpoint.api_key or "no-key"
 
 
 def guarded_openai_client(base_url: str, api_key: str | None, allow_private: bool):
@@ -171,24 +242,113 @@ def no_authorization() -> dict[str, Any]:
 def openai_llm_kwargs(
     agent: AgentSpec, resolved: ResolvedProvider, settings: RuntimeSettings
 ) -> dict:
-    info = provider_info("llm", "openai")
+    """OpenAI and every OpenAI-compatible preset (the entry names the vendor)."""
+    info = provider_info("llm", resolved.name)
+    endpoint = resolve_endpoint(
+        info, agent, agent_key=agent.llm_api_key, agent_base_url=agent.llm_base_url
+    )
     kwargs: dict[str, Any] = {"model": resolved.model, "temperature": agent.temperature}
     if agent.max_tokens:
         kwargs["max_completion_tokens"] = agent.max_tokens
-    if agent.llm_base_url and not platform_endpoint(agent.llm_base_url):
-        # The agent's own endpoint: its own key or none; never the platform's.
+    if endpoint.own:
+        # the agent's or the workspace's own server: checked on every connection
         kwargs["client"] = guarded_openai_client(
-            agent.llm_base_url, agent.llm_api_key, settings.allow_private_urls
+            endpoint.base_url, endpoint.api_key, settings.allow_private_urls
         )
-        if not agent.llm_api_key:
+        if not endpoint.api_key:
             kwargs["extra_headers"] = no_authorization()
         return kwargs
-    if agent.llm_api_key:
-        kwargs["api_key"] = agent.llm_api_key
-    else:
-        kwargs["api_key"] = _api_key(info, agent.llm_base_url or os.environ.get("OPENAI_BASE_URL"))
-    if agent.llm_base_url:
-        kwargs["base_url"] = agent.llm_base_url
+    kwargs["api_key"] = _key_or_placeholder(endpoint)
+    kwargs["base_url"] = endpoint.base_url
+    return kwargs
+
+
+def groq_llm_kwargs(agent: AgentSpec, resolved: ResolvedProvider, _: RuntimeSettings) -> dict:
+    endpoint = resolve_endpoint(provider_info("llm", "groq"), agent, agent_key=agent.llm_api_key)
+    kwargs: dict[str, Any] = {
+        "model": resolved.model,
+        "temperature": agent.temperature,
+        "api_key": _key_or_placeholder(endpoint),
+        "base_url": endpoint.base_url,
+    }
+    if agent.max_tokens:
+        kwargs["max_completion_tokens"] = agent.max_tokens
+    return kwargs
+
+
+def anthropic_llm_kwargs(agent: AgentSpec, resolved: ResolvedProvider, _: RuntimeSettings) -> dict:
+    endpoint = resolve_endpoint(
+        provider_info("llm", "anthropic"), agent, agent_key=agent.llm_api_key
+    )
+    kwargs: dict[str, Any] = {
+        "model": resolved.model,
+        "temperature": agent.temperature,
+        "api_key": _key_or_placeholder(endpoint),
+        "base_url": endpoint.base_url,
+        # the framework retries (and fails over); the SDK's own retries would only delay that
+        "max_retries": 0,
+        **agent.llm_settings,
+    }
+    if agent.max_tokens:
+        kwargs["max_tokens"] = agent.max_tokens
+    return kwargs
+
+
+def google_llm_kwargs(agent: AgentSpec, resolved: ResolvedProvider, _: RuntimeSettings) -> dict:
+    from google.genai import types
+
+    endpoint = resolve_endpoint(provider_info("llm", "google"), agent, agent_key=agent.llm_api_key)
+    kwargs: dict[str, Any] = {
+        "model": resolved.model,
+        "temperature": agent.temperature,
+        "api_key": _key_or_placeholder(endpoint),
+        "vertexai": False,  # the Gemini API with a key, whatever GOOGLE_GENAI_USE_VERTEXAI says
+        "http_options": types.HttpOptions(base_url=endpoint.base_url),
+    }
+    if agent.max_tokens:
+        kwargs["max_output_tokens"] = agent.max_tokens
+    return kwargs
+
+
+#: The Azure OpenAI API version, unless OPENAI_API_VERSION (the SDK's variable) says otherwise.
+AZURE_API_VERSION = "2024-10-21"
+
+
+def azure_llm_kwargs(
+    agent: AgentSpec, resolved: ResolvedProvider, settings: RuntimeSettings
+) -> dict:
+    """Azure OpenAI: the model is the deployment; the endpoint is the resource's."""
+    import httpx
+    import openai
+
+    endpoint = resolve_endpoint(
+        provider_info("llm", "azure"),
+        agent,
+        agent_key=agent.llm_api_key,
+        agent_base_url=agent.llm_base_url,
+    )
+    http_client = None
+    if endpoint.own:  # the workspace's or the agent's resource: checked on every connection
+        http_client = httpx.AsyncClient(
+            transport=pinned_http_transport(settings.allow_private_urls),
+            follow_redirects=False,
+            trust_env=False,
+        )
+    client = openai.AsyncAzureOpenAI(
+        azure_endpoint=endpoint.base_url,
+        azure_deployment=resolved.model,
+        api_key=_key_or_placeholder(endpoint),
+        api_version=os.environ.get("OPENAI_API_VERSION", AZURE_API_VERSION),
+        max_retries=0,
+        http_client=http_client,  # type: ignore[arg-type]
+    )
+    kwargs: dict[str, Any] = {
+        "model": resolved.model,
+        "temperature": agent.temperature,
+        "client": client,
+    }
+    if agent.max_tokens:
+        kwargs["max_completion_tokens"] = agent.max_tokens
     return kwargs
 
 
@@ -204,12 +364,29 @@ def local_llm_kwargs(agent: AgentSpec, resolved: ResolvedProvider, _: RuntimeSet
 def deepgram_stt_kwargs(
     agent: AgentSpec, resolved: ResolvedProvider, settings: RuntimeSettings
 ) -> dict:
+    endpoint = resolve_endpoint(
+        provider_info("stt", "deepgram"), agent, platform_url=settings.deepgram_url
+    )
     return {
         "model": resolved.model,
         "language": agent.language or "en",
-        "api_key": _api_key(provider_info("stt", "deepgram"), None),
-        "base_url": settings.deepgram_url,
+        "api_key": _key_or_placeholder(endpoint),
+        "base_url": endpoint.base_url,
+        **agent.stt_settings,
     }
+
+
+def assemblyai_stt_kwargs(agent: AgentSpec, resolved: ResolvedProvider, _: RuntimeSettings) -> dict:
+    endpoint = resolve_endpoint(provider_info("stt", "assemblyai"), agent)
+    kwargs: dict[str, Any] = {
+        "model": resolved.model,
+        "api_key": _key_or_placeholder(endpoint),
+        "base_url": endpoint.base_url,
+        **agent.stt_settings,
+    }
+    if resolved.model.endswith("multilingual"):
+        kwargs["language_detection"] = True
+    return kwargs
 
 
 def local_stt_kwargs(agent: AgentSpec, resolved: ResolvedProvider, _: RuntimeSettings) -> dict:
@@ -217,12 +394,159 @@ def local_stt_kwargs(agent: AgentSpec, resolved: ResolvedProvider, _: RuntimeSet
 
 
 def openai_tts_kwargs(agent: AgentSpec, resolved: ResolvedProvider, _: RuntimeSettings) -> dict:
-    base_url = os.environ.get("OPENAI_BASE_URL")
+    endpoint = resolve_endpoint(provider_info("tts", "openai"), agent)
     return {
         "model": resolved.model,
         "voice": resolved.voice,
-        "api_key": _api_key(provider_info("tts", "openai"), base_url),
+        "api_key": _key_or_placeholder(endpoint),
+        "base_url": endpoint.base_url,
     }
+
+
+def elevenlabs_tts_kwargs(agent: AgentSpec, resolved: ResolvedProvider, _: RuntimeSettings) -> dict:
+    from livekit.plugins import elevenlabs
+
+    endpoint = resolve_endpoint(provider_info("tts", "elevenlabs"), agent)
+    kwargs: dict[str, Any] = {
+        "model": resolved.model,
+        "voice_id": resolved.voice,
+        "api_key": _key_or_placeholder(endpoint),
+        "base_url": endpoint.base_url,
+        # raw PCM: nothing to decode per call (the plugin's default is MP3)
+        "encoding": "pcm_24000",
+    }
+    if agent.tts_settings:
+        tuned = {"stability": 0.5, "similarity_boost": 0.75, **agent.tts_settings}
+        kwargs["voice_settings"] = elevenlabs.VoiceSettings(**tuned)
+    if agent.language and resolved.model in ("eleven_flash_v2_5", "eleven_turbo_v2_5"):
+        kwargs["language"] = agent.language.split("-")[0]
+    return kwargs
+
+
+def cartesia_tts_kwargs(agent: AgentSpec, resolved: ResolvedProvider, _: RuntimeSettings) -> dict:
+    endpoint = resolve_endpoint(provider_info("tts", "cartesia"), agent)
+    return {
+        "model": resolved.model,
+        "voice": resolved.voice,
+        "language": (agent.language or "en").split("-")[0],
+        "api_key": _key_or_placeholder(endpoint),
+        "base_url": endpoint.base_url,
+        **agent.tts_settings,
+    }
+
+
+def deepgram_tts_kwargs(agent: AgentSpec, resolved: ResolvedProvider, _: RuntimeSettings) -> dict:
+    endpoint = resolve_endpoint(provider_info("tts", "deepgram"), agent)
+    return {
+        "model": resolved.model,
+        "api_key": _key_or_placeholder(endpoint),
+        "base_url": endpoint.base_url,
+    }
+
+
+def _regional_language(info: ProviderInfo, language: str | None) -> str:
+    """A BCP-47 code with its region, as Google's speech services want it ("en" → "en-US")."""
+    if not language:
+        return "en-US"
+    if "-" in language:
+        return language
+    prefix = language.lower() + "-"
+    return next((code for code in info.languages if code.lower().startswith(prefix)), language)
+
+
+def google_tts_kwargs(agent: AgentSpec, resolved: ResolvedProvider, _: RuntimeSettings) -> dict:
+    """Google Cloud TTS: the key (an API key or a service-account key) as credentials, and the
+    endpoint its client is built for (`runtime.google_speech`)."""
+    from runtime.google_speech import google_credentials
+
+    info = provider_info("tts", "google")
+    endpoint = resolve_endpoint(info, agent)
+    kwargs: dict[str, Any] = {
+        "endpoint": endpoint.base_url,
+        "credentials": google_credentials(_key_or_placeholder(endpoint)),
+        "voice_name": resolved.voice,
+        "language": _regional_language(info, agent.language),
+        **agent.tts_settings,
+    }
+    if resolved.model != "chirp_3":
+        kwargs["model_name"] = resolved.model
+    return kwargs
+
+
+def google_stt_kwargs(agent: AgentSpec, resolved: ResolvedProvider, _: RuntimeSettings) -> dict:
+    from runtime.google_speech import google_credentials
+
+    info = provider_info("stt", "google")
+    endpoint = resolve_endpoint(info, agent)
+    return {
+        "endpoint": endpoint.base_url,
+        "credentials": google_credentials(_key_or_placeholder(endpoint)),
+        "model": resolved.model,
+        "languages": _regional_language(info, agent.language),
+        **agent.stt_settings,
+    }
+
+
+#: An Azure region name ("eastus", "westeurope"): all that goes into the vendor's host name.
+AZURE_REGION = re.compile(r"[a-z0-9]{2,40}")
+
+
+def _azure_speech(info: ProviderInfo, agent: AgentSpec) -> tuple[str, str | None, str | None]:
+    """Azure AI Speech's key, region and the operator's endpoint (`base_url_env`): the
+    workspace's key and region, else AZURE_SPEECH_KEY and AZURE_SPEECH_REGION. Either goes only
+    to the region's Microsoft host or the operator's; the workspace's `base_url` (its Azure
+    OpenAI resource) is not used.
+
+    Raises:
+        ProviderNotConfiguredError: no key, or neither a region nor the operator's endpoint.
+        ModelProviderError: a region that is not a region name.
+    """
+    credential = agent.credentials.get("azure")
+    region = (credential.region if credential else None) or os.environ.get("AZURE_SPEECH_REGION")
+    operator = os.environ.get(info.base_url_env or "")
+    key = (credential.api_key if credential else None) or os.environ.get("AZURE_SPEECH_KEY")
+    if not key or not (operator or region):
+        raise ProviderNotConfiguredError(info)
+    if not operator and region and not AZURE_REGION.fullmatch(region):
+        raise ModelProviderError(f"the Azure Speech region {region!r} is not a region name")
+    return key, region, operator
+
+
+def azure_tts_kwargs(agent: AgentSpec, resolved: ResolvedProvider, _: RuntimeSettings) -> dict:
+    """Azure AI Speech's TTS: at the region's endpoint, or the operator's
+    `VOXLINE_AZURE_TTS_URL` (`_azure_speech`)."""
+    from livekit.plugins.azure import tts as azure_tts
+
+    info = provider_info("tts", "azure")
+    key, region, operator = _azure_speech(info, agent)
+    kwargs: dict[str, Any] = {
+        "voice": resolved.voice,
+        "language": _regional_language(info, agent.language),
+        "speech_key": key,
+        "speech_endpoint": operator or AZURE_TTS_URL.format(region=region),
+    }
+    if "rate" in agent.tts_settings:
+        kwargs["prosody"] = azure_tts.ProsodyConfig(rate=agent.tts_settings["rate"])
+    if "style" in agent.tts_settings:
+        kwargs["style"] = azure_tts.StyleConfig(style=agent.tts_settings["style"])
+    return kwargs
+
+
+def azure_stt_kwargs(agent: AgentSpec, resolved: ResolvedProvider, _: RuntimeSettings) -> dict:
+    """Azure AI Speech's STT (the native Speech SDK): the region's host, or the operator's
+    `VOXLINE_AZURE_STT_URL` as the SDK's `host` (`wss://…`, or `ws://…` for a container)."""
+    info = provider_info("stt", "azure")
+    key, region, operator = _azure_speech(info, agent)
+    kwargs: dict[str, Any] = {
+        "speech_key": key,
+        "language": _regional_language(info, agent.language),
+        **agent.stt_settings,
+    }
+    if operator:
+        kwargs["speech_host"] = operator
+    else:
+        kwargs["speech_region"] = region
+    return kwargs
 
 
 def local_tts_kwargs(agent: AgentSpec, resolved: ResolvedProvider, _: RuntimeSettings) -> dict:
@@ -238,13 +562,99 @@ def _build(kind: str, name: str, agent: AgentSpec, resolved: ResolvedProvider, s
     return factory(**factory_kwargs(agent, resolved, settings or RuntimeSettings()))
 
 
+#: How long a fallback LLM's first answer may take before the next one is tried (seconds).
+LLM_ATTEMPT_TIMEOUT = 5.0
+
+
+def _fallback_agent(kind: str, agent: AgentSpec, choice: ProviderChoice) -> AgentSpec:
+    """The agent as its fallback runs it: the fallback's provider, model and voice, none of the
+    primary's own endpoint, key or settings."""
+    if kind == "llm":
+        return agent.replace(
+            llm_provider=choice.provider,
+            llm_model=choice.model,
+            llm_base_url=None,
+            llm_api_key=None,
+            llm_settings={},
+        )
+    if kind == "stt":
+        return agent.replace(stt_provider=choice.provider, stt_model=choice.model, stt_settings={})
+    return agent.replace(
+        tts_provider=choice.provider,
+        tts_model=choice.model,
+        tts_voice=choice.voice,
+        tts_settings={},
+    )
+
+
+def _resolved(kind: str, agent: AgentSpec) -> ResolvedProvider:
+    return {"llm": agent.resolved_llm, "stt": agent.resolved_stt, "tts": agent.resolved_tts}[kind]()
+
+
+def _build_with_fallbacks(kind: str, agent: AgentSpec, settings: RuntimeSettings) -> Any:
+    """The agent's provider of `kind`, behind livekit's `FallbackAdapter` when it lists
+    fallbacks: the call carries on with the next one when a provider errors or times out.
+
+    A fallback that cannot be built here (no credentials, extra missing) is left out, with a
+    warning: the call still runs on the others. The primary must build.
+    """
+    primary = _build(
+        kind, getattr(agent, f"{kind}_provider"), agent, _resolved(kind, agent), settings
+    )
+    instances = [primary]
+    for choice in getattr(agent, f"{kind}_fallbacks"):
+        fallback = _fallback_agent(kind, agent, choice)
+        try:
+            instances.append(
+                _build(kind, choice.provider, fallback, _resolved(kind, fallback), settings)
+            )
+        except ModelProviderError as error:
+            logger.warning("agent %s: %s fallback left out: %s", agent.agent_id, kind, error)
+    if len(instances) == 1:
+        return primary
+    if kind == "llm":
+        from livekit.agents import llm
+
+        return llm.FallbackAdapter(instances, attempt_timeout=LLM_ATTEMPT_TIMEOUT)
+    if kind == "stt":
+        from livekit.agents import stt
+
+        streaming = all(instance.capabilities.streaming for instance in instances)
+        return stt.FallbackAdapter(instances, vad=None if streaming else build_vad())
+    from livekit.agents import tts
+
+    return tts.FallbackAdapter(instances)
+
+
+def served_by(agent: AgentSpec, kind: str, metadata: Any) -> str | None:
+    """The catalogue name of the provider that served a turn, from the metrics metadata the
+    framework puts on the reply (a fallback adapter's is its active provider's): the agent's
+    primary or fallback whose model it names; None when unknown."""
+    if not metadata:
+        return None
+    model = metadata.get("model_name") if isinstance(metadata, dict) else None
+    model = model or getattr(metadata, "model_name", None)
+    if not model:
+        return None
+    runs = [agent, *(_fallback_agent(kind, agent, c) for c in getattr(agent, f"{kind}_fallbacks"))]
+    for run in runs:
+        try:
+            resolved = _resolved(kind, run)
+        except ValueError:  # a fallback the catalogue no longer has
+            continue
+        # Azure's TTS names its model "<region>:<voice>"
+        if resolved.model == model or (resolved.voice and model.endswith(f":{resolved.voice}")):
+            return resolved.name
+    return None
+
+
 def build_llm(
     agent: AgentSpec,
     settings: RuntimeSettings | None = None,
     *,
     allow_private_urls: bool | None = None,
 ):
-    """The agent's LLM as a `livekit.agents.llm.LLM`.
+    """The agent's LLM as a `livekit.agents.llm.LLM` (a `FallbackAdapter` with fallbacks).
 
     `allow_private_urls` (default: the settings') lets an agent's own `llm_base_url` reach
     private addresses, as for custom functions.
@@ -252,17 +662,17 @@ def build_llm(
     settings = settings or RuntimeSettings()
     if allow_private_urls is not None:
         settings = settings.model_copy(update={"allow_private_urls": allow_private_urls})
-    return _build("llm", agent.llm_provider, agent, agent.resolved_llm(), settings)
+    return _build_with_fallbacks("llm", agent, settings)
 
 
 def build_stt(agent: AgentSpec, settings: RuntimeSettings | None = None):
-    """The agent's STT as a `livekit.agents.stt.STT`."""
-    return _build("stt", agent.stt_provider, agent, agent.resolved_stt(), settings)
+    """The agent's STT as a `livekit.agents.stt.STT` (a `FallbackAdapter` with fallbacks)."""
+    return _build_with_fallbacks("stt", agent, settings or RuntimeSettings())
 
 
 def build_tts(agent: AgentSpec, settings: RuntimeSettings | None = None):
-    """The agent's TTS as a `livekit.agents.tts.TTS`."""
-    return _build("tts", agent.tts_provider, agent, agent.resolved_tts(), settings)
+    """The agent's TTS as a `livekit.agents.tts.TTS` (a `FallbackAdapter` with fallbacks)."""
+    return _build_with_fallbacks("tts", agent, settings or RuntimeSettings())
 
 
 _VAD: Any = None

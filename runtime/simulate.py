@@ -25,6 +25,7 @@ from runtime.agent import CallGuard, CallRecorder, CallState, VoxlineAgent, crea
 from runtime.audio_io import CaptureAudioOutput, PacedAudioInput, silence, to_frames
 from runtime.call_control import CallControl
 from runtime.chat import ChatReply
+from runtime.latency import warm_models
 from runtime.providers import Pipeline, build_pipeline
 from runtime.recording import CallRecording
 from runtime.spec import AgentSpec, CallReport, CallSpec, EndReason
@@ -50,6 +51,16 @@ def tone(hz: float, seconds: float, sample_rate: int = SAMPLE_RATE) -> list[rtc.
     t = np.arange(int(seconds * sample_rate)) / sample_rate
     pcm = (np.sin(2 * np.pi * hz * t) * 8000).astype(np.int16).tobytes()
     return to_frames(pcm, sample_rate, sample_rate)
+
+
+def trailing_silence(frames: list[rtc.AudioFrame], threshold: int = 500) -> float:
+    """Seconds of near-silence at the end of `frames` (a synthesised line's tail)."""
+    quiet = 0.0
+    for frame in reversed(frames):
+        if np.abs(np.frombuffer(frame.data, dtype=np.int16)).max(initial=0) >= threshold:
+            break
+        quiet += frame.duration
+    return quiet
 
 
 def piper_caller() -> Speak:
@@ -132,7 +143,9 @@ async def simulate_call(
             there, so that transfers go out as on a phone call (`transfer_call`).
     """
     speak = speak or piper_caller()
-    pipeline = pipeline or build_pipeline(call.agent, allow_private_urls=call.allow_private_urls)
+    if pipeline is None:
+        pipeline = build_pipeline(call.agent, allow_private_urls=call.allow_private_urls)
+        await warm_models(pipeline)  # the caller's first turn does not pay for setting models up
     state = CallState(call=call)
     async with http_context.open():
         session = create_session(call, pipeline, state, **(session_overrides or {}))
@@ -187,8 +200,10 @@ async def simulate_call(
                 if on_line is not None:
                     on_line(line)
                 pcm, rate = await asyncio.to_thread(speak, line)
-                audio_in.push(to_frames(pcm, rate, SAMPLE_RATE))
+                frames = to_frames(pcm, rate, SAMPLE_RATE)
+                audio_in.push(frames)
                 await audio_in.drained()
+                recorder.caller_stopped_speaking(time.time() - trailing_silence(frames) / speed)
                 # the agent answers, or ends the call (a hang-up, a transfer)
                 await _wait_any((watcher.done, recorder.closed), reply_timeout)
         finally:
@@ -323,8 +338,10 @@ class SpokenConversation:
         start = len(self.recorder.transcript)
         self._watcher.reset()
         pcm, rate = await asyncio.to_thread(self._speak, line)
-        self.audio_in.push(to_frames(pcm, rate, SAMPLE_RATE))
+        frames = to_frames(pcm, rate, SAMPLE_RATE)
+        self.audio_in.push(frames)
         await self.audio_in.drained()
+        self.recorder.caller_stopped_speaking(time.time() - trailing_silence(frames) / self.speed)
         await _wait_any((self._watcher.done, self.recorder.closed), self.reply_timeout)
         ended = self.recorder.closed.is_set() or self.state.end_reason is not None
         entries = self.recorder.transcript[start:]

@@ -38,6 +38,7 @@ from runtime.agent import CallGuard, CallRecorder, CallState, VoxlineAgent, crea
 from runtime.call_control import CallControl
 from runtime.config import RuntimeSettings
 from runtime.control_client import ControlPlane, ControlPlaneError
+from runtime.latency import warm_models
 from runtime.providers import (
     ModelProviderError,
     build_pipeline,
@@ -186,8 +187,11 @@ class CallRunner:
         self._recording: CallRecording | None = None
         self._dial_status: int | None = None
         self._error: str | None = None
+        self._end_reason = EndReason.ERROR
         self._finished = False
         self._heartbeat: asyncio.Task | None = None
+        #: ends the job once a warm transfer has left the room to caller and human
+        self.on_leave: Callable[[], None] | None = None
 
     async def run(
         self,
@@ -228,6 +232,7 @@ class CallRunner:
                 settings=self.settings,
                 allow_private_urls=call.allow_private_urls or self.settings.allow_private_urls,
             )
+            await warm_models(pipeline)  # local models: once per process (`runtime.latency`)
             session = self.session = create_session(call, pipeline, state)
             self._recorder = CallRecorder(session, state)
             metrics.active_sessions.inc()
@@ -242,6 +247,11 @@ class CallRunner:
                 room=session_room,
                 room_name=room_name,
                 on_transfers=functools.partial(self.control.report_transfers, call.call_id),
+                on_bridged=(
+                    functools.partial(self._leave_room_to_them, session)
+                    if session_room is not None
+                    else None
+                ),
             )
             # a recorded call greets once the recorder is on, so the greeting is on it too
             recorded = call.agent.recording_enabled and self.audio
@@ -271,11 +281,22 @@ class CallRunner:
         except Exception as error:
             # the job's shutdown reports the call; say what broke it
             self._error = f"{type(error).__name__}: {error}"
-            state.end(EndReason.ERROR)
+            # a provider without credentials: `provider_not_configured`, before anyone is dialled
+            self._end_reason = getattr(error, "end_reason", EndReason.ERROR)
+            state.end(self._end_reason)
             raise
         state.answered_at = time.time()
         guard.start()
         return None
+
+    def _leave_room_to_them(self, session: AgentSession) -> None:
+        """A warm transfer joined caller and human: the room outlives the agent's session,
+        and the job ends (`on_leave`) once the session has closed."""
+        # livekit-agents has no public switch for this once the session has started
+        session.room_io._options.delete_room_on_close = False
+        if self.on_leave is not None:
+            on_leave = self.on_leave
+            session.on("close", lambda _: on_leave())
 
     async def finish(self, *_: object) -> None:
         """Report the call to the control plane, once, however it ended.
@@ -313,7 +334,7 @@ class CallRunner:
             return CallReport(
                 call_id=self.call.call_id,
                 status=CallStatus.FAILED,
-                end_reason=EndReason.ERROR,
+                end_reason=self._end_reason,
                 ended_at=datetime.now(UTC).isoformat(),
                 error=self._error,
             )
@@ -455,6 +476,7 @@ async def entrypoint(ctx: JobContext) -> None:
     """Run one call: load its spec, start the session, dial if outbound, report at the end."""
     settings = RuntimeSettings()
     runner = CallRunner(ControlPlane(settings), settings=settings)
+    runner.on_leave = functools.partial(ctx.shutdown, reason="transferred")
     ctx.add_shutdown_callback(runner.finish)
     lag = metrics.LoopLagMonitor().start()  # this call's event loop
 

@@ -32,6 +32,7 @@ from control.models import Agent, Membership, Role, User, Workspace
 from control.security import encode_token, hash_password
 from control.services.agents import create_agent
 from telephony.config import TelephonySettings
+from tests.fakes.anthropic_server import anthropic_server, scripted_anthropic  # noqa: F401
 from tests.fakes.livekit_server import (  # noqa: F401 (fixtures)
     FakeLiveKit,
     livekit,

@@ -24,7 +24,7 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 
 from control import jobs
 from control.config import Settings
-from control.db import insert_many
+from control.db import copy_many
 from control.dialing import campaigns, csv_reader, dnc
 from control.dialing.batches import REJECTS_KEPT, chunks_read_ahead
 from control.errors import Conflict, Invalid, NotFound
@@ -296,10 +296,10 @@ _PROSPECT_COLUMNS = (
 
 
 async def _insert(connection: BaseDBAsyncClient, upload: ProspectUpload, rows: list[tuple]) -> None:
-    """Insert new prospects; a (upload, line) already stored (a concurrent run of the same
-    upload) is skipped by the database."""
+    """Insert new prospects (by COPY on PostgreSQL); a (upload, line) already stored (a
+    concurrent run of the same upload) is skipped by the database."""
     now = utcnow()
-    await insert_many(
+    await copy_many(
         connection,
         "prospects",
         _PROSPECT_COLUMNS,

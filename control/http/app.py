@@ -18,6 +18,7 @@ from control.http.ratelimit import init_rate_limiter
 from control.http.request import VoxlineRequest, bound_request
 from control.http.routes import (
     agent_tests,
+    agent_versions,
     agents,
     auth,
     batch,
@@ -29,12 +30,14 @@ from control.http.routes import (
     internal,
     metrics,
     phonenumbers,
+    providers,
     reports,
     webhooks,
     workspaces,
 )
 from control.jobs.background import BackgroundWork
 from control.services.health import DependencyWatch
+from telephony import sip
 from telephony.config import TelephonySettings
 from telephony.config import get_settings as get_telephony_settings
 
@@ -42,8 +45,10 @@ BLUEPRINTS = (
     health.blueprint,
     auth.blueprint,
     workspaces.blueprint,
+    providers.blueprint,
     agents.blueprint,
     agent_tests.blueprint,
+    agent_versions.blueprint,
     calls.blueprint,
     batch.blueprint,
     campaigns.blueprint,
@@ -122,5 +127,6 @@ def create_app(
         await dependencies.stop()
         await close_db()
         await redis.aclose()
+        await sip.close_shared_clients()
 
     return app

@@ -102,7 +102,12 @@ METHOD_VERBS = {
 }
 
 # A blueprint's tag is its name, except where the resource reads better otherwise.
-BLUEPRINT_TAGS = {"agent_tests": "agent tests", "batch": "batches", "phonenumbers": "phone numbers"}
+BLUEPRINT_TAGS = {
+    "agent_tests": "agent tests",
+    "agent_versions": "agent versions",
+    "batch": "batches",
+    "phonenumbers": "phone numbers",
+}
 # Tags that routes set themselves (quart-schema's `tag`): no module docstring describes them.
 ROUTE_TAG_DESCRIPTIONS = {"knowledge": "An agent's knowledge files and queries over them."}
 

@@ -19,6 +19,9 @@ from control.services.workspaces import API_KEY_PREFIX, default_workspace, works
 
 ACCESS_COOKIE = "access_token"
 REFRESH_COOKIE = "refresh_token"
+# No secret: it tells the dashboard's pages (which never see the refresh cookie, kept to `/auth`)
+# that this browser has a session, so a first visit goes straight to the login page.
+SESSION_COOKIE = "signed_in"
 WORKSPACE_HEADER = "X-Workspace-Id"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -50,6 +53,14 @@ class Principal:
                 "You are not a member of any workspace; create one with POST /workspaces.",
             )
         return self.workspace.id
+
+    @property
+    def label(self) -> str | None:
+        """Who this is, as records of who did something name them (a user's email, a key's
+        name)."""
+        if self.user is not None:
+            return self.user.email
+        return f"API key {self.api_key.name}" if self.api_key is not None else None
 
     def require_user(self) -> User:
         if self.user is None:

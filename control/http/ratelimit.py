@@ -16,9 +16,10 @@ import hashlib
 import ipaddress
 import logging
 import math
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from functools import lru_cache
 
 from quart import Quart, Response, current_app, request
 from quart_rate_limiter import MemoryStore, RateLimiter, RateLimitExceeded, rate_limit
@@ -78,7 +79,19 @@ return 0
 """
 
 
+# Each request parses its peer's and its client's address several times (trusted? its key?):
+# the addresses seen lately are parsed once (the parsed addresses are immutable). Only strings
+# as short as an address are kept: what a client writes into a header is not stored whole.
+CACHED_ADDRESS_LENGTH = 64
+
+
 def _ip(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    if len(address) > CACHED_ADDRESS_LENGTH:
+        return _parse_ip(address)
+    return _cached_ip(address)
+
+
+def _parse_ip(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
@@ -88,9 +101,21 @@ def _ip(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     return ip
 
 
-def _is_trusted(address: str, proxies: Iterable[IPNetwork]) -> bool:
+_cached_ip = lru_cache(maxsize=4096)(_parse_ip)
+
+
+def _is_trusted(address: str, proxies: tuple[IPNetwork, ...]) -> bool:
+    if len(address) > CACHED_ADDRESS_LENGTH:
+        return _ip_is_trusted(address, proxies)
+    return _cached_is_trusted(address, proxies)
+
+
+def _ip_is_trusted(address: str, proxies: tuple[IPNetwork, ...]) -> bool:
     ip = _ip(address)
     return ip is not None and any(ip in network for network in proxies)
+
+
+_cached_is_trusted = lru_cache(maxsize=4096)(_ip_is_trusted)
 
 
 def _node(raw: str) -> str:

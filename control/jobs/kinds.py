@@ -11,7 +11,14 @@ from typing import Any
 from control.dialing import campaign_dialer, dialer, prospects
 from control.jobs import queue
 from control.jobs.queue import JobContext, JobKind
-from control.services import agent_tests, analysis, calls, knowledge_files, recordings
+from control.services import (
+    agent_tests,
+    analysis,
+    calls,
+    knowledge_files,
+    recordings,
+    report_rollups,
+)
 from telephony.config import get_settings as get_telephony_settings
 
 
@@ -50,6 +57,10 @@ async def expire_recordings(context: JobContext, _: dict[str, Any]) -> None:
     await recordings.expire_recordings(context.settings)
 
 
+async def refresh_report_rollups(context: JobContext, _: dict[str, Any]) -> None:
+    await report_rollups.refresh()
+
+
 KINDS: tuple[JobKind, ...] = (
     JobKind("ingest_file", ingest_file, max_attempts=3, lease_seconds=1800),
     JobKind("analyse_call", analyse_call, max_attempts=3, lease_seconds=600),
@@ -82,5 +93,12 @@ KINDS: tuple[JobKind, ...] = (
         max_attempts=1,
         lease_seconds=600,
         every_seconds=lambda settings: settings.recording_cleanup_seconds,
+    ),
+    JobKind(
+        "refresh_report_rollups",
+        refresh_report_rollups,
+        max_attempts=1,
+        lease_seconds=300,
+        every_seconds=lambda settings: settings.report_rollup_seconds,
     ),
 )

@@ -24,6 +24,7 @@ from control.models.agent_tests import (
 )
 from control.models.agents import (
     Agent,
+    AgentVersion,
     ChatMessage,
     FileStatus,
     KnowledgeFile,
@@ -52,6 +53,12 @@ from control.models.jobs import (
     Job,
     JobStatus,
 )
+from control.models.providers import WorkspaceProvider
+from control.models.reports import (
+    ReportLatencyBin,
+    ReportRollup,
+    ReportStaleHour,
+)
 from control.models.webhooks import (
     DeliveryStatus,
     WebhookAttempt,
@@ -70,6 +77,7 @@ __all__ = [
     "RefreshToken",
     "PasswordResetToken",
     "Agent",
+    "AgentVersion",
     "FileStatus",
     "KnowledgeFile",
     "ChatMessage",
@@ -99,4 +107,8 @@ __all__ = [
     "DncSource",
     "DncNumber",
     "DialerAttemptKey",
+    "WorkspaceProvider",
+    "ReportRollup",
+    "ReportLatencyBin",
+    "ReportStaleHour",
 ]

@@ -77,6 +77,7 @@ class TestRun(Model):
     cases: fields.JSONField[list[dict[str, Any]]] = fields.JSONField(default=list)
     warnings: fields.JSONField[list[str]] = fields.JSONField(default=list)
     error: str | None = fields.TextField(null=True)
+    agent_version = fields.IntField(null=True)  # the version it tested
     started_at = fields.DatetimeField(null=True)
     finished_at = fields.DatetimeField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)

@@ -22,12 +22,43 @@ class Agent(Model):
     agent_name = fields.CharField(max_length=200)
     phone_number = fields.CharField(max_length=20, null=True, unique=True)
     config: fields.JSONField[dict[str, Any]] = fields.JSONField(default=dict)
+    # Version settings (`services.agent_versions`): the agent's, not any version's.
+    auto_publish = fields.BooleanField(default=True, db_default=True)
+    require_passing_tests = fields.BooleanField(default=False, db_default=False)
+    # [{"version": n, "weight": w}, ...] (weights sum to 100), or null: the published one only
+    traffic_split: fields.JSONField[list[dict[str, int]] | None] = fields.JSONField(null=True)
+    published_version = fields.IntField(null=True)
+    latest_version = fields.IntField(null=True)  # null: saved before versions existed
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)
 
     class Meta:
         table = "agents"
         indexes = (("workspace_id", "created_at"),)
+
+
+class AgentVersion(Model):
+    """An immutable snapshot of what an agent's calls do: its versioned settings as stored
+    (secrets encrypted), numbered 1, 2, 3 ... per agent."""
+
+    id = fields.UUIDField(primary_key=True)
+    workspace: fields.ForeignKeyRelation[Workspace] = fields.ForeignKeyField(
+        "models.Workspace", related_name="agent_versions", on_delete=fields.CASCADE
+    )
+    workspace_id: uuid.UUID
+    agent: fields.ForeignKeyRelation[Agent] = fields.ForeignKeyField(
+        "models.Agent", related_name="versions", on_delete=fields.CASCADE
+    )
+    agent_id: uuid.UUID
+    number = fields.IntField()
+    config: fields.JSONField[dict[str, Any]] = fields.JSONField(default=dict)
+    version_note: str | None = fields.TextField(null=True)
+    created_by = fields.CharField(max_length=255, null=True)  # who saved it, as a label
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "agent_versions"
+        unique_together = (("agent", "number"),)
 
 
 class FileStatus(StrEnum):

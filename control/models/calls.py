@@ -23,6 +23,7 @@ class Call(Model):
         "models.Agent", related_name="calls", null=True, on_delete=fields.SET_NULL
     )
     agent_id: uuid.UUID | None
+    agent_version = fields.IntField(null=True)  # the agent version the call ran
     call_type = fields.CharField(max_length=8)
     call_direction = fields.CharField(max_length=10)
     from_number = fields.CharField(max_length=64, null=True)
@@ -41,6 +42,10 @@ class Call(Model):
     latencies: fields.JSONField[list[Any]] = fields.JSONField(default=list)
     # Each transfer attempt: destination name, destination (masked), when, and its outcome.
     transfers: fields.JSONField[list[Any]] = fields.JSONField(default=list)
+    # Each hand-off between agents: from and to agent ids, the destination's name, when, why.
+    handoffs: fields.JSONField[list[Any]] = fields.JSONField(default=list)
+    # The agent speaking when the call ended (`agent_id` answered); null until it is reported.
+    final_agent_id = fields.UUIDField(null=True)
     recording_url = fields.CharField(max_length=1024, null=True)
     # Where the recording is in the recordings store (`services.recordings`); its extension
     # says its format. Never from the client: made from the call's workspace and id.

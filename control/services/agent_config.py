@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import uuid
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -15,13 +16,18 @@ from pydantic import (
 )
 
 from runtime.spec import (
+    DEFAULT_MAX_HANDOFFS,
+    DEFAULT_RING_TIMEOUT,
     DTMF_DIGITS,
+    MAX_FALLBACKS,
     CustomFunctionSpec,
     TransferDestinationSpec,
     UnknownProviderError,
     check_dtmf_menu,
+    install_advice,
     is_e164,
     is_transfer_address,
+    provider_info,
     resolve_provider,
 )
 
@@ -133,6 +139,28 @@ class TransferDestination(Strict):
     )
     destination: str = Field(description="E.164 number or SIP URI")
     description: str = Field(default="", max_length=500)
+    type: Literal["cold", "warm"] = Field(
+        default="cold",
+        description="cold: SIP REFER; warm: the human is briefed while the caller holds",
+    )
+    ring_timeout: float = Field(
+        default=DEFAULT_RING_TIMEOUT,
+        ge=5,
+        le=120,
+        description="warm: seconds the human may take to answer (and to accept once briefed)",
+    )
+    briefing_instructions: str = Field(default="", max_length=2000)
+    hold_audio_url: str | None = Field(
+        default=None, max_length=2048, description="warm: audio the caller hears on hold"
+    )
+    fallback_message: str = Field(default="", max_length=500)
+
+    @field_validator("hold_audio_url")
+    @classmethod
+    def _http_url(cls, url: str | None) -> str | None:
+        if url is not None and not url.strip().lower().startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL")
+        return url.strip() if url else None
 
     @field_validator("destination")
     @classmethod
@@ -141,6 +169,25 @@ class TransferDestination(Strict):
         if is_transfer_address(destination):
             return destination
         raise ValueError("must be an E.164 number or a SIP URI (sip:user@host)")
+
+
+class HandoffDestination(Strict):
+    """Another agent of the same workspace the `handoff` tool may pass the call to.
+
+    Without a name, the agent saves it as `agent_<n>` (its place in the list).
+    """
+
+    agent_id: uuid.UUID
+    name: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=40,
+        pattern=r"^[a-z0-9][a-z0-9_-]*$",
+        description="lower-case name the LLM chooses, e.g. billing",
+    )
+    description: str = Field(default="", max_length=500)
+    carry: Literal["transcript", "summary"] = "transcript"
+    greet_on_handoff: bool = False
 
 
 MAX_DTMF_INSTRUCTION = 500
@@ -182,6 +229,75 @@ class PostCallAnalysis(Strict):
     success_evaluation: str | None = Field(default=None, max_length=2000)
 
 
+MAX_SPLIT_ENTRIES = 5
+
+
+class SplitEntry(Strict):
+    """One arm of an A/B split: a version of the agent and its share of new calls."""
+
+    version: int = Field(ge=1)
+    weight: int = Field(ge=0, le=100, description="percent of new calls")
+
+
+def _check_split(split: list[SplitEntry] | None) -> list[SplitEntry] | None:
+    if not split:
+        return None
+    if sum(entry.weight for entry in split) != 100:
+        raise ValueError("the weights must sum to 100")
+    versions = [entry.version for entry in split]
+    if len(set(versions)) != len(versions):
+        raise ValueError("each version may appear once")
+    return split
+
+
+TrafficSplit = Annotated[
+    Annotated[list[SplitEntry], Field(max_length=MAX_SPLIT_ENTRIES)] | None,
+    AfterValidator(_check_split),
+    Field(
+        default=None,
+        description="A/B split of new calls over versions (weights sum to 100); null: the "
+        "published version only",
+    ),
+]
+
+
+class FallbackProvider(Strict):
+    """A provider that takes over when the one before it fails (its model, voice: defaults)."""
+
+    provider: str = Field(min_length=1, max_length=40)
+    model: str | None = Field(default=None, max_length=200)
+    voice: str | None = Field(default=None, max_length=200)
+
+
+def _check_fallbacks(kind: str, primary: Any, fallbacks: list[FallbackProvider]) -> None:
+    """Each fallback from the catalogue, installed, and none repeating one before it."""
+    seen = [(primary.name, primary.model, primary.voice)]
+    for fallback in fallbacks:
+        try:
+            resolved = resolve_provider(kind, fallback.provider, fallback.model, fallback.voice)
+        except UnknownProviderError as error:
+            raise ValueError(f"{kind.upper()}_fallbacks: {error}") from error
+        _provider_ready(kind, resolved.name, {})
+        if (resolved.name, resolved.model, resolved.voice) in seen:
+            raise ValueError(
+                f"{kind.upper()}_fallbacks: {resolved.name} {resolved.model} is already listed"
+            )
+        seen.append((resolved.name, resolved.model, resolved.voice))
+        fallback.provider, fallback.model = resolved.name, resolved.model
+        fallback.voice = resolved.voice
+
+
+def _provider_ready(kind: str, name: str, settings: dict[str, Any]) -> dict[str, Any]:
+    """The provider's settings checked, and its plugin installed (else the extra is named)."""
+    info = provider_info(kind, name)
+    if not info.installed():
+        raise ValueError(
+            f"the {info.label} {kind.upper()} provider is not installed on this platform; "
+            f"install the '{info.extra}' extra: {install_advice(info.extra)}"
+        )
+    return info.check_settings(settings)
+
+
 class AgentConfig(Strict):
     """Every setting of an agent, with defaults; the create body of API.md is valid as is."""
 
@@ -198,6 +314,20 @@ class AgentConfig(Strict):
     TTS_provider: str = "openai"  # noqa: N815
     TTS_model: str | None = None  # noqa: N815
     TTS_voice: str | None = None  # noqa: N815
+    # what each provider lets an agent tune (the catalogue's `settings`, GET /providers)
+    LLM_settings: dict[str, Any] = Field(default_factory=dict, max_length=20)  # noqa: N815
+    STT_settings: dict[str, Any] = Field(default_factory=dict, max_length=20)  # noqa: N815
+    TTS_settings: dict[str, Any] = Field(default_factory=dict, max_length=20)  # noqa: N815
+    # who takes over mid-call when the provider before errors or times out, in order
+    LLM_fallbacks: list[FallbackProvider] = Field(  # noqa: N815
+        default_factory=list, max_length=MAX_FALLBACKS
+    )
+    STT_fallbacks: list[FallbackProvider] = Field(  # noqa: N815
+        default_factory=list, max_length=MAX_FALLBACKS
+    )
+    TTS_fallbacks: list[FallbackProvider] = Field(  # noqa: N815
+        default_factory=list, max_length=MAX_FALLBACKS
+    )
     language: str = Field(default="en", pattern=r"^[a-z]{2,3}(-[A-Za-z]{2,4})?$")
     system_prompt: str = Field(default="", max_length=20000)
     first_message: str = Field(default="", max_length=2000)
@@ -219,6 +349,8 @@ class AgentConfig(Strict):
     voicemail_action: Literal["hang_up", "leave_message"] = "hang_up"
     voicemail_message: str = Field(default="", max_length=1000)
     transfer_destinations: list[TransferDestination] = Field(default_factory=list, max_length=20)
+    handoff_destinations: list[HandoffDestination] = Field(default_factory=list, max_length=20)
+    max_handoffs: int = Field(default=DEFAULT_MAX_HANDOFFS, ge=0, le=50)
     dtmf_menu: DtmfMenu
     recording_enabled: bool = False
     allow_web_calls: bool = False
@@ -229,6 +361,14 @@ class AgentConfig(Strict):
     custom_functions: list[CustomFunction] = Field(
         default_factory=list, max_length=MAX_CUSTOM_FUNCTIONS
     )
+    # The agent's version settings (its own: changing them makes no version), and a note for
+    # the version a save makes (control.services.agent_versions).
+    auto_publish: bool = Field(default=True, description="each save is published at once")
+    require_passing_tests: bool = Field(
+        default=False, description="publish only versions whose latest completed run passed"
+    )
+    traffic_split: TrafficSplit
+    version_note: str | None = Field(default=None, max_length=500)
 
     @field_validator("LLM_api_key")
     @classmethod
@@ -247,6 +387,15 @@ class AgentConfig(Strict):
             tts = resolve_provider("tts", self.TTS_provider, self.TTS_model, self.TTS_voice)
         except UnknownProviderError as error:
             raise ValueError(str(error)) from error
+        for kind, name, settings_field in (
+            ("llm", llm.name, "LLM_settings"),
+            ("stt", stt.name, "STT_settings"),
+            ("tts", tts.name, "TTS_settings"),
+        ):
+            checked = _provider_ready(kind, name, getattr(self, settings_field))
+            setattr(self, settings_field, checked)
+        for kind, primary in (("llm", llm), ("stt", stt), ("tts", tts)):
+            _check_fallbacks(kind, primary, getattr(self, f"{kind.upper()}_fallbacks"))
         self.LLM_provider, self.LLM_model = llm.name, llm.model
         self.STT_provider, self.STT_model = stt.name, stt.model
         self.TTS_provider, self.TTS_model, self.TTS_voice = tts.name, tts.model, tts.voice
@@ -266,6 +415,13 @@ class AgentConfig(Strict):
         duplicates = sorted({name for name in targets if targets.count(name) > 1})
         if duplicates:
             raise ValueError(f"transfer destination names must be unique: {', '.join(duplicates)}")
+        handoff_names: list[str] = []
+        for index, handoff in enumerate(self.handoff_destinations, start=1):
+            handoff.name = handoff.name or f"agent_{index}"
+            handoff_names.append(handoff.name)
+        duplicates = sorted({name for name in handoff_names if handoff_names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"hand-off destination names must be unique: {', '.join(duplicates)}")
         if self.min_endpointing_delay > self.max_endpointing_delay:
             raise ValueError("min_endpointing_delay must not exceed max_endpointing_delay")
         if (
@@ -293,6 +449,12 @@ class AgentUpdate(Strict):
     TTS_provider: str | None = None  # noqa: N815
     TTS_model: str | None = None  # noqa: N815
     TTS_voice: str | None = None  # noqa: N815
+    LLM_settings: dict[str, Any] | None = None  # noqa: N815
+    STT_settings: dict[str, Any] | None = None  # noqa: N815
+    TTS_settings: dict[str, Any] | None = None  # noqa: N815
+    LLM_fallbacks: list[dict[str, Any]] | None = None  # noqa: N815
+    STT_fallbacks: list[dict[str, Any]] | None = None  # noqa: N815
+    TTS_fallbacks: list[dict[str, Any]] | None = None  # noqa: N815
     language: str | None = None
     system_prompt: str | None = None
     first_message: str | None = None
@@ -311,9 +473,15 @@ class AgentUpdate(Strict):
     voicemail_action: str | None = None
     voicemail_message: str | None = None
     transfer_destinations: list[dict[str, Any]] | None = None
+    handoff_destinations: list[dict[str, Any]] | None = None
+    max_handoffs: int | None = None
     dtmf_menu: dict[str, Any] | None = None
     recording_enabled: bool | None = None
     allow_web_calls: bool | None = None
     web_call_origins: list[str] | None = None
     post_call_analysis: dict[str, Any] | None = None
     custom_functions: list[dict[str, Any]] | None = None
+    auto_publish: bool | None = None
+    require_passing_tests: bool | None = None
+    traffic_split: list[dict[str, Any]] | None = None
+    version_note: str | None = None

@@ -33,10 +33,11 @@ from control.models import (
     TestRunStatus,
 )
 from control.security import utcnow
+from control.services import agent_versions, chats, webhooks
 from control.services import agents as agent_service
-from control.services import chats, webhooks
+from control.services import providers as provider_service
 from control.services.calls import agent_spec
-from runtime.spec import AgentSpec
+from runtime.spec import AgentSpec, ProviderCredential
 from runtime.spec.providers import UnknownProviderError, provider_info, resolve_provider
 
 logger = logging.getLogger(__name__)
@@ -328,14 +329,18 @@ async def start_run(
     mode: str,
     repeat: int,
     judge: dict[str, Any] | None,
+    version: int | None = None,
 ) -> TestRun:
-    """Queue a run of the agent's cases (all of them, or `test_ids`), as a durable job.
+    """Queue a run of the agent's cases (all of them, or `test_ids`), as a durable job, against
+    agent version `version` (the latest by default); the run records the version it tests.
 
     Raises:
         Invalid: no cases to run, an id that is not the agent's, a judge the catalogue lacks.
+        NotFound: `VERSION_NOT_FOUND`.
         Conflict: `TEST_RUN_IN_PROGRESS`, the agent already has a run queued or running.
     """
     agent = await agent_service.get_agent(workspace_id, agent_id)
+    tested = await agent_versions.chosen(agent, version)
     resolved_judge = check_judge(judge)
     cases = await cases_of(workspace_id, agent.id)
     if test_ids is not None:
@@ -357,6 +362,7 @@ async def start_run(
     run = await TestRun.create(
         workspace_id=workspace_id,
         agent_id=agent.id,
+        agent_version=tested.number if tested else None,
         mode=mode,
         repeat=repeat,
         judge=resolved_judge,
@@ -408,6 +414,7 @@ def summary(run: TestRun) -> dict[str, Any]:
     return {
         "id": str(run.id),
         "agent_id": str(run.agent_id),
+        "agent_version": run.agent_version,
         "status": run.status.value,
         "mode": run.mode,
         "repeat": run.repeat,
@@ -484,7 +491,14 @@ def _verdict(text: str) -> tuple[bool, str] | None:
 class Judge:
     """An LLM asked whether a conversation meets a criterion."""
 
-    def __init__(self, settings: Settings, workspace_id: uuid.UUID, choice: dict[str, str]):
+    def __init__(
+        self,
+        settings: Settings,
+        workspace_id: uuid.UUID,
+        choice: dict[str, str],
+        *,
+        credentials: dict[str, ProviderCredential] | None = None,
+    ):
         self.settings = settings
         self.workspace_id = workspace_id
         self.spec = AgentSpec(
@@ -495,6 +509,7 @@ class Judge:
             temperature=0.0,
             system_prompt=JUDGE_PROMPT,
             reply_schema=JUDGE_SCHEMA,
+            credentials=credentials or {},
         )
 
     async def decide(
@@ -839,11 +854,18 @@ async def execute_run(settings: Settings, run_id: uuid.UUID) -> None:
     try:
         if agent is None:
             raise NotFound("AGENT_NOT_FOUND", "The agent was deleted.")
-        spec = await agent_spec(settings, agent)
+        spec = await agent_spec(
+            settings, agent, await agent_versions.recorded(agent, run.agent_version)
+        )
     except DomainError as error:
         await _finish(run, TestRunStatus.ERROR, warnings, error=error.detail)
         return
-    judge = Judge(settings, run.workspace_id, choice) if choice else None
+    judge = None
+    if choice:  # the workspace's key for the judge's vendor, else the platform's
+        keys = await provider_service.credentials_for(
+            settings, run.workspace_id, [choice["provider"]]
+        )
+        judge = Judge(settings, run.workspace_id, choice, credentials=keys)
     runner = CaseRunner(settings, run, spec, judge)
     if not await _still_running(run.id, warnings=warnings):
         return

@@ -2,26 +2,29 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import secrets
 import uuid
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 from tortoise.exceptions import IntegrityError
 from tortoise.queryset import QuerySet
+from tortoise.transactions import in_transaction
 
 from control.config import Settings
 from control.errors import Conflict, Invalid, NotFound, field_errors
-from control.models import Agent, PhoneNumber
+from control.models import Agent, AgentVersion, PhoneNumber
 from control.security import (
     SecretUnreadableError,
     decrypt_secret,
     encrypt_secret,
     mask_secret,
 )
-from control.services import knowledge_files
+from control.services import agent_versions, knowledge_files
 from control.services.agent_config import AgentConfig
 from runtime.spec import URLNotAllowedError, check_url_allowed_async
 
@@ -29,9 +32,9 @@ logger = logging.getLogger(__name__)
 
 # A provider change drops the stored model (and voice), so the new provider's default applies.
 PROVIDER_DEPENDENTS = {
-    "LLM_provider": ("LLM_model", "LLM_base_url", "LLM_api_key"),
-    "STT_provider": ("STT_model",),
-    "TTS_provider": ("TTS_model", "TTS_voice"),
+    "LLM_provider": ("LLM_model", "LLM_base_url", "LLM_api_key", "LLM_settings"),
+    "STT_provider": ("STT_model", "STT_settings"),
+    "TTS_provider": ("TTS_model", "TTS_voice", "TTS_settings"),
 }
 
 
@@ -66,21 +69,33 @@ def _open_secret(
                 f"{what} cannot be decrypted with the configured encryption keys "
                 "(VOXLINE_ENCRYPTION_KEYS); set it again"
             ) from error
-        placeholder = SEALED_PREFIX + uuid.uuid4().hex
+        # derived from the ciphertext, so two readings of one stored secret compare equal
+        placeholder = SEALED_PREFIX + hashlib.sha256(ciphertext.encode()).hexdigest()[:32]
         sealed[placeholder] = ciphertext
         return placeholder
 
 
 def plain_config(
-    settings: Settings, agent: Agent, *, sealed: dict[str, str] | None = None
+    settings: Settings,
+    agent: Agent,
+    *,
+    sealed: dict[str, str] | None = None,
+    version: AgentVersion | None = None,
 ) -> dict[str, Any]:
-    """The agent's settings with its secrets decrypted (for the runtime, never the API).
+    """The agent's settings with its secrets decrypted (for the runtime, never the API): as
+    `version` has them, or the latest when it is None.
 
     A secret that no configured key decrypts raises `SecretUnreadableError` (naming it), unless
     `sealed` is given: then its value is a placeholder that `sealed` maps to the stored
     ciphertext, so that saving the agent again keeps the secret as it is.
     """
-    config = dict(agent.config)
+    return _opened(settings, agent_versions.runs_with(agent, version), sealed)
+
+
+def _opened(
+    settings: Settings, stored: dict[str, Any], sealed: dict[str, str] | None
+) -> dict[str, Any]:
+    config = dict(stored)
     config["custom_functions"] = [
         {
             **function,
@@ -101,13 +116,16 @@ def plain_config(
     return config
 
 
-def public_config(settings: Settings, agent: Agent) -> dict[str, Any]:
-    """The agent's settings as the API shows them: secrets masked.
+def public_config(
+    settings: Settings, agent: Agent, version: AgentVersion | None = None
+) -> dict[str, Any]:
+    """The agent's settings as the API shows them (as `version` has them, else the latest):
+    secrets masked.
 
     A secret no configured key decrypts shows as null, and `unreadable_secrets` names it.
     """
     sealed: dict[str, str] = {}
-    config = plain_config(settings, agent, sealed=sealed)
+    config = plain_config(settings, agent, sealed=sealed, version=version)
     unreadable: list[str] = []
 
     def shown(value: str, field: str) -> str | None:
@@ -170,6 +188,9 @@ async def _check_urls(settings: Settings, config: AgentConfig) -> None:
     for function in config.custom_functions:
         field = f"custom_functions.{function.name}.url"
         urls.append((f"custom function {function.name!r}", field, function.url))
+    for index, destination in enumerate(config.transfer_destinations):
+        field = f"transfer_destinations.{index}.hold_audio_url"
+        urls.append((f"hold audio of {destination.name!r}", field, destination.hold_audio_url))
     for what, field, url in urls:
         if not url:
             continue
@@ -182,6 +203,26 @@ async def _check_urls(settings: Settings, config: AgentConfig) -> None:
                 field=field,
                 message=str(error),
             ) from error
+
+
+async def _check_handoffs(agent: Agent, config: AgentConfig) -> None:
+    """Hand-offs go to other agents of the agent's own workspace, never to itself."""
+    for index, handoff in enumerate(config.handoff_destinations):
+        field = f"handoff_destinations.{index}.agent_id"
+        if handoff.agent_id == agent.id:
+            raise Invalid(
+                "VALIDATION_ERROR",
+                f"{field}: an agent cannot hand a call to itself",
+                field=field,
+                message="an agent cannot hand a call to itself",
+            )
+        if not await Agent.exists(id=handoff.agent_id, workspace_id=agent.workspace_id):
+            raise Invalid(
+                "VALIDATION_ERROR",
+                f"{field}: no agent with that id in this workspace",
+                field=field,
+                message="no agent with that id in this workspace",
+            )
 
 
 async def _answering_number(agent: Agent, phone_number: str | None) -> str | None:
@@ -252,10 +293,33 @@ async def rotate_web_call_key(workspace_id: uuid.UUID, agent_id: uuid.UUID) -> A
     return agent
 
 
+def _same_settings(settings: Settings) -> Callable[[dict[str, Any], dict[str, Any]], bool]:
+    """Whether two stored configurations run alike: compared decrypted, as every save encrypts
+    its secrets anew (one no key reads compares by its ciphertext)."""
+
+    def same(first: dict[str, Any], second: dict[str, Any]) -> bool:
+        return _opened(settings, first, {}) == _opened(settings, second, {})
+
+    return same
+
+
+# What a save takes that is the agent's own, not part of its stored configuration.
+AGENT_OWN_FIELDS = ("agent_name", "version_note", *agent_versions.VERSION_SETTINGS)
+
+
 async def _save(
-    agent: Agent, settings: Settings, config: AgentConfig, sealed: dict[str, str] | None = None
+    agent: Agent,
+    settings: Settings,
+    config: AgentConfig,
+    sealed: dict[str, str] | None = None,
+    *,
+    author: str | None = None,
+    restoring: bool = False,
 ) -> Agent:
+    """Store the agent, and a new version when what its calls do changed (always, `restoring`),
+    published as its version settings say."""
     await _check_urls(settings, config)
+    await _check_handoffs(agent, config)
     answering = await _answering_number(agent, config.phone_number)
     stored = _encrypted(settings, config.model_dump(mode="json"), sealed)
     agent.agent_name = config.agent_name
@@ -263,19 +327,42 @@ async def _save(
     if config.allow_web_calls and not web_call_key:
         web_call_key = new_web_call_key(agent.id)
     agent.phone_number = answering
-    agent.config = {k: v for k, v in stored.items() if k != "agent_name"}
+    agent.config = {k: v for k, v in stored.items() if k not in AGENT_OWN_FIELDS}
     if web_call_key:
         agent.config[WEB_CALL_KEY_FIELD] = web_call_key
+    agent.auto_publish = config.auto_publish
+    agent.require_passing_tests = config.require_passing_tests
+    agent.traffic_split = stored.get("traffic_split")
     try:
-        await agent.save()
+        async with in_transaction():
+            await agent.save()
+            version = await agent_versions.record(
+                agent,
+                agent.config,
+                _same_settings(settings),
+                author=author,
+                note=config.version_note,
+                always=restoring,
+            )
+            await agent_versions.check_split(agent, agent.traffic_split)
+            await agent_versions.after_save(agent, version)
     except IntegrityError as error:  # a concurrent save took the number
         raise Conflict("PHONE_NUMBER_TAKEN", "That number belongs to another agent.") from error
     return agent
 
 
-async def create_agent(settings: Settings, workspace_id: uuid.UUID, data: dict[str, Any]) -> Agent:
+async def create_agent(
+    settings: Settings,
+    workspace_id: uuid.UUID,
+    data: dict[str, Any],
+    *,
+    author: str | None = None,
+) -> Agent:
+    """A new agent; it starts at version 1, published. `author` labels who saved it."""
     config = _validated(data)
-    return await _save(Agent(id=uuid.uuid4(), workspace_id=workspace_id), settings, config)
+    return await _save(
+        Agent(id=uuid.uuid4(), workspace_id=workspace_id), settings, config, author=author
+    )
 
 
 def _origin(url: Any) -> tuple[str, str | None, int | None] | None:
@@ -345,17 +432,32 @@ def _keep_llm_key(changes: dict[str, Any], current: dict[str, Any], merged: dict
             )
 
 
+def _current(
+    settings: Settings, agent: Agent, sealed: dict[str, str], version: AgentVersion | None = None
+) -> dict[str, Any]:
+    """The agent as a save takes it: its own fields and its settings (as `version` has them)."""
+    return {
+        "agent_name": agent.agent_name,
+        "phone_number": agent.phone_number,
+        "auto_publish": agent.auto_publish,
+        "require_passing_tests": agent.require_passing_tests,
+        "traffic_split": agent.traffic_split,
+        **plain_config(settings, agent, sealed=sealed, version=version),
+    }
+
+
 async def update_agent(
-    settings: Settings, workspace_id: uuid.UUID, agent_id: uuid.UUID, changes: dict[str, Any]
+    settings: Settings,
+    workspace_id: uuid.UUID,
+    agent_id: uuid.UUID,
+    changes: dict[str, Any],
+    *,
+    author: str | None = None,
 ) -> Agent:
     """Merge `changes` (only the fields sent) into the agent and validate the result as a whole."""
     agent = await get_agent(workspace_id, agent_id)
     sealed: dict[str, str] = {}  # secrets no key reads: kept as stored unless replaced
-    current = {
-        "agent_name": agent.agent_name,
-        "phone_number": agent.phone_number,
-        **plain_config(settings, agent, sealed=sealed),
-    }
+    current = _current(settings, agent, sealed)
     merged = {**current, **changes}
     merged.pop(WEB_CALL_KEY_FIELD, None)  # read-only; `_save` keeps the stored one
     for provider_field, dependents in PROVIDER_DEPENDENTS.items():
@@ -368,7 +470,34 @@ async def update_agent(
             changes["custom_functions"], current["custom_functions"]
         )
     _keep_llm_key(changes, current, merged)
-    return await _save(agent, settings, _validated(merged), sealed)
+    return await _save(agent, settings, _validated(merged), sealed, author=author)
+
+
+async def restore_version(
+    settings: Settings,
+    workspace_id: uuid.UUID,
+    agent_id: uuid.UUID,
+    number: int,
+    *,
+    author: str | None = None,
+) -> tuple[Agent, AgentVersion]:
+    """A new version equal to version `number` (checked as any save is); the agent's own
+    fields (name, number, web-call access, version settings) stay as they are.
+
+    Raises:
+        NotFound: `AGENT_NOT_FOUND`, `VERSION_NOT_FOUND`.
+    """
+    agent = await get_agent(workspace_id, agent_id)
+    version = await agent_versions.get_version(agent, number)
+    sealed: dict[str, str] = {}
+    restored = _current(settings, agent, sealed, version)
+    restored.pop(WEB_CALL_KEY_FIELD, None)
+    restored["version_note"] = f"Restored from version {number}"
+    await _save(agent, settings, _validated(restored), sealed, author=author, restoring=True)
+    newest = await agent_versions.latest(agent)
+    if newest is None:  # not reached: a restoring save always makes a version
+        raise NotFound("VERSION_NOT_FOUND", "The agent has no versions.")
+    return agent, newest
 
 
 async def delete_agent(settings: Settings, workspace_id: uuid.UUID, agent_id: uuid.UUID) -> None:

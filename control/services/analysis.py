@@ -16,7 +16,7 @@ from control.config import Settings
 from control.dialing import campaign_dialer, campaigns
 from control.errors import DomainError
 from control.models import Agent, Call, Campaign, Prospect
-from control.services import chats
+from control.services import agent_versions, chats
 from control.services.calls import agent_spec, emit_once
 
 logger = logging.getLogger(__name__)
@@ -135,7 +135,8 @@ async def analyse_call(settings: Settings, call_id: uuid.UUID, redis: Redis) -> 
     if call is None or call.agent_id is None or not _transcript_text(call):
         return None
     agent = await Agent.get(id=call.agent_id)
-    config = agent.config.get("post_call_analysis", {})
+    version = await agent_versions.recorded(agent, call.agent_version)  # as the call ran
+    config = agent_versions.runs_with(agent, version).get("post_call_analysis", {})
     campaign = await Campaign.get_or_none(id=call.campaign_id) if call.campaign_id else None
     if campaign is not None and not campaign.dispositions:
         campaign = None  # a campaign's dispositions, when it has any, replace the agent's
@@ -147,7 +148,7 @@ async def analyse_call(settings: Settings, call_id: uuid.UUID, redis: Redis) -> 
     keys = _wanted(config)
     if not keys:
         return None
-    spec = (await agent_spec(settings, agent)).replace(
+    spec = (await agent_spec(settings, agent, version)).replace(
         system_prompt=ANALYST_PROMPT.format(keys=json.dumps(keys)),
         first_message="",
         custom_functions=(),

@@ -27,6 +27,7 @@ EXPORT_COLUMNS = (
     "id",
     "created_at",
     "agent_id",
+    "agent_version",
     "call_type",
     "call_direction",
     "from_number",
@@ -56,12 +57,14 @@ class CallFilters:
     end: datetime | None = None
     batch_id: uuid.UUID | None = None
     campaign: str | None = None
+    agent_version: int | None = None  # the agent version the call ran
 
 
 def filtered_calls(workspace_id: uuid.UUID, filters: CallFilters) -> QuerySet[Call]:
     """The workspace's calls matching `filters`, newest first (served by the composite indexes)."""
     query = Call.filter(workspace_id=workspace_id)
-    for field in ("call_type", "call_direction", "agent_id", "disposition", "batch_id"):
+    equal = ("call_type", "call_direction", "agent_id", "disposition", "batch_id", "agent_version")
+    for field in equal:
         value = getattr(filters, field)
         if value is not None:
             query = query.filter(**{field: value})
@@ -109,7 +112,7 @@ _CELL_WRITERS = tuple(
     _time_cell
     if column.endswith("_at")
     else _plain_cell
-    if column.endswith("id") or column == "duration_seconds"
+    if column.endswith("id") or column in ("duration_seconds", "agent_version")
     else _safe_cell
     for column in EXPORT_COLUMNS
 )

@@ -25,16 +25,28 @@ from control.errors import (
     NotFound,
     QuotaExceeded,
 )
-from control.models import Agent, Call, FileStatus, KnowledgeFile, PhoneNumber, Workspace
+from control.models import (
+    Agent,
+    AgentVersion,
+    Call,
+    FileStatus,
+    KnowledgeFile,
+    PhoneNumber,
+    Workspace,
+)
 from control.security import SecretUnreadableError, utcnow
+from control.services import agent_versions, capacity, phone_numbers, webhooks
 from control.services import agents as agent_service
-from control.services import capacity, phone_numbers, webhooks
+from control.services import providers as provider_service
 from runtime.spec import (
+    DEFAULT_MAX_HANDOFFS,
     AgentSpec,
     CallDirection,
     CallReport,
     CallSpec,
     CustomFunctionSpec,
+    HandoffDestinationSpec,
+    ProviderChoice,
     TransferDestinationSpec,
 )
 from runtime.spec.phone import mask_phone
@@ -77,6 +89,8 @@ async def create_call(
         id=call_id,
         workspace_id=agent.workspace_id,
         agent_id=agent.id,
+        # the published version, or the traffic split's pick (fixed by the call id)
+        agent_version=agent_versions.pick(agent, call_id),
         call_type="web" if direction == "web" else "phone",
         call_direction="outbound" if direction == "outbound" else "inbound",
         from_number=from_number,
@@ -114,14 +128,27 @@ def room_of(call: Call) -> str:
     return call.room_name
 
 
-async def agent_spec(settings: Settings, agent: Agent) -> AgentSpec:
-    """The agent as a worker runs it: decrypted secrets, defaults resolved, knowledge state.
+async def agent_spec(
+    settings: Settings, agent: Agent, version: AgentVersion | None = None
+) -> AgentSpec:
+    """The agent as a worker runs it: decrypted secrets, defaults resolved, knowledge state;
+    as `version` has it, or the latest settings when it is None.
 
     Raises:
         Conflict: `SECRET_UNREADABLE` when a secret the agent needs cannot be decrypted.
     """
     try:
-        config = agent_service.plain_config(settings, agent)
+        config = agent_service.plain_config(settings, agent, version=version)
+        fallbacks = {
+            kind: tuple(ProviderChoice(**choice) for choice in config.get(f"{kind}_fallbacks", []))
+            for kind in ("LLM", "STT", "TTS")
+        }
+        credentials = await provider_service.credentials_for(
+            settings,
+            agent.workspace_id,
+            (config["LLM_provider"], config["STT_provider"], config["TTS_provider"])
+            + tuple(choice.provider for choices in fallbacks.values() for choice in choices),
+        )
     except SecretUnreadableError as error:
         raise Conflict(
             "SECRET_UNREADABLE", f"Agent {agent.agent_name!r} cannot run: {error}."
@@ -143,6 +170,13 @@ async def agent_spec(settings: Settings, agent: Agent) -> AgentSpec:
         tts_provider=config["TTS_provider"],
         tts_model=config["TTS_model"],
         tts_voice=config.get("TTS_voice"),
+        llm_settings=config.get("LLM_settings") or {},
+        stt_settings=config.get("STT_settings") or {},
+        tts_settings=config.get("TTS_settings") or {},
+        llm_fallbacks=fallbacks["LLM"],
+        stt_fallbacks=fallbacks["STT"],
+        tts_fallbacks=fallbacks["TTS"],
+        credentials=credentials,
         language=config["language"],
         system_prompt=config["system_prompt"],
         first_message=config["first_message"],
@@ -179,18 +213,62 @@ async def agent_spec(settings: Settings, agent: Agent) -> AgentSpec:
                 name=destination.get("name") or f"destination_{index}",
                 destination=destination["destination"],
                 description=destination.get("description", ""),
+                **{key: destination[key] for key in WARM_FIELDS if key in destination},
             )
             for index, destination in enumerate(config.get("transfer_destinations", []), 1)
         ),
         dtmf_menu=config.get("dtmf_menu", {}),
         recording_enabled=config.get("recording_enabled", False),
+        agent_version=version.number if version else await _latest_number(agent),
+        handoff_destinations=tuple(
+            HandoffDestinationSpec(**handoff) for handoff in config.get("handoff_destinations", [])
+        ),
+        max_handoffs=config.get("max_handoffs", DEFAULT_MAX_HANDOFFS),
     )
+
+
+#: A warm transfer destination's settings, carried into the call spec as they are stored.
+WARM_FIELDS = (
+    "type",
+    "ring_timeout",
+    "briefing_instructions",
+    "hold_audio_url",
+    "fallback_message",
+)
+#: How many agents one call's hand-offs may reach at most (a chain's agents are loaded up front).
+MAX_HANDOFF_AGENTS = 20
+
+
+async def handoff_agents(
+    settings: Settings, agent: Agent, spec: AgentSpec, call_id: uuid.UUID
+) -> dict[str, AgentSpec]:
+    """The specs of every agent a call of `agent` (run as `spec`) can be handed to, along any
+    chain, by id: only agents of its own workspace (a destination since deleted is left out),
+    each as the version a call of its own would run."""
+    found: dict[str, AgentSpec] = {}
+    pending = [destination.agent_id for destination in spec.handoff_destinations]
+    while pending and len(found) < MAX_HANDOFF_AGENTS:
+        agent_id = pending.pop(0)
+        if agent_id in found or agent_id == str(agent.id):
+            continue
+        target = await Agent.get_or_none(id=agent_id, workspace_id=agent.workspace_id)
+        if target is not None:
+            version = await agent_versions.recorded(target, agent_versions.pick(target, call_id))
+            found[agent_id] = await agent_spec(settings, target, version)
+            pending.extend(d.agent_id for d in found[agent_id].handoff_destinations)
+    return found
+
+
+async def _latest_number(agent: Agent) -> int | None:
+    newest = await agent_versions.latest(agent)
+    return newest.number if newest else None
 
 
 async def call_spec(settings: Settings, call: Call) -> CallSpec:
     if call.agent_id is None:
         raise Gone("AGENT_GONE", "The agent of this call has been deleted.")
     agent = await Agent.get(id=call.agent_id)
+    version = await agent_versions.recorded(agent, call.agent_version)
     sip_trunk_id = None
     krisp_enabled = False
     if call.call_direction == "outbound" and call.call_type == "phone":
@@ -200,6 +278,12 @@ async def call_spec(settings: Settings, call: Call) -> CallSpec:
         sip_trunk_id = number.outbound_trunk_id if number else None
         # the number's noise-cancellation setting, on the leg the worker dials
         krisp_enabled = bool(number and number.krisp_enabled)
+    elif call.call_type == "phone":  # a warm transfer dials out on the answering number's trunk
+        number = await PhoneNumber.get_or_none(
+            workspace_id=call.workspace_id, phone_number=call.to_number
+        )
+        sip_trunk_id = number.outbound_trunk_id if number else None
+    spec = await agent_spec(settings, agent, version)
     return CallSpec(
         call_id=str(call.id),
         workspace_id=str(call.workspace_id),
@@ -208,11 +292,12 @@ async def call_spec(settings: Settings, call: Call) -> CallSpec:
         from_number=call.from_number,
         to_number=call.to_number,
         dynamic_variables=call.dynamic_variables,
-        agent=await agent_spec(settings, agent),
+        agent=spec,
         room_name=call.room_name,
         sip_trunk_id=sip_trunk_id,
         krisp_enabled=krisp_enabled,
         allow_private_urls=settings.allow_private_urls,
+        handoff_agents=await handoff_agents(settings, agent, spec, call.id),
     )
 
 
@@ -323,6 +408,9 @@ async def apply_report(redis: Redis, call: Call, report: CallReport) -> bool:
     if transfers and await Call.filter(replaceable, id=call.id).exists():
         # ids derive from the call and the attempt: a report sent twice fires them once
         await emit_transfers(call, transfers)
+    handoffs = [_handoff_record(handoff) for handoff in report.handoffs]
+    if handoffs and await Call.filter(replaceable, id=call.id).exists():
+        await emit_handoffs(call, handoffs)
     applied = await finish_call(
         redis,
         call,
@@ -337,6 +425,8 @@ async def apply_report(redis: Redis, call: Call, report: CallReport) -> bool:
         usage=dict(report.usage),
         latencies=report.latencies,
         transfers=transfers,
+        handoffs=handoffs,
+        final_agent_id=_final_agent(call, report),
         error=report.error,
     )
     await call.refresh_from_db()
@@ -370,7 +460,12 @@ async def join_call(settings: Settings, redis: Redis, call: Call) -> None:
         raise
     now = utcnow()
     agent = await Agent.get_or_none(id=call.agent_id) if call.agent_id else None
-    max_duration = (agent.config.get("max_call_duration") if agent else None) or 3600
+    ran = (
+        agent_versions.runs_with(agent, await agent_versions.recorded(agent, call.agent_version))
+        if agent
+        else {}
+    )
+    max_duration = ran.get("max_call_duration") or 3600
     call.joined_at = call.joined_at or now
     call.heartbeat_at = now
     call.expires_at = now + timedelta(
@@ -596,11 +691,14 @@ def _event_data(call: Call) -> dict[str, Any]:
 
 TRANSFER_OUTCOMES = ("initiated", "succeeded", "failed")
 TRANSFER_FIELDS = ("destination_name", "destination", "at", "outcome", "error", "sip_status")
+#: What a warm transfer adds: its type, why it ended as it did, and what the human was told.
+WARM_TRANSFER_FIELDS = ("type", "reason", "briefing")
 
 
 def _transfer_record(transfer: dict[str, Any]) -> dict[str, Any]:
     """A reported transfer attempt as the call log keeps it (known fields, destination masked)."""
     record = {key: transfer.get(key) for key in TRANSFER_FIELDS}
+    record.update({key: transfer[key] for key in WARM_TRANSFER_FIELDS if key in transfer})
     if record["outcome"] not in TRANSFER_OUTCOMES:
         raise Invalid(
             "VALIDATION_ERROR", f"A transfer's outcome must be one of {TRANSFER_OUTCOMES}."
@@ -621,6 +719,7 @@ async def emit_transfers(call: Call, transfers: list[dict[str, Any]]) -> None:
             "destination_name": transfer["destination_name"],
             "destination": transfer["destination"],
             "at": transfer["at"],
+            "type": transfer.get("type") or "cold",
         }
         await webhooks.emit(
             call.workspace_id,
@@ -629,13 +728,55 @@ async def emit_transfers(call: Call, transfers: list[dict[str, Any]]) -> None:
             event_key=f"{call.id}:transfer:{attempt}:initiated",
         )
         if transfer["outcome"] in ("succeeded", "failed"):
-            outcome = {**data, "error": transfer.get("error"), "sip_status": transfer["sip_status"]}
+            outcome = {
+                **data,
+                "error": transfer.get("error"),
+                "sip_status": transfer["sip_status"],
+                "reason": transfer.get("reason"),
+            }
             await webhooks.emit(
                 call.workspace_id,
                 f"transfer_{transfer['outcome']}",
                 outcome,
                 event_key=f"{call.id}:transfer:{attempt}:{transfer['outcome']}",
             )
+
+
+HANDOFF_FIELDS = ("from_agent_id", "to_agent_id", "name", "at", "reason")
+
+
+def _handoff_record(handoff: dict[str, Any]) -> dict[str, Any]:
+    """A reported hand-off as the call log keeps it (known fields only, agent ids checked)."""
+    record = {key: handoff.get(key) for key in HANDOFF_FIELDS}
+    for key in ("from_agent_id", "to_agent_id"):
+        try:
+            record[key] = str(uuid.UUID(str(record[key])))
+        except ValueError as error:
+            raise Invalid("VALIDATION_ERROR", f"A hand-off's {key} must be an agent id.") from error
+    if record["reason"] is not None:
+        record["reason"] = str(record["reason"])[:500]
+    return record
+
+
+def _final_agent(call: Call, report: CallReport) -> uuid.UUID | None:
+    """The agent speaking at the end: the reported one, else the one that answered."""
+    if report.final_agent_id:
+        try:
+            return uuid.UUID(report.final_agent_id)
+        except ValueError as error:
+            raise Invalid("VALIDATION_ERROR", "final_agent_id must be an agent id.") from error
+    return call.agent_id
+
+
+async def emit_handoffs(call: Call, handoffs: list[dict[str, Any]]) -> None:
+    """`agent_handoff` for each hand-off; ids from the call and the hand-off's place."""
+    for number, handoff in enumerate(handoffs, start=1):
+        await webhooks.emit(
+            call.workspace_id,
+            "agent_handoff",
+            {"call_id": str(call.id), "agent_id": str(call.agent_id), "handoff": number, **handoff},
+            event_key=f"{call.id}:handoff:{number}",
+        )
 
 
 # The event a call's final status fires, beside `call_ended` (PARITY.md).

@@ -14,6 +14,7 @@ from tortoise.queryset import QuerySet
 from control.config import Settings
 from control.errors import NotFound, Unavailable
 from control.models import ChatMessage
+from control.services import agent_versions
 from control.services import agents as agent_service
 from control.services.calls import agent_spec
 
@@ -80,14 +81,19 @@ async def send(
     message: str,
     session_id: str | None,
     variables: dict[str, str],
-) -> tuple[str, Any]:
-    """Run one chat turn and keep both messages in the session's history."""
+    *,
+    version: int | None = None,
+) -> tuple[str, Any, int | None]:
+    """Run one chat turn and keep both messages in the session's history; the session id, the
+    reply, and the agent version that gave it (`version`, or the latest by default)."""
     agent = await agent_service.get_agent(workspace_id, agent_id)
+    chosen = await agent_versions.chosen(agent, version)
     session_id = session_id or uuid.uuid4().hex
     history = await _history(workspace_id, agent.id, session_id)
+    spec = await agent_spec(settings, agent, chosen)
     reply = await run_turn(
         settings,
-        agent=await agent_spec(settings, agent),
+        agent=spec,
         message=message,
         session_id=session_id,
         workspace_id=str(workspace_id),
@@ -111,7 +117,7 @@ async def send(
         sources=reply.sources,
         usage=reply.usage,
     )
-    return session_id, reply
+    return session_id, reply, spec.agent_version
 
 
 async def try_function(

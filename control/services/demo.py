@@ -58,6 +58,9 @@ DEMO_AGENT = {
     ),
     "first_message": "Hello, thanks for calling Harbor Cafe. How can I help you?",
     "max_call_duration": 300,
+    # The end-of-turn model often hears a synthesised or flat question as unfinished; then a
+    # turn waited the whole 3 s default (7 of 20 turns in tests/bench/bench_offline_call.py).
+    "max_endpointing_delay": 1.5,
 }
 
 #: The demo agent's starter test suite (`voxline test --agent ID`): rule expectations only, so it

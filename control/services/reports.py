@@ -5,6 +5,11 @@ of `call_logs.filtered_calls`, so reports and the call list agree on what a filt
 call log is loaded into Python. A call belongs to the day of its `created_at` in the requested
 IANA time zone: PostgreSQL buckets with `AT TIME ZONE`; SQLite, which has no time-zone
 database, compares with the UTC instants of the local midnights, computed here and passed in.
+
+With rollups (`with_rollups`), the whole fresh hours of the range come from `report_rollups`
+(a rollup hour's day is its start's in the zone) and only the rest from the calls table; both
+parts sum the same integers, so the figures are the calls table's own. Latency percentiles then
+come from merged DDSketch bins (`report_rollups`), within its relative accuracy.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import asyncio
 import itertools
 import re
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -24,12 +29,22 @@ from tortoise import connections
 from control.errors import Invalid
 from control.models import Agent, Workspace
 from control.services import capacity
-from control.services.call_logs import MAX_RANGE, CallFilters, _parameterized_sql, filtered_calls
+from control.services import report_rollups as rollups
+from control.services.call_logs import (
+    MAX_RANGE,
+    SLUG_LENGTH,
+    CallFilters,
+    _parameterized_sql,
+    filtered_calls,
+)
 
 DEFAULT_RANGE = timedelta(days=30)
 NO_VALUE = "none"  # the bucket of calls with no disposition (or no end reason yet)
 GROUP_COLUMNS = {
-    "agent": '"agent_id"',
+    "agent": '"agent_id"',  # the agent that answered
+    # the agent speaking when the call ended (a hand-off's last); the answering one before
+    "final_agent": 'COALESCE("final_agent_id", "agent_id")',
+    "agent_version": '"agent_version"',
     "direction": '"call_direction"',
     "type": '"call_type"',
     "status": '"status"',
@@ -37,8 +52,6 @@ GROUP_COLUMNS = {
     "disposition": f"""COALESCE("disposition", '{NO_VALUE}')""",
 }
 GROUPS = ("day", *GROUP_COLUMNS)
-# Talk time: answered to ended. Calls never answered have none, and don't lower the average.
-TALK_SECONDS = 'CASE WHEN "answered_at" IS NOT NULL THEN "duration_seconds" END'
 # Nearest rank: the value at rank ceil(p * n), in integer arithmetic both databases share.
 NEAREST_RANK = {"p50": "(n + 1) / 2", "p95": "(95 * n + 99) / 100"}
 PERCENTILES = {"p50": 0.5, "p95": 0.95}
@@ -50,6 +63,9 @@ class ReportScope:
 
     filters: CallFilters
     timezone: ZoneInfo
+    # The workspace's stale hours in range when the report reads rollups (`with_rollups`);
+    # None: it reads the calls table alone.
+    stale_hours: frozenset[int] | None = None
 
     @property
     def start(self) -> datetime:
@@ -138,22 +154,266 @@ def _day_expression(statement: _Sql, report: ReportScope) -> str:
     return f"CASE {cases} ELSE '{first}' END" if cases else f"'{first}'"
 
 
-def _cost_expression(postgres: bool) -> str:
-    if postgres:
-        return """("usage"::jsonb ->> 'cost')::float"""
-    return """json_extract("usage", '$.cost')"""
+# The rollup table holds these filters as columns of the same name (`report_rollups`); a report
+# with any other filter (a field added to `CallFilters` later) reads the calls table throughout.
+ROLLUP_EQUALITY_FILTERS = (
+    "call_type", "call_direction", "agent_id", "disposition", "batch_id", "agent_version",
+)  # fmt: skip
+# Groups a rollup can answer (its columns are named as the calls'); others read the calls table.
+ROLLUP_GROUPS = frozenset({"day", "agent", "agent_version", "direction", "type", "status",
+                           "end_reason", "disposition"})  # fmt: skip
+
+
+async def with_rollups(workspace_id: uuid.UUID, report: ReportScope) -> ReportScope:
+    """The report, reading rollups for every whole hour whose calls have not changed since."""
+    p = rollups.Params(_is_postgres())
+    rows = await connections.get("default").execute_query_dict(
+        f'SELECT "hour" FROM "report_stale_hours" WHERE "workspace_id" = {p(workspace_id)} '
+        f'AND "hour" >= {p(rollups.hour_of(report.start))} '
+        f'AND "hour" <= {p(rollups.hour_of(report.end))}',
+        p.values,
+    )
+    return replace(report, stale_hours=frozenset(int(row["hour"]) for row in rows))
+
+
+Range = tuple[datetime | None, datetime | None]  # [since, until); None: the scope's own bound
+
+
+def _split(
+    report: ReportScope,
+    unit: int,
+    forced: frozenset[int] = frozenset(),
+    window: Range = (None, None),
+) -> tuple[list[tuple[int, int]], list[Range]]:
+    """Which units (`unit` hours each) of `window` a rollup answers, and which instants of it
+    the calls table must.
+
+    Returns:
+        Spans `[first, last)` of fresh units wholly in the window, and the rest of the window as
+        ranges of the calls' `created_at`.
+    """
+    stale = report.stale_hours
+    if stale is None:
+        return [], [window]
+    seconds = unit * rollups.HOUR_SECONDS
+    since, until = window
+    start = ((since or report.start) - rollups.EPOCH).total_seconds()
+    end = ((until or report.end) - rollups.EPOCH).total_seconds()
+    first, last = int(-(-start // seconds)), int(end // seconds)
+    fresh = [
+        index
+        for index in range(first, last)
+        if index not in forced
+        and not any(hour in stale for hour in range(index * unit, (index + 1) * unit))
+    ]
+    spans: list[tuple[int, int]] = []
+    for index in fresh:
+        if spans and spans[-1][1] == index:
+            spans[-1] = (spans[-1][0], index + 1)
+        else:
+            spans.append((index, index + 1))
+    raw: list[Range] = []
+    cursor = since
+    for span_first, span_last in spans:
+        boundary = rollups.hour_start(span_first * unit)
+        if boundary > (cursor or report.start):
+            raw.append((cursor, boundary))
+        cursor = rollups.hour_start(span_last * unit)
+    if cursor is None or cursor < (until or report.end) or (until is None and cursor == report.end):
+        raw.append((cursor, until))
+    return spans, raw
+
+
+def _raw_ranges(statement: _Sql, ranges: list[Range]) -> str:
+    """` AND (...)`: the calls' created_at within any of `ranges` (empty: all of the scope)."""
+    clauses = []
+    for since, until in ranges:
+        bounds = []
+        if since is not None:
+            bounds.append(f'"created_at" >= {statement.param(since)}')
+        if until is not None:
+            bounds.append(f'"created_at" < {statement.param(until)}')
+        if not bounds:
+            return ""
+        clauses.append("(" + " AND ".join(bounds) + ")")
+    return " AND (" + " OR ".join(clauses) + ")" if clauses else " AND FALSE"
+
+
+def _rollup_where(
+    p: rollups.Params,
+    workspace_id: uuid.UUID,
+    report: ReportScope,
+    allowed: tuple[str, ...] = ROLLUP_EQUALITY_FILTERS,
+) -> str | None:
+    """The rollup rows of the report's filters (before the hours), or None if one has no column."""
+    clauses = [f'"workspace_id" = {p(workspace_id)}']
+    for name, value in asdict(report.filters).items():
+        if value is None or name in ("start", "end"):
+            continue
+        if name in allowed:
+            clauses.append(f'"{name}" = {p(value)}')
+        elif name == "campaign" and allowed is ROLLUP_EQUALITY_FILTERS:
+            clauses.append(_campaign_clause(p, workspace_id, value))
+        else:
+            return None
+    return " AND ".join(clauses)
+
+
+def _campaign_clause(p: rollups.Params, workspace_id: uuid.UUID, campaign: str) -> str:
+    """`call_logs._campaign_filter` on the rollup columns: a campaign's id or slug, or a label."""
+    label = f'"campaign" = {p(campaign)}'
+    try:
+        return f'("campaign_id" = {p(uuid.UUID(campaign))} OR {label})'
+    except ValueError:
+        pass
+    if len(campaign) > SLUG_LENGTH:
+        return label
+    return (
+        f'("campaign_id" IN (SELECT "id" FROM "campaigns" WHERE "workspace_id" = '
+        f'{p(workspace_id)} AND "slug" = {p(campaign)}) OR {label})'
+    )
+
+
+def _spans_sql(p: rollups.Params, column: str, spans: list[tuple[int, int]]) -> str:
+    return " OR ".join(
+        f'("{column}" >= {p(first)} AND "{column}" < {p(last)})' for first, last in spans
+    )
+
+
+def _misaligned_midnight_hours(report: ReportScope) -> frozenset[int]:
+    """Hours a local midnight falls inside (zones off UTC by a part of an hour): read whole."""
+    hours = set()
+    for day in _day_starts(report):
+        midnight = _local_midnight(day, report.timezone)
+        if (midnight - rollups.EPOCH).total_seconds() % rollups.HOUR_SECONDS:
+            hours.add(rollups.hour_of(midnight))
+    return frozenset(hours)
+
+
+def _add(into: dict[str, int], row: dict[str, Any]) -> None:
+    for column in rollups.SUM_COLUMNS:
+        into[column] = into.get(column, 0) + int(row.get(column) or 0)
+
+
+async def _sums(
+    workspace_id: uuid.UUID, report: ReportScope, group_by: str | None
+) -> dict[str | None, dict[str, int]]:
+    """The integer sums per bucket of `group_by` (None: one bucket), rollups plus calls."""
+    postgres = _is_postgres()
+    day = group_by == "day"
+    forced = _misaligned_midnight_hours(report) if day else frozenset()
+    p = rollups.Params(postgres)
+    where = _rollup_where(p, workspace_id, report)
+    spans, raw = _split(report, 1, forced)
+    if where is None or (group_by is not None and group_by not in ROLLUP_GROUPS):
+        spans, raw = [], [(None, None)]
+    statement = _Sql(workspace_id, report)
+    if day:
+        key = _day_expression(statement, report)
+    else:
+        key = GROUP_COLUMNS[group_by] if group_by else "NULL"
+    ranges = _raw_ranges(statement, raw)
+    queries = [
+        statement.rows(
+            f"SELECT {key} AS bucket, {rollups.sum_sql(postgres)} "
+            f'FROM "calls"{statement.where}{ranges} GROUP BY 1'
+        )
+    ]
+    if spans:
+        rollup_key = '"hour"' if day else key
+        queries.append(
+            connections.get("default").execute_query_dict(
+                f"SELECT {rollup_key} AS bucket, {rollups.rollup_sum_sql()} "
+                f'FROM "report_rollups" WHERE {where} AND ({_spans_sql(p, "hour", spans)}) '
+                "GROUP BY 1",
+                p.values,
+            )
+        )
+    results = await asyncio.gather(*queries)
+    buckets: dict[str | None, dict[str, int]] = {}
+    for part, rows in enumerate(results):
+        for row in rows:
+            bucket = row["bucket"]
+            if part == 1 and day:  # an hour of a rollup: its day in the report's zone
+                start = rollups.hour_start(int(bucket))
+                bucket = start.astimezone(report.timezone).date().isoformat()
+            _add(buckets.setdefault(None if bucket is None else str(bucket), {}), row)
+    return buckets
+
+
+def _grouping_sets_sql(keys: list[str], sums: str, source: str) -> str:
+    """One PostgreSQL statement grouping `source` by each of `keys` apart (one scan for all)."""
+    selected = ", ".join(
+        f"{key} AS b{index}, GROUPING({key}) AS g{index}" for index, key in enumerate(keys)
+    )
+    sets = ", ".join(f"({key})" for key in keys)
+    return f"SELECT {selected}, {sums} FROM {source} GROUP BY GROUPING SETS ({sets})"
+
+
+async def _sums_by(
+    workspace_id: uuid.UUID, report: ReportScope, group_bys: tuple[str, ...]
+) -> list[dict[str | None, dict[str, int]]]:
+    """`_sums` of each of `group_bys`; on PostgreSQL in one scan of each table (grouping sets)."""
+    postgres = _is_postgres()
+    if not postgres or len(group_bys) == 1 or not ROLLUP_GROUPS.issuperset(group_bys):
+        return list(
+            await asyncio.gather(*(_sums(workspace_id, report, group) for group in group_bys))
+        )
+    day = "day" in group_bys
+    p = rollups.Params(postgres)
+    where = _rollup_where(p, workspace_id, report)
+    spans, raw = _split(report, 1, _misaligned_midnight_hours(report) if day else frozenset())
+    if where is None:
+        spans, raw = [], [(None, None)]
+    statement = _Sql(workspace_id, report)
+    raw_keys = [
+        _day_expression(statement, report) if group == "day" else GROUP_COLUMNS[group]
+        for group in group_bys
+    ]
+    source = f'"calls"{statement.where}{_raw_ranges(statement, raw)}'
+    queries = [statement.rows(_grouping_sets_sql(raw_keys, rollups.sum_sql(postgres), source))]
+    if spans:
+        keys = ['"hour"' if group == "day" else GROUP_COLUMNS[group] for group in group_bys]
+        source = f'"report_rollups" WHERE {where} AND ({_spans_sql(p, "hour", spans)})'
+        queries.append(
+            connections.get("default").execute_query_dict(
+                _grouping_sets_sql(keys, rollups.rollup_sum_sql(), source), p.values
+            )
+        )
+    results: list[dict[str | None, dict[str, int]]] = [{} for _ in group_bys]
+    for part, rows in enumerate(await asyncio.gather(*queries)):
+        for row in rows:
+            index = next(i for i in range(len(group_bys)) if row[f"g{i}"] == 0)
+            bucket = row[f"b{index}"]
+            if part == 1 and group_bys[index] == "day":
+                start = rollups.hour_start(int(bucket))
+                bucket = start.astimezone(report.timezone).date().isoformat()
+            _add(results[index].setdefault(None if bucket is None else str(bucket), {}), row)
+    return results
 
 
 async def _groups(workspace_id: uuid.UUID, report: ReportScope, group_by: str) -> list[dict]:
-    statement = _Sql(workspace_id, report)
-    key = _day_expression(statement, report) if group_by == "day" else GROUP_COLUMNS[group_by]
-    rows = await statement.rows(
-        f'SELECT {key} AS bucket, COUNT(*) AS calls, COUNT("answered_at") AS answered, '
-        f"SUM({TALK_SECONDS}) AS total_duration, AVG({TALK_SECONDS}) AS average_duration "
-        f'FROM "calls"{statement.where} GROUP BY 1 ORDER BY 1'
-    )
+    return (await _groups_and_totals(workspace_id, report, group_by))[0]
+
+
+async def _groups_and_totals(
+    workspace_id: uuid.UUID, report: ReportScope, group_by: str
+) -> tuple[list[dict], dict[str, Any]]:
+    """The groups of `group_by`, and the totals: their sums added up (each call is in one
+    group, and the sums are integers, so this is the totals' own aggregate)."""
+    return _shape(report, group_by, await _sums(workspace_id, report, group_by))
+
+
+def _shape(
+    report: ReportScope, group_by: str, sums: dict[str | None, dict[str, int]]
+) -> tuple[list[dict], dict[str, Any]]:
+    whole: dict[str, int] = {}
+    for figures in sums.values():
+        _add(whole, figures)
     groups = [
-        _figures(row, key=None if row["bucket"] is None else str(row["bucket"])) for row in rows
+        _figures(figures, key=key)
+        for key, figures in sorted(sums.items(), key=lambda item: (item[0] is None, item[0]))
+        if figures.get("calls")
     ]
     if group_by == "day":  # every day of the range, quiet ones as zeros
         counted = {group["key"]: group for group in groups}
@@ -161,33 +421,29 @@ async def _groups(workspace_id: uuid.UUID, report: ReportScope, group_by: str) -
             counted.get(day.isoformat()) or _figures({}, key=day.isoformat())
             for day in _day_starts(report)
         ]
-    return groups
+    return groups, _totals(whole)
 
 
-def _figures(row: dict[str, Any], **extra: Any) -> dict[str, Any]:
-    total = row.get("total_duration")
-    average = row.get("average_duration")
+def _figures(sums: dict[str, int], **extra: Any) -> dict[str, Any]:
+    talked = sums.get("talked") or 0
+    talk_micros = sums.get("talk_micros") or 0
     return {
         **extra,
-        "calls": int(row.get("calls") or 0),
-        "answered": int(row.get("answered") or 0),
-        "total_duration_seconds": round(float(total), 3) if total is not None else 0.0,
-        "average_duration_seconds": round(float(average), 3) if average is not None else None,
+        "calls": sums.get("calls") or 0,
+        "answered": sums.get("answered") or 0,
+        "total_duration_seconds": round(talk_micros / 1_000_000, 3),
+        "average_duration_seconds": round(talk_micros / talked / 1_000_000, 3) if talked else None,
     }
 
 
 async def totals(workspace_id: uuid.UUID, report: ReportScope) -> dict[str, Any]:
     """Calls, answered calls, talk time (total and average) and cost where known."""
-    statement = _Sql(workspace_id, report)
-    cost = _cost_expression(statement.postgres)
-    [row] = await statement.rows(
-        f'SELECT COUNT(*) AS calls, COUNT("answered_at") AS answered, '
-        f"SUM({TALK_SECONDS}) AS total_duration, AVG({TALK_SECONDS}) AS average_duration, "
-        f"SUM({cost}) AS cost, COUNT({cost}) AS costed "
-        f'FROM "calls"{statement.where}'
-    )
-    figures = _figures(row)
-    figures["cost"] = round(float(row["cost"]), 6) if row["costed"] else None
+    return _totals((await _sums(workspace_id, report, None)).get(None, {}))
+
+
+def _totals(sums: dict[str, int]) -> dict[str, Any]:
+    figures = _figures(sums)
+    figures["cost"] = round((sums.get("cost_nanos") or 0) / 1e9, 6) if sums.get("costed") else None
     return figures
 
 
@@ -203,10 +459,8 @@ async def call_summary(
     workspace_id: uuid.UUID, report: ReportScope, group_by: str
 ) -> dict[str, Any]:
     """Counts and talk time per `group_by` (one of `GROUPS`), with the totals."""
-    groups, figures = await asyncio.gather(
-        _groups(workspace_id, report, group_by), totals(workspace_id, report)
-    )
-    if group_by == "agent":
+    groups, figures = await _groups_and_totals(workspace_id, report, group_by)
+    if group_by in ("agent", "final_agent"):
         names = await _agent_names(workspace_id, [group["key"] for group in groups])
         for group in groups:
             group["agent_name"] = names.get(group["key"] or "")
@@ -230,22 +484,8 @@ async def disposition_summary(workspace_id: uuid.UUID, report: ReportScope) -> d
 
 def _latency_values(statement: _Sql, kind: str) -> str:
     """`(agent_id, ms)` of the scoped calls: every turn's end-to-end latency, or the first's."""
-    if kind == "first_response":
-        if statement.postgres:
-            ms = """("latencies"::jsonb -> 0 ->> 'end_to_end_ms')::float"""
-        else:
-            ms = """json_extract("latencies", '$[0].end_to_end_ms')"""
-        return f'SELECT "agent_id" AS agent_id, {ms} AS ms FROM "calls"{statement.where}'
-    if statement.postgres:
-        return (
-            "SELECT \"agent_id\" AS agent_id, (turn.figures ->> 'end_to_end_ms')::float AS ms "
-            'FROM "calls" CROSS JOIN LATERAL jsonb_array_elements("latencies"::jsonb) '
-            f"AS turn(figures){statement.where}"
-        )
-    return (
-        "SELECT \"agent_id\" AS agent_id, json_extract(turn.value, '$.end_to_end_ms') AS ms "
-        f'FROM "calls", json_each("calls"."latencies") AS turn{statement.where}'
-    )
+    ms, source = rollups.latency_source(statement.postgres, kind)
+    return f'SELECT "agent_id" AS agent_id, {ms} AS ms FROM {source}{statement.where}'
 
 
 def _nearest_rank_sql(statement: _Sql, values: str) -> str:
@@ -272,6 +512,60 @@ def _nearest_rank_sql(statement: _Sql, values: str) -> str:
     )
 
 
+async def _latency_bins(
+    workspace_id: uuid.UUID, report: ReportScope
+) -> dict[tuple[str | None, str], dict[int, int]]:
+    """Per agent and kind, the DDSketch bins of the scope: whole fresh UTC days from the bins
+    table, the rest from the calls table (the same bins, computed in the same SQL)."""
+    postgres = _is_postgres()
+    day_spans, outside_days = _split(report, rollups.DAY_HOURS)
+    hour_spans: list[tuple[int, int]] = []
+    raw: list[Range] = []
+    for window in outside_days:  # the ends, and days with a stale hour: their fresh hours
+        spans, rest = _split(report, 1, window=window)
+        hour_spans += spans
+        raw += rest
+    p = rollups.Params(postgres)
+    where = _rollup_where(p, workspace_id, report, rollups.LATENCY_DIMENSIONS)
+    if where is None:
+        day_spans, hour_spans, raw = [], [], [(None, None)]
+    queries = []
+    for kind in rollups.LATENCY_KINDS:
+        statement = _Sql(workspace_id, report)
+        ranges = _raw_ranges(statement, raw)
+        calls_where = statement.where.removeprefix(" WHERE ") + ranges
+        params = rollups.Params(postgres, statement.params)
+        bins = rollups.latency_bins_sql(postgres, kind, params, calls_where)
+        queries.append(_kind_rows(kind, bins, params.values))
+    hours = [(first * rollups.DAY_HOURS, last * rollups.DAY_HOURS, 24) for first, last in day_spans]
+    hours += [(first, last, 1) for first, last in hour_spans]
+    if hours and where is not None:
+        spans_sql = " OR ".join(
+            f'("span" = {span} AND "hour" >= {p(first)} AND "hour" < {p(last)})'
+            for first, last, span in hours
+        )
+        queries.append(
+            connections.get("default").execute_query_dict(
+                'SELECT "agent_id", "kind", "bin", SUM("count") AS count '
+                f'FROM "report_latency_bins" WHERE {where} AND ({spans_sql}) '
+                'GROUP BY "agent_id", "kind", "bin"',
+                p.values,
+            )
+        )
+    merged: dict[tuple[str | None, str], dict[int, int]] = {}
+    for rows in await asyncio.gather(*queries):
+        for row in rows:
+            agent_id = None if row["agent_id"] is None else str(row["agent_id"])
+            bins_of = merged.setdefault((agent_id, row["kind"]), {})
+            bins_of[int(row["bin"])] = bins_of.get(int(row["bin"]), 0) + int(row["count"])
+    return merged
+
+
+async def _kind_rows(kind: str, sql: str, params: list[Any]) -> list[dict[str, Any]]:
+    rows = await connections.get("default").execute_query_dict(sql, params)
+    return [{**row, "kind": kind} for row in rows]
+
+
 async def latency_percentiles(workspace_id: uuid.UUID, report: ReportScope) -> list[dict[str, Any]]:
     """Per agent, p50/p95 (nearest rank) of the first response and of every turn, in ms.
 
@@ -283,19 +577,24 @@ async def latency_percentiles(workspace_id: uuid.UUID, report: ReportScope) -> l
         statement = _Sql(workspace_id, report)
         return await statement.rows(_nearest_rank_sql(statement, _latency_values(statement, kind)))
 
-    kinds = ("first_response", "turn")
+    kinds = rollups.LATENCY_KINDS
     per_agent: dict[str | None, dict[str, Any]] = {}
-    for kind, rows in zip(kinds, await asyncio.gather(*map(percentiles, kinds)), strict=True):
-        for row in rows:
-            agent_id = None if row["agent_id"] is None else str(row["agent_id"])
-            entry = per_agent.setdefault(
-                agent_id, {"agent_id": agent_id, "first_response": None, "turn": None}
-            )
-            entry[kind] = {
-                "samples": int(row["n"]),
-                "p50_ms": float(row["p50"]),
-                "p95_ms": float(row["p95"]),
-            }
+
+    def entry(agent_id: object) -> dict[str, Any]:
+        key = None if agent_id is None else str(agent_id)
+        return per_agent.setdefault(key, {"agent_id": key, "first_response": None, "turn": None})
+
+    if report.stale_hours is not None:
+        for (agent_id, kind), bins in (await _latency_bins(workspace_id, report)).items():
+            entry(agent_id)[kind] = rollups.percentiles(bins)
+    else:
+        for kind, rows in zip(kinds, await asyncio.gather(*map(percentiles, kinds)), strict=True):
+            for row in rows:
+                entry(row["agent_id"])[kind] = {
+                    "samples": int(row["n"]),
+                    "p50_ms": float(row["p50"]),
+                    "p95_ms": float(row["p95"]),
+                }
     names = await _agent_names(workspace_id, [agent_id for agent_id in per_agent if agent_id])
     return [
         {**entry, "agent_name": names.get(agent_id or "")}
@@ -319,13 +618,14 @@ async def dashboard(
     redis: Redis, workspace_id: uuid.UUID, report: ReportScope, platform_size: int
 ) -> dict[str, Any]:
     """Everything `/reports/dashboard` shows for the range (its statements run concurrently)."""
-    totals_, active, per_day, per_agent, per_disposition, latency = await asyncio.gather(
-        totals(workspace_id, report),
+    kinds = ("day", "agent", "disposition")
+    active, sums, latency = await asyncio.gather(
         active_calls(redis, workspace_id, platform_size),
-        _groups(workspace_id, report, "day"),
-        _groups(workspace_id, report, "agent"),
-        _groups(workspace_id, report, "disposition"),
+        _sums_by(workspace_id, report, kinds),
         latency_percentiles(workspace_id, report),
+    )
+    (per_day, _), (per_agent, _), (per_disposition, totals_) = (
+        _shape(report, group_by, figures) for group_by, figures in zip(kinds, sums, strict=True)
     )
     names = await _agent_names(workspace_id, [group["key"] for group in per_agent])
     for group in per_agent:

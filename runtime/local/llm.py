@@ -62,6 +62,16 @@ class LlamaCppLLM(llm.LLM):
         )
         self._llama = load_once("llama.cpp", model, lambda: _load(model))
 
+    def warm_up(self) -> None:
+        """Generate one token, once per process: the first pass sets llama.cpp's buffers up
+        (blocking)."""
+
+        def generate() -> None:
+            with _generate_lock:
+                self._llama.create_completion("Hello", max_tokens=1)
+
+        load_once("warm llama.cpp", self._model_name, generate)
+
     @property
     def model(self) -> str:
         return self._model_name

@@ -45,6 +45,12 @@ class WhisperSTT(stt.STT):
     def provider(self) -> str:
         return "faster-whisper"
 
+    def warm_up(self) -> None:
+        """Transcribe a second of quiet noise, once per process: the first pass sets whisper up
+        (blocking; `runtime.latency.warm_models` runs it on a thread)."""
+        noise = np.random.default_rng(0).normal(0, 0.01, WHISPER_SAMPLE_RATE).astype(np.float32)
+        load_once("warm whisper", self._model_name, lambda: self._transcribe(noise))
+
     def _transcribe(self, samples: np.ndarray) -> str:
         segments, _ = self._whisper.transcribe(
             samples, language=self._language, beam_size=1, vad_filter=False

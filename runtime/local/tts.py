@@ -44,6 +44,11 @@ class PiperTTS(tts.TTS):
     def provider(self) -> str:
         return "piper"
 
+    def warm_up(self) -> None:
+        """Synthesise a word, once per process: the first pass sets the voice's model up
+        (blocking)."""
+        load_once("warm piper", self._voice_name, lambda: list(self._voice.synthesize("Hello.")))
+
     def synthesize(
         self, text: str, *, conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS
     ) -> tts.ChunkedStream:

@@ -19,7 +19,12 @@ from pydantic import TypeAdapter
 
 from runtime.spec.functions import normalise_parameters
 from runtime.spec.phone import is_transfer_address, mask_phone
-from runtime.spec.providers import ResolvedProvider, resolve_provider
+from runtime.spec.providers import (
+    ProviderChoice,
+    ProviderCredential,
+    ResolvedProvider,
+    resolve_provider,
+)
 
 
 class CallStatus(StrEnum):
@@ -46,6 +51,8 @@ class EndReason(StrEnum):
     VOICEMAIL = "voicemail"
     TRANSFERRED = "transferred"
     DIAL_FAILED = "dial_failed"
+    #: a provider of the agent's had no credentials when the call started (it never rang on)
+    PROVIDER_NOT_CONFIGURED = "provider_not_configured"
     ERROR = "error"
 
 
@@ -77,11 +84,24 @@ CALL_TYPES: tuple[str, ...] = ("phone", "web")
 HTTP_METHODS: tuple[str, ...] = ("GET", "POST", "PUT", "PATCH", "DELETE")
 #: Tool names the runtime defines itself; custom functions may not use them.
 RESERVED_TOOL_NAMES: frozenset[str] = frozenset(
-    {"end_call", "lookup_knowledge", "transfer_call", "send_dtmf", "detected_answering_machine"}
+    {
+        "end_call",
+        "lookup_knowledge",
+        "transfer_call",
+        "send_dtmf",
+        "detected_answering_machine",
+        "handoff",
+    }
 )
 #: The keys of a telephone keypad, as DTMF carries them.
 DTMF_DIGITS = "0123456789*#"
 VOICEMAIL_ACTIONS: tuple[str, ...] = ("hang_up", "leave_message")
+TRANSFER_TYPES: tuple[str, ...] = ("cold", "warm")
+#: What a hand-off gives the next agent: the conversation so far, or a summary of it.
+HANDOFF_CARRY: tuple[str, ...] = ("transcript", "summary")
+#: Seconds a warm transfer's human may take to answer, by default.
+DEFAULT_RING_TIMEOUT = 30.0
+DEFAULT_MAX_HANDOFFS = 5
 _TOOL_NAME = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
 _DESTINATION_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 
@@ -165,6 +185,17 @@ class TransferDestinationSpec(_Serialisable):
     name: str
     destination: str
     description: str = ""
+    #: "cold": a SIP REFER hands the caller over; "warm": a human is dialled into the call's
+    #: room, briefed while the caller holds, and bridged once they accept.
+    type: Literal["cold", "warm"] = "cold"
+    #: warm: seconds the human may take to answer, and again to accept once briefed
+    ring_timeout: float = DEFAULT_RING_TIMEOUT
+    #: warm: what the briefing the LLM writes for the human should say
+    briefing_instructions: str = ""
+    #: warm: the audio the caller hears on hold (a built-in tone when None)
+    hold_audio_url: str | None = None
+    #: warm: what the agent tells the caller when the human declines or cannot be reached
+    fallback_message: str = ""
 
     def __post_init__(self) -> None:
         if not _DESTINATION_NAME.match(self.name or ""):
@@ -174,6 +205,10 @@ class TransferDestinationSpec(_Serialisable):
             )
         if not is_transfer_address(self.destination):
             raise ValueError("a transfer destination must be an E.164 number or a SIP URI")
+        if self.type not in TRANSFER_TYPES:
+            raise ValueError(f"a transfer's type must be one of {', '.join(TRANSFER_TYPES)}")
+        if not 0 < float(self.ring_timeout) <= 300:
+            raise ValueError("ring_timeout must be between 0 and 300 seconds")
 
     @property
     def transfer_to(self) -> str:
@@ -188,6 +223,31 @@ class TransferDestinationSpec(_Serialisable):
             user, _, host = rest.partition("@")
             return f"{scheme}:{mask_phone(user)}@{host}"
         return mask_phone(self.destination)
+
+
+@dataclass(frozen=True, kw_only=True)
+class HandoffDestinationSpec(_Serialisable):
+    """Another agent of the workspace the `handoff` tool may pass the call to, by `name`.
+
+    The agent's own spec travels in `CallSpec.handoff_agents` under `agent_id`.
+    """
+
+    agent_id: str
+    name: str
+    description: str = ""
+    #: what the next agent gets: the conversation so far ("transcript") or a summary of it
+    carry: Literal["transcript", "summary"] = "transcript"
+    #: whether the next agent says its first message on taking over
+    greet_on_handoff: bool = False
+
+    def __post_init__(self) -> None:
+        if not _DESTINATION_NAME.match(self.name or ""):
+            raise ValueError(
+                f"hand-off destination name {self.name!r} is invalid; use lower-case letters, "
+                "digits, '_' or '-' (at most 40 characters)"
+            )
+        if self.carry not in HANDOFF_CARRY:
+            raise ValueError(f"carry must be one of {', '.join(HANDOFF_CARRY)}")
 
 
 def check_dtmf_menu(menu: Mapping[str, str]) -> dict[str, str]:
@@ -224,6 +284,17 @@ class AgentSpec(_Serialisable):
     tts_provider: str = "openai"
     tts_model: str | None = None
     tts_voice: str | None = None
+    #: what the agent tunes per provider (`ProviderInfo.settings`), checked at save
+    llm_settings: dict[str, Any] = field(default_factory=dict)
+    stt_settings: dict[str, Any] = field(default_factory=dict)
+    tts_settings: dict[str, Any] = field(default_factory=dict)
+    #: who takes over, in order, when the provider before errors or times out mid-call
+    llm_fallbacks: tuple[ProviderChoice, ...] = ()
+    stt_fallbacks: tuple[ProviderChoice, ...] = ()
+    tts_fallbacks: tuple[ProviderChoice, ...] = ()
+    #: the workspace's credentials for the vendors this agent uses, by provider name; the
+    #: platform's environment serves the rest (`runtime.providers`)
+    credentials: dict[str, ProviderCredential] = field(default_factory=dict, repr=False)
     language: str = "en"
     system_prompt: str = ""
     first_message: str = ""
@@ -249,9 +320,14 @@ class AgentSpec(_Serialisable):
     #: digit -> instruction the agent follows when the caller presses it
     dtmf_menu: dict[str, str] = field(default_factory=dict)
     recording_enabled: bool = False
+    handoff_destinations: tuple[HandoffDestinationSpec, ...] = ()
+    #: hand-offs one call may make at most (the answering agent's setting governs the call)
+    max_handoffs: int = DEFAULT_MAX_HANDOFFS
     #: When set, each reply is one JSON object of this JSON Schema (post-call analysis); the
     #: local LLM constrains its decoding to it, so even a tiny model answers in that shape.
     reply_schema: dict[str, Any] | None = field(default=None, compare=False)
+    #: The agent version these settings are (None: an agent saved before versions existed).
+    agent_version: int | None = None
 
     def __post_init__(self) -> None:
         if not 0 <= self.temperature <= 2:
@@ -264,6 +340,9 @@ class AgentSpec(_Serialisable):
             raise ValueError(f"duplicate custom function name(s): {', '.join(duplicates)}")
         object.__setattr__(self, "end_call_phrases", tuple(self.end_call_phrases))
         object.__setattr__(self, "custom_functions", tuple(self.custom_functions))
+        for kind in ("llm", "stt", "tts"):
+            fallbacks = f"{kind}_fallbacks"
+            object.__setattr__(self, fallbacks, tuple(getattr(self, fallbacks)))
         object.__setattr__(self, "transfer_destinations", tuple(self.transfer_destinations))
         names = [destination.name for destination in self.transfer_destinations]
         duplicates = sorted({name for name in names if names.count(name) > 1})
@@ -272,6 +351,13 @@ class AgentSpec(_Serialisable):
         if self.voicemail_action not in VOICEMAIL_ACTIONS:
             raise ValueError(f"voicemail_action must be one of {', '.join(VOICEMAIL_ACTIONS)}")
         object.__setattr__(self, "dtmf_menu", check_dtmf_menu(self.dtmf_menu))
+        object.__setattr__(self, "handoff_destinations", tuple(self.handoff_destinations))
+        names = [destination.name for destination in self.handoff_destinations]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate hand-off destination name(s): {', '.join(duplicates)}")
+        if not 0 <= self.max_handoffs <= 50:
+            raise ValueError("max_handoffs must be between 0 and 50")
 
     def resolved_llm(self) -> ResolvedProvider:
         return resolve_provider("llm", self.llm_provider, self.llm_model, None, self.llm_base_url)
@@ -303,6 +389,8 @@ class CallSpec(_Serialisable):
     #: Agent tests: custom functions answered without a request, by name: `{"response": <JSON>}`
     #: (what the LLM sees) or `{"error": "<text>"}` (a failure the LLM is told about).
     function_mocks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: the agents hand-offs can reach from this call's agent (directly or along a chain), by id
+    handoff_agents: dict[str, AgentSpec] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.direction not in CALL_DIRECTIONS:
@@ -357,6 +445,10 @@ class CallReport(_Serialisable):
     #: each transfer attempt: `{destination_name, destination (masked), at, outcome, error}`,
     #: outcome "succeeded" or "failed"
     transfers: list[dict[str, Any]] = field(default_factory=list)
+    #: each hand-off between agents: `{from_agent_id, to_agent_id, name, at, reason}`
+    handoffs: list[dict[str, Any]] = field(default_factory=list)
+    #: the agent speaking when the call ended (the answering one when nobody took over)
+    final_agent_id: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "status", CallStatus(self.status))

@@ -16,7 +16,7 @@ share one with `async with livekit_api() as api:`). LiveKit failures come out as
 from __future__ import annotations
 
 from runtime.spec import call_status_for_sip
-from telephony.sip.client import livekit_api
+from telephony.sip.client import close_shared_clients, livekit_api
 from telephony.sip.dialing import DEFAULT_RINGING_TIMEOUT, DialResult, dial, dispatch_agent
 from telephony.sip.provisioning import (
     ROOM_PREFIX,
@@ -30,6 +30,7 @@ from telephony.sip.tokens import mint_room_token
 from telephony.sip.webhooks import verify_livekit_webhook
 
 __all__ = [
+    "close_shared_clients",
     "DEFAULT_RINGING_TIMEOUT",
     "ROOM_PREFIX",
     "DialResult",

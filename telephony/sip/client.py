@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import weakref
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
@@ -20,11 +22,20 @@ logger = logging.getLogger(__name__)
 RETRYABLE_TWIRP_CODES = frozenset({"unavailable", "deadline_exceeded", "resource_exhausted"})
 
 
+Credentials = tuple[str, str, str]
+# One client per event loop and server: its connections stay open from one call to the next (a
+# dialer opened a client, and a connection, for every dispatch). A client whose request failed
+# in transport is dropped, so a broken connection is never reused.
+_shared: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Credentials, lk.LiveKitAPI]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 @asynccontextmanager
 async def livekit_api(
     settings: TelephonySettings | None = None, api: lk.LiveKitAPI | None = None
 ) -> AsyncIterator[lk.LiveKitAPI]:
-    """A LiveKit server API client: `api` itself if given, else a new one closed on exit.
+    """A LiveKit server API client: `api` itself if given, else the process's (per event loop).
 
     Raises:
         NotConfigured: when LIVEKIT_URL, LIVEKIT_API_KEY or LIVEKIT_API_SECRET is missing.
@@ -32,11 +43,24 @@ async def livekit_api(
     if api is not None:
         yield api
         return
-    url, key, secret = (settings or get_settings()).livekit_credentials()
-    client = lk.LiveKitAPI(url, key, secret)
+    credentials = (settings or get_settings()).livekit_credentials()
+    clients = _shared.setdefault(asyncio.get_running_loop(), {})
+    client = clients.get(credentials)
+    if client is None:
+        client = clients[credentials] = lk.LiveKitAPI(*credentials)
     try:
         yield client
-    finally:
+    except (aiohttp.ClientError, TimeoutError, LiveKitError) as failed:
+        if not isinstance(failed, LiveKitError) or failed.code == "unavailable":
+            if clients.get(credentials) is client:
+                del clients[credentials]
+            await client.aclose()
+        raise
+
+
+async def close_shared_clients() -> None:
+    """Close this event loop's LiveKit clients (at shut-down)."""
+    for client in _shared.pop(asyncio.get_running_loop(), {}).values():
         await client.aclose()
 
 

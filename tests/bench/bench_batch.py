@@ -28,9 +28,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 os.environ.setdefault("VOXLINE_DATA_DIR", tempfile.mkdtemp(prefix="voxline-bench-"))
 
 
+import phonenumbers  # noqa: E402
+
 from control.dialing import csv_reader, dialer  # noqa: E402
 from control.models import Batch  # noqa: E402
 from control.security import utcnow  # noqa: E402
+from runtime.spec.phone import normalise_number  # noqa: E402
 from tests.bench.harness import AGENT_NUMBER, admin_headers, bench_app, calling_line  # noqa: E402
 from tests.bench.samples import positive, require  # noqa: E402
 from tests.control.batching import multipart  # noqa: E402
@@ -69,10 +72,31 @@ def parser_peak_kib(rows: int) -> float:
     return peak / 1024
 
 
+def number_check_us(numbers: int) -> tuple[float, float]:
+    """Microseconds a number: `normalise_number` (E.164 fast path) and `phonenumbers` alone."""
+    texts = [f"+1415{200 + index // 10_000:03d}{index % 10_000:04d}" for index in range(numbers)]
+    started = time.perf_counter()
+    for text in texts:
+        normalise_number(text, None)
+    fast = time.perf_counter() - started
+    started = time.perf_counter()
+    for text in texts:
+        parsed = phonenumbers.parse(text, None)
+        assert phonenumbers.is_valid_number(parsed)
+        phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+    library = time.perf_counter() - started
+    return 1e6 * fast / numbers, 1e6 * library / numbers
+
+
 async def main(rows: int, due: int) -> None:
     print("CSV reader alone (tracemalloc peak):")
     for size in (rows // 10, rows):
         print(f"  {size:>8,} rows: {parser_peak_kib(size):8.0f} KiB")
+    fast, library = number_check_us(min(rows, 20_000))
+    print(
+        f"E.164 check: {fast:.1f} us a number (fast path), {library:.1f} us by phonenumbers alone "
+        f"({library / fast:.1f}x); load {' '.join(f'{value:.2f}' for value in os.getloadavg())}"
+    )
 
     app = bench_app(DATABASE, REDIS_URL, max_agent_sessions=due * 2)
     async with app as (settings, test_app, livekit):

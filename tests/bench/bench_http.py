@@ -16,6 +16,9 @@ starts `voxline serve` (as the tests do, `tests/servers.py`) on its own PostgreS
   twice.
 
 It prints requests/s, p50/p99 latency, non-2xx answers and the load average of the machine.
+In the same run it measures an empty Quart route served the same way (`tests/bench/empty_quart.py`,
+one process) and prints each figure as a ratio to it, which holds better from one machine (or
+load) to another than requests/s do.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -38,6 +43,7 @@ from control.config import Settings
 from control.services.livekit_events import ACTIVE_CALLS_KEY
 from tests.bench.harness import recreate_database
 from tests.bench.samples import positive, require
+from tests.conftest import free_port
 from tests.fakes.livekit_server import FakeLiveKit
 from tests.servers import ControlPlaneProcess
 
@@ -88,6 +94,11 @@ end
 """
 
 
+EMPTY_LUA = """
+request = function() return wrk.format("GET", "/empty") end
+"""
+
+
 def _lua_string(text: str) -> str:
     return json.dumps(text)  # a JSON string of ASCII is a valid Lua string literal
 
@@ -110,7 +121,18 @@ def load_average() -> str:
     return " ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
-def run_wrk(url: str, script: Path, seconds: int, connections: int) -> dict:
+def cpu_seconds(pid: int | None) -> float | None:
+    """The CPU time process `pid` has used (user and system), where /proc tells it."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except (OSError, TypeError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_wrk(url: str, script: Path, seconds: int, connections: int, pid: int | None = None) -> dict:
+    """wrk's figures; with the server's `pid`, also its CPU time per answered request."""
+    cpu_before = cpu_seconds(pid)
     output = subprocess.run(
         [
             *("wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script)),
@@ -120,7 +142,10 @@ def run_wrk(url: str, script: Path, seconds: int, connections: int) -> dict:
         text=True,
         check=True,
     ).stdout
-    figures: dict = {"load": load_average()}
+    cpu_after = cpu_seconds(pid)
+    figures: dict = {"load": load_average(), "cpu_s": None}
+    if cpu_before is not None and cpu_after is not None:
+        figures["cpu_s"] = cpu_after - cpu_before
     requests = re.search(r"(\d+) requests in", output)
     rps = re.search(r"Requests/sec:\s+([\d.]+)", output)
     figures["rps"] = float(rps.group(1)) if rps else 0.0
@@ -148,6 +173,53 @@ def run_wrk(url: str, script: Path, seconds: int, connections: int) -> dict:
             )
         )
     return figures
+
+
+def empty_route(seconds: int, connections: int, work: Path) -> dict:
+    """wrk against an empty Quart route in its own process (`tests/bench/empty_quart.py`)."""
+    port = free_port()
+    with (work / "empty.log").open("ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tests.bench.empty_quart", str(port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/empty", timeout=2).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise SystemExit("bench_http: the empty Quart app did not start") from None
+                time.sleep(0.2)
+        script = work / "empty.lua"
+        script.write_text(EMPTY_LUA)
+        run_wrk(url, script, 2, connections)  # warm-up
+        return run_wrk(url, script, seconds, connections, process.pid)
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def cpu_per_request(figures: dict) -> str:
+    """The server's CPU time per answered request (where /proc tells it), in microseconds."""
+    if figures["cpu_s"] is None or not figures["answered"]:
+        return "n/a"
+    return f"{figures['cpu_s'] / figures['answered'] * 1e6:.0f} us"
+
+
+def show_ratio(label: str, figures: dict, empty: dict) -> None:
+    """req/s as a share of the empty route's, and the server's CPU time per request (less
+    sensitive to what else the machine runs than req/s are)."""
+    print(
+        f"{label:<28} {figures['rps'] / empty['rps']:>8.2f} of the empty route's req/s  "
+        f"(empty {empty['rps']:.0f} req/s, load {empty['load']}); server CPU a request "
+        f"{cpu_per_request(figures)} (empty {cpu_per_request(empty)})",
+        flush=True,
+    )
 
 
 def show(label: str, figures: dict) -> None:
@@ -185,16 +257,17 @@ async def bench(workers: int, seconds: int, connections: int, work: Path) -> Non
     server.start()
     try:
         await server.wait_until_up()
+        # One process serves (no --workers): its CPU time is the server's.
+        pid = server.process.pid if workers == 1 and server.process is not None else None
         health_lua = work / "health.lua"
         health_lua.write_text(HEALTH_LUA)
         run_wrk(server.url, health_lua, 2, connections)  # warm-up
-        show(
-            f"workers={workers} GET /health", run_wrk(server.url, health_lua, seconds, connections)
-        )
+        health = run_wrk(server.url, health_lua, seconds, connections, pid)
+        show(f"workers={workers} GET /health", health)
 
         webhook_lua = work / "webhook.lua"
         webhook_lua.write_text(WEBHOOK_LUA % {"events": work / "events.lua"})
-        figures = run_wrk(server.url, webhook_lua, seconds, connections)
+        figures = run_wrk(server.url, webhook_lua, seconds, connections, pid)
         show(f"workers={workers} POST /webhook/livekit", figures)
         events = figures["events"]
         counted = int(await redis.get(ACTIVE_CALLS_KEY) or 0)
@@ -212,6 +285,10 @@ async def bench(workers: int, seconds: int, connections: int, work: Path) -> Non
             f"room count in Redis {counted}: {'each counted once' if once else 'MISMATCH'}",
             flush=True,
         )
+        empty = empty_route(seconds, connections, work)
+        show("GET empty Quart route", empty)
+        show_ratio(f"workers={workers} GET /health", health, empty)
+        show_ratio(f"workers={workers} POST /webhook/livekit", figures, empty)
     finally:
         server.stop()
         await redis.aclose()

@@ -10,6 +10,11 @@ one workspace aggregates all 100,000 of its calls (the worst case for that range
 carry three turns of latencies. The real app runs in-process (Quart's test client), and the
 script prints p50/p95 per report, then `EXPLAIN (ANALYZE, BUFFERS)` of each SQL statement the
 reports ran, so the plans and the indexes they use are visible. Nothing is asserted.
+
+Reports read the hourly rollups (`voxline reports rebuild` runs once after the fill, timed); each
+report's line is that path, and the line under it is the same report reading the calls table
+alone, measured in the same run, with the ratio of the two p95s. The machine's load average is
+printed at the start and the end (the 2-core machine is shared).
 """
 
 from __future__ import annotations
@@ -29,7 +34,8 @@ os.environ.setdefault("VOXLINE_DATA_DIR", tempfile.mkdtemp(prefix="voxline-bench
 
 from tortoise import connections  # noqa: E402
 
-from control.models import Agent, Call, Workspace  # noqa: E402
+from control.models import Agent, Call, ReportLatencyBin, ReportRollup, Workspace  # noqa: E402
+from control.services import report_rollups  # noqa: E402
 from tests.bench.fill import copy_rows  # noqa: E402
 from tests.bench.harness import admin_headers, bench_app  # noqa: E402
 from tests.bench.samples import positive  # noqa: E402
@@ -101,7 +107,20 @@ async def fill(rows: int) -> list[Workspace]:
     await copy_rows(Call, call_rows(rows, agents))
     await connections.get("default").execute_script("VACUUM ANALYZE calls")
     print(f"filled {rows:,} call logs in {time.perf_counter() - started:.0f} s")
+    started = time.perf_counter()
+    days = await report_rollups.rebuild()
+    for table in ("report_rollups", "report_latency_bins"):
+        await connections.get("default").execute_script(f"VACUUM ANALYZE {table}")
+    print(
+        f"rollups rebuilt in {time.perf_counter() - started:.1f} s: {days:,} workspace-days, "
+        f"{await ReportRollup.all().count():,} rollup rows, "
+        f"{await ReportLatencyBin.all().count():,} latency bin rows; {load()}"
+    )
     return workspaces
+
+
+def load() -> str:
+    return "load {:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
 
 
 async def timed(client, path: str, headers: dict, repeat: int) -> list[float]:
@@ -143,6 +162,7 @@ async def explain(sql: str, values: list) -> str:
 
 
 async def main(rows: int, repeat: int) -> None:
+    print(f"{os.cpu_count()} cores; {load()}")
     async with bench_app(DATABASE, REDIS_URL) as (settings, test_app, livekit):
         workspaces = await fill(rows)
         workspace = workspaces[3]
@@ -177,14 +197,23 @@ async def main(rows: int, repeat: int) -> None:
             f"in the 30-day default range ({repeat} requests each):"
         )
         for label, path in reports.items():
+            settings.report_rollups = True
             await timed(client, path, headers, 2)  # warm up
-            print(f"  {label:28s} {percentiles(await timed(client, path, headers, repeat))}")
+            rolled = await timed(client, path, headers, repeat)
+            print(f"  {label:28s} {percentiles(rolled)}")
+            settings.report_rollups = False
+            await timed(client, path, headers, 1)
+            calls = await timed(client, path, headers, repeat)
+            ratio = nearest_rank(rolled, 0.95) / nearest_rank(calls, 0.95)
+            print(f"    calls table alone: {percentiles(calls)}; rollups/calls p95 {ratio:.3f}")
+        settings.report_rollups = True
+        print(f"after the requests: {load()}")
 
         print("\nPlans (EXPLAIN ANALYZE) of the statements one dashboard request runs:")
         with StatementLog() as log:
             await client.get("/reports/dashboard?timezone=Europe/Paris", headers=headers)
         for sql, values in log.statements:
-            if 'FROM "calls"' not in sql:
+            if not any(table in sql for table in ('FROM "calls"', 'FROM "report_')):
                 continue
             print(f"\n  {sql[:160]}...")
             print(await explain(sql, values))

@@ -77,14 +77,29 @@ TICK_STATES = (
 HTTP_ROW = (
     rf" +{F} req/s  p50 +{F} ms  p99 +{F} ms  non-2xx \d+  socket errors: .+  load {F} {F} {F}"
 )
+CPU = r"(?:\d+ us|n/a)"  # CPU time a request, where /proc tells it
 RUNTIME_ROW = rf" +{{sessions}} \| +\d+(?: \| +{F} +{F}){{{{4}}}} \| +{F} \| +{F}"
 
 SMOKES: dict[str, Smoke] = {
+    "bench_agent_tests.py": Smoke(
+        ("--text-cases", "2", "--voice-cases", "1", "--speed", "4"),
+        (
+            r"agent tests on the demo agent \(local LLM\), \d+ cores",
+            rf"text suite: \d+ cases in {F} s end to end \({F} s a case\); \d+ passed, \d+ not; "
+            rf"llm ttft {MS}; load {F} {F} {F}",
+            rf"voice suite at 4x real time: \d+ cases in {F} s end to end \({F} s a case\); "
+            rf"\d+ passed, \d+ not; first audio {MS}; load {F} {F} {F}",
+        ),
+        timeout=300,
+        local=True,
+    ),
     "bench_batch.py": Smoke(
         ("--rows", "2000", "--due", "20"),
         (
             r"CSV reader alone \(tracemalloc peak\):",
             rf" +{N} rows: +{F} KiB",
+            rf"E\.164 check: {F} us a number \(fast path\), {F} us by phonenumbers alone "
+            rf"\({F}x\); load {F} {F} {F}",
             rf" +{N} rows \({F} MB\): +{F} s = {N} rows/s; accepted {N}; peak RSS now {F} MiB",
             rf"dialer: {N} calls dispatched from {N} due items in \d+ ticks "
             r"\(600 a minute: 10 a tick\)",
@@ -134,6 +149,13 @@ SMOKES: dict[str, Smoke] = {
             rf"workers=1 POST /webhook/livekit {HTTP_ROW}",
             r" +events sent \d+, answered 200 \d+, refused 0, answered as duplicates 0; "
             r"room count in Redis \d+: each counted once",
+            rf"GET empty Quart route {HTTP_ROW}",
+            rf"workers=1 GET /health +{F} of the empty route's req/s  "
+            rf"\(empty {F} req/s, load {F} {F} {F}\); server CPU a request {CPU} "
+            rf"\(empty {CPU}\)",
+            rf"workers=1 POST /webhook/livekit +{F} of the empty route's req/s  "
+            rf"\(empty {F} req/s, load {F} {F} {F}\); server CPU a request {CPU} "
+            rf"\(empty {CPU}\)",
         ),
     ),
     "bench_knowledge.py": Smoke(
@@ -154,6 +176,9 @@ SMOKES: dict[str, Smoke] = {
             rf"/reports on {N} calls; one workspace of \d+ with {N} calls in the 30-day default "
             r"range \(\d+ requests each\):",
             *_labelled(REPORTS, 28),
+            rf"rollups rebuilt in {F} s: {N} workspace-days, {N} rollup rows, {N} latency bin "
+            rf"rows; load {F} {F} {F}",
+            rf"    calls table alone: {MS}; rollups/calls p95 {F}",
             r"Plans \(EXPLAIN ANALYZE\) of the statements one dashboard request runs:",
             r"Indexes on calls:",
         ),
@@ -166,6 +191,16 @@ SMOKES: dict[str, Smoke] = {
             RUNTIME_ROW.format(sessions=1),
             RUNTIME_ROW.format(sessions=5),
         ),
+    ),
+    "bench_offline_call.py": Smoke(
+        ("--turns", "2"),
+        (
+            r"Per-turn latency \(ms\):  end of utterance \| LLM first token \| TTS first byte "
+            r"\| reply",
+            rf"reply p50 {F} ms  p95 {F} ms  over \d+ turns  \(load {F} {F} {F}, \d+ cores\)",
+        ),
+        timeout=300.0,
+        local=True,
     ),
     EVAL: Smoke(
         ("--turns", "3", "--mode", "grounded"),

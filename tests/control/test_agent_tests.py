@@ -446,3 +446,30 @@ async def test_runs_of_two_agents_at_once_keep_their_own_transcripts(client, sho
         ["What are your opening hours?", "We are open 9 to 5 every day."],
         ["Do you have bread?", "We bake sourdough daily."],
     ]
+
+
+async def test_a_judge_uses_the_workspaces_key_for_its_vendor(
+    client, shop, scripted_llm, monkeypatch
+):
+    """No platform key: the workspace's OpenAI key (set once, for its vendor) judges the run."""
+    from control.services import providers
+
+    monkeypatch.setenv("OPENAI_BASE_URL", scripted_llm.base_url)  # the operator's endpoint
+    await providers.put_credentials(
+        shop["jobs"].settings,
+        shop["workspace"].id,
+        "openai",
+        api_key="sk-workspace-judge",
+        region=None,
+        base_url=None,
+    )
+    scripted_llm.on(r"(?s)^Judge this", Reply(text='{"passed": true, "reason": "Hours given."}'))
+    turn = {"user": "When are you open?", "expect": [{"type": "judge", "criterion": "Hours"}]}
+    scripted_llm.on(r"when are you open", "We are open 9 to 5 every day.")
+    await add_case(client, shop, {"name": "judged", "turns": [turn]})
+
+    run = await run_to_end(client, shop, judge={"provider": "openai", "model": "gpt-4o-mini"})
+
+    [expectation] = run["cases"][0]["attempts"][0]["expectations"]
+    assert (expectation["status"], expectation["reason"]) == ("passed", "Hours given.")
+    assert "Bearer sk-workspace-judge" in scripted_llm.authorizations

@@ -67,7 +67,16 @@ async def test_a_suite_runs_from_the_cli_with_junit_and_exit_codes(
         )
         assert code == 0, output + server.log_tail()
         assert "hours" in output and "1 passed, 0 failed" in output
+        assert "tested agent version 1" in output
         assert junit_counts(junit) == {"tests": "1", "failures": "0", "errors": "0"}
+        code, output = await voxline(
+            "test", green, "--agent", agent_id, "--agent-version", "1", env=env
+        )
+        assert code == 0 and "tested agent version 1" in output, output
+        code, output = await voxline(
+            "test", green, "--agent", agent_id, "--agent-version", "9", env=env
+        )
+        assert code == 2 and "VERSION_NOT_FOUND" in output, output
 
         # The same name updates the stored case; a new name adds one.
         red = suite(

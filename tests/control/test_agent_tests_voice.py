@@ -123,5 +123,8 @@ async def test_a_voice_run_speaks_each_line_and_judges_what_the_agent_heard_and_
     tool = next(entry for entry in transcript if entry["role"] == "tool_call")
     assert tool["mocked"] is True and json.loads(tool["result"]) == {"in_stock": 3}
     assert inventory_api[1] == []  # the mocked function's endpoint saw nothing
-    first = attempt["latencies"][0]  # end of speech → first audio, in voice mode
-    assert first["turn"] == 0 and first["first_audio_ms"] > 0, attempt["latencies"]
+    # end of speech → first audio, every turn, in voice mode
+    assert [turn["turn"] for turn in attempt["latencies"]] == [0, 1]
+    assert all((turn["first_audio_ms"] or 0) > 0 for turn in attempt["latencies"]), attempt[
+        "latencies"
+    ]

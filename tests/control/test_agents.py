@@ -68,7 +68,7 @@ async def test_provider_spellings_are_one_provider(client, developer, spelling):
 @pytest.mark.parametrize(
     "changes, needle",
     [
-        ({"LLM_provider": "skynet"}, "allowed: local, openai"),
+        ({"LLM_provider": "skynet"}, "allowed: anthropic, azure,"),
         ({"LLM_model": "gpt-99"}, "gpt-4o"),
         ({"STT_provider": "whisperer"}, "deepgram"),
         ({"TTS_voice": "darth"}, "alloy"),

@@ -193,6 +193,7 @@ async def test_export_writes_the_same_cells_on_every_database(client, world):
         answered_at=datetime(2026, 11, 1, 7, 0, 7, 250, tzinfo=timezone(timedelta(hours=-5))),
         duration_seconds=42.5,
         summary="+ wants a demo",
+        agent_version=3,
     )
     response = await client.get("/calls/export?call_direction=outbound", headers=world["headers"])
     rows = list(csv.DictReader(io.StringIO(await response.get_data(as_text=True))))
@@ -203,6 +204,7 @@ async def test_export_writes_the_same_cells_on_every_database(client, world):
         "answered_at": "2026-11-01T12:00:07.000250+00:00",
     }
     assert row["ended_at"] == "" and row["duration_seconds"] == "42.5"
+    assert row["agent_version"] == "3"  # the agent version the call ran
     assert row["summary"] == "'+ wants a demo"
 
 

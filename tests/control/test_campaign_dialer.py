@@ -22,6 +22,7 @@ from control.dialing import campaign_dialer, campaigns, dialer, dnc
 from control.dialing.window import CallingWindow
 from control.models import Agent, Call, Campaign, DialerAttemptKey, Prospect
 from control.security import utcnow
+from control.services import agents as agent_service
 from control.services import calls as call_service
 from tests.control.campaign_dialing import (
     add_prospects,
@@ -443,8 +444,11 @@ async def test_the_analysis_picks_a_campaign_disposition_and_schedules_the_callb
     settings = settings.model_copy(update={"allow_private_urls": True})
     campaign = await new_campaign(line)
     agent = line["agent"]
-    await Agent.filter(id=agent.id).update(
-        config={**agent.config, "LLM_base_url": scripted_llm.base_url, "LLM_model": "scripted"}
+    await agent_service.update_agent(  # saved as a user would: a new, published version
+        settings,
+        agent.workspace_id,
+        agent.id,
+        {"LLM_base_url": scripted_llm.base_url, "LLM_model": "scripted"},
     )
     row = prospect(campaign, "+12122000001")
     await add_prospects([row])

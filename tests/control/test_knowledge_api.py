@@ -56,9 +56,13 @@ def multipart(files: list[tuple[str, bytes]]) -> tuple[bytes, str]:
     body = b""
     for name, data in files:
         body += (
-            f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; "
-            f"filename=\"{name}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
-        ).encode() + data + b"\r\n"
+            (
+                f'--{boundary}\r\nContent-Disposition: form-data; name="files"; '
+                f'filename="{name}"\r\nContent-Type: application/octet-stream\r\n\r\n'
+            ).encode()
+            + data
+            + b"\r\n"
+        )
     return body + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
 
 
@@ -197,9 +201,7 @@ async def test_top_k_bounds_and_tenant_isolation(client, agent):
             f"/agents/{agent['id']}{path}", method=method, headers=agent["outsider"], **kwargs
         )
         assert response.status_code == 404, (method, path)
-    response = await upload(
-        client, agent, [("x.txt", b"hello")], headers=agent["outsider"]
-    )
+    response = await upload(client, agent, [("x.txt", b"hello")], headers=agent["outsider"])
     assert response.status_code == 404
 
 

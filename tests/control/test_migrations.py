@@ -149,3 +149,23 @@ async def test_0015_and_0016_keep_campaigns_private_and_give_the_dialers_their_o
         client_key,
     )
     assert await sql(scratch_url, 'SELECT "fingerprint" FROM "idempotency_keys"') == [("a",)]
+
+
+async def test_0020_marks_the_hour_of_every_call_placed_before_it(scratch_url):
+    await migrate(scratch_url, "0019_workspace_providers")
+    workspace = await new_workspace(scratch_url)
+    await sql(
+        scratch_url,
+        'INSERT INTO "calls" ("id", "workspace_id", "call_type", "call_direction", "status", '
+        '"created_at", "transcript", "usage", "latencies", "transfers", "extracted_data", '
+        "\"dynamic_variables\") VALUES ($1, $2, 'phone', 'outbound', 'completed', "
+        "'2026-03-03 10:15:00+00:00', '[]', '{}', '[]', '[]', '{}', '{}')",
+        uuid.uuid4(),
+        workspace,
+    )
+
+    await migrate(scratch_url, "0020_report_rollups")
+
+    # 2026-03-03 10:00 UTC is hour 492,370 since the epoch: the first rollup job computes it.
+    hours = await sql(scratch_url, 'SELECT "workspace_id", "hour" FROM "report_stale_hours"')
+    assert [(str(workspace_id), hour) for workspace_id, hour in hours] == [(str(workspace), 492370)]

@@ -2,6 +2,10 @@
 
 Four calls in range (one at 23:30 UTC, which is the next day in Tokyo), one just before the range
 and one in another workspace; every figure below is worked out by hand from this table.
+
+Every test runs twice: reports reading the calls table alone, and reading the hourly rollups
+(computed from the calls before each request) plus the calls of the hours at each end. Counts and
+sums are the same figures on both; percentiles from the rollups' sketch are within its accuracy.
 """
 
 import uuid
@@ -10,12 +14,29 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from control.models import Call, Role, Workspace
-from control.services import capacity
+from control.services import capacity, report_rollups
 from control.services.agents import create_agent
 from tests.conftest import auth_headers, make_user
 
 RANGE = "start_datetime=2026-11-01T00:00:00Z&end_datetime=2026-11-04T00:00:00Z"
 BATCH = uuid.uuid4()
+
+
+@pytest.fixture(autouse=True, params=["calls", "rollups"])
+def source(request, settings):
+    """Which path the reports read: the calls table, or the rollups."""
+    settings.report_rollups = request.param == "rollups"
+    yield request.param
+    settings.report_rollups = True
+
+
+def latency(source: str, samples: int, p50_ms: float, p95_ms: float) -> dict:
+    """Percentiles as the path reports them: exact on the calls table, within the sketch's
+    relative accuracy from rollups (the sample count is exact on both)."""
+    if source == "calls":
+        return {"samples": samples, "p50_ms": p50_ms, "p95_ms": p95_ms}
+    close = lambda ms: pytest.approx(ms, rel=report_rollups.RELATIVE_ACCURACY)  # noqa: E731
+    return {"samples": samples, "p50_ms": close(p50_ms), "p95_ms": close(p95_ms)}
 
 
 def turns(*end_to_end_ms: float) -> list[dict]:
@@ -86,6 +107,7 @@ async def world(db, settings):
 
 
 async def report(client, headers, path, query="") -> dict:
+    await report_rollups.refresh_all()  # every hour fresh: the rollup path reads them all
     response = await client.get(f"/reports/{path}?{RANGE}{query}", headers=headers)
     assert response.status_code == 200, await response.get_json()
     return await response.get_json()
@@ -146,14 +168,14 @@ async def test_days_follow_the_requested_time_zone(client, world):
     }
 
 
-async def test_latency_percentiles_are_nearest_rank_per_agent(client, world):
+async def test_latency_percentiles_are_nearest_rank_per_agent(client, world, source):
     body = await report(client, world["headers"], "dashboard")
-    latency = {entry["agent_name"]: entry for entry in body["latency"]}
+    per_agent = {entry["agent_name"]: entry for entry in body["latency"]}
     # Sales' turns: 300 500 700 900 1100 -> p50 rank 3, p95 rank 5; first turns: 500 900.
-    assert latency["Sales"]["turn"] == {"samples": 5, "p50_ms": 700.0, "p95_ms": 1100.0}
-    assert latency["Sales"]["first_response"] == {"samples": 2, "p50_ms": 500.0, "p95_ms": 900.0}
-    assert latency["Support"]["turn"] == {"samples": 1, "p50_ms": 400.0, "p95_ms": 400.0}
-    assert set(latency) == {"Sales", "Support"}
+    assert per_agent["Sales"]["turn"] == latency(source, 5, 700.0, 1100.0)
+    assert per_agent["Sales"]["first_response"] == latency(source, 2, 500.0, 900.0)
+    assert per_agent["Support"]["turn"] == latency(source, 1, 400.0, 400.0)
+    assert set(per_agent) == {"Sales", "Support"}
 
 
 async def test_call_summary_groups(client, world):
@@ -280,7 +302,7 @@ async def test_reports_need_a_member(client, world):
         assert response.status_code == 401
 
 
-async def test_nearest_rank_at_exact_boundaries(client, db, settings):
+async def test_nearest_rank_at_exact_boundaries(client, db, settings, source):
     # 20 turns: p95 is rank 19 exactly (0.95 * 20), p50 rank 10; 21 turns: ranks 20 and 11.
     user, workspace = await make_user("ranks@example.com", role=Role.MEMBER)
     twenty = await create_agent(settings, workspace.id, {"agent_name": "Twenty"})
@@ -289,6 +311,6 @@ async def test_nearest_rank_at_exact_boundaries(client, db, settings):
     await seed_call(workspace.id, twenty, at, latencies=turns(*range(200, 0, -10)))
     await seed_call(workspace.id, twenty_one, at, latencies=turns(*range(10, 220, 10)))
     body = await report(client, auth_headers(settings, user), "dashboard")
-    latency = {entry["agent_name"]: entry["turn"] for entry in body["latency"]}
-    assert latency["Twenty"] == {"samples": 20, "p50_ms": 100.0, "p95_ms": 190.0}
-    assert latency["TwentyOne"] == {"samples": 21, "p50_ms": 110.0, "p95_ms": 200.0}
+    per_agent = {entry["agent_name"]: entry["turn"] for entry in body["latency"]}
+    assert per_agent["Twenty"] == latency(source, 20, 100.0, 190.0)
+    assert per_agent["TwentyOne"] == latency(source, 21, 110.0, 200.0)

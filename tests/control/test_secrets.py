@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from control.models import Agent, PhoneNumber, Role, WebhookEndpoint
+from control.models import Agent, AgentVersion, PhoneNumber, Role, WebhookEndpoint
 from control.security import decrypt_secret, encrypt_secret
 from control.services.agents import create_agent, plain_config
 from control.services.calls import create_call
@@ -77,11 +77,14 @@ async def test_older_keys_still_read_and_rotate_keys_moves_everything_to_the_new
     )
     stdout, stderr = await asyncio.wait_for(rotate.communicate(), 120)
     assert rotate.returncode == 0, stderr.decode()
-    assert "Re-encrypted 4 stored secret(s)" in stdout.decode()
+    # the agent's two, their copies in its version 1, the webhook's and the SIP password
+    assert "Re-encrypted 6 stored secret(s)" in stdout.decode()
 
-    config = plain_config(newest_only, await Agent.get(id=agent.id))
-    assert config["LLM_api_key"] == "sk-agent-own-12345678"
-    assert config["custom_functions"][0]["headers"]["Authorization"].endswith("123456")
+    stored = await Agent.get(id=agent.id)
+    for version in (None, await AgentVersion.get(agent_id=agent.id, number=1)):
+        config = plain_config(newest_only, stored, version=version)
+        assert config["LLM_api_key"] == "sk-agent-own-12345678"
+        assert config["custom_functions"][0]["headers"]["Authorization"].endswith("123456")
     endpoint = await WebhookEndpoint.get(workspace_id=workspace.id)
     assert decrypt_secret(newest_only, endpoint.secret_encrypted) == signing_secret
     number = await PhoneNumber.get(id=number.id)

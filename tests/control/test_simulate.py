@@ -1,6 +1,7 @@
 """`voxline demo` and `voxline simulate`: a whole spoken call with no LiveKit server, read back."""
 
 import asyncio
+import re
 import subprocess
 import sys
 
@@ -72,6 +73,15 @@ async def test_simulate_runs_a_spoken_call_and_stores_its_log(
     call_id = result.stdout.strip().splitlines()[-1]
     assert "caller: What are your opening hours?" in result.stdout, result.stdout
     assert "Per-turn latency" in result.stdout, result.stdout
+    # Every answered turn shows its four figures (scripts read these rows), then p50 and p95;
+    # with --fast the table says its figures are not real time.
+    rows = re.findall(r"^  turn +(\d+): (.*)$", result.stdout, re.MULTILINE)
+    assert rows, result.stdout
+    for _, cells in rows:
+        assert re.fullmatch(r" *\d+ \| +\d+ \| +\d+ \| +\d+", cells), result.stdout
+    for name in ("p50", "p95"):
+        assert re.search(rf"^  {name} +: +\d+ \| +\d+ \| +\d+ \| +\d+$", result.stdout, re.M)
+    assert "not real time" in result.stdout, result.stdout
 
     call = await Call.get(id=call_id)
     assert call.status == "completed" and call.agent_id == agent.id

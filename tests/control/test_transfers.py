@@ -71,7 +71,6 @@ async def _outbound_call_id(client, line) -> str:
         {"transfer_destinations": [{"name": "Billing Dept", "destination": "+16505550100"}]},
         {"transfer_destinations": [{"name": "billing", "destination": "12345"}]},
         {"transfer_destinations": DESTINATIONS + [DESTINATIONS[0]]},  # a name twice
-        {"transfer_destinations": [{**DESTINATIONS[0], "type": "warm"}]},  # cold only
     ],
 )
 async def test_call_control_settings_that_cannot_run_are_refused(client, line, fields):
@@ -79,6 +78,52 @@ async def test_call_control_settings_that_cannot_run_are_refused(client, line, f
     assert response.status_code == 400
     body = await response.get_json()
     assert body["code"] == "VALIDATION_ERROR" and body["detail"]
+
+
+@pytest.mark.parametrize(
+    ("destination", "field"),
+    [
+        ({"type": "lukewarm"}, "transfer_destinations.0.type"),
+        ({"type": "warm", "ring_timeout": -5}, "transfer_destinations.0.ring_timeout"),
+        ({"type": "warm", "ring_timeout": 0}, "transfer_destinations.0.ring_timeout"),
+        (
+            {"type": "warm", "hold_audio_url": "ftp://x/hold.wav"},
+            "transfer_destinations.0.hold_audio_url",
+        ),
+        (
+            {"type": "warm", "hold_audio_url": "http://127.0.0.1:8080/hold.wav"},
+            "transfer_destinations.0.hold_audio_url",
+        ),
+        (
+            {"type": "warm", "fallback_message": "x" * 501},
+            "transfer_destinations.0.fallback_message",
+        ),
+    ],
+)
+async def test_bad_warm_transfer_settings_are_a_400_naming_the_field(
+    client, line, destination, field
+):
+    body = {"transfer_destinations": [{**DESTINATIONS[0], **destination}]}
+    response = await client.put(f"/agents/{line['agent'].id}", json=body, headers=line["headers"])
+    assert response.status_code == 400, await response.get_json()
+    assert [error["field"] for error in (await response.get_json())["errors"]] == [field]
+
+
+async def test_warm_transfer_settings_are_kept_and_reach_the_call_spec(client, line):
+    warm = {
+        **DESTINATIONS[0],
+        "type": "warm",
+        "ring_timeout": 20,
+        "briefing_instructions": "Mention the invoice number.",
+        "hold_audio_url": "https://cdn.example.com/hold.wav",
+        "fallback_message": "Billing is busy; I can take a message.",
+    }
+    agent = await _agent_with(client, line, transfer_destinations=[warm])
+    assert agent["transfer_destinations"][0] == {**warm, "ring_timeout": 20.0}
+    call_id = await _outbound_call_id(client, line)
+    spec = await (await client.get(f"/internal/calls/{call_id}/spec", headers=SERVICE)).get_json()
+    assert spec["agent"]["transfer_destinations"] == [{**warm, "ring_timeout": 20.0}]
+    assert spec["sip_trunk_id"]  # the human is dialled on the number's outbound trunk
 
 
 async def test_a_destination_without_a_name_gets_one_by_its_place(client, line):
@@ -106,9 +151,12 @@ async def test_the_settings_reach_the_call_spec(client, line):
     assert [d["name"] for d in agent["transfer_destinations"]] == ["billing", "support"]
     call_id = await _outbound_call_id(client, line)
     spec = await (await client.get(f"/internal/calls/{call_id}/spec", headers=SERVICE)).get_json()
-    assert spec["agent"]["transfer_destinations"] == [
-        {"name": "billing", "destination": "+16505550100", "description": "Invoices"},
-        {"name": "support", "destination": "sip:help@pbx.example.com", "description": ""},
+    assert [
+        (d["name"], d["destination"], d["description"], d["type"])
+        for d in spec["agent"]["transfer_destinations"]
+    ] == [
+        ("billing", "+16505550100", "Invoices", "cold"),
+        ("support", "sip:help@pbx.example.com", "", "cold"),
     ]
     assert spec["agent"]["dtmf_menu"] == {"1": "Talk about invoices.", "#": "Repeat the menu."}
     assert (
@@ -178,6 +226,47 @@ async def test_reported_transfers_are_kept_and_fire_their_events_once(client, li
     failed = next(d for d in deliveries if d.event_type == "transfer_failed")
     assert failed.payload["data"]["sip_status"] == 603
     assert "16505550100" not in json.dumps([d.payload for d in deliveries])
+
+
+async def test_a_reported_warm_transfer_keeps_its_briefing_and_says_why_it_failed(
+    client, line, settings
+):
+    await set_endpoint(settings, line["workspace"].id, "https://hooks.example.com/x")
+    call_id = await _outbound_call_id(client, line)
+    warm = {
+        "destination_name": "billing",
+        "destination": "+1650***0100",
+        "type": "warm",
+        "at": "2026-01-05T10:00:00+00:00",
+        "briefing": "Ann wants a refund for order 12.",
+    }
+    declined = {**warm, "outcome": "failed", "reason": "declined_by_key"}
+    accepted = {
+        **warm,
+        "outcome": "succeeded",
+        "reason": "accepted",
+        "at": "2026-01-05T10:02:00+00:00",
+    }
+    await _report(client, call_id, end_reason="transferred", transfers=[declined, accepted])
+    detail = await (await client.get(f"/calls/{call_id}", headers=line["headers"])).get_json()
+    assert [(t["type"], t["reason"], t["briefing"]) for t in detail["transfers"]] == [
+        ("warm", "declined_by_key", "Ann wants a refund for order 12."),
+        ("warm", "accepted", "Ann wants a refund for order 12."),
+    ]
+    deliveries = await WebhookDelivery.filter(
+        workspace_id=line["workspace"].id, event_type__startswith="transfer_"
+    )
+    events = sorted(
+        (d.payload["data"]["attempt"], d.event_type, d.payload["data"]["type"]) for d in deliveries
+    )
+    assert events == [
+        (1, "transfer_failed", "warm"),
+        (1, "transfer_initiated", "warm"),
+        (2, "transfer_initiated", "warm"),
+        (2, "transfer_succeeded", "warm"),
+    ]
+    failed = next(d for d in deliveries if d.event_type == "transfer_failed")
+    assert failed.payload["data"]["reason"] == "declined_by_key"
 
 
 async def test_a_report_with_an_unknown_transfer_outcome_is_refused(client, line):

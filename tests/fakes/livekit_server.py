@@ -14,6 +14,12 @@ recorded, so tests assert exactly what was created, updated and deleted:
     livekit.fail_dial(486)                          # the next call is busy
     livekit.add_participant("call-1", "sip-caller")  # a SIP caller already in a room
     livekit.fail_transfer(603)                      # the next transfer's REFER is declined
+    livekit.publish_track("call-1", "agent", "voice")  # a participant publishes a track
+    livekit.hearing("call-1")  # who hears what: {identity: ["agent/voice", ...]}
+
+Participants subscribe to every track of the others as LiveKit's auto-subscribe does (on joining,
+and when a track is published); `UpdateSubscriptions` changes that, and each recorded request
+keeps `hearing`, the room's subscriptions right after it.
 
 Fixtures for other test packages: `livekit_server` (one per session), `livekit` (the same
 server, emptied for the test) and `livekit_api` (livekit-api's client on it). tests/conftest.py
@@ -122,6 +128,8 @@ class Recorded:
     content_type: str
     error: str | None = None
     response: dict[str, Any] | None = None
+    #: who hears what in the request's room right after it (see `FakeLiveKit.hearing`)
+    hearing: dict[str, list[str]] | None = None
 
 
 @dataclass
@@ -243,6 +251,18 @@ class FakeLiveKit(BackgroundServer):
             ("RoomService", "ListParticipants"): (
                 lk.ListParticipantsRequest, _room_admin, self._list_participants
             ),
+            ("RoomService", "GetParticipant"): (
+                lk.RoomParticipantIdentity, _room_admin, self._get_participant
+            ),
+            ("RoomService", "RemoveParticipant"): (
+                lk.RoomParticipantIdentity, _room_admin, self._remove_participant
+            ),
+            ("RoomService", "UpdateParticipant"): (
+                lk.UpdateParticipantRequest, _room_admin, self._update_participant
+            ),
+            ("RoomService", "UpdateSubscriptions"): (
+                lk.UpdateSubscriptionsRequest, _room_admin, self._update_subscriptions
+            ),
         }  # fmt: skip
         self.reset()
 
@@ -261,6 +281,8 @@ class FakeLiveKit(BackgroundServer):
             self.rooms: dict[str, lk.Room] = {}
             self.dispatches: dict[str, lk.AgentDispatch] = {}
             self.participants: dict[str, dict[str, lk.ParticipantInfo]] = {}
+            #: room -> participant identity -> the track sids it is subscribed to
+            self.subscriptions: dict[str, dict[str, set[str]]] = {}
             self._failures: dict[str, _Failure] = {}
 
     def fail(
@@ -303,19 +325,93 @@ class FakeLiveKit(BackgroundServer):
         )
 
     def add_participant(
-        self, room_name: str, identity: str, kind: int = lk.ParticipantInfo.Kind.SIP
+        self,
+        room_name: str,
+        identity: str,
+        kind: int = lk.ParticipantInfo.Kind.SIP,
+        tracks: tuple[str, ...] = (),
     ) -> None:
-        """Puts a participant (a SIP caller by default) in a room, creating the room."""
+        """Puts a participant (a SIP caller by default) in a room, creating the room; it
+        publishes an audio track for each name in `tracks`."""
         with self._lock:
-            room = self._ensure_room(room_name)
-            self.participants.setdefault(room_name, {})[identity] = lk.ParticipantInfo(
-                sid=self._new_id("PA"),
-                identity=identity,
-                kind=kind,
-                state=lk.ParticipantInfo.State.ACTIVE,
-                joined_at=int(time.time()),
+            self._join(room_name, identity, kind=kind)
+            for name in tracks:
+                self._publish(room_name, identity, name)
+
+    def publish_track(self, room_name: str, identity: str, name: str) -> str:
+        """The participant publishes an audio track; returns its sid (the others subscribe)."""
+        with self._lock:
+            return self._publish(room_name, identity, name)
+
+    def unpublish_track(self, room_name: str, identity: str, sid: str) -> None:
+        """The participant stops publishing a track (subscribers lose it)."""
+        with self._lock:
+            participant = self.participants[room_name][identity]
+            kept = [track for track in participant.tracks if track.sid != sid]
+            del participant.tracks[:]
+            participant.tracks.extend(kept)
+            for subscribed in self.subscriptions.get(room_name, {}).values():
+                subscribed.discard(sid)
+
+    def hearing(self, room_name: str) -> dict[str, list[str]]:
+        """Who hears what in a room: identity -> sorted `"<publisher>/<track name>"`."""
+        with self._lock:
+            return self._hearing(room_name)
+
+    def _hearing(self, room_name: str) -> dict[str, list[str]]:
+        names = {
+            track.sid: f"{identity}/{track.name}"
+            for identity, participant in self.participants.get(room_name, {}).items()
+            for track in participant.tracks
+        }
+        return {
+            identity: sorted(names[sid] for sid in sids if sid in names)
+            for identity, sids in self.subscriptions.get(room_name, {}).items()
+        }
+
+    def _join(self, room_name: str, identity: str, **fields: Any) -> lk.ParticipantInfo:
+        room = self._ensure_room(room_name)
+        participants = self.participants.setdefault(room_name, {})
+        participant = participants[identity] = lk.ParticipantInfo(
+            sid=self._new_id("PA"),
+            identity=identity,
+            state=lk.ParticipantInfo.State.ACTIVE,
+            joined_at=int(time.time()),
+            **fields,
+        )
+        room.num_participants = len(participants)
+        # auto-subscribe: the newcomer hears every track already published
+        self.subscriptions.setdefault(room_name, {})[identity] = {
+            track.sid
+            for other, info in participants.items()
+            if other != identity
+            for track in info.tracks
+        }
+        return participant
+
+    def _publish(self, room_name: str, identity: str, name: str) -> str:
+        participant = self.participants[room_name][identity]
+        sid = self._new_id("TR")
+        participant.tracks.append(
+            lk.TrackInfo(
+                sid=sid, type=lk.TrackType.AUDIO, name=name, source=lk.TrackSource.MICROPHONE
             )
-            room.num_participants = len(self.participants[room_name])
+        )
+        for other, subscribed in self.subscriptions.get(room_name, {}).items():
+            if other != identity:
+                subscribed.add(sid)
+        return sid
+
+    def _leave(self, room_name: str, identity: str) -> None:
+        participants = self.participants.get(room_name, {})
+        participant = participants.pop(identity, None)
+        subscriptions = self.subscriptions.get(room_name, {})
+        subscriptions.pop(identity, None)
+        for track in participant.tracks if participant is not None else ():
+            for subscribed in subscriptions.values():
+                subscribed.discard(track.sid)
+        if room_name in self.rooms:
+            self.rooms[room_name].num_participants = len(participants)
 
     def calls(self, method: str | None = None) -> list[Recorded]:
         """Recorded requests, oldest first, optionally only those to `method`."""
@@ -419,6 +515,9 @@ class FakeLiveKit(BackgroundServer):
                 record.response = json_format.MessageToDict(
                     response, preserving_proto_field_name=True
                 )
+                room_name = getattr(message, "room_name", None) or getattr(message, "room", None)
+                if isinstance(room_name, str) and room_name in self.rooms:
+                    record.hearing = self._hearing(room_name)
                 if injected is not None:
                     raise TwirpFailure(injected.code, injected.message, injected.meta)
             except TwirpFailure as failure:
@@ -687,17 +786,17 @@ class FakeLiveKit(BackgroundServer):
             raise TwirpFailure("invalid_argument", "missing room name")
         room = self._ensure_room(request.room_name)
         identity = request.participant_identity or f"sip_{request.sip_call_to}"
-        participant = lk.ParticipantInfo(
-            sid=self._new_id("PA"),
-            identity=identity,
+        if identity in self.participants.get(room.name, {}):
+            raise TwirpFailure("already_exists", f"participant {identity} is in the room")
+        participant = self._join(
+            room.name,
+            identity,
             name=request.participant_name,
             metadata=request.participant_metadata,
+            attributes=dict(request.participant_attributes),
             kind=lk.ParticipantInfo.Kind.SIP,
-            state=lk.ParticipantInfo.State.ACTIVE,
-            joined_at=int(time.time()),
         )
-        self.participants.setdefault(room.name, {})[identity] = participant
-        room.num_participants = len(self.participants[room.name])
+        self._publish(room.name, identity, "audio")  # a SIP participant publishes its audio
         return lk.SIPParticipantInfo(
             participant_id=participant.sid,
             participant_identity=identity,
@@ -720,8 +819,7 @@ class FakeLiveKit(BackgroundServer):
             )
         if participant.kind != lk.ParticipantInfo.Kind.SIP:
             raise TwirpFailure("failed_precondition", "participant is not a SIP participant")
-        del participants[request.participant_identity]
-        self.rooms[request.room_name].num_participants = len(participants)
+        self._leave(request.room_name, request.participant_identity)
         return lk.TransferSIPParticipantResponse(
             transfer_id=self._new_id("TR"),
             status=lk.SIPTransferStatus.STS_TRANSFER_SUCCESSFUL,
@@ -782,6 +880,7 @@ class FakeLiveKit(BackgroundServer):
         if self.rooms.pop(request.room, None) is None:
             raise TwirpFailure("not_found", f"room {request.room} does not exist")
         self.participants.pop(request.room, None)
+        self.subscriptions.pop(request.room, None)
         for dispatch_id in [d.id for d in self.dispatches.values() if d.room == request.room]:
             del self.dispatches[dispatch_id]
         return lk.DeleteRoomResponse()
@@ -792,6 +891,55 @@ class FakeLiveKit(BackgroundServer):
         return lk.ListParticipantsResponse(
             participants=list(self.participants.get(request.room, {}).values())
         )
+
+    def _participant(self, room_name: str, identity: str) -> lk.ParticipantInfo:
+        if room_name not in self.rooms:
+            raise TwirpFailure("not_found", f"room {room_name} does not exist")
+        participant = self.participants.get(room_name, {}).get(identity)
+        if participant is None:
+            raise TwirpFailure("not_found", f"participant {identity} does not exist")
+        return participant
+
+    def _get_participant(self, request: lk.RoomParticipantIdentity) -> Message:
+        return self._participant(request.room, request.identity)
+
+    def _remove_participant(self, request: lk.RoomParticipantIdentity) -> Message:
+        self._participant(request.room, request.identity)
+        self._leave(request.room, request.identity)
+        return lk.RemoveParticipantResponse()
+
+    def _update_participant(self, request: lk.UpdateParticipantRequest) -> Message:
+        # As LiveKit: attributes merge, an empty value deletes the key.
+        participant = self._participant(request.room, request.identity)
+        for key, value in request.attributes.items():
+            if value:
+                participant.attributes[key] = value
+            else:
+                participant.attributes.pop(key, None)
+        if request.metadata:
+            participant.metadata = request.metadata
+        if request.name:
+            participant.name = request.name
+        if request.HasField("permission"):
+            participant.permission.CopyFrom(request.permission)
+        return participant
+
+    def _update_subscriptions(self, request: lk.UpdateSubscriptionsRequest) -> Message:
+        self._participant(request.room, request.identity)
+        published = {
+            track.sid
+            for participant in self.participants[request.room].values()
+            for track in participant.tracks
+        }
+        unknown = [sid for sid in request.track_sids if sid not in published]
+        if unknown:
+            raise TwirpFailure("not_found", f"no published track {', '.join(unknown)}")
+        subscribed = self.subscriptions[request.room].setdefault(request.identity, set())
+        if request.subscribe:
+            subscribed.update(request.track_sids)
+        else:
+            subscribed.difference_update(request.track_sids)
+        return lk.UpdateSubscriptionsResponse()
 
 
 def _twirp_error(failure: TwirpFailure) -> web.Response:

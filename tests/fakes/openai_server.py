@@ -141,6 +141,8 @@ class FakeOpenAI(BackgroundServer):
         self.rules: list[Rule] = []
         self.requests: list[dict[str, Any]] = []
         self.authorizations: list[str | None] = []
+        #: each chat request's `api-key` header (Azure OpenAI's), None when it had none
+        self.api_key_headers: list[str | None] = []
         self.speech_requests: list[dict[str, Any]] = []
         self.embedding_requests: list[dict[str, Any]] = []
         self._ids = itertools.count(1)
@@ -191,6 +193,7 @@ class FakeOpenAI(BackgroundServer):
         self.rules.clear()
         self.requests.clear()
         self.authorizations.clear()
+        self.api_key_headers.clear()
         self.speech_requests.clear()
         self.embedding_requests.clear()
 
@@ -219,6 +222,8 @@ class FakeOpenAI(BackgroundServer):
     def make_app(self) -> web.Application:
         app = web.Application(middlewares=[self._key_and_failures])
         app.router.add_post("/v1/chat/completions", self._chat)
+        # Azure OpenAI: the deployment in the path, the key in an `api-key` header
+        app.router.add_post("/openai/deployments/{deployment}/chat/completions", self._chat)
         app.router.add_post("/v1/audio/speech", self._speech)
         app.router.add_post("/v1/embeddings", self._embeddings)
         app.router.add_get("/v1/models", self._models)
@@ -246,6 +251,7 @@ class FakeOpenAI(BackgroundServer):
         body = await request.json()
         self.requests.append(body)
         self.authorizations.append(request.headers.get("Authorization"))
+        self.api_key_headers.append(request.headers.get("api-key"))
         reply = self._choose(body)
         ttft = self.ttft if reply.ttft is None else reply.ttft
         completion_id = f"chatcmpl-{next(self._ids)}"

@@ -125,6 +125,7 @@ async def test_transfer_call_refers_the_sip_caller_to_the_named_destination(
         {
             "destination_name": "billing",
             "destination": "+1650***0100",
+            "type": "cold",
             "at": "2023-11-14T22:13:20+00:00",
             "outcome": "succeeded",
         }

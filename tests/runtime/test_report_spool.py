@@ -240,6 +240,7 @@ async def test_a_job_whose_control_plane_restarts_reports_once_it_is_back(
 
     [(call_id, body)] = sink.received
     assert call_id == CALL_ID
-    assert (body["status"], body["end_reason"]) == ("failed", "error")
+    # the job could not start for want of a key: failed fast, naming what is missing
+    assert (body["status"], body["end_reason"]) == ("failed", "provider_not_configured")
     assert "OPENAI_API_KEY" in body["error"]
     assert spool_files(outbox) == []

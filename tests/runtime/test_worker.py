@@ -288,7 +288,7 @@ async def test_a_call_whose_llm_cannot_be_built_is_still_reported(
 
     assert control_plane.reports() == [("POST", f"/internal/calls/{job.call_id}/report")]
     call = await Call.get(id=job.call_id)
-    assert (call.status, call.end_reason) == ("failed", "error")
+    assert (call.status, call.end_reason) == ("failed", "provider_not_configured")
     assert "OPENAI_API_KEY" in call.error and call.ended_at is not None
 
 

@@ -42,6 +42,7 @@ async def test_a_new_user_creates_an_agent_teaches_it_and_chats_with_it(page, sc
     await expect(page.get_by_text("No agents yet. Create your first agent")).to_be_visible()
     await screenshot(page, "agents-empty")
 
+    await create_agent(page, scripted_llm, name="Sales desk")  # a hand-off destination
     await page.get_by_label("Agent name", exact=True).fill("Harbor Cafe")
     await page.get_by_role("button", name="Create agent").click()
     await expect(page.get_by_role("heading", name="Harbor Cafe")).to_be_visible()
@@ -52,11 +53,23 @@ async def test_a_new_user_creates_an_agent_teaches_it_and_chats_with_it(page, sc
     await page.get_by_label("Model", exact=True).fill("scripted")
     await page.get_by_label("System prompt", exact=True).fill("You are the host of Harbor Cafe.")
     await page.get_by_label("Dispositions", exact=True).fill("booked: a table was booked")
-    await page.get_by_label("Transfer destinations").fill("billing: +14155550100, Billing desk")
+    await page.get_by_role("button", name="Add a transfer destination").click()
+    transfer = page.get_by_role("group", name="New transfer destination")
+    await transfer.get_by_label("Name", exact=True).fill("billing")
+    await transfer.get_by_label("Number or sip: address").fill("+14155550100")
+    await transfer.get_by_label("What it is for").fill("Billing desk")
+    await transfer.get_by_label("Type").select_option("warm")
+    await transfer.get_by_label("Warm: seconds to answer").fill("20")
+    await page.get_by_role("button", name="Add a hand-off to another agent").click()
+    handoff = page.get_by_role("group", name="New hand-off")
+    await handoff.get_by_label("Agent").select_option(label="Sales desk")
+    await handoff.get_by_label("Name", exact=True).fill("sales")
+    await handoff.get_by_label("Carries").select_option("summary")
     await page.get_by_label("Keypad menu").fill("1: billing questions")
     await page.get_by_role("button", name="Add a function").click()
-    await page.get_by_label("Name", exact=True).fill("opening_hours")
-    await page.get_by_label("URL", exact=True).fill("https://api.example.com/hours")
+    new_function = page.get_by_role("group", name="New function")
+    await new_function.get_by_label("Name", exact=True).fill("opening_hours")
+    await new_function.get_by_label("URL", exact=True).fill("https://api.example.com/hours")
     await page.get_by_role("button", name="Save agent").click()
     await expect(page.get_by_role("status")).to_have_text("Saved.")
     await page.reload()
@@ -66,9 +79,14 @@ async def test_a_new_user_creates_an_agent_teaches_it_and_chats_with_it(page, sc
     await expect(page.get_by_label("Dispositions", exact=True)).to_have_value(
         "booked: a table was booked"
     )
-    await expect(page.get_by_label("Transfer destinations")).to_have_value(
-        "billing: +14155550100, Billing desk"
-    )
+    saved = page.get_by_role("group", name="Transfer to billing")  # destinations as rows
+    await expect(saved.get_by_label("Number or sip: address")).to_have_value("+14155550100")
+    await expect(saved.get_by_label("What it is for")).to_have_value("Billing desk")
+    await expect(saved.get_by_label("Type")).to_have_value("warm")
+    await expect(saved.get_by_label("Warm: seconds to answer")).to_have_value("20")
+    kept = page.get_by_role("group", name="Hand-off to sales")
+    await expect(kept.get_by_label("Carries")).to_have_value("summary")
+    await expect(kept.get_by_label("Agent")).to_contain_text("Sales desk")
     await expect(page.get_by_label("Keypad menu")).to_have_value("1: billing questions")
     function = page.get_by_role("group", name="Function opening_hours")
     await expect(function).to_be_visible()

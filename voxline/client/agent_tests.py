@@ -218,9 +218,13 @@ def run_suite(args: argparse.Namespace, console: Console) -> int:
             request["test_ids"] = sync_cases(client, args.agent, cases)
         if judge is not None:
             request["judge"] = judge
+        if args.agent_version is not None:
+            request["version"] = args.agent_version
         run = _answer(client.post(f"/agents/{args.agent}/test-runs", json=request))
         console.print(f"test run {run['id']} started")
         run = _follow(client, console, run)
+    if run.get("agent_version") is not None:
+        console.print(f"tested agent version {run['agent_version']}")
     print_summary(console, run)
     if args.junit:
         Path(args.junit).write_bytes(junit_xml(run, args.agent))
@@ -255,6 +259,10 @@ def add_commands(commands: Any) -> None:
         help="attempts per case, 1-10 (default 1)",
     )  # fmt: skip
     test.add_argument("--judge", help="PROVIDER:MODEL of the judge, e.g. openai:gpt-4o-mini")
+    test.add_argument(
+        "--agent-version", type=int, metavar="N",
+        help="the agent version to test (default: the latest; a publish may require its pass)",
+    )  # fmt: skip
     test.add_argument("--junit", help="write JUnit XML to this path")
     test.add_argument("--url", help=f"the control plane (default: $VOXLINE_API_URL, {DEFAULT_URL})")
     test.add_argument("--api-key", help="a developer API key (default: $VOXLINE_API_KEY)")

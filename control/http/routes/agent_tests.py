@@ -72,6 +72,9 @@ class TestRunIn(BaseModel):
     mode: Literal["text", "voice"] = "text"
     repeat: int = Field(default=1, ge=1, le=10)
     judge: JudgeIn | None = None
+    version: int | None = Field(
+        default=None, ge=1, le=2**31 - 1, description="the agent version to test (latest)"
+    )
 
 
 class TestRunQueued(BaseModel):
@@ -84,6 +87,7 @@ class TestRunSummary(BaseModel):
 
     id: str
     agent_id: str
+    agent_version: int | None = Field(description="the agent version the run tests")
     status: str = Field(description="queued, running, passed, failed, error or cancelled")
     mode: str
     repeat: int
@@ -215,6 +219,7 @@ async def create_test_run(agent_id: uuid.UUID, data: TestRunIn) -> tuple[dict, i
         mode=data.mode,
         repeat=data.repeat,
         judge=data.judge.model_dump() if data.judge else None,
+        version=data.version,
     )
     return {"id": str(run.id), "status": run.status.value}, 202
 

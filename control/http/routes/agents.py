@@ -18,7 +18,7 @@ from control.http.schemas import FileParts, IsoTime, file_fields_required
 from control.models import Agent, KnowledgeFile, Role
 from control.services import agents as agent_service
 from control.services import chats, knowledge_files
-from control.services.agent_config import AgentConfig, AgentUpdate
+from control.services.agent_config import AgentConfig, AgentUpdate, SplitEntry
 
 blueprint = Blueprint("agents", __name__, url_prefix="/agents")
 
@@ -43,6 +43,12 @@ class AgentOut(BaseModel):
     phone_number: str | None
     phone_number_status: str | None = Field(description="`active`, `not_registered` or null")
     unreadable_secrets: list[str]
+    auto_publish: bool
+    require_passing_tests: bool
+    traffic_split: list[SplitEntry] | None
+    published_version: int | None = Field(description="the version calls run")
+    latest_version: int | None = Field(description="the newest version (chats run it)")
+    draft: bool = Field(description="the newest version is not the published one")
     created_at: IsoTime
     updated_at: IsoTime
 
@@ -55,6 +61,12 @@ def agent_out(agent: Agent) -> dict[str, Any]:
         "phone_number": agent.phone_number,
         **agent_service.public_config(_settings(), agent),
         **agent_service.phone_number_status(agent),
+        "auto_publish": agent.auto_publish,
+        "require_passing_tests": agent.require_passing_tests,
+        "traffic_split": agent.traffic_split,
+        "published_version": agent.published_version,
+        "latest_version": agent.latest_version,
+        "draft": agent.latest_version != agent.published_version,
         "created_at": agent.created_at.isoformat(),
         "updated_at": agent.updated_at.isoformat(),
     }
@@ -139,8 +151,9 @@ async def create_agent(data: AgentConfig) -> tuple[dict, int]:
 
     Providers and models are checked against the runtime's catalogue.
     """
+    principal = current_principal()
     agent = await agent_service.create_agent(
-        _settings(), current_principal().workspace_id, data.model_dump()
+        _settings(), principal.workspace_id, data.model_dump(), author=principal.label
     )
     return agent_out(agent), 201
 
@@ -165,8 +178,13 @@ async def update_agent(agent_id: uuid.UUID, data: AgentUpdate) -> dict:
 
     Merges: fields left out keep their values; masked header values keep their secrets.
     """
+    principal = current_principal()
     agent = await agent_service.update_agent(
-        _settings(), current_principal().workspace_id, agent_id, data.model_dump(exclude_unset=True)
+        _settings(),
+        principal.workspace_id,
+        agent_id,
+        data.model_dump(exclude_unset=True),
+        author=principal.label,
     )
     return agent_out(agent)
 

@@ -13,6 +13,7 @@ from control.http.errors import APIError
 from control.http.principal import (
     ACCESS_COOKIE,
     REFRESH_COOKIE,
+    SESSION_COOKIE,
     current_principal,
     public,
     refuse_cross_site_cookie,
@@ -147,12 +148,22 @@ def _set_session_cookies(response: ResponseTypes, tokens: auth_service.TokenPair
         secure=secure,
         path=REFRESH_COOKIE_PATH,
     )
+    response.set_cookie(
+        SESSION_COOKIE,
+        "1",
+        max_age=tokens.refresh_expires_in,
+        httponly=True,
+        samesite="Lax",
+        secure=secure,
+        path="/",
+    )
     return response
 
 
 async def _clear_session_cookies(response: ResponseTypes) -> ResponseTypes:
     response.delete_cookie(ACCESS_COOKIE, path="/")
     response.delete_cookie(REFRESH_COOKIE, path=REFRESH_COOKIE_PATH)
+    response.delete_cookie(SESSION_COOKIE, path="/")
     return response
 
 
@@ -164,7 +175,8 @@ async def _clear_session_cookies(response: ResponseTypes) -> ResponseTypes:
 async def login(data: LoginIn) -> tuple[TokensOut, int]:
     """Log in with email and password.
 
-    Sets the `access_token` and `refresh_token` cookies and returns both tokens. After 10 failed
+    Sets the `access_token` and `refresh_token` cookies (and `signed_in`, which holds no
+    secret, for the dashboard's pages) and returns both tokens. After 10 failed
     attempts on one account in 15 minutes, every attempt on it is refused (429) until then.
     """
     async with LOGIN_ATTEMPTS.attempt(auth_service.normalise_email(data.email)):

@@ -54,6 +54,9 @@ class CallFilterQuery(BaseModel):
     campaign: str | None = Field(
         default=None, max_length=100, description="A campaign's id or slug"
     )
+    agent_version: int | None = Field(
+        default=None, ge=1, le=2**31 - 1, description="The agent version the call ran"
+    )
 
     @model_validator(mode="after")
     def _sane_range(self) -> CallFilterQuery:
@@ -79,6 +82,7 @@ class CallFilterQuery(BaseModel):
             end=self.end_datetime,
             batch_id=self.batch_id,
             campaign=self.campaign,
+            agent_version=self.agent_version,
         )
 
 
@@ -90,6 +94,7 @@ class CallSummaryOut(BaseModel):
     id: str
     workspace_id: str
     agent_id: str | None
+    agent_version: int | None = Field(description="the agent version the call ran")
     call_type: str
     call_direction: str
     from_number: str | None
@@ -119,6 +124,13 @@ class CallOut(CallSummaryOut):
     transfers: Any = Field(
         description="each transfer attempt: destination_name, destination (masked), at, outcome"
     )
+    handoffs: Any = Field(
+        default_factory=list,
+        description="each hand-off between agents: from_agent_id, to_agent_id, name, at, reason",
+    )
+    final_agent_id: str | None = Field(
+        default=None, description="the agent speaking when the call ended"
+    )
     extracted_data: Any
     dynamic_variables: Any
     error: str | None
@@ -129,6 +141,7 @@ def call_summary(call: Call) -> dict[str, Any]:
         "id": str(call.id),
         "workspace_id": str(call.workspace_id),
         "agent_id": str(call.agent_id) if call.agent_id else None,
+        "agent_version": call.agent_version,
         "call_type": call.call_type,
         "call_direction": call.call_direction,
         "from_number": call.from_number,
@@ -159,6 +172,8 @@ def call_detail(call: Call) -> dict[str, Any]:
         "usage": call.usage,
         "latencies": call.latencies,
         "transfers": call.transfers,
+        "handoffs": call.handoffs,
+        "final_agent_id": str(call.final_agent_id) if call.final_agent_id else None,
         "extracted_data": call.extracted_data,
         "dynamic_variables": call.dynamic_variables,
         "error": call.error,

@@ -26,6 +26,9 @@ class ChatIn(BaseModel):
     message: str = Field(min_length=1, max_length=4000)
     session_id: str | None = SessionId
     dynamic_variables: dict[str, str] = Field(default_factory=dict, max_length=50)
+    version: int | None = Field(
+        default=None, ge=1, le=2**31 - 1, description="the agent version to chat with (latest)"
+    )
 
 
 class ChatListQuery(PageQuery):
@@ -36,6 +39,7 @@ class ChatListQuery(PageQuery):
 class ChatOut(BaseModel):
     session_id: str
     reply: str
+    agent_version: int | None = Field(description="the agent version that answered")
     tool_calls: Any
     sources: Any
 
@@ -73,17 +77,19 @@ async def send_chat_message(data: ChatIn) -> dict:
 
     Pass the returned `session_id` back to continue the conversation.
     """
-    session_id, reply = await chat_service.send(
+    session_id, reply, version = await chat_service.send(
         current_app.config["SETTINGS"],
         current_principal().workspace_id,
         data.agent_id,
         data.message,
         data.session_id,
         data.dynamic_variables,
+        version=data.version,
     )
     return {
         "session_id": session_id,
         "reply": reply.reply,
+        "agent_version": version,
         "tool_calls": reply.tool_calls,
         "sources": reply.sources,
     }

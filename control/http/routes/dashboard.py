@@ -25,7 +25,7 @@ from quart import (
 from quart_schema import hide
 from werkzeug.wrappers.response import Response as WerkzeugResponse
 
-from control.http.principal import public
+from control.http.principal import ACCESS_COOKIE, SESSION_COOKIE, public
 from control.http.ratelimit import fail_open, per_minute
 from runtime.spec import PROVIDERS
 
@@ -102,6 +102,16 @@ def _livekit_sources() -> str:
     return " ".join(f"{scheme}://{parts.netloc}" for scheme in schemes)
 
 
+def _has_session() -> bool:
+    """Whether this browser has logged in and not out (its session may still have ended)."""
+    return SESSION_COOKIE in request.cookies or ACCESS_COOKIE in request.cookies
+
+
+def _to_login(next_page: str | None = None) -> WerkzeugResponse:
+    """The login page, coming back to `next_page` after (a fragment rides along the redirect)."""
+    return redirect("/app/login" + (f"?{urlencode({'next': next_page})}" if next_page else ""))
+
+
 @blueprint.after_request
 async def _content_security_policy(response: Response) -> Response:
     # Scripts, styles and media only from Voxline itself, and no framing (clickjacking).
@@ -125,8 +135,8 @@ def _navigation() -> dict:
 @fail_open
 @hide
 async def root() -> WerkzeugResponse:
-    """The dashboard is the front page."""
-    return redirect("/app/")
+    """The dashboard is the front page; a visitor with no session logs in first."""
+    return redirect("/app/") if _has_session() else _to_login()
 
 
 @blueprint.get("/app/")
@@ -136,7 +146,7 @@ async def root() -> WerkzeugResponse:
 @hide
 async def home() -> WerkzeugResponse:
     """The first page of the dashboard: the agents."""
-    return redirect("/app/agents")
+    return redirect("/app/agents") if _has_session() else _to_login()
 
 
 @blueprint.get("/reset-password")
@@ -162,11 +172,13 @@ async def emailed_link() -> WerkzeugResponse:
 @public
 @fail_open
 @hide
-async def page(name: str) -> str:
+async def page(name: str) -> str | WerkzeugResponse:
     """One page of the dashboard."""
     if name not in PAGES or PAGE_BLUEPRINTS.get(name, "dashboard") not in current_app.blueprints:
         abort(404)
     title, signed_in = PAGES[name]
+    if signed_in and not _has_session():
+        return _to_login(request.full_path.rstrip("?"))
     return await render_template(
         f"{name}.html",
         page=name,
@@ -183,10 +195,12 @@ async def page(name: str) -> str:
 @public
 @fail_open
 @hide
-async def detail_page(name: str, item_id: uuid.UUID) -> str:
+async def detail_page(name: str, item_id: uuid.UUID) -> str | WerkzeugResponse:
     """The page of one agent, call or batch."""
     if name not in DETAIL_PAGES:
         abort(404)
+    if not _has_session():
+        return _to_login(request.full_path.rstrip("?"))
     return await render_template(
         f"{name}-detail.html",
         page=f"{name}-detail",

@@ -51,7 +51,16 @@ class ReportQuery(CallFilterQuery):
 
 
 class CallSummaryQuery(ReportQuery):
-    group_by: Literal["day", "agent", "direction", "type", "status", "end_reason"] = "day"
+    group_by: Literal[
+        "day",
+        "agent",
+        "final_agent",
+        "agent_version",
+        "direction",
+        "type",
+        "status",
+        "end_reason",
+    ] = "day"
 
 
 class RangeOut(BaseModel):
@@ -128,6 +137,14 @@ class DispositionSummaryOut(BaseModel):
     dispositions: list[DispositionCountOut]
 
 
+async def _scope(query_args: ReportQuery) -> report_service.ReportScope:
+    """The report's calls; with rollups on, which of its hours the rollups answer."""
+    scope = query_args.scope()
+    if current_app.config["SETTINGS"].report_rollups:
+        scope = await report_service.with_rollups(current_principal().workspace_id, scope)
+    return scope
+
+
 def _range(scope: report_service.ReportScope) -> dict:
     return {"start": scope.start, "end": scope.end, "timezone": scope.timezone.key}
 
@@ -141,7 +158,7 @@ async def dashboard(query_args: ReportQuery) -> dict:
 
     Same date parameters as `GET /calls` (last 30 days by default); days in `timezone`.
     """
-    scope = query_args.scope()
+    scope = await _scope(query_args)
     figures = await report_service.dashboard(
         current_app.extensions["redis"],
         current_principal().workspace_id,
@@ -156,11 +173,11 @@ async def dashboard(query_args: ReportQuery) -> dict:
 @validate_querystring(CallSummaryQuery)
 @validate_response(CallSummaryReportOut)
 async def call_summary(query_args: CallSummaryQuery) -> dict:
-    """Counts and talk time grouped by day, agent, direction, type, status or end reason.
+    """Counts and talk time by day, agent, agent version, direction, type, status or end reason.
 
-    Filterable by agent, batch and campaign; same date parameters as `GET /calls`.
+    Filterable by agent, agent version, batch and campaign; same date parameters as `GET /calls`.
     """
-    scope = query_args.scope()
+    scope = await _scope(query_args)
     summary = await report_service.call_summary(
         current_principal().workspace_id, scope, query_args.group_by
     )
@@ -174,9 +191,10 @@ async def call_summary(query_args: CallSummaryQuery) -> dict:
 async def disposition_summary(query_args: ReportQuery) -> dict:
     """Counts and percentages per disposition (`none`: calls without one).
 
-    Filterable by agent, batch and campaign; same date parameters as `GET /calls`.
+    Filterable by agent, agent version (one version's dispositions), batch and campaign; same
+    date parameters as `GET /calls`.
     """
-    scope = query_args.scope()
+    scope = await _scope(query_args)
     summary = await report_service.disposition_summary(current_principal().workspace_id, scope)
     return {"range": _range(scope), **summary}
 

@@ -35,9 +35,13 @@ async function refreshSession() {
   return refreshing;
 }
 
+export const SESSION_ENDED = "Your session has ended; log in again.";
+
+/** To the login page, back here after; it says the session ended (the server sends a visitor
+ * who never logged in straight to the login page, so only someone who had a session gets here). */
 export function goToLogin() {
   const next = encodeURIComponent(location.pathname + location.search + location.hash);
-  location.assign(`/app/login?next=${next}`);
+  location.assign(`/app/login?next=${next}&session=ended`);
 }
 
 /** Call the API; resolves to the parsed JSON body (or text), rejects with ApiError. */
@@ -49,7 +53,7 @@ export async function api(method, path, body, { headers = {}, raw = false } = {}
     }
     if (response.status === 401) {
       goToLogin();
-      throw new ApiError(401, { detail: "Your session has ended; log in again." });
+      throw new ApiError(401, { detail: SESSION_ENDED });
     }
   }
   if (raw) return response;

@@ -5,6 +5,8 @@ import { rememberWorkspace } from "../api.js";
 export function startSession(tokens) {
   rememberWorkspace(tokens.user.current_workspace_id);
   const next = new URLSearchParams(location.search).get("next");
-  // Only a path on this site: never an open redirect.
-  location.assign(next && next.startsWith("/app/") ? next : "/app/agents");
+  // Only a path on this site: never an open redirect. When the server sent the browser here,
+  // the page's fragment (an emailed link's token) rode along the redirect: it goes back too.
+  const fragment = next && !next.includes("#") ? location.hash : "";
+  location.assign(next && next.startsWith("/app/") ? next + fragment : "/app/agents");
 }

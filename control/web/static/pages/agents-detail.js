@@ -8,11 +8,11 @@ const SIMPLE_FIELDS = [
   "agent_name", "phone_number", "language", "first_message", "system_prompt", "LLM_model",
   "LLM_base_url", "temperature", "max_tokens", "max_call_duration", "max_duration_message",
   "min_endpointing_delay", "max_endpointing_delay", "idle_warning_after", "idle_warning_message",
-  "idle_hangup_after", "voicemail_action", "voicemail_message",
+  "idle_hangup_after", "voicemail_action", "voicemail_message", "max_handoffs",
 ];
 const NUMBER_FIELDS = new Set([
   "temperature", "max_tokens", "max_call_duration", "min_endpointing_delay",
-  "max_endpointing_delay", "idle_warning_after", "idle_hangup_after",
+  "max_endpointing_delay", "idle_warning_after", "idle_hangup_after", "max_handoffs",
 ]);
 const NULLABLE_FIELDS = new Set(["phone_number", "LLM_base_url", "idle_warning_after", "idle_hangup_after"]);
 const CHECKBOXES = ["interruptible", "recording_enabled", "voicemail_detection", "allow_web_calls"];
@@ -32,6 +32,91 @@ function refreshModels(agent = {}) {
   const tts = catalogue.tts[$("#TTS_provider").value];
   fillChoices($("#TTS_model"), tts ? tts.models : [], agent.TTS_model);
   fillChoices($("#TTS_voice"), tts ? tts.voices : [], agent.TTS_voice);
+}
+
+const KINDS = ["LLM", "STT", "TTS"];
+const MAX_FALLBACKS = 2;
+
+/** One control per setting the chosen provider takes (`<KIND>_settings`); empty means the
+ * provider's default, so a boolean or a choice offers "Default" too. */
+function settingControl(kind, setting, value) {
+  const id = `${kind}_settings-${setting.name}`;
+  const label = `${kind} ${setting.name.replaceAll("_", " ")}`;
+  let control;
+  if (setting.type === "boolean" || setting.type === "choice") {
+    const options = setting.type === "boolean" ? [["true", "On"], ["false", "Off"]]
+      : setting.choices.map((choice) => [choice, choice]);
+    control = el("select", { id, "data-setting": setting.name, "data-type": setting.type },
+      el("option", { value: "" }, "Default"),
+      options.map(([option, text]) => el("option", { value: option, selected: value !== undefined && String(value) === option }, text)));
+  } else {
+    control = el("input", {
+      id, type: "number", "data-setting": setting.name, "data-type": setting.type,
+      min: setting.minimum ?? undefined, max: setting.maximum ?? undefined,
+      step: setting.type === "integer" ? 1 : "any", value: value ?? "", placeholder: "Default",
+    });
+  }
+  return el("div", { class: "field" }, el("label", { for: id }, label),
+    setting.description ? el("small", {}, setting.description) : null, control);
+}
+
+function refreshSettings(kind, values = {}) {
+  const info = catalogue[kind.toLowerCase()][$(`#${kind}_provider`).value];
+  show($(`#${kind}_settings`), (info?.settings || []).map((setting) => settingControl(kind, setting, values[setting.name])));
+}
+
+function readSettings(kind) {
+  const settings = {};
+  for (const control of $(`#${kind}_settings`).querySelectorAll("[data-setting]")) {
+    const value = control.value.trim();
+    if (value === "") continue;
+    const type = control.dataset.type;
+    settings[control.dataset.setting] = type === "boolean" ? value === "true" : type === "choice" ? value : Number(value);
+  }
+  return settings;
+}
+
+/** Up to two fallbacks per kind: a provider (or none), its model, and for TTS its voice. */
+function fallbackRow(kind, index, fallback = {}) {
+  const id = (part) => `${kind}_fallbacks-${index}-${part}`;
+  const label = `${kind} fallback ${index + 1}`;
+  const providers = catalogue[kind.toLowerCase()] || {};
+  const provider = el("select", { id: id("provider"), "data-key": "provider" },
+    el("option", { value: "" }, "None"),
+    Object.entries(providers).map(([name, info]) => el("option", { value: name, selected: name === fallback.provider }, info.label)));
+  const text = (part, title) => {
+    const list = el("datalist", { id: id(`${part}s`) });
+    const input = el("input", { id: id(part), "data-key": part, list: id(`${part}s`), value: fallback[part] ?? "", placeholder: "Default" });
+    return [el("div", { class: "field" }, el("label", { for: id(part) }, `${label} ${title}`), input, list), list];
+  };
+  const [model, models] = text("model", "model");
+  const [voice, voices] = kind === "TTS" ? text("voice", "voice") : [null, null];
+  const refresh = () => {
+    const info = providers[provider.value];
+    fillChoices(models, info ? info.models : [], null);
+    if (voices) fillChoices(voices, info ? info.voices : [], null);
+  };
+  provider.addEventListener("change", refresh);
+  refresh();
+  return el("div", { class: "grid fallback", "data-fallback": kind },
+    el("div", { class: "field" }, el("label", { for: id("provider") }, `${label} provider`), provider), model, voice);
+}
+
+function showFallbacks(kind, fallbacks = []) {
+  const rows = [];
+  for (let index = 0; index < MAX_FALLBACKS; index++) rows.push(fallbackRow(kind, index, fallbacks[index]));
+  show($(`#${kind}_fallbacks`), rows);
+}
+
+function readFallbacks(kind) {
+  return [...$(`#${kind}_fallbacks`).querySelectorAll("[data-fallback]")].map((row) => {
+    const fallback = {};
+    for (const input of row.querySelectorAll("[data-key]")) {
+      const value = input.value.trim();
+      if (value) fallback[input.dataset.key] = value;
+    }
+    return fallback;
+  }).filter((fallback) => fallback.provider);
 }
 
 let functionCount = 0;
@@ -112,6 +197,66 @@ function readFunctions() {
   });
 }
 
+let rowCount = 0;
+
+// One row of a list setting: labelled inputs whose `data-key` names the field they hold.
+function settingRow(kind, legend, item, inputs) {
+  const index = rowCount++;
+  const id = (name) => `${kind}-${index}-${name}`;
+  const control = ([name, label, options]) => {
+    const value = item[name] ?? "";
+    const input = Array.isArray(options)
+      ? el("select", { id: id(name), "data-key": name }, options.map(([choice, text]) =>
+        el("option", { value: choice, selected: String(value) === choice }, text)))
+      : options === "checkbox"
+        ? el("input", { id: id(name), "data-key": name, type: "checkbox", checked: Boolean(value) })
+        : el("input", { id: id(name), "data-key": name, value, ...(options || {}) });
+    return el("div", { class: "field" }, el("label", { for: id(name) }, label), input);
+  };
+  const row = el("fieldset", { class: kind },
+    el("legend", {}, legend),
+    el("div", { class: "grid" }, inputs.map(control)),
+    el("div", { class: "actions" },
+      el("button", { type: "button", class: "secondary", onclick: () => row.remove() }, "Remove")));
+  return row;
+}
+
+const transferRow = (destination = {}) => settingRow("transfer",
+  destination.name ? `Transfer to ${destination.name}` : "New transfer destination", destination, [
+    ["name", "Name"],
+    ["destination", "Number or sip: address", { required: true }],
+    ["description", "What it is for"],
+    ["type", "Type", [["cold", "Cold (handed straight over)"], ["warm", "Warm (briefed first)"]]],
+    ["ring_timeout", "Warm: seconds to answer", { type: "number", min: 5, max: 120 }],
+    ["briefing_instructions", "Warm: what the briefing says"],
+    ["hold_audio_url", "Warm: hold audio (WAV URL)", { type: "url" }],
+    ["fallback_message", "Warm: said when nobody takes the call"],
+  ]);
+
+let workspaceAgents = [];
+
+const handoffRow = (handoff = {}) => settingRow("handoff",
+  handoff.name ? `Hand-off to ${handoff.name}` : "New hand-off", handoff, [
+    ["agent_id", "Agent", workspaceAgents.filter((other) => other.id !== agentId)
+      .map((other) => [other.id, other.agent_name])],
+    ["name", "Name"],
+    ["description", "When to hand over"],
+    ["carry", "Carries", [["transcript", "The conversation"], ["summary", "A summary"]]],
+    ["greet_on_handoff", "Greets with its first message", "checkbox"],
+  ]);
+
+function readRows(kind) {
+  return [...document.querySelectorAll(`fieldset.${kind}`)].map((row) => {
+    const item = {};
+    for (const input of row.querySelectorAll("[data-key]")) {
+      const key = input.dataset.key;
+      if (input.type === "checkbox") item[key] = input.checked;
+      else if (input.value.trim() !== "") item[key] = input.type === "number" ? Number(input.value) : input.value.trim();
+    }
+    return item;
+  });
+}
+
 function fill(agent) {
   $("#agent-title").textContent = agent.agent_name;
   document.title = `${agent.agent_name} · Voxline`;
@@ -121,13 +266,16 @@ function fill(agent) {
   fillProviders($("#STT_provider"), "stt", agent.STT_provider);
   fillProviders($("#TTS_provider"), "tts", agent.TTS_provider);
   refreshModels(agent);
+  for (const kind of KINDS) {
+    refreshSettings(kind, agent[`${kind}_settings`] || {});
+    showFallbacks(kind, agent[`${kind}_fallbacks`] || []);
+  }
   for (const name of SIMPLE_FIELDS) form.elements[name].value = agent[name] ?? "";
   for (const name of CHECKBOXES) form.elements[name].checked = Boolean(agent[name]);
   $("#LLM_api_key").placeholder = agent.LLM_api_key || "";
   form.elements.end_call_phrases.value = (agent.end_call_phrases || []).join("\n");
-  form.elements.transfer_destinations.value = (agent.transfer_destinations || [])
-    .map((item) => `${item.name}: ${[item.destination, item.description].filter(Boolean).join(", ")}`)
-    .join("\n");
+  show($("#transfers"), (agent.transfer_destinations || []).map(transferRow));
+  show($("#handoffs"), (agent.handoff_destinations || []).map(handoffRow));
   form.elements.dtmf_menu.value = Object.entries(agent.dtmf_menu || {})
     .map(([key, meaning]) => `${key}: ${meaning}`).join("\n");
   form.elements.web_call_origins.value = (agent.web_call_origins || []).join("\n");
@@ -158,14 +306,14 @@ function readForm() {
     body[name] = form.elements[name].value;
   }
   for (const name of CHECKBOXES) body[name] = form.elements[name].checked;
+  for (const kind of KINDS) {
+    body[`${kind}_settings`] = readSettings(kind);
+    body[`${kind}_fallbacks`] = readFallbacks(kind);
+  }
   if (form.elements.LLM_api_key.value) body.LLM_api_key = form.elements.LLM_api_key.value;
   body.end_call_phrases = lines(form.elements.end_call_phrases.value);
-  body.transfer_destinations = lines(form.elements.transfer_destinations.value).map((line) => {
-    // "name: destination, description"; a line without a name is named by the server
-    const [head, rest] = /^[a-z0-9_-]+:\s/i.test(line) && !/^sip:/i.test(line) ? split(line, ":") : ["", line];
-    const [destination, description] = split(rest, ",");
-    return head ? { name: head.toLowerCase(), destination, description } : { destination, description };
-  });
+  body.transfer_destinations = readRows("transfer"); // a destination without a name is named by the server
+  body.handoff_destinations = readRows("handoff");
   body.dtmf_menu = Object.fromEntries(lines(form.elements.dtmf_menu.value).map((line) => split(line, ":")));
   body.web_call_origins = lines(form.elements.web_call_origins.value);
   body.post_call_analysis = {
@@ -183,11 +331,17 @@ function readForm() {
     success_evaluation: form.elements.analysis_success.value.trim() || null,
   };
   body.custom_functions = readFunctions();
+  const note = form.elements.version_note.value.trim();
+  if (note) body.version_note = note;
   return body;
 }
 
 async function loadAgent() {
-  fill(await api("GET", `/agents/${agentId}`));
+  const [agent, others] = await Promise.all([
+    api("GET", `/agents/${agentId}`), api("GET", "/agents?page_size=100"),
+  ]);
+  workspaceAgents = others.items;
+  fill(agent);
 }
 
 let filesPending = true;
@@ -223,6 +377,20 @@ function watchFiles() {
 
 ["#LLM_provider", "#STT_provider", "#TTS_provider"].forEach((selector) =>
   $(selector).addEventListener("change", () => refreshModels()));
+// a provider's settings are its own: choosing another shows (and sends) the new one's
+KINDS.forEach((kind) => $(`#${kind}_provider`).addEventListener("change", () => refreshSettings(kind)));
+
+$("#add-transfer").addEventListener("click", () => {
+  const row = transferRow({ type: "cold" });
+  $("#transfers").append(row);
+  row.querySelector("input").focus();
+});
+
+$("#add-handoff").addEventListener("click", () => {
+  const row = handoffRow({ carry: "transcript" });
+  $("#handoffs").append(row);
+  row.querySelector("select").focus();
+});
 
 $("#add-function").addEventListener("click", () => {
   const fieldset = functionFieldset();
@@ -234,6 +402,8 @@ form.addEventListener("submit", (event) => {
   event.preventDefault();
   attempt(async () => {
     fill(await api("PUT", `/agents/${agentId}`, readForm()));
+    form.elements.version_note.value = "";
+    document.dispatchEvent(new CustomEvent("agent-saved")); // the Versions section reloads
     say("Saved.");
   }, { busy: event.submitter });
 });
@@ -287,6 +457,9 @@ $("#query-form").addEventListener("submit", (event) => {
     );
   }, { busy: event.submitter });
 });
+
+// A version restored in the Versions section is now the agent's latest settings.
+document.addEventListener("agent-restored", () => attempt(loadAgent));
 
 attempt(async () => {
   await loadAgent();

@@ -1,5 +1,6 @@
 import { api } from "../api.js";
 import { $, attempt, el, formatDuration, query, show, table } from "../ui.js";
+import { compareVersions } from "../version-compare.js";
 
 const form = $("#range-form");
 const charts = {};
@@ -116,6 +117,7 @@ async function load() {
     agent_id: form.elements.agent_id.value,
   };
   render(await api("GET", `/reports/dashboard${query(filters)}`));
+  await compareVersions($("#versions"), filters);
 }
 
 function defaults() {
@@ -137,5 +139,8 @@ defaults();
 attempt(async () => {
   const agents = (await api("GET", "/agents?page_size=100")).items;
   form.elements.agent_id.append(...agents.map((agent) => el("option", { value: agent.id }, agent.agent_name)));
+  // the agent page's "compare the versions" link names its agent
+  const named = new URLSearchParams(location.search).get("agent_id");
+  if (named && agents.some((agent) => agent.id === named)) form.elements.agent_id.value = named;
   await load();
 });
