@@ -69,6 +69,29 @@ def history_context(history: list[dict[str, Any]] | None) -> llm.ChatContext:
     return chat_ctx
 
 
+def conversation_call(
+    agent: AgentSpec,
+    *,
+    session_id: str,
+    workspace_id: str,
+    variables: dict[str, str] | None = None,
+    allow_private_urls: bool = False,
+    function_mocks: dict[str, dict[str, Any]] | None = None,
+) -> CallSpec:
+    """The call spec of a conversation that no phone or room carries (a chat, an agent test):
+    a web call whose id is the session's."""
+    return CallSpec(
+        call_id=session_id,
+        workspace_id=workspace_id,
+        direction="web",
+        call_type="web",
+        dynamic_variables=variables or {},
+        agent=agent,
+        allow_private_urls=allow_private_urls,
+        function_mocks=function_mocks or {},
+    )
+
+
 class ChatConversation:
     """A room-less text session kept open across messages: the agent's brain, one turn at a time.
 
@@ -98,15 +121,13 @@ class ChatConversation:
         function_mocks: dict[str, dict[str, Any]] | None = None,
         end_call: bool = False,
     ) -> None:
-        call = CallSpec(
-            call_id=session_id,
+        call = conversation_call(
+            agent,
+            session_id=session_id,
             workspace_id=workspace_id,
-            direction="web",
-            call_type="web",
-            dynamic_variables=variables or {},
-            agent=agent,
+            variables=variables,
             allow_private_urls=allow_private_urls,
-            function_mocks=function_mocks or {},
+            function_mocks=function_mocks,
         )
         self.state = CallState(call=call)
         pipeline = build_pipeline(agent, audio=False, allow_private_urls=allow_private_urls)

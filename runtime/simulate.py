@@ -24,7 +24,7 @@ from livekit.agents.voice.events import AgentStateChangedEvent
 from runtime.agent import CallGuard, CallRecorder, CallState, VoxlineAgent, create_session
 from runtime.audio_io import CaptureAudioOutput, PacedAudioInput, silence, to_frames
 from runtime.call_control import CallControl
-from runtime.chat import ChatReply
+from runtime.chat import ChatReply, conversation_call
 from runtime.latency import warm_models
 from runtime.providers import Pipeline, build_pipeline
 from runtime.recording import CallRecording
@@ -276,15 +276,13 @@ class SpokenConversation:
         reply_timeout: float = 30.0,
         **_text_only: Any,  # ChatConversation's options that a spoken call has by nature
     ) -> None:
-        self.call = CallSpec(
-            call_id=session_id,
+        self.call = conversation_call(
+            agent,
+            session_id=session_id,
             workspace_id=workspace_id,
-            direction="web",
-            call_type="web",
-            dynamic_variables=variables or {},
-            agent=agent,
+            variables=variables,
             allow_private_urls=allow_private_urls,
-            function_mocks=function_mocks or {},
+            function_mocks=function_mocks,
         )
         self.speed = speed
         self.reply_timeout = reply_timeout

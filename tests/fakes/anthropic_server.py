@@ -25,8 +25,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from tests.fakes.background import BackgroundServer
-from tests.fakes.openai_server import Reply, Rule, ToolCall, _as_reply
+from tests.fakes.scripted_vendor import ScriptedVendorLLM
 
 
 def _text(content: Any) -> str:
@@ -69,52 +68,13 @@ def _last_user_text(body: dict[str, Any]) -> str:
     return ""
 
 
-class FakeAnthropic(BackgroundServer):
+class FakeAnthropic(ScriptedVendorLLM):
+    last_user_text = staticmethod(_last_user_text)
+    tool_result = staticmethod(_tool_result)
+
     def __init__(self, *, default_reply: str = "Sorry, I did not get that.") -> None:
-        super().__init__()
-        self.default_reply = default_reply
-        self.rules: list[Rule] = []
-        self.requests: list[dict[str, Any]] = []
-        self.api_keys: list[str | None] = []
-        self.fail_with: list[int] = []
+        super().__init__(default_reply=default_reply)
         self._ids = itertools.count(1)
-
-    def on(self, pattern: str, reply: str | ToolCall | Reply) -> None:
-        """Answer user messages matching `pattern` (a case-insensitive regex)."""
-        regex = re.compile(pattern, re.IGNORECASE)
-
-        def matcher(body: dict[str, Any]) -> bool:
-            return _tool_result(body) is None and bool(regex.search(_last_user_text(body)))
-
-        self.rules.append(Rule(matcher, _as_reply(reply, None)))
-
-    def on_tool(self, name: str, reply: str | Reply) -> None:
-        """Answer tool `name`'s result; `{tool_output}` in the text is replaced by it."""
-
-        def matcher(body: dict[str, Any]) -> bool:
-            result = _tool_result(body)
-            return result is not None and result[0] == name
-
-        self.rules.append(Rule(matcher, _as_reply(reply, None)))
-
-    def reset(self) -> None:
-        self.rules.clear()
-        self.requests.clear()
-        self.api_keys.clear()
-        self.fail_with.clear()
-
-    def _choose(self, body: dict[str, Any]) -> Reply:
-        for rule in self.rules:
-            if rule.matcher(body):
-                reply = rule.reply(body) if callable(rule.reply) else rule.reply
-                result = _tool_result(body)
-                if result is not None:
-                    reply = Reply(
-                        text=reply.text.replace("{tool_output}", result[1]),
-                        tool_calls=reply.tool_calls,
-                    )
-                return reply
-        return Reply(text=self.default_reply)
 
     def make_app(self) -> web.Application:
         app = web.Application()
@@ -130,7 +90,7 @@ class FakeAnthropic(BackgroundServer):
             return web.json_response(
                 {"type": "error", "error": error}, status=self.fail_with.pop(0)
             )
-        reply = self._choose(body)
+        reply = self.choose(body)
         message_id = f"msg_{next(self._ids)}"
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)

@@ -17,8 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.background import BackgroundServer
-from tests.fakes.openai_server import Reply, Rule, ToolCall, _as_reply
+from tests.fakes.scripted_vendor import ScriptedVendorLLM
 
 
 def _last_user_text(body: dict[str, Any]) -> str:
@@ -41,49 +40,9 @@ def _tool_result(body: dict[str, Any]) -> tuple[str, str] | None:
     return None
 
 
-class FakeGemini(BackgroundServer):
-    def __init__(self, *, default_reply: str = "Sorry, I did not get that.") -> None:
-        super().__init__()
-        self.default_reply = default_reply
-        self.rules: list[Rule] = []
-        self.requests: list[dict[str, Any]] = []
-        self.api_keys: list[str | None] = []
-        self.fail_with: list[int] = []
-
-    def on(self, pattern: str, reply: str | ToolCall | Reply) -> None:
-        """Answer user messages matching `pattern` (a case-insensitive regex)."""
-        regex = re.compile(pattern, re.IGNORECASE)
-
-        def matcher(body: dict[str, Any]) -> bool:
-            return _tool_result(body) is None and bool(regex.search(_last_user_text(body)))
-
-        self.rules.append(Rule(matcher, _as_reply(reply, None)))
-
-    def on_tool(self, name: str, reply: str | Reply) -> None:
-        """Answer tool `name`'s result; `{tool_output}` in the text is replaced by it."""
-
-        def matcher(body: dict[str, Any]) -> bool:
-            result = _tool_result(body)
-            return result is not None and result[0] == name
-
-        self.rules.append(Rule(matcher, _as_reply(reply, None)))
-
-    def reset(self) -> None:
-        self.rules.clear()
-        self.requests.clear()
-        self.api_keys.clear()
-        self.fail_with.clear()
-
-    def _choose(self, body: dict[str, Any]) -> Reply:
-        for rule in self.rules:
-            if rule.matcher(body):
-                reply = rule.reply(body) if callable(rule.reply) else rule.reply
-                result = _tool_result(body)
-                if result is not None:
-                    text = reply.text.replace("{tool_output}", result[1])
-                    reply = Reply(text=text, tool_calls=reply.tool_calls)
-                return reply
-        return Reply(text=self.default_reply)
+class FakeGemini(ScriptedVendorLLM):
+    last_user_text = staticmethod(_last_user_text)
+    tool_result = staticmethod(_tool_result)
 
     def make_app(self) -> web.Application:
         app = web.Application()
@@ -100,7 +59,7 @@ class FakeGemini(BackgroundServer):
             return web.json_response({"error": error}, status=self.fail_with.pop(0))
         if method != "streamGenerateContent":
             return web.json_response({"error": {"message": f"no {method} here"}}, status=404)
-        reply = self._choose(body)
+        reply = self.choose(body)
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
 
