@@ -156,7 +156,10 @@ if __name__ == "__main__":
     parser.add_argument("--speed", type=float, default=1.0, help="voice: times real time")
     options = parser.parse_args()
     if importlib.util.find_spec("llama_cpp") is None:
-        print("the local LLM (llama.cpp) is not installed; install it with: make setup-local")
+        print(
+            "the local LLM (llama.cpp) is not installed; install it with: make setup-local",
+            file=sys.stderr,
+        )
         raise SystemExit(NOT_INSTALLED)
     logging.basicConfig(level=logging.WARNING)
     asyncio.run(main(options))
