@@ -274,7 +274,6 @@ class SpokenConversation:
         speak: Speak | None = None,
         speed: float = 1.0,
         reply_timeout: float = 30.0,
-        **_text_only: Any,  # ChatConversation's options that a spoken call has by nature
     ) -> None:
         self.call = conversation_call(
             agent,

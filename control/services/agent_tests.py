@@ -654,14 +654,15 @@ class CaseRunner:
             workspace_id=str(self.run.workspace_id),
             variables=definition.get("variables") or {},
             function_mocks=definition.get("mocks") or {},
-            end_call=True,
-            **self._voice,
+            **self._mode,
         )
 
     @property
-    def _voice(self) -> dict[str, Any]:
+    def _mode(self) -> dict[str, Any]:
+        """The conversation's options by the run's mode: a spoken call paces its caller's
+        speech and ends as a call does; a text one is told the agent may end it."""
         if self.run.mode != "voice":
-            return {}
+            return {"end_call": True}
         return {"spoken": True, "speed": self.settings.test_voice_speed}
 
     async def attempt(self, case: dict[str, Any], number: int) -> dict[str, Any]:

@@ -1,11 +1,16 @@
-"""Fixtures of the control-plane tests: a workspace's phone line to call from."""
+"""Fixtures of the control-plane tests: a workspace's phone line to call from, and a real
+local endpoint behind an agent's custom function (`inventory_api`, `check_inventory`)."""
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from control.models import Role
 from control.services.agents import create_agent
 from telephony.config import get_settings as get_telephony_settings
-from tests.conftest import auth_headers, make_user
+from tests.conftest import auth_headers, free_port, make_user
 
 TRUNK_BODY = {
     "sip_address": "sip.example.com",
@@ -43,3 +48,41 @@ def jobs_reach_livekit(livekit, monkeypatch):
     yield
     monkeypatch.undo()
     get_telephony_settings.cache_clear()
+
+
+@pytest.fixture(scope="module")
+def inventory_api():
+    """A real local HTTP endpoint behind the agent's custom function: its URL, and the requests
+    it received (body and `X-Api-Token`)."""
+    received = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            received.append({"body": body, "auth": self.headers.get("X-Api-Token")})
+            payload = json.dumps({"sku": body.get("sku"), "in_stock": 7}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/inventory", received
+    server.shutdown()
+
+
+def check_inventory(url: str, **extra) -> dict:
+    """The `check_inventory` custom function (a product code in, stock out) calling `url`."""
+    return {
+        "name": "check_inventory",
+        "description": "Check stock of a product",
+        "url": url,
+        "method": "POST",
+        "parameters": {"sku": {"type": "string", "description": "product code"}},
+        **extra,
+    }

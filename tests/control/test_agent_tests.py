@@ -11,7 +11,7 @@ from control import jobs
 from control.models import AgentTestCase, Role, TestRun, WebhookDelivery
 from control.services import webhooks
 from tests.conftest import auth_headers, make_user, scripted_agent_config
-from tests.control.test_chats import inventory_api  # noqa: F401 (a fixture)
+from tests.control.conftest import check_inventory
 from tests.fakes.openai_server import Reply, tool_call
 
 OPENING_HOURS = {
@@ -30,7 +30,7 @@ MOCKS = {"check_inventory": {"response": {"in_stock": 3}}}
 
 
 @pytest.fixture
-async def shop(client, settings, redis, scripted_llm, inventory_api, monkeypatch):  # noqa: F811
+async def shop(client, settings, redis, scripted_llm, inventory_api, monkeypatch):
     """A developer's agent on the scripted LLM with one custom function, and a job runner."""
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     local = settings.model_copy(update={"allow_private_urls": True, "test_judge_local": False})
@@ -42,15 +42,7 @@ async def shop(client, settings, redis, scripted_llm, inventory_api, monkeypatch
         scripted_llm,
         agent_name="Shop",
         system_prompt="You are the assistant of Acme Shop.",
-        custom_functions=[
-            {
-                "name": "check_inventory",
-                "description": "Check stock of a product",
-                "url": inventory_api[0],
-                "method": "POST",
-                "parameters": {"sku": {"type": "string", "description": "product code"}},
-            }
-        ],
+        custom_functions=[check_inventory(inventory_api[0])],
     )
     created = await client.post("/agents", json=body, headers=headers)
     assert created.status_code == 201, await created.get_json()
@@ -89,7 +81,7 @@ async def run_to_end(client, shop, **request) -> dict:
 async def test_a_passing_case_passes_and_a_mocked_function_is_never_called(
     client,
     shop,
-    inventory_api,  # noqa: F811
+    inventory_api,
 ):
     case = await add_case(
         client, shop, {"name": "stock", "turns": [OPENING_HOURS, IN_STOCK], "mocks": MOCKS}
@@ -114,7 +106,7 @@ async def test_a_passing_case_passes_and_a_mocked_function_is_never_called(
 async def test_an_unmocked_function_is_called_as_on_a_call(
     client,
     shop,
-    inventory_api,  # noqa: F811
+    inventory_api,
 ):
     await add_case(client, shop, {"name": "real stock", "turns": [IN_STOCK]})
     run = await run_to_end(client, shop)

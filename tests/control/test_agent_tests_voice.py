@@ -14,8 +14,8 @@ import pytest
 from control import jobs
 from control.models import Role
 from tests.conftest import auth_headers, make_user, scripted_agent_config
+from tests.control.conftest import check_inventory
 from tests.control.test_agent_tests import MOCKS, add_case, run_to_end
-from tests.control.test_chats import inventory_api  # noqa: F401 (a fixture)
 from tests.fakes.openai_server import tool_call
 from tests.speech import word_error_rate
 
@@ -27,7 +27,7 @@ HOURS_LINE = "What are your opening hours?"
 
 
 @pytest.fixture
-async def spoken_shop(client, settings, redis, scripted_llm, inventory_api, monkeypatch):  # noqa: F811
+async def spoken_shop(client, settings, redis, scripted_llm, inventory_api, monkeypatch):
     """A developer's agent hearing and speaking offline, on the scripted LLM, with a function."""
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     local = settings.model_copy(
@@ -42,15 +42,7 @@ async def spoken_shop(client, settings, redis, scripted_llm, inventory_api, monk
         STT_provider="local",
         TTS_provider="local",
         first_message="Hello, Acme Shop.",
-        custom_functions=[
-            {
-                "name": "check_inventory",
-                "description": "Check stock of a product",
-                "url": inventory_api[0],
-                "method": "POST",
-                "parameters": {"sku": {"type": "string", "description": "product code"}},
-            }
-        ],
+        custom_functions=[check_inventory(inventory_api[0])],
     )
     headers = auth_headers(settings, user)
     created = await client.post("/agents", json=body, headers=headers)
@@ -68,7 +60,7 @@ async def test_a_voice_run_speaks_each_line_and_judges_what_the_agent_heard_and_
     client,
     spoken_shop,
     scripted_llm,
-    inventory_api,  # noqa: F811
+    inventory_api,
 ):
     # by turn: the first line gets the function call, every later one the opening hours
     scripted_llm.on(".", tool_call("check_inventory", sku="A-100"), times=1)

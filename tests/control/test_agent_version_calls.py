@@ -18,7 +18,6 @@ from tests.conftest import auth_headers, make_user, scripted_agent_config
 from tests.control.batching import phone_csv, tick, upload
 from tests.control.campaign_dialing import add_prospects, new_campaign, prospect
 from tests.control.test_agent_tests import OPENING_HOURS, add_case, run_to_end, shop  # noqa: F401
-from tests.control.test_chats import inventory_api  # noqa: F401 (a fixture)
 
 SERVICE = {"Authorization": "Bearer test-service-token"}
 AGENT_NUMBER = "+16505551234"

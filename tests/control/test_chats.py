@@ -1,41 +1,15 @@
 """`/chats`: the agent's brain in text, with a custom function, a knowledge passage and history."""
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from control import jobs
 from control.models import ChatMessage, Role
-from tests.conftest import auth_headers, free_port, make_user, scripted_agent_config
+from tests.conftest import auth_headers, make_user, scripted_agent_config
+from tests.control.conftest import check_inventory
 from tests.control.test_knowledge_api import upload, wait_until_settled
 from tests.fakes.openai_server import tool_call
-
-
-@pytest.fixture(scope="module")
-def inventory_api():
-    """A real local HTTP endpoint behind the agent's custom function."""
-    received = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            received.append({"body": body, "auth": self.headers.get("X-Api-Token")})
-            payload = json.dumps({"sku": body.get("sku"), "in_stock": 7}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/inventory", received
-    server.shutdown()
 
 
 @pytest.fixture
@@ -50,14 +24,7 @@ async def chat_agent(client, settings, scripted_llm, inventory_api, db):
         agent_name="Shop assistant",
         system_prompt="You are the assistant of Acme Shop. Customer: {{customer_name}}.",
         custom_functions=[
-            {
-                "name": "check_inventory",
-                "description": "Check stock of a product",
-                "url": inventory_api[0],
-                "method": "POST",
-                "parameters": {"sku": {"type": "string", "description": "product code"}},
-                "headers": {"X-Api-Token": "tok-123456789"},
-            }
+            check_inventory(inventory_api[0], headers={"X-Api-Token": "tok-123456789"})
         ],
     )
     created = await client.post("/agents", json=body, headers=headers)
