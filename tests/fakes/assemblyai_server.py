@@ -9,35 +9,20 @@ refused (401). `connections` records the query (speech_model, sample_rate) and t
 
 from __future__ import annotations
 
-import collections
 import json
 import time
 import uuid
 
 from aiohttp import WSMsgType, web
 
-from tests.fakes.speech_wire import Connection, WebSocketStandIn, loud
+from tests.fakes.speech_wire import Connection, ScriptedEars, WebSocketStandIn
 
 QUIET_SECONDS = 0.3
 
 
-class FakeAssemblyAI(WebSocketStandIn):
+class FakeAssemblyAI(ScriptedEars, WebSocketStandIn):
     path = "/v3/ws"
     refusal = {"error": "Missing authorization"}
-
-    def __init__(self, *, threshold: int = 500, default_transcript: str = "hello") -> None:
-        super().__init__()
-        self.threshold = threshold
-        self.default_transcript = default_transcript
-        self.transcripts: collections.deque[str] = collections.deque()
-
-    def script(self, *transcripts: str) -> None:
-        """Queue what the next utterances "said" (one per detected utterance)."""
-        self.transcripts.extend(transcripts)
-
-    def reset(self) -> None:
-        super().reset()
-        self.transcripts.clear()
 
     async def converse(
         self, request: web.Request, ws: web.WebSocketResponse, connection: Connection
@@ -51,7 +36,7 @@ class FakeAssemblyAI(WebSocketStandIn):
             if message.type == WSMsgType.BINARY:
                 duration = len(message.data) / 2 / sample_rate
                 start, heard = heard, heard + duration
-                if loud(message.data, self.threshold):
+                if self.heard(message.data):
                     quiet = 0.0
                     if not speaking:
                         speaking, speech_start = True, start
@@ -59,8 +44,7 @@ class FakeAssemblyAI(WebSocketStandIn):
                     quiet += duration
                     if quiet >= QUIET_SECONDS:
                         speaking = False
-                        text = self.transcripts.popleft() if self.transcripts else None
-                        text = text or self.default_transcript
+                        text = self.next_transcript()
                         turn_message = _turn(turn, text, speech_start, heard - quiet)
                         await ws.send_str(json.dumps(turn_message))
                         turn += 1

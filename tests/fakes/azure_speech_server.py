@@ -21,7 +21,6 @@ the voice, prosody rate, style and text read from it; the JSON bodies of the tex
 
 from __future__ import annotations
 
-import collections
 import html
 import json
 import re
@@ -29,7 +28,7 @@ import re
 from aiohttp import WSMsgType, web
 
 from tests.fakes.background import BackgroundServer
-from tests.fakes.speech_wire import Connection, loud, tone
+from tests.fakes.speech_wire import Connection, ScriptedEars, tone
 
 QUIET_SECONDS = 0.3
 TICKS = 10_000_000  # 100 ns units a second
@@ -59,21 +58,10 @@ def _headers(text: str) -> dict[str, str]:
     return {name.strip(): value.strip() for name, value in pairs}
 
 
-class FakeAzureSpeech(BackgroundServer):
+class FakeAzureSpeech(ScriptedEars, BackgroundServer):
     def __init__(self, *, threshold: int = 500, default_transcript: str = "hello") -> None:
-        super().__init__()
-        self.threshold = threshold
-        self.default_transcript = default_transcript
-        self.transcripts: collections.deque[str] = collections.deque()
+        super().__init__(threshold=threshold, default_transcript=default_transcript)
         self.connections: list[Connection] = []
-
-    def script(self, *transcripts: str) -> None:
-        """Queue what the next utterances "said" (one per detected utterance)."""
-        self.transcripts.extend(transcripts)
-
-    def reset(self) -> None:
-        self.connections.clear()
-        self.transcripts.clear()
 
     @property
     def stt_host(self) -> str:
@@ -130,7 +118,7 @@ class FakeAzureSpeech(BackgroundServer):
                 audio = audio[44:]
             duration = len(audio) / 2 / sample_rate
             start, heard = heard, heard + duration
-            if loud(audio, self.threshold):
+            if self.heard(audio):
                 quiet = 0.0
                 if not speaking:
                     speaking, speech_start = True, start
@@ -140,12 +128,11 @@ class FakeAzureSpeech(BackgroundServer):
                 if quiet >= QUIET_SECONDS:
                     speaking = False
                     end = heard - quiet
-                    text = self.transcripts.popleft() if self.transcripts else None
                     phrase = {
                         "RecognitionStatus": "Success",
                         "Offset": int(speech_start * TICKS),
                         "Duration": int((end - speech_start) * TICKS),
-                        "DisplayText": text or self.default_transcript,
+                        "DisplayText": self.next_transcript(),
                     }
                     await send("speech.phrase", phrase)
                     await send("speech.endDetected", {"Offset": int(end * TICKS)})

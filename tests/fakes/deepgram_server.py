@@ -9,7 +9,6 @@ utterance; `CloseStream` ends the connection. Point livekit's Deepgram plugin at
 
 from __future__ import annotations
 
-import collections
 import itertools
 import json
 import logging
@@ -21,6 +20,7 @@ import numpy as np
 from aiohttp import WSMsgType, web
 
 from tests.fakes.background import BackgroundServer
+from tests.fakes.speech_wire import ScriptedEars
 
 logger = logging.getLogger(__name__)
 
@@ -35,22 +35,11 @@ class Connection:
     sent: list[dict[str, Any]] = field(default_factory=list)
 
 
-class FakeDeepgram(BackgroundServer):
+class FakeDeepgram(ScriptedEars, BackgroundServer):
     def __init__(self, *, threshold: int = 500, default_transcript: str = "hello") -> None:
-        super().__init__()
-        self.threshold = threshold
-        self.default_transcript = default_transcript
-        self.transcripts: collections.deque[str] = collections.deque()
+        super().__init__(threshold=threshold, default_transcript=default_transcript)
         self.connections: list[Connection] = []
         self._ids = itertools.count(1)
-
-    def script(self, *transcripts: str) -> None:
-        """Queue what the next utterances "said" (one per detected utterance)."""
-        self.transcripts.extend(transcripts)
-
-    def reset(self) -> None:
-        self.transcripts.clear()
-        self.connections.clear()
 
     @property
     def listen_url(self) -> str:
@@ -82,7 +71,7 @@ class FakeDeepgram(BackgroundServer):
             await ws.send_str(json.dumps(message))
 
         async def final(end: float) -> None:
-            text = self.transcripts.popleft() if self.transcripts else self.default_transcript
+            text = self.next_transcript()
             await send(self._results(text, speech_start, end))
 
         async for message in ws:
@@ -91,11 +80,7 @@ class FakeDeepgram(BackgroundServer):
                 duration = len(samples) / sample_rate
                 start = connection.audio_seconds
                 connection.audio_seconds += duration
-                loud = (
-                    bool(samples.size)
-                    and float(np.sqrt(np.mean(samples.astype(np.float64) ** 2))) > self.threshold
-                )
-                if loud:
+                if self.heard(message.data):
                     quiet = 0.0
                     if not speaking:
                         speaking, speech_start = True, start

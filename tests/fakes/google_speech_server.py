@@ -16,7 +16,6 @@ each call: its method, metadata and every request (as dicts).
 from __future__ import annotations
 
 import base64
-import collections
 import json
 import threading
 from collections.abc import Iterator
@@ -28,32 +27,22 @@ from aiohttp import web
 from google.cloud import speech_v1, texttospeech_v1
 
 from tests.fakes.background import BackgroundServer
-from tests.fakes.speech_wire import Connection, loud, tone
+from tests.fakes.speech_wire import Connection, ScriptedEars, tone
 
 QUIET_SECONDS = 0.3
 TTS_SERVICE = "google.cloud.texttospeech.v1.TextToSpeech"
 STT_SERVICE = "google.cloud.speech.v1.Speech"
 
 
-class FakeGoogleSpeech:
+class FakeGoogleSpeech(ScriptedEars):
     """Serves both services on one port; `address` is "http://127.0.0.1:<port>"."""
 
     def __init__(self, *, threshold: int = 500, default_transcript: str = "hello") -> None:
-        self.threshold = threshold
-        self.default_transcript = default_transcript
-        self.transcripts: collections.deque[str] = collections.deque()
+        super().__init__(threshold=threshold, default_transcript=default_transcript)
         self.connections: list[Connection] = []
         self.address = ""
         self._lock = threading.Lock()
         self._server: grpc.Server | None = None
-
-    def script(self, *transcripts: str) -> None:
-        """Queue what the next utterances "said" (one per detected utterance)."""
-        self.transcripts.extend(transcripts)
-
-    def reset(self) -> None:
-        self.connections.clear()
-        self.transcripts.clear()
 
     def start(self) -> FakeGoogleSpeech:
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
@@ -150,7 +139,7 @@ class FakeGoogleSpeech:
             audio = request.audio_content
             duration = len(audio) / 2 / sample_rate
             start, heard = heard, heard + duration
-            if loud(audio, self.threshold):
+            if self.heard(audio):
                 quiet = 0.0
                 if not speaking:
                     speaking, speech_start = True, start
@@ -163,8 +152,8 @@ class FakeGoogleSpeech:
                 if quiet >= QUIET_SECONDS:
                     speaking = False
                     with self._lock:
-                        text = self.transcripts.popleft() if self.transcripts else None
-                    yield _final(text or self.default_transcript, speech_start, heard - quiet)
+                        text = self.next_transcript()
+                    yield _final(text, speech_start, heard - quiet)
                     if activity_events:
                         yield speech_v1.StreamingRecognizeResponse(
                             speech_event_type=events.SPEECH_ACTIVITY_END

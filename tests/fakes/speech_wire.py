@@ -1,13 +1,15 @@
 """What the speech vendors' stand-ins share: a record of each connection, and tone audio.
 
 The TTS stand-ins (ElevenLabs, Cartesia, Deepgram Aura) answer text with a quiet tone whose
-length follows the words, the way `FakeOpenAI` answers speech; the STT stand-in (AssemblyAI)
-tells speech from silence by loudness, as `FakeDeepgram` does.
+length follows the words, the way `FakeOpenAI` answers speech; the STT stand-ins (Deepgram,
+AssemblyAI, Azure, Google) tell speech from silence by loudness and answer scripted transcripts
+(`ScriptedEars`).
 """
 
 from __future__ import annotations
 
 import base64
+import collections
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,6 +53,36 @@ def loud(pcm: bytes, threshold: int) -> bool:
     return (
         bool(samples.size) and float(np.sqrt(np.mean(samples.astype(np.float64) ** 2))) > threshold
     )
+
+
+class ScriptedEars:
+    """What a speech-to-text stand-in "hears": audio louder than `threshold` is speech, and each
+    utterance is the next scripted transcript (`default_transcript` when none is left).
+
+    A mixin, first among the stand-in's bases: `reset` also forgets its `connections`.
+    """
+
+    connections: list[Any]
+
+    def __init__(self, *, threshold: int = 500, default_transcript: str = "hello") -> None:
+        super().__init__()
+        self.threshold = threshold
+        self.default_transcript = default_transcript
+        self.transcripts: collections.deque[str] = collections.deque()
+
+    def script(self, *transcripts: str) -> None:
+        """Queue what the next utterances "said" (one per detected utterance)."""
+        self.transcripts.extend(transcripts)
+
+    def reset(self) -> None:
+        self.connections.clear()
+        self.transcripts.clear()
+
+    def heard(self, pcm: bytes) -> bool:
+        return loud(pcm, self.threshold)
+
+    def next_transcript(self) -> str:
+        return (self.transcripts.popleft() if self.transcripts else "") or self.default_transcript
 
 
 class WebSocketStandIn(BackgroundServer):

@@ -417,15 +417,8 @@ def _tone(seconds: float, sample_rate: int = 16000) -> bytes:
     return (np.sin(2 * np.pi * 300 * t) * 8000).astype(np.int16).tobytes()
 
 
-async def test_assemblyai_transcribes(assemblyai_server, platform_keys, monkeypatch):
-    assemblyai_server.script("Book a table for two.")
-    monkeypatch.setenv("VOXLINE_ASSEMBLYAI_URL", assemblyai_server.url.replace("http", "ws"))
-    agent = _agent(
-        stt_provider="assemblyai",
-        stt_settings={"end_of_turn_confidence_threshold": 0.6},
-        credentials={"assemblyai": ProviderCredential(api_key="workspace-assemblyai")},
-    )
-    stt = build_stt(agent)
+async def _final_transcript(stt) -> str:
+    """What `stt` makes of 0.6 s of tone then 0.6 s of silence: its first final transcript."""
     async with http_context.open():
         stream = stt.stream()
         for frame in [*to_frames(_tone(0.6), 16000), *silence(0.6)]:
@@ -437,9 +430,35 @@ async def test_assemblyai_transcribes(assemblyai_server, platform_keys, monkeypa
                     return event.alternatives[0].text
             return ""
 
-        text = await asyncio.wait_for(final(), 10)
-        await stream.aclose()
-        await stt.aclose()
+        try:
+            return await asyncio.wait_for(final(), 10)
+        finally:
+            await stream.aclose()
+            await stt.aclose()
+
+
+async def _spoken_call(call):
+    """The call hears "What time do you open?" (a tone the scripted STT transcribes) and must
+    greet, then answer "We open at seven."; its report."""
+    result = await simulate_call(call, ["What time do you open?"], speak=_tone_caller, speed=4.0)
+    report = result.report
+    said = [entry["text"] for entry in report.transcript if entry["role"] == "assistant"]
+    assert said == ["Hello, Harbor Cafe.", "We open at seven."]
+    heard = [entry["text"] for entry in report.transcript if entry["role"] == "user"]
+    assert heard == ["What time do you open?"]
+    assert result.agent_audio_seconds > 0.3
+    return report
+
+
+async def test_assemblyai_transcribes(assemblyai_server, platform_keys, monkeypatch):
+    assemblyai_server.script("Book a table for two.")
+    monkeypatch.setenv("VOXLINE_ASSEMBLYAI_URL", assemblyai_server.url.replace("http", "ws"))
+    agent = _agent(
+        stt_provider="assemblyai",
+        stt_settings={"end_of_turn_confidence_threshold": 0.6},
+        credentials={"assemblyai": ProviderCredential(api_key="workspace-assemblyai")},
+    )
+    text = await _final_transcript(build_stt(agent))
 
     assert text == "Book a table for two."
     [connection] = assemblyai_server.connections
@@ -490,15 +509,7 @@ async def test_a_spoken_call_through_each_vendor(
         first_message="Hello, Harbor Cafe.",
     )
 
-    result = await simulate_call(call, ["What time do you open?"], speak=_tone_caller, speed=4.0)
-
-    report = result.report
-    said = [entry["text"] for entry in report.transcript if entry["role"] == "assistant"]
-    assert said == ["Hello, Harbor Cafe.", "We open at seven."]
-    assert [e["text"] for e in report.transcript if e["role"] == "user"] == [
-        "What time do you open?"
-    ]
-    assert result.agent_audio_seconds > 0.3
+    report = await _spoken_call(call)
     spoken = "".join(c.text("text") + c.text("transcript") for c in voice[tts].connections)
     assert "open at seven" in spoken
     assert [row["llm_provider"] for row in report.latencies] == [llm]
@@ -553,21 +564,7 @@ async def test_google_tts_speaks_with_the_agents_voice(google_endpoints, platfor
 async def test_google_stt_transcribes(google_endpoints, platform_keys):
     google_endpoints.script("Book a table for two.")
     agent = _agent(stt_provider="google", stt_model="latest_short", language="en-GB")
-    stt = build_stt(agent)
-    async with http_context.open():
-        stream = stt.stream()
-        for frame in [*to_frames(_tone(0.6), 16000), *silence(0.6)]:
-            stream.push_frame(frame)
-
-        async def final() -> str:
-            async for event in stream:
-                if event.type == lk_stt.SpeechEventType.FINAL_TRANSCRIPT:
-                    return event.alternatives[0].text
-            return ""
-
-        text = await asyncio.wait_for(final(), 10)
-        await stream.aclose()
-        await stt.aclose()
+    text = await _final_transcript(build_stt(agent))
 
     assert text == "Book a table for two."
     [connection] = google_endpoints.connections
@@ -592,15 +589,7 @@ async def test_a_spoken_call_through_google_speech(
         first_message="Hello, Harbor Cafe.",
     )
 
-    result = await simulate_call(call, ["What time do you open?"], speak=_tone_caller, speed=4.0)
-
-    report = result.report
-    said = [entry["text"] for entry in report.transcript if entry["role"] == "assistant"]
-    assert said == ["Hello, Harbor Cafe.", "We open at seven."]
-    assert [e["text"] for e in report.transcript if e["role"] == "user"] == [
-        "What time do you open?"
-    ]
-    assert result.agent_audio_seconds > 0.3
+    report = await _spoken_call(call)
     spoken = "".join(_spoken_text(c) for c in google_endpoints.connections)
     assert "open at seven" in spoken
     assert [row["tts_provider"] for row in report.latencies] == ["google"]
@@ -618,21 +607,7 @@ async def test_azure_stt_transcribes_through_the_speech_sdk(
         language="en-GB",
         credentials={"azure": ProviderCredential(api_key="workspace-speech", region="uksouth")},
     )
-    stt = build_stt(agent)
-    async with http_context.open():
-        stream = stt.stream()
-        for frame in [*to_frames(_tone(0.6), 16000), *silence(0.6)]:
-            stream.push_frame(frame)
-
-        async def final() -> str:
-            async for event in stream:
-                if event.type == lk_stt.SpeechEventType.FINAL_TRANSCRIPT:
-                    return event.alternatives[0].text
-            return ""
-
-        text = await asyncio.wait_for(final(), 10)
-        await stream.aclose()
-        await stt.aclose()
+    text = await _final_transcript(build_stt(agent))
 
     assert text == "Book a table for two."
     connection = azure_speech.connections[0]
@@ -662,14 +637,7 @@ async def test_a_spoken_call_through_azure_speech(
         first_message="Hello, Harbor Cafe.",
     )
 
-    result = await simulate_call(call, ["What time do you open?"], speak=_tone_caller, speed=4.0)
-
-    report = result.report
-    said = [entry["text"] for entry in report.transcript if entry["role"] == "assistant"]
-    assert said == ["Hello, Harbor Cafe.", "We open at seven."]
-    assert [e["text"] for e in report.transcript if e["role"] == "user"] == [
-        "What time do you open?"
-    ]
+    report = await _spoken_call(call)
     spoken = "".join(c.text("text") for c in azure_speech.connections)
     assert "open at seven" in spoken
     assert [row["tts_provider"] for row in report.latencies] == ["azure"]
