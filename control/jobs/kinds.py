@@ -15,6 +15,7 @@ from control.services import (
     agent_tests,
     analysis,
     calls,
+    idempotency,
     knowledge_files,
     recordings,
     report_rollups,
@@ -43,6 +44,7 @@ async def run_agent_tests(context: JobContext, payload: dict[str, Any]) -> None:
 async def reap_calls(context: JobContext, _: dict[str, Any]) -> None:
     await calls.reap_lost_calls(context.settings, context.redis)
     await queue.prune_finished()
+    await idempotency.prune_expired()
 
 
 async def dial_batches(context: JobContext, _: dict[str, Any]) -> None:

@@ -135,3 +135,4 @@ class IdempotencyKey(KeptAnswer):
     class Meta:
         table = "idempotency_keys"
         unique_together = (("workspace", "key"),)
+        indexes = (("created_at",),)  # pruned a day after (idempotency.prune_expired)

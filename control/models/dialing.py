@@ -126,6 +126,7 @@ class DialerAttemptKey(KeptAnswer):
     class Meta:
         table = "dialer_attempt_keys"
         unique_together = (("workspace", "key"),)
+        indexes = (("created_at",),)  # pruned a day after (idempotency.prune_expired)
 
 
 class Locale(StrEnum):

@@ -17,13 +17,25 @@ from typing import Any
 from tortoise.exceptions import IntegrityError
 
 from control.errors import Conflict, Invalid, Unprocessable
-from control.models import IdempotencyKey
+from control.models import DialerAttemptKey, IdempotencyKey
 from control.models.calls import KeptAnswer
 from control.security import utcnow
 
 KEY_LIFETIME = timedelta(hours=24)
 MAX_KEY_LENGTH = 255
 WAIT_FOR_FIRST_SECONDS = 10.0
+
+
+async def prune_expired() -> int:
+    """Forget every key (both key spaces) older than its lifetime; returns how many went.
+
+    A key past its lifetime answers nothing (its next use takes it over), so this only keeps
+    the tables from growing with every call ever placed."""
+    cutoff = utcnow() - KEY_LIFETIME
+    pruned = 0
+    for store in (IdempotencyKey, DialerAttemptKey):
+        pruned += await store.filter(created_at__lt=cutoff).delete()
+    return pruned
 
 
 def fingerprint(body: Any) -> str:

@@ -8,15 +8,26 @@ import os
 import sys
 import time
 import uuid
+from datetime import timedelta
 
 import httpx
 import pytest
 
 from control import jobs
 from control.jobs.queue import JobKind, kinds
-from control.models import Call, IdempotencyKey, Job, JobStatus, Role, WebhookDelivery
+from control.models import (
+    Call,
+    DialerAttemptKey,
+    IdempotencyKey,
+    Job,
+    JobStatus,
+    Role,
+    WebhookDelivery,
+)
+from control.security import utcnow
 from control.services import calls as call_service
 from control.services import capacity
+from control.services.idempotency import KEY_LIFETIME
 from control.services.webhooks import set_endpoint
 from runtime.config import RuntimeSettings
 from runtime.control_client import ControlPlane
@@ -258,6 +269,24 @@ async def test_a_failed_first_request_frees_its_idempotency_key(client, line, li
     assert await IdempotencyKey.all().count() == 0
     livekit.reset()
     assert (await place_call(client, line, **key))[0] == 201
+
+
+async def test_keys_past_their_lifetime_are_pruned_by_the_housekeeping_job(
+    client, line, settings, redis
+):
+    for key in ("old-one", "fresh-one"):
+        assert (await place_call(client, line, **{"Idempotency-Key": key}))[0] == 201
+    workspace_id = line["workspace"].id
+    await DialerAttemptKey.create(workspace_id=workspace_id, key="batch-item:x:1", fingerprint="f")
+    await DialerAttemptKey.create(workspace_id=workspace_id, key="batch-item:y:1", fingerprint="f")
+    aged = utcnow() - KEY_LIFETIME - timedelta(minutes=1)
+    await IdempotencyKey.filter(key="old-one").update(created_at=aged)
+    await DialerAttemptKey.filter(key="batch-item:x:1").update(created_at=aged)
+
+    await kinds()["reap_calls"].handler(jobs.JobContext(settings, redis), {})
+
+    assert await IdempotencyKey.all().values_list("key", flat=True) == ["fresh-one"]
+    assert await DialerAttemptKey.all().values_list("key", flat=True) == ["batch-item:y:1"]
 
 
 # -- the job queue ----------------------------------------------------------------------------
