@@ -8,6 +8,7 @@ import logging
 import weakref
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -23,10 +24,22 @@ RETRYABLE_TWIRP_CODES = frozenset({"unavailable", "deadline_exceeded", "resource
 
 
 Credentials = tuple[str, str, str]
+
+
+@dataclass
+class _SharedClient:
+    """A client shared by every request of one event loop, and how many are using it now."""
+
+    client: lk.LiveKitAPI
+    users: int = 0
+    retired: bool = False  # a request on it failed in transport: closed when its last user ends
+
+
 # One client per event loop and server: its connections stay open from one call to the next (a
 # dialer opened a client, and a connection, for every dispatch). A client whose request failed
-# in transport is dropped, so a broken connection is never reused.
-_shared: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Credentials, lk.LiveKitAPI]] = (
+# in transport is retired: later requests get a new one, so a broken connection is never reused,
+# and it is closed once the requests still using it (a dialer sends several at once) are done.
+_shared: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Credentials, _SharedClient]] = (
     weakref.WeakKeyDictionary()
 )
 
@@ -45,23 +58,28 @@ async def livekit_api(
         return
     credentials = (settings or get_settings()).livekit_credentials()
     clients = _shared.setdefault(asyncio.get_running_loop(), {})
-    client = clients.get(credentials)
-    if client is None:
-        client = clients[credentials] = lk.LiveKitAPI(*credentials)
+    shared = clients.get(credentials)
+    if shared is None:
+        shared = clients[credentials] = _SharedClient(lk.LiveKitAPI(*credentials))
+    shared.users += 1
     try:
-        yield client
+        yield shared.client
     except (aiohttp.ClientError, TimeoutError, LiveKitError) as failed:
         if not isinstance(failed, LiveKitError) or failed.code == "unavailable":
-            if clients.get(credentials) is client:
+            shared.retired = True
+            if clients.get(credentials) is shared:
                 del clients[credentials]
-            await client.aclose()
         raise
+    finally:
+        shared.users -= 1
+        if shared.retired and shared.users == 0:
+            await shared.client.aclose()
 
 
 async def close_shared_clients() -> None:
     """Close this event loop's LiveKit clients (at shut-down)."""
-    for client in _shared.pop(asyncio.get_running_loop(), {}).values():
-        await client.aclose()
+    for shared in _shared.pop(asyncio.get_running_loop(), {}).values():
+        await shared.client.aclose()
 
 
 @contextmanager

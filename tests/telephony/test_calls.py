@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 
@@ -16,6 +17,7 @@ from telephony.config import TelephonySettings
 from telephony.errors import DialError, InvalidWebhook, LiveKitError, NotConfigured
 from tests.fakes.livekit_server import FakeLiveKit
 from tests.telephony.conftest import AGENT_NAME
+from tests.waiting import until
 
 CALLEE = "+14155559876"
 
@@ -61,6 +63,26 @@ async def test_dispatch_failure_is_a_livekit_error(livekit, telephony_settings):
 
     assert caught.value.retryable
     assert livekit.dispatches == {}
+
+
+async def test_a_failed_request_leaves_the_shared_client_to_the_requests_still_on_it(
+    livekit, telephony_settings
+):
+    gate = livekit.hold("ListDispatch")
+
+    async def list_dispatches() -> list:
+        async with sip.livekit_api(telephony_settings) as client:
+            return await client.agent_dispatch.list_dispatch(room_name="call-x")
+
+    listing = asyncio.create_task(list_dispatches())
+    await until(lambda: livekit.held("ListDispatch") == 1)
+    livekit.fail("CreateDispatch", code="unavailable", message="no workers")
+    with pytest.raises(LiveKitError, match="no workers"):
+        await sip.dispatch_agent("call-y", settings=telephony_settings)
+    gate.set()
+
+    assert await listing == []  # its client was not closed under it
+    assert (await sip.dispatch_agent("call-z", settings=telephony_settings)).startswith("AD_")
 
 
 async def test_dial_brings_the_callee_into_the_room(livekit, telephony_settings):
