@@ -2,18 +2,22 @@
 
 Safe with any number of replicas. A front end takes its pace by a compare-and-set (a batch's or a
 campaign's `next_dial_at`), so two replicas never spend the same slot; rows are claimed with
-`FOR UPDATE SKIP LOCKED`, so no row is claimed twice. The core then dials what was claimed: each
-attempt's call id (and so its room, `call-<id>`) derives from the row and the attempt number and
-is recorded before dialing; the attempt dials through `POST /calls/outbound_call`'s path with the
-key `<prefix>:<row>:<attempt>` (`batch-item:…`, `campaign-prospect:…`), kept apart from clients'
-`Idempotency-Key`s (`DialerAttemptKey`), which cannot reach it. An attempt whose replica
-died mid-dial is found again when its claim runs out: its call and its room on LiveKit are looked
-up before anything is dispatched. A call's final state is settled on its row by the front end's
-policy.
+`FOR UPDATE SKIP LOCKED`, so no row is claimed twice. The core then dials what was claimed, all
+of a tick's rows at once, taking the steps of `POST /calls/outbound_call` (`services.calls`)
+once for all of them: the line and its workspace's limits are read once, the do-not-call list is
+asked once, capacity slots are taken in one script (at capacity, the rest of the claim is given
+back untouched). Each attempt's call id (and so its room, `call-<id>`) derives from the row and
+the attempt number; the attempts are recorded on their rows, with their call logs and their keys
+`<prefix>:<row>:<attempt>` (`batch-item:…`, `campaign-prospect:…`, kept apart from clients'
+`Idempotency-Key`s in `DialerAttemptKey`, which clients cannot reach), in one transaction before
+anything is dispatched. An attempt whose replica died mid-dial is found again when its claim runs
+out: its call and its room on LiveKit are looked up before anything is dispatched. A call's
+final state is settled on its row by the front end's policy.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -24,9 +28,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from redis.asyncio import Redis
-from tortoise.expressions import F
+from tortoise.exceptions import IntegrityError
+from tortoise.expressions import F, Subquery
 from tortoise.models import Model
 from tortoise.queryset import QuerySet
+from tortoise.transactions import in_transaction
 
 from control import jobs
 from control.config import Settings
@@ -35,10 +41,9 @@ from control.errors import AtCapacity, DomainError
 from control.models import Batch, BatchItem, BatchStatus, Call, DialerAttemptKey, ItemStatus
 from control.security import utcnow
 from control.services import calls as call_service
-from control.services import idempotency, webhooks
+from control.services import capacity, idempotency, webhooks
 from telephony import sip
 from telephony.config import TelephonySettings
-from telephony.errors import TelephonyError
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +52,7 @@ BATCH_KEY = "batch-item"
 SETTLE_BATCH = 500
 CAPACITY_BACKOFF = timedelta(seconds=2)
 ORPHANS_PER_TICK = 100
+DISPATCHES_AT_ONCE = 16  # LiveKit requests a tick has in flight
 # The row states the core moves through (BatchItem's and Prospect's statuses share them).
 CALLING, FAILED = "calling", "failed"
 # What a claim changes on a row, and so what giving the claim back restores.
@@ -109,18 +115,18 @@ def reason_of(call: dict[str, Any]) -> str:
 
 async def finished_attempts(query: QuerySet[Any]) -> list[tuple[Any, dict[str, Any]]]:
     """The dispatched rows of `query` whose call reached its final state, each with its call."""
-    waiting = await query.filter(
-        status=CALLING, next_attempt_at=None, call_id__not_isnull=True
-    ).limit(SETTLE_BATCH)
-    if not waiting:
-        return []
+    waiting = query.filter(status=CALLING, next_attempt_at=None, call_id__not_isnull=True)
+    # Only the rows to settle are loaded: most ticks find none among many calls still live.
     finals = {
         row["id"]: row
         for row in await Call.filter(
-            id__in=[item.call_id for item in waiting], status__in=call_service.FINAL_STATUSES
+            id__in=Subquery(waiting.limit(SETTLE_BATCH).values("call_id")),
+            status__in=call_service.FINAL_STATUSES,
         ).values("id", "status", "end_reason", "error", "sip_status")
     }
-    return [(item, finals[item.call_id]) for item in waiting if item.call_id in finals]
+    if not finals:
+        return []
+    return [(item, finals[item.call_id]) for item in await waiting.filter(call_id__in=list(finals))]
 
 
 async def settle_attempt(item: Any, call: dict[str, Any], now: datetime, **fields: Any) -> int:
@@ -174,21 +180,13 @@ async def dial_claimed(
     now: datetime,
     notes: dict[uuid.UUID, dict[str, Any]] | None = None,
 ) -> int:
-    """Dial the next attempt of each claimed row (as it was before its claim); at capacity the
-    rest are given back untouched. `notes` adds to an attempt's log entry (e.g. why it was
-    dialed). Returns how many were dispatched."""
-    dialed = 0
-    for index, item in enumerate(claimed):
-        note = (notes or {}).get(item.id, {})
-        placed = await _attempt(
-            settings, telephony, redis, dialing, item, item.attempts + 1, now, note
-        )
-        if placed is None:  # at capacity
-            for left in claimed[index + 1 :]:
-                await give_back(dialing, left, now)
-            break
-        dialed += placed
-    return dialed
+    """Dial the next attempt of each claimed row (as it was before its claim), all at once; at
+    capacity the rest are given back untouched. `notes` adds to an attempt's log entry (e.g. why
+    it was dialed). Returns how many were dispatched."""
+    attempts = [
+        Attempt.of(item, item.attempts + 1, now, (notes or {}).get(item.id)) for item in claimed
+    ]
+    return await _dial(settings, telephony, redis, dialing, attempts, now)
 
 
 async def give_back(dialing: Dialing, item: Any, now: datetime) -> None:
@@ -199,72 +197,189 @@ async def give_back(dialing: Dialing, item: Any, now: datetime) -> None:
     )
 
 
-async def _attempt(
+@dataclass(frozen=True)
+class Attempt:
+    """One attempt at a claimed row: the row (as it was before its claim), the attempt's number,
+    its call id and its entry in the row's attempt log."""
+
+    item: Any
+    number: int
+    call_id: uuid.UUID
+    entry: dict[str, Any]
+
+    @classmethod
+    def of(cls, item: Any, number: int, now: datetime, note: dict[str, Any] | None) -> Attempt:
+        call_id = attempt_call_id(item.id, number)
+        entry = {
+            "attempt": number,
+            "call_id": str(call_id),
+            "room_name": f"call-{call_id}",
+            "started_at": now.isoformat(),
+            **(note or {}),
+        }
+        return cls(item, number, call_id, entry)
+
+    def log(self, **outcome: Any) -> list[dict[str, Any]]:
+        """The row's attempt log with this attempt's entry (in place of an earlier try at it)."""
+        earlier = [entry for entry in self.item.attempt_log if entry.get("attempt") != self.number]
+        return [*earlier, {**self.entry, **outcome}]
+
+
+async def _dial(
     settings: Settings,
     telephony: TelephonySettings,
     redis: Redis,
     dialing: Dialing,
-    item: Any,
-    attempt: int,
+    attempts: list[Attempt],
     now: datetime,
-    note: dict[str, Any] | None = None,
-) -> int | None:
-    """Dial one attempt of a row: 1 when dispatched, 0 when it failed, None at capacity."""
-    model, key = dialing.model, attempt_key(item.id, attempt, dialing.key_prefix)
-    call_id = attempt_call_id(item.id, attempt)
-    entry = {
-        "attempt": attempt,
-        "call_id": str(call_id),
-        "room_name": f"call-{call_id}",
-        "started_at": now.isoformat(),
-        **(note or {}),
-    }
-    log = [entry for entry in item.attempt_log if entry.get("attempt") != attempt] + [entry]
-    # Recorded before dialing: after a crash the attempt's call and room are known.
-    await model.filter(id=item.id).update(call_id=call_id, attempt_log=log)
-    body = {
-        "agent_phone_number": dialing.agent_phone_number,
-        "phone_number_to_dial": item.phone_number,
-        "dynamic_variables": item.variables,
-    }
+) -> int:
+    """Dial `attempts`, in order, as `POST /calls/outbound_call` dials one, each step once for
+    all of them: the line, the do-not-call list, the capacity slots (at capacity the rest are
+    given back), the record of the attempts, their dispatches, their `call_started` events.
+    Returns how many were dispatched."""
+    if not attempts:
+        return 0
+    try:
+        agent = await call_service.outbound_agent(dialing.workspace_id, dialing.agent_phone_number)
+    except DomainError as refused:  # the line cannot call out: nothing is dialed
+        for attempt in attempts:
+            await _refuse(dialing, attempt, refused.detail)
+        return 0
+    listed = await dnc.listed(dialing.workspace_id, (a.item.phone_number for a in attempts))
+    for attempt in attempts:
+        if attempt.item.phone_number in listed:
+            await _refuse(dialing, attempt, dnc.refusal(attempt.item.phone_number).detail)
+    attempts = [attempt for attempt in attempts if attempt.item.phone_number not in listed]
+    taken = await call_service.reserve_capacities(
+        settings, redis, [attempt.call_id for attempt in attempts], dialing.workspace_id
+    )
+    for attempt in attempts[taken:]:  # at capacity
+        await give_back(dialing, attempt.item, now)
+    calls = await _record(redis, dialing, agent, attempts[:taken], now)
+    if not calls:
+        return 0
+    dispatched = await _dispatch_all(telephony, redis, list(calls.values()))
+    await call_service.emit_started(dispatched)
+    # Dispatched, or finished as failed when LiveKit refused: either way the call settles it.
+    await dialing.model.filter(id__in=list(calls)).update(next_attempt_at=None)
+    return len(dispatched)
 
-    async def place_call() -> dict[str, Any]:
-        call, dispatch_id = await call_service.start_outbound_call(
-            settings,
-            telephony,
-            redis,
-            dialing.workspace_id,
-            dialing.agent_phone_number,
-            item.phone_number,
-            item.variables,
-            call_id=call_id,
-            now=now,
+
+async def _refuse(dialing: Dialing, attempt: Attempt, reason: str) -> None:
+    """End a row whose attempt was refused before anything was dialed: failed, with why."""
+    await dialing.model.filter(id=attempt.item.id, status=CALLING).update(
+        status=FAILED,
+        outcome="failed",
+        error=reason,
+        next_attempt_at=None,
+        call_id=attempt.call_id,
+        attempt_log=attempt.log(outcome="failed", reason=reason),
+    )
+
+
+async def _record(
+    redis: Redis, dialing: Dialing, agent: Any, attempts: list[Attempt], now: datetime
+) -> dict[uuid.UUID, Call]:
+    """Record `attempts` (their slots taken) before anything is dialed, in one transaction: each
+    on its row, its key and its call log (queued). After a crash an attempt's call and room are
+    known. Returns the call log of each attempt recorded, by row id.
+
+    An attempt started before (its key or its call log exists) is not dialed again."""
+    if not attempts:
+        return {}
+    calls = {
+        attempt.item.id: call_service.new_call(
+            agent,
+            direction="outbound",
+            from_number=dialing.agent_phone_number,
+            to_number=attempt.item.phone_number,
+            dynamic_variables=attempt.item.variables,
+            call_id=attempt.call_id,
+            created_at=now,
             **dialing.call_fields,
         )
-        return {"call_id": str(call.id), "dispatch_id": dispatch_id}
-
+        for attempt in attempts
+    }
     try:
-        await idempotency.once(dialing.workspace_id, key, body, place_call, store=DialerAttemptKey)
-    except AtCapacity:
-        await give_back(dialing, item, now)
-        return None
-    except DomainError as refused:
-        if await Call.exists(id=call_id):  # dispatch failed: the call is final, settle it
-            await model.filter(id=item.id).update(next_attempt_at=None)
-            return 0
-        await model.filter(id=item.id, status=CALLING).update(
-            status=FAILED,
-            outcome="failed",
-            error=refused.detail,
-            next_attempt_at=None,
-            attempt_log=[
-                {**e, "outcome": "failed", "reason": refused.detail} if e is entry else e
-                for e in log
+        await _save_attempts(dialing, attempts, calls)
+        return calls
+    except IntegrityError:
+        if len(attempts) == 1:
+            await _started_before(redis, dialing, attempts[0])
+            return {}
+    # One of them was started before: each on its own, so the others are still dialed.
+    recorded: dict[uuid.UUID, Call] = {}
+    for attempt in attempts:
+        recorded.update(await _record(redis, dialing, agent, [attempt], now))
+    return recorded
+
+
+async def _save_attempts(
+    dialing: Dialing, attempts: list[Attempt], calls: dict[uuid.UUID, Call]
+) -> None:
+    async with in_transaction():
+        await dialing.model.bulk_update(
+            [
+                dialing.model(
+                    id=attempt.item.id, call_id=attempt.call_id, attempt_log=attempt.log()
+                )
+                for attempt in attempts
             ],
+            fields=["call_id", "attempt_log"],
         )
-        return 0
-    await model.filter(id=item.id).update(next_attempt_at=None)
-    return 1
+        await DialerAttemptKey.bulk_create(
+            [
+                DialerAttemptKey(
+                    workspace_id=dialing.workspace_id,
+                    key=attempt_key(attempt.item.id, attempt.number, dialing.key_prefix),
+                    fingerprint=idempotency.fingerprint(
+                        {
+                            "agent_phone_number": dialing.agent_phone_number,
+                            "phone_number_to_dial": attempt.item.phone_number,
+                            "dynamic_variables": attempt.item.variables,
+                        }
+                    ),
+                    response={"call_id": str(attempt.call_id)},
+                )
+                for attempt in attempts
+            ]
+        )
+        await call_service.create_calls(list(calls.values()))
+
+
+async def _started_before(redis: Redis, dialing: Dialing, attempt: Attempt) -> None:
+    """An attempt whose key or call log exists already: it is not dialed here."""
+    logger.warning(
+        "%s %s: attempt %d was started before", dialing.key_prefix, attempt.item.id, attempt.number
+    )
+    if await Call.exists(id=attempt.call_id):
+        # Left to recovery when its claim runs out, as after a crash: its room is looked up on
+        # LiveKit before anything is dispatched (the slot is the call's: it is kept).
+        await dialing.model.filter(id=attempt.item.id).update(
+            call_id=attempt.call_id, attempt_log=attempt.log()
+        )
+        return
+    await capacity.release(redis, attempt.call_id, capacity.keys_of(dialing.workspace_id))
+    await _refuse(dialing, attempt, "this attempt's key was taken before; nothing was dialed")
+
+
+async def _dispatch_all(
+    telephony: TelephonySettings, redis: Redis, calls: list[Call]
+) -> list[Call]:
+    """Dispatch the agent to each call's room, a few at a time; a call LiveKit refuses is
+    finished as failed. Returns the calls dispatched."""
+    gate = asyncio.Semaphore(DISPATCHES_AT_ONCE)
+
+    async def dispatch(call: Call) -> bool:
+        async with gate:
+            try:
+                await call_service.dispatch_outbound(telephony, redis, call)
+            except DomainError:
+                return False
+            return True
+
+    sent = await asyncio.gather(*(dispatch(call) for call in calls))
+    return [call for call, ok in zip(calls, sent, strict=True) if ok]
 
 
 async def _recover(
@@ -280,14 +395,16 @@ async def _recover(
     call_id = attempt_call_id(item.id, attempt)
     call = await Call.get_or_none(id=call_id)
     if call is None:
-        # It died before the call log existed, so nothing was dispatched: dial this attempt.
+        # It died before the attempt was recorded, so nothing was dispatched: dial this attempt
+        # (a key left without an answer, by a version that claimed it first, goes).
         await DialerAttemptKey.filter(
             workspace_id=dialing.workspace_id,
             key=attempt_key(item.id, attempt, dialing.key_prefix),
             response=None,
         ).delete()
-        placed = await _attempt(settings, telephony, redis, dialing, item, attempt, now)
-        return placed or 0
+        return await _dial(
+            settings, telephony, redis, dialing, [Attempt.of(item, attempt, now, None)], now
+        )
     if call.status in call_service.FINAL_STATUSES or await _dispatched(telephony, call):
         logger.info(
             "%s %s: attempt %d was dispatched before a restart",
@@ -302,18 +419,9 @@ async def _recover(
     except AtCapacity:
         await model.filter(id=item.id).update(next_attempt_at=now + CAPACITY_BACKOFF)
         return 0
-    try:
-        await sip.dispatch_agent(
-            call_service.room_of(call),
-            metadata={"call_id": str(call.id), "direction": "outbound"},
-            settings=telephony,
-        )
-    except TelephonyError as error:
-        await call_service.finish_call(
-            redis, call, status="failed", end_reason="error", error=f"dispatch failed: {error}"
-        )
+    dispatched = await _dispatch_all(telephony, redis, [call])
     await model.filter(id=item.id).update(call_id=call_id, next_attempt_at=None)
-    return 1
+    return len(dispatched)
 
 
 async def _dispatched(telephony: TelephonySettings, call: Call) -> bool:

@@ -1,8 +1,9 @@
 """The workspace do-not-call list: adding, checking, listing and removing numbers.
 
-It applies to every outbound dial: `POST /calls/outbound_call` and both dialers go through
-`services.calls.start_outbound_call`, which refuses a listed number (`refuse_listed`); batches
-also reject listed rows at upload and skip rows listed later, and campaigns end such prospects.
+It applies to every outbound dial: `POST /calls/outbound_call` refuses a listed number
+(`refuse_listed`, in `services.calls.start_outbound_call`), and the dialers' core refuses the
+listed numbers among a tick's rows at dial time (`listed`, `refusal`); batches also reject
+listed rows at upload and skip rows listed later, and campaigns end such prospects.
 """
 
 from __future__ import annotations
@@ -58,11 +59,16 @@ async def listed(workspace_id: uuid.UUID, phone_numbers: Iterable[str]) -> set[s
 async def refuse_listed(workspace_id: uuid.UUID, phone_number: str) -> None:
     """Conflict `NUMBER_ON_DNC` when the workspace must never call `phone_number`."""
     if await is_dnc(workspace_id, phone_number):
-        raise Conflict(
-            ON_DNC,
-            f"{mask_phone(phone_number)} is on this workspace's do-not-call list "
-            "(/api/v/dnc/); nothing was dialed.",
-        )
+        raise refusal(phone_number)
+
+
+def refusal(phone_number: str) -> Conflict:
+    """The Conflict `NUMBER_ON_DNC` that refuses a dial to a listed `phone_number`."""
+    return Conflict(
+        ON_DNC,
+        f"{mask_phone(phone_number)} is on this workspace's do-not-call list "
+        "(/api/v/dnc/); nothing was dialed.",
+    )
 
 
 async def add_dnc(

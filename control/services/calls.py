@@ -65,7 +65,7 @@ RINGING_ALLOWANCE_SECONDS = 60.0  # an outbound call rings about 45 s before it 
 WEB_TOKEN_TTL_SECONDS = 600
 
 
-async def create_call(
+def new_call(
     agent: Agent,
     *,
     direction: str,
@@ -79,13 +79,14 @@ async def create_call(
     call_id: uuid.UUID | None = None,
     created_at: datetime | None = None,
 ) -> Call:
-    """A new call log (queued) for `agent`; `direction` is inbound, outbound or web.
+    """A new call log (queued) for `agent`, not saved yet: `create_call` saves one, a dialer
+    many at once (`create_calls`). `direction` is inbound, outbound or web.
 
     A dialer passes its (injectable) clock as `created_at`; otherwise it is now."""
     call_id = call_id or uuid.uuid4()
     # Left out when not given: the column's `auto_now_add` stamps it (an explicit None is refused).
     clock: dict[str, Any] = {"created_at": created_at} if created_at is not None else {}
-    call = await Call.create(
+    return Call(
         id=call_id,
         workspace_id=agent.workspace_id,
         agent_id=agent.id,
@@ -104,14 +105,32 @@ async def create_call(
         campaign=campaign,
         **clock,
     )
+
+
+async def create_call(agent: Agent, **fields: Any) -> Call:
+    """A new call log (queued) for `agent`, saved; `fields` as `new_call` takes them."""
+    call = new_call(agent, **fields)
+    await call.save(force_create=True)
+    _log_queued(call)
+    return call
+
+
+async def create_calls(calls: list[Call]) -> None:
+    """Save new call logs (from `new_call`) in one statement."""
+    await Call.bulk_create(calls)
+    for call in calls:
+        call._saved_in_db = True  # as `save` marks one (bulk_create does not), for later updates
+        _log_queued(call)
+
+
+def _log_queued(call: Call) -> None:
     logger.info(
         "call %s queued: %s %s -> %s",
         call.id,
-        direction,
-        mask_phone(from_number) or "-",
-        mask_phone(to_number) or "-",
+        _direction(call),
+        mask_phone(call.from_number) or "-",
+        mask_phone(call.to_number) or "-",
     )
-    return call
 
 
 def _direction(call: Call) -> CallDirection:
@@ -335,6 +354,19 @@ async def _workspace_limit(workspace_id: uuid.UUID) -> int | None:
     return workspace.max_concurrent_calls
 
 
+async def capacity_limits(
+    settings: Settings, workspace_id: uuid.UUID, *, web: bool = False
+) -> list[capacity.Limit]:
+    """The limits a call of the workspace takes a slot under: the platform's and the
+    workspace's (read now), and with `web` the workspace's web calls'."""
+    limits = capacity.limits_for(
+        settings.max_agent_sessions, workspace_id, await _workspace_limit(workspace_id)
+    )
+    if web:
+        limits.append(capacity.web_limit(workspace_id, settings.web_calls_max_concurrent))
+    return limits
+
+
 async def reserve_capacity(
     settings: Settings,
     redis: Redis,
@@ -344,12 +376,18 @@ async def reserve_capacity(
     web: bool = False,
 ) -> None:
     """Take the call's slot under the platform's and the workspace's limits (429 when full)."""
-    limits = capacity.limits_for(
-        settings.max_agent_sessions, workspace_id, await _workspace_limit(workspace_id)
-    )
-    if web:
-        limits.append(capacity.web_limit(workspace_id, settings.web_calls_max_concurrent))
+    limits = await capacity_limits(settings, workspace_id, web=web)
     await capacity.reserve(redis, call_id, limits, _unjoined_hold(settings))
+
+
+async def reserve_capacities(
+    settings: Settings, redis: Redis, call_ids: list[uuid.UUID], workspace_id: uuid.UUID
+) -> int:
+    """Take slots for the workspace's `call_ids` in order, as `reserve_capacity` takes one,
+    until a limit is full; returns how many got one (the first so many)."""
+    limits = await capacity_limits(settings, workspace_id)
+    taken, _ = await capacity.reserve_many(redis, call_ids, limits, _unjoined_hold(settings))
+    return taken
 
 
 def _unjoined_hold(settings: Settings) -> float:
@@ -523,29 +561,18 @@ async def _dispatch(
         raise phone_numbers.telephony_error(error) from error
 
 
-async def start_outbound_call(
-    settings: Settings,
-    telephony: TelephonySettings,
-    redis: Redis,
-    workspace_id: uuid.UUID,
-    agent_number: str,
-    to_number: str,
-    dynamic_variables: dict[str, Any],
-    batch_id: uuid.UUID | None = None,
-    call_id: uuid.UUID | None = None,
-    campaign_id: uuid.UUID | None = None,
-    campaign: str | None = None,
-    now: datetime | None = None,
-) -> tuple[Call, str]:
-    """Take a capacity slot, queue a call log and dispatch the agent; the worker then dials.
+async def dispatch_outbound(telephony: TelephonySettings, redis: Redis, call: Call) -> str:
+    """Dispatch the agent into an outbound call's room (it dials the callee); returns the
+    dispatch id. When LiveKit refuses, the call is finished as failed and the refusal raised
+    (a DomainError)."""
+    return await _dispatch(
+        telephony, redis, call, {"call_id": str(call.id), "direction": "outbound"}
+    )
 
-    A number on the workspace's do-not-call list is refused first (Conflict `NUMBER_ON_DNC`):
-    no slot, no call log, no dispatch.
 
-    A dialer passes the `call_id` it recorded before dialing (its room is `call-<call_id>`), so
-    that after a crash it can find the call, and its room on LiveKit, instead of dialing again,
-    and its clock as `now` (the call log's `created_at`), which a simulation may inject.
-    """
+async def outbound_agent(workspace_id: uuid.UUID, agent_number: str) -> Agent:
+    """The agent that calls out from `agent_number`, once the number is checked: registered by
+    the workspace, mapped to one of its agents, and on an outbound trunk (404 or 409 if not)."""
     number = await PhoneNumber.get_or_none(workspace_id=workspace_id, phone_number=agent_number)
     if number is None:
         raise NotFound(
@@ -564,9 +591,27 @@ async def start_outbound_call(
             "NO_OUTBOUND_TRUNK",
             "That number has no outbound SIP trunk; register one (POST /phonenumbers/sip_trunk).",
         )
-    # Every outbound dial passes here (the API and both dialers): the list is never dialed.
+    return agent
+
+
+async def start_outbound_call(
+    settings: Settings,
+    telephony: TelephonySettings,
+    redis: Redis,
+    workspace_id: uuid.UUID,
+    agent_number: str,
+    to_number: str,
+    dynamic_variables: dict[str, Any],
+) -> tuple[Call, str]:
+    """Take a capacity slot, queue a call log and dispatch the agent; the worker then dials.
+
+    A number on the workspace's do-not-call list is refused first (Conflict `NUMBER_ON_DNC`):
+    no slot, no call log, no dispatch. The dialers take the same steps for a tick's rows at once
+    (`control.dialing.dialer`).
+    """
+    agent = await outbound_agent(workspace_id, agent_number)
     await dnc.refuse_listed(workspace_id, to_number)
-    call_id = call_id or uuid.uuid4()
+    call_id = uuid.uuid4()
     await reserve_capacity(settings, redis, call_id, workspace_id)
     try:
         call = await create_call(
@@ -575,18 +620,12 @@ async def start_outbound_call(
             from_number=agent_number,
             to_number=to_number,
             dynamic_variables=dynamic_variables,
-            batch_id=batch_id,
-            campaign_id=campaign_id,
-            campaign=campaign,
             call_id=call_id,
-            created_at=now,
         )
     except BaseException:
         await capacity.release(redis, call_id, capacity.keys_of(workspace_id))
         raise
-    dispatch_id = await _dispatch(
-        telephony, redis, call, {"call_id": str(call.id), "direction": "outbound"}
-    )
+    dispatch_id = await dispatch_outbound(telephony, redis, call)
     await emit_once(call, "call_started", _event_data(call))
     return call, dispatch_id
 
@@ -788,12 +827,30 @@ OUTCOME_EVENTS = {
 }
 
 
+def _once_key(call: Call, event_type: str, revision: str | None = None) -> str:
+    # The id of an event a call has once derives from the call and the event.
+    return f"{call.id}:{event_type}" + (f":{revision}" if revision else "")
+
+
 async def emit_once(
     call: Call, event_type: str, data: dict[str, Any], revision: str | None = None
 ) -> None:
     """Fire one of the events a call has once; its id derives from the call and the event."""
-    key = f"{call.id}:{event_type}" + (f":{revision}" if revision else "")
-    await webhooks.emit(call.workspace_id, event_type, data, event_key=key)
+    await webhooks.emit(
+        call.workspace_id, event_type, data, event_key=_once_key(call, event_type, revision)
+    )
+
+
+async def emit_started(calls: list[Call]) -> None:
+    """`call_started` for each of `calls` (of one workspace), queued together."""
+    if calls:
+        await webhooks.emit_many(
+            calls[0].workspace_id,
+            [
+                webhooks.Event("call_started", _event_data(call), _once_key(call, "call_started"))
+                for call in calls
+            ],
+        )
 
 
 async def emit_outcome(call: Call, revision: str | None = None) -> None:

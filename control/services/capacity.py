@@ -22,20 +22,25 @@ PLATFORM_KEY = "capacity:platform"
 WORKSPACE_KEY = "capacity:workspace:{}"
 WEB_KEY = "capacity:web:{}"
 
-# KEYS: the limits' sets. ARGV: now, expiry, call id, then each set's limit (0: none).
-# Returns 0 when the slot was taken (or refreshed, for a call already holding one), else the
-# 1-based index of the first limit that is full.
+# KEYS: the limits' sets. ARGV: now, expiry, each set's limit (0: none), then the call ids.
+# Takes a slot for each call in order (refreshes it, for a call already holding one) until one
+# does not fit. Returns how many calls got a slot, and the 1-based index of the limit that was
+# full (0 when all got one).
 _RESERVE = """
-local now, expires, call = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
+local now, expires = tonumber(ARGV[1]), tonumber(ARGV[2])
 for i, key in ipairs(KEYS) do redis.call('ZREMRANGEBYSCORE', key, '-inf', now) end
-if not redis.call('ZSCORE', KEYS[1], call) then
-  for i, key in ipairs(KEYS) do
-    local limit = tonumber(ARGV[3 + i])
-    if limit > 0 and redis.call('ZCARD', key) >= limit then return i end
+local first = 3 + #KEYS
+for n = first, #ARGV do
+  local call = ARGV[n]
+  if not redis.call('ZSCORE', KEYS[1], call) then
+    for i, key in ipairs(KEYS) do
+      local limit = tonumber(ARGV[2 + i])
+      if limit > 0 and redis.call('ZCARD', key) >= limit then return {n - first, i} end
+    end
   end
+  for i, key in ipairs(KEYS) do redis.call('ZADD', key, expires, call) end
 end
-for i, key in ipairs(KEYS) do redis.call('ZADD', key, expires, call) end
-return 0
+return {#ARGV - first + 1, 0}
 """
 
 
@@ -72,23 +77,33 @@ async def reserve(
     redis: Redis, call_id: uuid.UUID, limits: list[Limit], hold_seconds: float
 ) -> None:
     """Take a slot for `call_id` in every limit, or raise 429 `AT_CAPACITY` naming the full one."""
+    _, full = await reserve_many(redis, [call_id], limits, hold_seconds)
+    if full is not None:
+        raise AtCapacity(
+            "AT_CAPACITY",
+            f"At capacity: {full.name} are all in use; try again in a minute.",
+            retry_after=30,
+        )
+
+
+async def reserve_many(
+    redis: Redis, call_ids: list[uuid.UUID], limits: list[Limit], hold_seconds: float
+) -> tuple[int, Limit | None]:
+    """Take a slot in every limit for each of `call_ids` in order, in one script, until a limit
+    is full. Returns how many got one (the first so many) and the full limit (None: none was)."""
+    if not call_ids:
+        return 0, None
     now = time.time()
-    full = await redis.eval(
+    taken, full = await redis.eval(
         _RESERVE,
         len(limits),
         *[limit.key for limit in limits],
         now,
         now + hold_seconds,
-        str(call_id),
         *[limit.size or 0 for limit in limits],
+        *[str(call_id) for call_id in call_ids],
     )
-    if full:
-        limit = limits[int(full) - 1]
-        raise AtCapacity(
-            "AT_CAPACITY",
-            f"At capacity: {limit.name} are all in use; try again in a minute.",
-            retry_after=30,
-        )
+    return int(taken), limits[int(full) - 1] if full else None
 
 
 async def refresh(redis: Redis, call_id: uuid.UUID, keys: list[str], hold_seconds: float) -> None:

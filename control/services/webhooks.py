@@ -9,7 +9,8 @@ import json
 import logging
 import time
 import uuid
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -132,27 +133,54 @@ async def emit(
     endpoint = await WebhookEndpoint.get_or_none(workspace_id=workspace_id)
     if endpoint is None:
         return None
-    event_id = event_id_for(workspace_id, event_key)
-    now = utcnow()
-    payload = {
-        "id": str(event_id),
-        "type": event_type,
-        "created_at": now.isoformat(),
-        "workspace_id": str(workspace_id),
-        "data": data,
-    }
+    delivery = _delivery(endpoint, Event(event_type, data, event_key), utcnow())
     try:
-        return await WebhookDelivery.create(
-            id=event_id,
-            workspace_id=workspace_id,
-            event_type=event_type,
-            payload=payload,
-            url=endpoint.url,
-            next_attempt_at=now,
-            call_id=_call_of(data),
-        )
+        await delivery.save(force_create=True)
     except IntegrityError:
         return None  # emitted before: the same event, already queued
+    return delivery
+
+
+@dataclass(frozen=True)
+class Event:
+    """An event to emit: its type, its data and its key (as `emit` takes them)."""
+
+    event_type: str
+    data: dict[str, Any]
+    event_key: str
+
+
+async def emit_many(workspace_id: uuid.UUID, events: list[Event]) -> None:
+    """`emit` for several events of one workspace: one look-up of its webhook and one insert
+    (an event queued before is skipped)."""
+    endpoint = await WebhookEndpoint.get_or_none(workspace_id=workspace_id)
+    if endpoint is None or not events:
+        return
+    now = utcnow()
+    await WebhookDelivery.bulk_create(
+        [_delivery(endpoint, event, now) for event in events], ignore_conflicts=True
+    )
+
+
+def _delivery(endpoint: WebhookEndpoint, event: Event, now: datetime) -> WebhookDelivery:
+    """The (unsaved) delivery of `event` to the endpoint, due now; its id from its key."""
+    event_id = event_id_for(endpoint.workspace_id, event.event_key)
+    payload = {
+        "id": str(event_id),
+        "type": event.event_type,
+        "created_at": now.isoformat(),
+        "workspace_id": str(endpoint.workspace_id),
+        "data": event.data,
+    }
+    return WebhookDelivery(
+        id=event_id,
+        workspace_id=endpoint.workspace_id,
+        event_type=event.event_type,
+        payload=payload,
+        url=endpoint.url,
+        next_attempt_at=now,
+        call_id=_call_of(event.data),
+    )
 
 
 async def _claim_due(settings: Settings) -> list[WebhookDelivery]:

@@ -47,6 +47,7 @@ from tests.bench.fill import copy_rows  # noqa: E402
 from tests.bench.harness import AGENT_NUMBER, bench_app, calling_line  # noqa: E402
 from tests.bench.samples import positive  # noqa: E402
 from tests.control.campaign_dialing import release_slots  # noqa: E402
+from tests.statements import QUERY_LOG, QueryCounter  # noqa: E402
 
 DATABASE = "voxline_bench_campaigns"
 REDIS_URL = os.environ.get("VOXLINE_BENCH_REDIS", "redis://127.0.0.1:6379/2")
@@ -113,17 +114,6 @@ def prospect_rows(campaigns: list[Campaign], per_campaign: int, start, india_ope
             }
 
 
-class QueryCounter(logging.Handler):
-    """Counts the statements tortoise sends (its db_client logger logs each at DEBUG)."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.count = 0
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.count += 1
-
-
 async def end_calls(redis, count: int | None = None) -> int:
     """The stand-in workers: the `count` oldest calls in progress end, answered (every one
     when `count` is None), in one UPDATE."""
@@ -187,7 +177,7 @@ async def main(prospects: int, campaign_count: int, ticks: int) -> None:
         print(f"  table {sizes[0]['heap']}, due-prospect index {sizes[0]['due_index']}")
 
         counter = QueryCounter()
-        query_log = logging.getLogger("tortoise.db_client")
+        query_log = logging.getLogger(QUERY_LOG)
         query_log.setLevel(logging.DEBUG)
         query_log.addHandler(counter)
         query_log.propagate = False

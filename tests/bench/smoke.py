@@ -141,6 +141,25 @@ SMOKES: dict[str, Smoke] = {
             rf"capacity calls_per_core={F} p95_ms={F} rss_mb_per_call={F}",
         ),
     ),
+    "bench_dialer_throughput.py": Smoke(
+        ("--prospects", "2000", "--seconds", "6", "--warmup", "2", "--capacity", "20"),
+        (
+            rf"prospects loaded: {N} in \d+ campaigns \(COPY, then VACUUM ANALYZE, in {F} s\)",
+            r"processes: 2 \(voxline serve, background jobs on\)",
+            r"capacity: 20 agent sessions \(VOXLINE_MAX_AGENT_SESSIONS\)",
+            rf"dispatches per second sustained: median {F}, min {F} \(\d+ windows? of \d+ s\); "
+            rf"mean {F}",
+            r"peak concurrent calls: \d+ \(capacity 20: held\)",
+            r"numbers dialed twice: 0 \(.+\)",
+            r"attempts past max_number_calls \(\d+\): 0",
+            r"campaign tick \(dial_campaigns job, every process, the whole run\): \d+ ticks, "
+            rf"mean {F} ms, p50 ~{F} ms p95 ~{F} ms .+",
+            rf"CPU a dispatched call, control plane 1 \(pid \d+\): {F} ms \({F} cores\)",
+            rf"CPU a dispatched call, control plane 2 \(pid \d+\): {F} ms \({F} cores\)",
+            rf"load average after: {F} {F} {F}",
+            r"bounded by: .+",
+        ),
+    ),
     "bench_http.py": Smoke(
         ("--workers", "1", "--seconds", "2", "--events", "5000"),
         (

@@ -14,6 +14,7 @@ recorded, so tests assert exactly what was created, updated and deleted:
     livekit.fail_dial(486)                          # the next call is busy
     livekit.add_participant("call-1", "sip-caller")  # a SIP caller already in a room
     livekit.fail_transfer(603)                      # the next transfer's REFER is declined
+    gate = livekit.hold("CreateRoom")               # such requests hang until gate.set()
     livekit.publish_track("call-1", "agent", "voice")  # a participant publishes a track
     livekit.hearing("call-1")  # who hears what: {identity: ["agent/voice", ...]}
 
@@ -29,6 +30,7 @@ webhook body and `Authorization` header signed exactly as LiveKit signs them.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import itertools
@@ -284,6 +286,10 @@ class FakeLiveKit(BackgroundServer):
             #: room -> participant identity -> the track sids it is subscribed to
             self.subscriptions: dict[str, dict[str, set[str]]] = {}
             self._failures: dict[str, _Failure] = {}
+            for gate in getattr(self, "_holds", {}).values():
+                gate.set()  # nothing stays held past a test
+            self._holds: dict[str, threading.Event] = {}
+            self._held: dict[str, int] = {}
 
     def fail(
         self,
@@ -304,6 +310,19 @@ class FakeLiveKit(BackgroundServer):
             raise ValueError(f"unknown Twirp code {code!r}")
         with self._lock:
             self._failures[method] = _Failure(code, message, after_apply, times, meta or {})
+
+    def hold(self, method: str) -> threading.Event:
+        """Makes requests to `method` hang, neither applied nor answered, until the returned
+        event is set (a server that stops answering); `held(method)` counts them."""
+        gate = threading.Event()
+        with self._lock:
+            self._holds[method] = gate
+        return gate
+
+    def held(self, method: str) -> int:
+        """How many requests to `method` were held by `hold` so far."""
+        with self._lock:
+            return self._held.get(method, 0)
 
     def fail_dial(self, sip_status: int, reason: str | None = None, *, times: int = 1) -> None:
         """Makes the next CreateSIPParticipant fail as LiveKit does with that SIP status."""
@@ -484,6 +503,14 @@ class FakeLiveKit(BackgroundServer):
 
     async def _handle(self, request: web.Request) -> web.Response:
         service, method = request.match_info["service"], request.match_info["method"]
+        with self._lock:
+            gate = self._holds.get(method)
+            if gate is not None and gate.is_set():
+                gate = None
+            if gate is not None:
+                self._held[method] = self._held.get(method, 0) + 1
+        if gate is not None:
+            await asyncio.get_running_loop().run_in_executor(None, gate.wait)
         content_type = request.content_type
         try:
             spec = self._methods.get((service, method))
