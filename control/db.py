@@ -7,8 +7,10 @@ import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import asyncpg
 from tortoise import Tortoise
 from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.backends.base.config_generator import expand_db_url
 from tortoise.migrations.api import migrate
 
 from control.config import Settings, get_settings
@@ -20,7 +22,7 @@ MODEL_MODULES = ["control.models"]
 
 def tortoise_config(settings: Settings) -> dict[str, Any]:
     return {
-        "connections": {"default": settings.resolved_database_url},
+        "connections": {"default": _connection(settings.resolved_database_url)},
         "apps": {
             "models": {
                 "models": MODEL_MODULES,
@@ -31,6 +33,28 @@ def tortoise_config(settings: Settings) -> dict[str, Any]:
         "use_tz": True,
         "timezone": "UTC",
     }
+
+
+def _connection(url: str) -> str | dict[str, Any]:
+    """The connection for `url`: on PostgreSQL, a pool that gives connections back without
+    asyncpg's reset query."""
+    config = expand_db_url(url)
+    if config["engine"] != "tortoise.backends.asyncpg":
+        return url
+    config["credentials"]["reset"] = _keep_session
+    return config
+
+
+async def _keep_session(connection: asyncpg.Connection) -> None:
+    """What a pooled connection needs before its next query: nothing.
+
+    asyncpg's default reset (`RESET ALL`, `UNLISTEN *`, `CLOSE ALL`, advisory locks released)
+    is a round trip to PostgreSQL every time a connection goes back to the pool, that is after
+    every query outside a transaction: as many round trips as the queries themselves. Voxline
+    leaves none of that state on a connection (no `SET`, `LISTEN`, advisory lock or cursor
+    outside a transaction), and asyncpg still rolls back a transaction left open before this
+    is called.
+    """
 
 
 def __getattr__(name: str) -> Any:

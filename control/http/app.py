@@ -35,8 +35,10 @@ from control.http.routes import (
     webhooks,
     workspaces,
 )
+from control.http.schemas import pass_responses_through
 from control.jobs.background import BackgroundWork
 from control.services.health import DependencyWatch
+from control.services.livekit_events import LiveKitEvents
 from telephony import sip
 from telephony.config import TelephonySettings
 from telephony.config import get_settings as get_telephony_settings
@@ -96,10 +98,12 @@ def create_app(
         # Operation ids, tags, shared schemas and error responses, each by one rule.
         openapi_provider_class=VoxlineOpenAPIProvider,
     )
+    pass_responses_through(app)
     redis = Redis.from_url(
         settings.redis_url, socket_connect_timeout=1.0, socket_timeout=2.0, decode_responses=True
     )
     app.extensions["redis"] = redis
+    app.extensions["livekit_events"] = LiveKitEvents(redis)
     init_rate_limiter(app, redis)
     register_error_handlers(app)
     instrument(app)

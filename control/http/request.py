@@ -10,7 +10,8 @@ from itertools import accumulate, count
 from operator import sub
 from typing import Any, TypeVar, cast
 
-from quart import Request, current_app, request
+from quart import Request, current_app
+from quart.globals import request_ctx
 from quart.wrappers.request import Body
 from werkzeug.exceptions import RequestEntityTooLarge
 
@@ -157,21 +158,25 @@ def takes_upload(view: ViewT) -> ViewT:
 async def bound_request() -> None:
     """Before each request: no NUL in its query parameters, and its body bounded by its
     route's limit (a JSON route's by default)."""
-    for name, value in request.args.items(multi=True):
-        if "\x00" in name or "\x00" in value:
-            raise TextHasNul(name.replace("\x00", ""))
-    await limit_body_size()
+    # The request itself, once: each use of the `request` proxy looks the context up again.
+    current = cast(VoxlineRequest, request_ctx.request)
+    query = current.query_string
+    if b"%00" in query or b"\x00" in query:  # the only ways a NUL reaches it: else not parsed
+        for name, value in current.args.items(multi=True):
+            if "\x00" in name or "\x00" in value:
+                raise TextHasNul(name.replace("\x00", ""))
+    await limit_body_size(current)
 
 
-async def limit_body_size() -> None:
+async def limit_body_size(current: VoxlineRequest) -> None:
     """Bound the request's body by its route's limit (a JSON route's by default)."""
     settings = current_app.config["SETTINGS"]
-    view = current_app.view_functions.get(request.endpoint or "")
+    view = current_app.view_functions.get(current.endpoint or "")
     if getattr(view, UPLOAD_ATTRIBUTE, False):
-        cast(VoxlineRequest, request).limit_body(settings.max_upload_request_bytes)
+        current.limit_body(settings.max_upload_request_bytes)
         return
-    cast(VoxlineRequest, request).limit_body(settings.max_json_bytes)
-    if request.content_length is None and request.method not in ("GET", "HEAD"):
+    current.limit_body(settings.max_json_bytes)
+    if current.content_length is None and current.method not in ("GET", "HEAD"):
         # Chunked: read now (the read stops at the limit), so that every route over it answers
         # 413, even one that would not read a body of this Content-Type.
-        await request.get_data(cache=True, as_text=False, parse_form_data=False)
+        await current.get_data(cache=True, as_text=False, parse_form_data=False)

@@ -18,7 +18,8 @@ starts `voxline serve` (as the tests do, `tests/servers.py`) on its own PostgreS
 It prints requests/s, p50/p99 latency, non-2xx answers and the load average of the machine.
 In the same run it measures an empty Quart route served the same way (`tests/bench/empty_quart.py`,
 one process) and prints each figure as a ratio to it, which holds better from one machine (or
-load) to another than requests/s do.
+load) to another than requests/s do; with one process, also as requests per server CPU second
+against the empty route's, which holds best on a machine that other work keeps busy.
 """
 
 from __future__ import annotations
@@ -222,6 +223,16 @@ def show_ratio(label: str, figures: dict, empty: dict) -> None:
     )
 
 
+def show_cpu_ratio(label: str, figures: dict, empty: dict) -> None:
+    """The empty route's server CPU time per request over this route's: the share of the empty
+    route's rate that the same CPU serves, which other work on the machine moves less than it
+    moves req/s (printed where /proc tells the CPU times)."""
+    if not (figures["cpu_s"] and figures["answered"] and empty["cpu_s"] and empty["answered"]):
+        return
+    share = (empty["cpu_s"] / empty["answered"]) / (figures["cpu_s"] / figures["answered"])
+    print(f"{label:<28} {share:>8.2f} of the empty route's requests per server CPU second")
+
+
 def show(label: str, figures: dict) -> None:
     require(figures["answered"], label, "no request was answered with a 2xx")
     print(
@@ -289,6 +300,8 @@ async def bench(workers: int, seconds: int, connections: int, work: Path) -> Non
         show("GET empty Quart route", empty)
         show_ratio(f"workers={workers} GET /health", health, empty)
         show_ratio(f"workers={workers} POST /webhook/livekit", figures, empty)
+        show_cpu_ratio(f"workers={workers} GET /health", health, empty)
+        show_cpu_ratio(f"workers={workers} POST /webhook/livekit", figures, empty)
     finally:
         server.stop()
         await redis.aclose()

@@ -1,5 +1,6 @@
 """Outbound calls, web-call tokens and LiveKit webhooks, up to the LiveKit boundary (stand-in)."""
 
+import asyncio
 import json
 
 import jwt
@@ -229,6 +230,31 @@ async def test_livekit_webhook_counts_rooms_once_and_never_below_zero(client, db
     await post_webhook(client, livekit, "room_finished", room_name="r1", event_id="EV_2")
     await post_webhook(client, livekit, "room_finished", room_name="r2", event_id="EV_3")
     assert await redis.get(ACTIVE_CALLS_KEY) == "0"
+
+
+async def test_livekit_events_arriving_together_are_each_applied_once(client, line, livekit, redis):
+    body = {"agent_phone_number": "+16505551234", "phone_number_to_dial": "+14155559876"}
+    call_ids = []
+    for _ in range(2):
+        placed = await client.post("/calls/outbound_call", json=body, headers=line["headers"])
+        call_ids.append((await placed.get_json())["call_id"])
+    rooms = [(await Call.get(id=call_id)).room_name for call_id in call_ids] + ["r3", "r4", "r5"]
+    # Every room's start at once, two of them delivered twice (LiveKit retrying a slow answer).
+    deliveries = [(room, f"EV_{number}") for number, room in enumerate(rooms)]
+    deliveries += [deliveries[0], deliveries[3]]
+    answers = await asyncio.gather(
+        *(
+            post_webhook(client, livekit, "room_started", room_name=room, event_id=event_id)
+            for room, event_id in deliveries
+        )
+    )
+    assert [answer.status_code for answer in answers] == [200] * len(deliveries)
+    duplicates = sorted([(await answer.get_json())["duplicate"] for answer in answers])
+    assert duplicates == [False] * 5 + [True] * 2
+    assert await redis.get(ACTIVE_CALLS_KEY) == "5"
+    for call_id in call_ids:
+        call = await Call.get(id=call_id)
+        assert call.status == "dialing" and call.started_at is not None
 
 
 async def test_livekit_webhook_refuses_bad_signatures(client, db, livekit, redis):

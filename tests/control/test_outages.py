@@ -30,6 +30,7 @@ from control.http.ratelimit import FAIL_OPEN_ATTRIBUTE
 from control.models import Role
 from control.outages import DATABASE, REDIS, outage_of
 from control.services.agents import create_agent
+from control.services.livekit_events import ACTIVE_CALLS_KEY
 from tests.conftest import PASSWORD, TEST_DATA_DIR, auth_headers, free_port, make_user
 
 pytestmark = pytest.mark.skipif(
@@ -341,7 +342,9 @@ class TcpRelay:
 
 
 @pytest.mark.postgres_only("the outage is PostgreSQL going away")
-async def test_serve_starts_with_postgres_down_and_recovers_without_restart(db, settings, redis):
+async def test_serve_starts_with_postgres_down_and_recovers_without_restart(
+    db, settings, redis, livekit
+):
     target = urlsplit(settings.database_url)
     relay = TcpRelay(target.port or 5432)
     database_url = settings.database_url.replace(target.netloc, f"postgres@127.0.0.1:{relay.port}")
@@ -349,9 +352,14 @@ async def test_serve_starts_with_postgres_down_and_recovers_without_restart(db, 
         "VOXLINE_DATABASE_URL": database_url,
         "VOXLINE_REDIS_URL": settings.redis_url,
         "VOXLINE_JWT_SECRET": settings.jwt_secret,
+        "LIVEKIT_URL": livekit.url,
+        "LIVEKIT_API_KEY": livekit.api_key,
+        "LIVEKIT_API_SECRET": livekit.api_secret,
     }
     user, _ = await make_user("admin@example.com", role=Role.ADMIN)
     headers = auth_headers(settings, user)
+    event, signature = livekit.webhook("room_started", room_name="r1", event_id="EV_OUTAGE")
+    webhook = {"content": event, "headers": {"Authorization": signature}}
     try:
         async with (
             serve(env) as (url, process),
@@ -373,12 +381,22 @@ async def test_serve_starts_with_postgres_down_and_recovers_without_restart(db, 
                 error = response.json()
                 assert error["code"] == "SERVICE_UNAVAILABLE", (path, error)
                 assert error["detail"].startswith("The database is unavailable"), (path, error)
+            # A LiveKit event whose write failed is refused, not counted: LiveKit sends it again.
+            refused = await http.post("/webhook/livekit", **webhook)
+            assert refused.status_code == 503, refused.text
+            assert refused.json()["detail"].startswith("The database is unavailable")
+            assert await redis.get(ACTIVE_CALLS_KEY) is None
             assert process.returncode is None
 
             await relay.open()
             await _wait_for_health(http, 200)
             agents = await http.get("/agents", headers=headers)
             assert agents.status_code == 200, agents.text
+            # LiveKit's retry is applied, once.
+            for duplicate in (False, True):
+                retried = await http.post("/webhook/livekit", **webhook)
+                assert retried.json() == {"received": "room_started", "duplicate": duplicate}
+            assert await redis.get(ACTIVE_CALLS_KEY) == "1"
     finally:
         await relay.close()
 

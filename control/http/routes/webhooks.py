@@ -7,17 +7,21 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
-from quart import Blueprint, current_app, request
-from quart_schema import validate_querystring, validate_request, validate_response
+from quart import Blueprint, Response, current_app, request
+from quart_schema import (
+    document_response,
+    validate_querystring,
+    validate_request,
+    validate_response,
+)
 
 from control.http.errors import APIError
 from control.http.pagination import Page, PageQuery, paginate
 from control.http.principal import current_principal, public, require_role
 from control.http.ratelimit import per_minute
-from control.http.schemas import IsoTime
+from control.http.schemas import IsoTime, json_answer
 from control.models import Role, WebhookDelivery, WebhookEndpoint
 from control.security import secret_readable
-from control.services import livekit_events
 from control.services import webhooks as webhook_service
 from telephony.errors import InvalidWebhook, NotConfigured
 from telephony.sip import verify_livekit_webhook
@@ -182,8 +186,8 @@ async def list_deliveries(query_args: DeliveryQuery) -> dict:
 @blueprint.post("/livekit")
 @per_minute(60_000)
 @public
-@validate_response(LiveKitEventOut)
-async def receive_livekit_webhook() -> dict:
+@document_response(LiveKitEventOut)
+async def receive_livekit_webhook() -> Response:
     """Receive LiveKit's webhook events.
 
     The `Authorization` signature is checked against the raw body; rooms move the active-call
@@ -198,5 +202,5 @@ async def receive_livekit_webhook() -> dict:
         raise APIError(401, "INVALID_SIGNATURE", str(error)) from error
     except NotConfigured as error:
         raise APIError(503, "TELEPHONY_NOT_CONFIGURED", str(error)) from error
-    handled = await livekit_events.handle(current_app.extensions["redis"], event)
-    return {"received": event.event, "duplicate": not handled}
+    handled = await current_app.extensions["livekit_events"].handle(event)
+    return json_answer(LiveKitEventOut(received=event.event, duplicate=not handled))
