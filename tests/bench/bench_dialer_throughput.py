@@ -135,6 +135,8 @@ class Fleet:
     in_flight: int = 0
     peak: int = 0
     holds: list[float] = field(default_factory=list)  # dispatch to report, seconds
+    joins: list[float] = field(default_factory=list)  # the join's round trip, seconds
+    reports: list[float] = field(default_factory=list)  # the report's round trip, seconds
     duplicates: int = 0  # call ids LiveKit was asked to dispatch more than once
     errors: Counter[str] = field(default_factory=Counter)  # by step and code
     first_errors: dict[str, str] = field(default_factory=dict)
@@ -162,7 +164,9 @@ class Fleet:
     async def _take_call(self, worker: ControlPlane, call_id: str, dispatched: float) -> None:
         step, counted = "join", True
         try:
+            asked = time.monotonic()
             await worker.call_spec(call_id)  # a worker's join: the call's spec, the slot kept
+            self.joins.append(time.monotonic() - asked)
             answered = datetime.now(UTC).isoformat()
             await asyncio.sleep(random.uniform(*CALL_SECONDS))
             report = CallReport(
@@ -177,6 +181,7 @@ class Fleet:
             step, counted = "report", False
             self.holds.append(time.monotonic() - dispatched)
             await self._report(worker, report)
+            self.reports.append(time.monotonic() - self.holds[-1] - dispatched)
         except ControlPlaneError as error:
             code = f"{step} {error.code or error.status or 'unreachable'}"
             self.errors[code] += 1
@@ -375,11 +380,12 @@ def prospect_rows(campaigns: list[dict[str, Any]], count: int, now: datetime):
 
 
 def calling_window(now: datetime) -> tuple[str, str]:
-    """From an hour before `now` to three hours after, in UTC (it may run across midnight)."""
-    return (
-        (now - timedelta(hours=1)).strftime("%H:%M"),
-        (now + timedelta(hours=3)).strftime("%H:%M"),
-    )
+    """From an hour before `now` to three hours after, in UTC, kept within `now`'s day (the API
+    takes no window across midnight)."""
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    earliest = max(now - timedelta(hours=1), midnight)
+    latest = min(now + timedelta(hours=3), midnight + timedelta(hours=23, minutes=59))
+    return earliest.strftime("%H:%M"), latest.strftime("%H:%M")
 
 
 def settings_for_bench() -> Settings:
@@ -683,6 +689,7 @@ def report(
         f"samples; mean slot hold (dispatch to report) {hold:.2f} s, so the capacity allows "
         f"{capacity_rate:.0f} dispatches/s"
     )
+    print(f"join round trip: {spread(fleet.joins)}; report round trip: {spread(fleet.reports)}")
     twice = int(found["prospects"]) + fleet.duplicates
     print(
         f"numbers dialed twice: {twice} (prospects dialed more often than their attempts: "
@@ -736,6 +743,16 @@ def report(
         print(f"FAILED: {'; '.join(failures)}", flush=True)
         return 1
     return 0
+
+
+def spread(seconds: list[float]) -> str:
+    """Median, p95 and max of round trips, in ms."""
+    if not seconds:
+        return "none"
+    ordered = sorted(seconds)
+    p95 = ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
+    median, most = statistics.median(ordered), ordered[-1]
+    return f"median {1000 * median:.0f} ms, p95 {1000 * p95:.0f} ms, max {1000 * most:.0f} ms"
 
 
 def tick_figures(

@@ -304,6 +304,24 @@ async def test_a_number_called_by_another_campaign_is_a_dupe_until_dupe_days_pas
     assert (await Prospect.get(id=unchecked.id)).status == "calling"
 
 
+async def test_campaigns_ticking_together_dial_a_number_they_share_once(
+    client, line, settings, telephony_settings, redis, livekit
+):
+    # The campaigns of a tick run side by side; their claims do not, so the dupe rule holds.
+    noon = START + timedelta(hours=17)
+    campaigns = [await new_campaign(line, name=f"Shared {n}", dupe_days=7) for n in range(3)]
+    shared = [prospect(campaign, "+12122000001") for campaign in campaigns]
+    await add_prospects(shared)
+    assert await campaign_dialer.tick(settings, telephony_settings, redis, now=noon) == 1
+    rows = [await Prospect.get(id=row.id) for row in shared]
+    assert sorted((row.status, row.skip_reason) for row in rows) == [
+        ("calling", None),
+        ("pending", "dupe"),
+        ("pending", "dupe"),
+    ]
+    assert len(livekit.dispatches) == 1
+
+
 async def test_the_window_is_read_in_every_zone_of_the_prospect():
     # A number spanning Mountain and Central time: 09:00 must have come in both.
     zones = ("America/Denver", "America/North_Dakota/Center")
