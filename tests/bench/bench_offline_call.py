@@ -13,7 +13,7 @@ are pessimistic. Nothing is asserted. The switches measure each way to a faster 
 
     python tests/bench/bench_offline_call.py [--turns 20] [--cold] [--whole-sentences]
         [--no-preemptive-tts] [--no-preemptive] [--min-endpointing S] [--max-endpointing S]
-        [--no-turn-detector] [--vad-silence S]
+        [--no-turn-detector] [--vad-silence S] [--whisper-full-window]
 
 `--cold`: the models are not warmed before the call (`runtime.latency.warm_models`);
 `--whole-sentences`: the TTS gets whole sentences, not the reply's first clause at once;
@@ -22,8 +22,10 @@ are pessimistic. Nothing is asserted. The switches measure each way to a faster 
 (s) after which a turn may end (the demo agent's setting, 0.5); `--max-endpointing`: the
 longest wait when the end-of-turn model expects more (the demo agent's, 1.5);
 `--no-turn-detector`: turns end on silence alone; `--vad-silence`: the
-silence (s) after which the VAD says speech ended (default 0.55). Without the local models it
-says what to install and exits 3.
+silence (s) after which the VAD says speech ended (default 0.55); `--whisper-full-window`:
+whisper encodes every utterance in its 30 s window, not a short one
+(`runtime.local.stt.SHORT_WINDOW_SECONDS`). Without the local models it says what to install
+and exits 3.
 """
 
 from __future__ import annotations
@@ -130,6 +132,11 @@ async def main() -> int:
         metavar="S",
         help="silence after which the VAD says speech ended (default 0.55)",
     )
+    parser.add_argument(
+        "--whisper-full-window",
+        action="store_true",
+        help="whisper encodes every utterance in its 30 s window, not a short one",
+    )
     parser.add_argument("--verbose", "-v", action="store_true", help="print the conversation")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -170,6 +177,7 @@ async def main() -> int:
     loaded_before = load()
     started = time.perf_counter()
     pipeline = build_pipeline(agent)
+    pipeline.stt.short_window = not args.whisper_full_window
     if not args.cold:
         await latency.warm_models(pipeline)
     print(f"models built{'' if args.cold else ' and warmed'} in "
@@ -217,6 +225,7 @@ async def main() -> int:
             (f"--max-endpointing {args.max_endpointing}", args.max_endpointing is not None),
             ("--no-turn-detector", args.no_turn_detector),
             (f"--vad-silence {args.vad_silence}", args.vad_silence is not None),
+            ("--whisper-full-window", args.whisper_full_window),
         )
         if on
     )

@@ -3,6 +3,7 @@
 import wave
 from pathlib import Path
 
+import numpy as np
 import pytest
 from livekit.agents import llm as lk_llm
 
@@ -29,6 +30,14 @@ async def test_whisper_hears_the_exact_words_of_a_fixed_recording():
     text = event.alternatives[0].text.lower()
     assert "book a table" in text
     assert "two" in text or "2" in text
+
+
+async def test_whisper_hears_nothing_in_a_second_of_noise():
+    # Encoded in its short window, whisper makes "I'm not going to be able to do that." of this
+    # noise, with a confident score: its no-speech probability is what tells.
+    noise = np.random.default_rng(2).normal(0, 0.01 * 32768, 16000).astype(np.int16)
+    event = await WhisperSTT().recognize(to_frames(noise.tobytes(), 16000, 16000))
+    assert event.alternatives[0].text == ""
 
 
 async def test_piper_speech_is_understood_by_whisper():
