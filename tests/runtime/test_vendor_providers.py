@@ -437,6 +437,19 @@ async def _final_transcript(stt) -> str:
             await stt.aclose()
 
 
+def _vendor_call(llm: str, stt: str, tts: str):
+    """A call to the Harbor Cafe greeting agent on these vendors (their default models)."""
+    return make_call(
+        "",
+        llm_provider=llm,
+        llm_model=None,
+        llm_base_url=None,
+        stt_provider=stt,
+        tts_provider=tts,
+        first_message="Hello, Harbor Cafe.",
+    )
+
+
 async def _spoken_call(call):
     """The call hears "What time do you open?" (a tone the scripted STT transcribes) and must
     greet, then answer "We open at seven."; its report."""
@@ -499,15 +512,7 @@ async def test_a_spoken_call_through_each_vendor(
         "deepgram": speak_server,
         "azure": azure_speech,
     }
-    call = make_call(
-        "",
-        llm_provider=llm,
-        llm_model=None,
-        llm_base_url=None,
-        stt_provider="assemblyai",
-        tts_provider=tts,
-        first_message="Hello, Harbor Cafe.",
-    )
+    call = _vendor_call(llm, "assemblyai", tts)
 
     report = await _spoken_call(call)
     spoken = "".join(c.text("text") + c.text("transcript") for c in voice[tts].connections)
@@ -579,15 +584,7 @@ async def test_a_spoken_call_through_google_speech(
 ):
     google_endpoints.script("What time do you open?")
     scripted_anthropic.on("open", "We open at seven.")
-    call = make_call(
-        "",
-        llm_provider="anthropic",
-        llm_model=None,
-        llm_base_url=None,
-        stt_provider="google",
-        tts_provider="google",
-        first_message="Hello, Harbor Cafe.",
-    )
+    call = _vendor_call("anthropic", "google", "google")
 
     report = await _spoken_call(call)
     spoken = "".join(_spoken_text(c) for c in google_endpoints.connections)
@@ -627,15 +624,7 @@ async def test_a_spoken_call_through_azure_speech(
     monkeypatch.setenv("VOXLINE_AZURE_TTS_URL", azure_speech.tts_url)
     monkeypatch.setenv("VOXLINE_GROQ_URL", scripted_llm.base_url)
     scripted_llm.on("open", "We open at seven.")
-    call = make_call(
-        "",
-        llm_provider="groq",
-        llm_model=None,
-        llm_base_url=None,
-        stt_provider="azure",
-        tts_provider="azure",
-        first_message="Hello, Harbor Cafe.",
-    )
+    call = _vendor_call("groq", "azure", "azure")
 
     report = await _spoken_call(call)
     spoken = "".join(c.text("text") for c in azure_speech.connections)
